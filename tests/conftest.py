@@ -1,0 +1,39 @@
+"""Shared test set-up: no display, a private user folder, GPU tests skipped without CUDA."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REFERENCE = SHARED / "reference"
+VECTORS = REFERENCE / "vectors"
+
+
+@pytest.fixture(autouse=True)
+def _private_user_home(tmp_path_factory, monkeypatch):
+    """Settings, caches and models of the tests never touch the real user folders."""
+    home = tmp_path_factory.mktemp("studio-home")
+    monkeypatch.setenv("TOONCRAFTER_STUDIO_HOME", str(home))
+    monkeypatch.delenv("TOONCRAFTER_STUDIO_MODELS", raising=False)
+    return home
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except Exception:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def pytest_collection_modifyitems(config, items):
+    if any("gpu" in item.keywords for item in items) and not _cuda_available():
+        skip = pytest.mark.skip(reason="needs a CUDA device")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)
