@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "tooncrafter_studio.cli.generate_cmds",
     "tooncrafter_studio.cli.models_cmds",
     "tooncrafter_studio.cli.doctor_cmds",
+    "tooncrafter_studio.cli.interpolate_cmd",
 )
 
 EXIT_OK = 0

@@ -108,3 +108,36 @@ def resolve_timeline(shot: Shot, include_pending: bool = True) -> list[ResolvedF
             frames[slot] = ResolvedFrame(slot + 1, shown.image, shown.label, shown.kind, False,
                                          shown.status, shown.take_id, shown.note)
     return frames
+
+
+def cell_starts(shot: Shot) -> list[int]:
+    """The 1-based timeline frame where each cell begins."""
+    starts: list[int] = []
+    frame = 1
+    for cell in shot.cells:
+        starts.append(frame)
+        frame += cell.length
+    return starts
+
+
+def cell_at(shot: Shot, frame: int) -> tuple[int, int]:
+    """(index of the cell that shows timeline `frame`, the frame where that cell begins).
+
+    Raises IndexError for a frame outside 1..frame_count; callers turn it into a message.
+    """
+    if frame < 1:
+        raise IndexError(frame)
+    start = 1
+    for index, cell in enumerate(shot.cells):
+        if frame < start + cell.length:
+            return index, start
+        start += cell.length
+    raise IndexError(frame)
+
+
+def span_containing(shot: Shot, frame: int) -> SegmentSpan | None:
+    """The segment whose keys bound `frame` (start key's cell included, end key excluded)."""
+    for span in key_spans(shot):
+        if span.start_frame <= frame < span.start_frame + span.gap:
+            return span
+    return None

@@ -1,0 +1,131 @@
+"""The flow engine on synthetic cartoon frames with known motion."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from engine_synthetic import FILL, OTHER, PAPER, disc_frame, fill_centroid, occlusion_frames
+
+from tooncrafter_studio.engines.base import InterpolationRequest
+from tooncrafter_studio.engines.flow import FlowEngine
+from tooncrafter_studio.engines.flow_warp import push_pull_fill
+
+
+def _run(a, b, times):
+    return FlowEngine().interpolate(InterpolationRequest(a, b, list(times))).frames
+
+
+@pytest.mark.parametrize("motion", [(12.0, 0.0), (-8.0, 6.0), (30.0, 10.0), (5.5, -3.5)])
+def test_translated_disc_lands_within_a_pixel(motion):
+    dx, dy = motion
+    start = (60.0, 46.0)
+    a = disc_frame(start)
+    b = disc_frame((start[0] + dx, start[1] + dy))
+    mid = _run(a, b, [0.5])[0]
+    x, y = fill_centroid(mid)
+    tx, ty = fill_centroid(disc_frame((start[0] + dx / 2, start[1] + dy / 2)))
+    assert abs(x - tx) <= 1.0 and abs(y - ty) <= 1.0, ((x, y), (tx, ty))
+
+
+def test_every_time_follows_the_motion():
+    a = disc_frame((40.0, 48.0))
+    b = disc_frame((100.0, 48.0))
+    times = [0.1, 0.3, 0.5, 0.7, 0.9]
+    for t, frame in zip(times, _run(a, b, times)):
+        x, _ = fill_centroid(frame)
+        truth, _ = fill_centroid(disc_frame((40.0 + 60.0 * t, 48.0)))
+        assert abs(x - truth) <= 1.0, (t, x, truth)
+
+
+def test_one_clean_outline_not_two_ghosts():
+    """The in-between of a moving disc has one outline: the paper between the keys' positions
+    stays paper, and the dark ink count is close to one disc's."""
+    a = disc_frame((50.0, 48.0))
+    b = disc_frame((90.0, 48.0))
+    mid = _run(a, b, [0.5])[0]
+    truth = disc_frame((70.0, 48.0))
+    ink = lambda img: (img.astype(np.float32).mean(axis=2) < 80).sum()  # noqa: E731
+    assert abs(int(ink(mid)) - int(ink(truth))) <= 0.25 * ink(truth)
+    # Where the keys' discs were but the in-between's is not (left and right flanks): paper.
+    for x in (40, 100):
+        assert np.abs(mid[48, x].astype(int) - PAPER).max() <= 12, mid[48, x]
+
+
+def test_occluding_square_does_not_smear():
+    a = occlusion_frames(30.0)
+    b = occlusion_frames(70.0)
+    mid = _run(a, b, [0.5])[0]
+    truth = occlusion_frames(50.0)
+    red = lambda img: np.abs(img.astype(int) - FILL).max(axis=2) < 40  # noqa: E731
+    blue = lambda img: np.abs(img.astype(int) - OTHER).max(axis=2) < 40  # noqa: E731
+    # The square is where it should be, with its size, and leaves no trail.
+    agree = (red(mid) & red(truth)).sum() / red(truth).sum()
+    assert agree > 0.9, agree
+    assert red(mid).sum() < 1.1 * red(truth).sum()
+    # The still disc behind keeps what is visible of it, and nothing red lands on the paper.
+    assert (blue(mid) & blue(truth)).sum() / blue(truth).sum() > 0.85
+    paper = np.abs(truth.astype(int) - PAPER).max(axis=2) < 5
+    assert np.abs(mid[paper].astype(int) - PAPER).max(axis=1).mean() < 3
+
+
+def test_not_a_copy_of_either_key_and_deterministic():
+    a = disc_frame((50.0, 48.0))
+    b = disc_frame((64.0, 52.0))
+    first = _run(a, b, [0.3, 0.6])
+    second = _run(a, b, [0.3, 0.6])
+    for f, g in zip(first, second):
+        np.testing.assert_array_equal(f, g)
+        assert not np.array_equal(f, a) and not np.array_equal(f, b)
+
+
+def test_identical_keys_give_the_key_back():
+    a = disc_frame((50.0, 48.0))
+    for frame in _run(a, a.copy(), [0.2, 0.8]):
+        assert np.abs(frame.astype(int) - a).max() <= 1
+
+
+def test_alpha_matte_moves_with_the_shape():
+    a = disc_frame((50.0, 48.0))
+    b = disc_frame((74.0, 48.0))
+    matte = lambda img: (np.abs(img.astype(int) - PAPER).max(axis=2) > 30).astype(np.uint8) * 255  # noqa: E731
+    ra, rb = np.dstack([a, matte(a)]), np.dstack([b, matte(b)])
+    mid = _run(ra, rb, [0.5])[0]
+    truth = disc_frame((62.0, 48.0))
+    opaque = mid[..., 3] > 127
+    expected = matte(truth) > 127
+    assert (opaque ^ expected).sum() <= 0.08 * expected.sum()
+    # Colour under the matte is the disc's, not darkened by premultiplication.
+    x, y = fill_centroid(mid)
+    assert abs(x - 62.0) <= 1.0 and abs(y - 48.0) <= 1.0
+
+
+def test_sixteen_bit_keeps_precision():
+    a = disc_frame((50.0, 48.0)).astype(np.uint16) * 257 + 100
+    b = disc_frame((60.0, 48.0)).astype(np.uint16) * 257 + 100
+    mid = _run(a, b, [0.5])[0]
+    assert mid.dtype == np.uint16
+    assert (mid % 257 != 0).any()  # not rounded through 8 bits
+    x, _ = fill_centroid((mid // 257).astype(np.uint8))
+    assert abs(x - fill_centroid(disc_frame((55.0, 48.0)))[0]) <= 1.0
+
+
+@pytest.mark.parametrize("size", [(17, 9), (7, 5), (640, 24)])
+def test_any_size(size):
+    w, h = size
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (h, w, 3), dtype=np.uint8)
+    b = np.roll(a, 1, axis=1)
+    frames = _run(a, b, [0.5])
+    assert frames[0].shape == (h, w, 3)
+
+
+def test_push_pull_fills_holes_from_neighbours():
+    values = np.zeros((40, 40, 2), np.float32)
+    values[..., 0] = 5.0
+    values[..., 1] = -2.0
+    valid = np.ones((40, 40), bool)
+    valid[10:30, 10:30] = False
+    broken = values.copy()
+    broken[~valid] = 99.0
+    filled = push_pull_fill(broken, valid)
+    np.testing.assert_allclose(filled, values, atol=1e-4)

@@ -1,0 +1,246 @@
+"""`tooncrafter-studio interpolate START END --count N --out DIR`: in-betweens of two loose images.
+
+Reads the two keys, asks an engine for the in-betweens at the times the count and spacing give
+(or the explicit --times), and writes them as a numbered PNG sequence at START's resolution,
+keeping alpha and 16-bit depth. Every frame is made before the first file is written, each file
+is written atomically, and a failure part-way removes what this run wrote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..core.errors import EngineUnavailable, ExportError, InputError, MediaError, StudioError
+from ..core.fsio import atomic_write_bytes
+from ..core.progress import CancelToken
+from ..engines.base import InterpolationRequest
+from ..engines.registry import create_engine
+from ..project.spacing import MAX_INBETWEENS, SPACINGS, inbetween_times
+from .progress import TqdmProgress
+
+SEPARATORS = {".": ".", "_": "_", "-": "-", "none": ""}
+
+# Options handed to the ToonCrafter engine in request.params (name in params -> argparse dest).
+TOONCRAFTER_PARAMS = ("model", "steps", "cfg", "eta", "frame_stride", "memory", "device")
+
+
+# --------------------------------------------------------------------------- image I/O (local)
+
+def read_key(path: str) -> np.ndarray:
+    """An image file as HxWx3/4 RGB(A), uint8 or uint16; MediaError naming the file otherwise."""
+    file = Path(path)
+    if not file.exists():
+        raise MediaError(f"{path} does not exist.")
+    if not file.is_file():
+        raise MediaError(f"{path} is not a file.")
+    try:
+        data = np.fromfile(str(file), dtype=np.uint8)  # works with any path encoding
+    except OSError as exc:
+        raise MediaError(f"Could not read {path}: {exc.strerror or exc}.") from None
+    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    if image is None:
+        image = _read_with_pillow(path)
+    else:
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        elif image.shape[2] == 3:
+            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        elif image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
+        else:
+            raise MediaError(f"{path} has {image.shape[2]} channels; RGB or RGBA images are needed.")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise MediaError(f"{path} has {image.dtype} samples; 8- or 16-bit images are needed.")
+    return np.ascontiguousarray(image)
+
+
+def _read_with_pillow(path: str) -> np.ndarray:
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            im.load()
+            has_alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
+            im = im.convert("RGBA" if has_alpha else "RGB")
+            return np.asarray(im).copy()
+    except Exception:
+        raise MediaError(f"{path} is not a readable image (damaged, or not an image file).") from None
+
+
+def encode_png(frame: np.ndarray, name: str) -> bytes:
+    code = cv2.COLOR_RGBA2BGRA if frame.shape[2] == 4 else cv2.COLOR_RGB2BGR
+    ok, buffer = cv2.imencode(".png", cv2.cvtColor(frame, code))
+    if not ok:
+        raise ExportError(f"Could not encode {name} as PNG.")
+    return buffer.tobytes()
+
+
+# --------------------------------------------------------------------------- argument checks
+
+def _parse_times(text: str) -> list[float]:
+    values = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            values.append(float(part))
+        except ValueError:
+            raise InputError(f"--times: '{part}' is not a number (give times like 0.25,0.5,0.75).") from None
+    return values
+
+
+def match_keys(start: np.ndarray, end: np.ndarray, resize: bool, start_path: str, end_path: str
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Bring END to START's size, channels and depth (size only with --resize)."""
+    if start.shape[:2] != end.shape[:2]:
+        if not resize:
+            raise MediaError(
+                f"The keys differ in size: {start_path} is {start.shape[1]}x{start.shape[0]}, "
+                f"{end_path} is {end.shape[1]}x{end.shape[0]}. Use --resize to scale the end key to the start key."
+            )
+        shrink = end.shape[0] * end.shape[1] > start.shape[0] * start.shape[1]
+        end = cv2.resize(end, (start.shape[1], start.shape[0]),
+                         interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
+    if start.dtype != end.dtype:  # promote the 8-bit key to 16-bit
+        if start.dtype == np.uint8:
+            start = start.astype(np.uint16) * 257
+        else:
+            end = end.astype(np.uint16) * 257
+    if start.shape[2] != end.shape[2]:  # give the RGB key an opaque matte
+        opaque = np.iinfo(start.dtype).max
+        if start.shape[2] == 3:
+            start = np.dstack([start, np.full(start.shape[:2], opaque, start.dtype)])
+        else:
+            end = np.dstack([end, np.full(end.shape[:2], opaque, end.dtype)])
+    return start, end
+
+
+def check_output_folder(out: Path) -> None:
+    """The folder exists (or is created) and a file can be written in it."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"The output folder {out} is a file, not a folder.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise ExportError(f"Cannot write to the output folder {out}: {exc.strerror or exc}.") from None
+
+
+def frame_names(count: int, name: str, separator: str, padding: int, start_number: int) -> list[str]:
+    return [f"{name}{separator}{start_number + i:0{padding}d}.png" for i in range(count)]
+
+
+# --------------------------------------------------------------------------- the command
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "interpolate", help="make in-betweens of two images",
+        description="Make in-betweens of two key images and write them as a numbered PNG sequence.")
+    p.add_argument("start", metavar="START", help="the first key (PNG, TIFF, JPEG...)")
+    p.add_argument("end", metavar="END", help="the second key")
+    p.add_argument("--count", "-n", type=int, help="number of in-betweens (not needed with --times)")
+    p.add_argument("--out", "-o", required=True, help="output folder (created if missing)")
+    p.add_argument("--times", help="explicit times in (0, 1), comma separated, increasing")
+    p.add_argument("--spacing", choices=SPACINGS, default="linear",
+                   help="timing of the in-betweens: ease-in bunches them near START (default linear)")
+    p.add_argument("--engine", default="flow", help="flow (default), crossfade or tooncrafter")
+    p.add_argument("--name", default="inbetween", help="file name stem (default inbetween)")
+    p.add_argument("--separator", choices=tuple(SEPARATORS), default=".",
+                   help="between name and number: '.', '_', '-' or none (default '.')")
+    p.add_argument("--padding", type=int, default=4, help="digits of the frame number (default 4)")
+    p.add_argument("--start-number", type=int, default=1, help="number of the first file (default 1)")
+    p.add_argument("--seed", type=int, help="random seed for engines that use one")
+    p.add_argument("--prompt", default="", help="text prompt for engines that take one")
+    p.add_argument("--resize", action="store_true", help="scale END to START's size when they differ")
+    p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    g = p.add_argument_group("tooncrafter engine")
+    g.add_argument("--model", help="model checkpoint (model.ckpt or .safetensors)")
+    g.add_argument("--steps", type=int, help="denoising steps (default 50)")
+    g.add_argument("--cfg", type=float, help="classifier-free guidance scale (default 7.5)")
+    g.add_argument("--eta", type=float, help="DDIM eta (default 1.0)")
+    g.add_argument("--frame-stride", type=int, help="frame stride conditioning (default 10)")
+    g.add_argument("--memory", choices=("auto", "high", "balanced", "low"), help="GPU memory mode (default auto)")
+    g.add_argument("--device", choices=("cuda", "cpu"), help="device (default cuda)")
+    p.set_defaults(handler=run_interpolate)
+
+
+def _check_naming(args: argparse.Namespace) -> None:
+    if not args.name or any(c in args.name for c in '/\\:*?"<>|\0'):
+        raise InputError(f"--name '{args.name}' cannot be used in a file name.")
+    if not (1 <= args.padding <= 10):
+        raise InputError(f"--padding must be between 1 and 10 (got {args.padding}).")
+    if args.start_number < 0:
+        raise InputError(f"--start-number cannot be negative (got {args.start_number}).")
+
+
+def resolve_times(args: argparse.Namespace) -> list[float]:
+    if args.times is not None:
+        return inbetween_times(args.count or 0, args.spacing, explicit=_parse_times(args.times))
+    if args.count is None:
+        raise InputError("Give the number of in-betweens with --count N (or the times with --times).")
+    if args.count > MAX_INBETWEENS:
+        raise InputError(f"--count {args.count} is too many; at most {MAX_INBETWEENS} in-betweens per pair of keys.")
+    return inbetween_times(args.count, args.spacing)
+
+
+def run_interpolate(args: argparse.Namespace) -> int:
+    quiet = bool(getattr(args, "quiet", False))
+    _check_naming(args)
+    times = resolve_times(args)
+    start = read_key(args.start)
+    end = read_key(args.end)
+    start, end = match_keys(start, end, args.resize, args.start, args.end)
+    out = Path(args.out)
+    check_output_folder(out)
+
+    params = {k: getattr(args, k) for k in TOONCRAFTER_PARAMS if getattr(args, k, None) is not None}
+    engine = create_engine(args.engine)
+    configure = getattr(engine, "configure", None)
+    if callable(configure):  # engines whose availability depends on options (model path, device)
+        configure(params)
+    probe = engine.probe()
+    if not probe.available:
+        raise EngineUnavailable(f"The {args.engine} engine is not available: {probe.reason}")
+    if args.prompt and not engine.capabilities.supports_prompt and not quiet:
+        print(f"note: the {args.engine} engine ignores --prompt.", file=sys.stderr)
+
+    request = InterpolationRequest(start=start, end=end, times=times, params=params, seed=args.seed,
+                                   prompt=args.prompt)
+    cancel = CancelToken()
+    with TqdmProgress(quiet=quiet) as progress:
+        engine.load(progress, cancel)
+        try:
+            result = engine.interpolate(request, progress, cancel)
+        finally:
+            engine.unload()
+    frames = result.frames
+    if len(frames) != len(times):
+        raise StudioError(f"The {args.engine} engine returned {len(frames)} frames for {len(times)} times.")
+
+    names = frame_names(len(frames), args.name, SEPARATORS[args.separator], args.padding, args.start_number)
+    written: list[Path] = []
+    try:
+        for name, frame in zip(names, frames):
+            if frame.shape[:2] != start.shape[:2]:  # engines must return the keys' size; be safe
+                frame = cv2.resize(frame, (start.shape[1], start.shape[0]), interpolation=cv2.INTER_AREA)
+            path = out / name
+            atomic_write_bytes(path, encode_png(frame, name), error=ExportError)
+            written.append(path)
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        raise
+    print(f"Wrote {len(written)} in-between(s) to {out}: {names[0]}" + (f" .. {names[-1]}" if len(names) > 1 else ""))
+    return 0

@@ -1,0 +1,353 @@
+"""Building blocks of the ToonCrafter UNet3D (spec §8.3-§8.6).
+
+Layouts: spatial layers see frames as a batch, (B·T, C, H, W) with row b·T + f; temporal layers see
+(B, C, T, H, W). Attribute names are the checkpoint's (including `temopral_conv`, sic), so that
+`state_dict()` keys equal the original ones. Every attention goes through `attention.attention`,
+which never materialises the score matrix.
+
+The forwards are written for inference: where autograd is off they add residuals in place and
+process the feed-forward in row chunks, which lowers peak memory without changing the math.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import attention, merge_heads, split_heads
+
+# Rows per feed-forward chunk: bounds the GEGLU hidden tensor (rows x 8C) to a few tens of MB.
+FF_CHUNK_ELEMENTS = 1 << 24
+
+
+def _add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """x + y, in place into x when no gradient is being recorded (x is always a fresh activation)."""
+    if torch.is_grad_enabled():
+        return x + y
+    return x.add_(y)
+
+
+class GroupNorm32(nn.GroupNorm):
+    """GroupNorm evaluated in float32 and cast back (the original does this in the ResBlocks and the
+    head; in float32 models it is the plain GroupNorm, and in half precision it is what autocast does
+    for the transformer norms too). Works on 4-D and 5-D inputs: on (B, C, T, H, W) the statistics
+    of each group span all frames (trap 4)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32 and self.weight.dtype == torch.float32:
+            return F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        y = F.group_norm(x.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps)
+        return y.to(x.dtype)
+
+
+def frames_to_video(x: torch.Tensor, batch: int) -> torch.Tensor:
+    """(B·T, C, H, W) -> (B, C, T, H, W), contiguous."""
+    n, c, h, w = x.shape
+    return x.view(batch, n // batch, c, h, w).permute(0, 2, 1, 3, 4).contiguous()
+
+
+def video_to_frames(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, T, H, W) -> (B·T, C, H, W), contiguous."""
+    b, c, t, h, w = x.shape
+    return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+
+
+# --------------------------------------------------------------------------------------------------
+# Residual blocks
+
+
+class TemporalConvBlock(nn.Module):
+    """Four (GroupNorm 1e-5 across frames, SiLU, Conv3d (3,1,1) zero-padded in time) stages plus the
+    identity (spec §8.3). Keys conv1.0/conv1.2 and convK.0/convK.3 (a Dropout sits at index 2)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+
+        def stage(with_dropout: bool) -> nn.Sequential:
+            layers: list[nn.Module] = [GroupNorm32(32, channels, eps=1e-5), nn.SiLU()]
+            if with_dropout:
+                layers.append(nn.Dropout(0.0))
+            layers.append(nn.Conv3d(channels, channels, (3, 1, 1), padding=(1, 0, 0)))
+            return nn.Sequential(*layers)
+
+        self.conv1 = stage(False)
+        self.conv2 = stage(True)
+        self.conv3 = stage(True)
+        self.conv4 = stage(True)
+
+    @staticmethod
+    def _stage(stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        norm, conv = stage[0], stage[-1]
+        h = F.silu(norm(x), inplace=not torch.is_grad_enabled())
+        b, c, t, hh, ww = h.shape
+        # A (3,1,1) Conv3d is a (3,1) Conv2d over (B, C, T, H·W): same sums, faster CPU kernels.
+        out = F.conv2d(h.view(b, c, t, hh * ww), conv.weight.view(*conv.weight.shape[:3], 1), conv.bias,
+                       padding=(1, 0))
+        return out.view(b, -1, t, hh, ww)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self._stage(self.conv1, x)
+        h = self._stage(self.conv2, h)
+        h = self._stage(self.conv3, h)
+        h = self._stage(self.conv4, h)
+        return _add(h, x)
+
+
+class ResBlock(nn.Module):
+    """UNet residual block with timestep embedding, followed by the temporal conv block (§8.3)."""
+
+    def __init__(self, channels: int, emb_channels: int, out_channels: int, temporal_conv: bool = True) -> None:
+        super().__init__()
+        self.in_layers = nn.Sequential(
+            GroupNorm32(32, channels, eps=1e-5), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
+        )
+        self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, out_channels))
+        self.out_layers = nn.Sequential(
+            GroupNorm32(32, out_channels, eps=1e-5),
+            nn.SiLU(),
+            nn.Dropout(0.0),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1),
+        )
+        self.skip_connection: nn.Module = (
+            nn.Identity() if out_channels == channels else nn.Conv2d(channels, out_channels, 1)
+        )
+        self.temopral_conv = TemporalConvBlock(out_channels) if temporal_conv else None
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, batch: int) -> torch.Tensor:
+        inplace = not torch.is_grad_enabled()
+        h = F.silu(self.in_layers[0](x), inplace=inplace)
+        h = self.in_layers[2](h)
+        emb_out = self.emb_layers[1](F.silu(emb)).to(h.dtype)
+        h = _add(h, emb_out[:, :, None, None])
+        h = F.silu(self.out_layers[0](h), inplace=inplace)
+        h = self.out_layers[3](h)
+        h = _add(h, self.skip_connection(x))
+        if self.temopral_conv is not None:
+            h = video_to_frames(self.temopral_conv(frames_to_video(h, batch)))
+        return h
+
+
+class Downsample(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.op = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.op(x)
+
+
+class Upsample(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+# --------------------------------------------------------------------------------------------------
+# Attention and transformer blocks
+
+
+class Attention(nn.Module):
+    """Multi-head attention, query width `query_dim`, `heads` x `dim_head` inner width.
+
+    Self-attention when called without context. With `image_tokens` (the ToonCrafter cross
+    attention), the context's first `text_tokens` tokens go through to_k/to_v and the rest through
+    to_k_ip/to_v_ip; the two softmaxes are separate and their outputs are summed (trap 8)."""
+
+    def __init__(
+        self,
+        query_dim: int,
+        heads: int,
+        dim_head: int,
+        context_dim: int | None = None,
+        image_tokens: bool = False,
+        text_tokens: int = 77,
+        image_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        context_dim = context_dim or query_dim
+        self.heads = heads
+        self.text_tokens = text_tokens
+        self.image_scale = image_scale
+        self.to_q = nn.Linear(query_dim, inner, bias=False)
+        self.to_k = nn.Linear(context_dim, inner, bias=False)
+        self.to_v = nn.Linear(context_dim, inner, bias=False)
+        self.to_out = nn.Sequential(nn.Linear(inner, query_dim))
+        self.has_image = image_tokens
+        if image_tokens:
+            self.to_k_ip = nn.Linear(context_dim, inner, bias=False)
+            self.to_v_ip = nn.Linear(context_dim, inner, bias=False)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        heads = self.heads
+        q = split_heads(self.to_q(x), heads)
+        if context is None:
+            context = x
+        if self.has_image:
+            text, image = context[:, : self.text_tokens], context[:, self.text_tokens :]
+            out = attention(q, split_heads(self.to_k(text), heads), split_heads(self.to_v(text), heads))
+            out_ip = attention(q, split_heads(self.to_k_ip(image), heads), split_heads(self.to_v_ip(image), heads))
+            if self.image_scale != 1.0:
+                out_ip = out_ip * self.image_scale
+            out = _add(out, out_ip)
+            del out_ip
+        else:
+            out = attention(q, split_heads(self.to_k(context), heads), split_heads(self.to_v(context), heads))
+        del q
+        return self.to_out[0](merge_heads(out))
+
+
+class GEGLU(nn.Module):
+    def __init__(self, dim_in: int, dim_out: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim_in, dim_out * 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, gate = self.proj(x).chunk(2, dim=-1)
+        return a * F.gelu(gate)
+
+
+class FeedForward(nn.Module):
+    """GEGLU feed-forward, inner width 4·dim (keys net.0.proj, net.2). Token-wise, so it runs in row
+    chunks without changing any value; the chunks bound the 8·dim-wide hidden tensor."""
+
+    def __init__(self, dim: int, mult: int = 4) -> None:
+        super().__init__()
+        inner = dim * mult
+        self.net = nn.Sequential(GEGLU(dim, inner), nn.Dropout(0.0), nn.Linear(inner, dim))
+
+    def _rows(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net[2](self.net[0](x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        rows = x.reshape(-1, shape[-1])
+        hidden = self.net[0].proj.out_features
+        chunk = max(1, FF_CHUNK_ELEMENTS // hidden)
+        if torch.is_grad_enabled() or rows.shape[0] <= chunk:
+            return self._rows(rows).view(shape)
+        out = torch.empty_like(rows)
+        for start in range(0, rows.shape[0], chunk):
+            out[start : start + chunk] = self._rows(rows[start : start + chunk])
+        return out.view(shape)
+
+
+class TransformerBlock(nn.Module):
+    """attn1 (self), attn2 (cross, or self when `context_dim` is None), GEGLU FF; pre-LayerNorms.
+    Registration order attn1, ff, attn2, norm1..3 matches the checkpoint's key order."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        dim_head: int,
+        context_dim: int | None = None,
+        image_tokens: bool = False,
+        text_tokens: int = 77,
+    ) -> None:
+        super().__init__()
+        self.attn1 = Attention(dim, heads, dim_head)
+        self.ff = FeedForward(dim)
+        self.attn2 = Attention(dim, heads, dim_head, context_dim, image_tokens=image_tokens, text_tokens=text_tokens)
+        self.norm1 = nn.LayerNorm(dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.norm3 = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        x = _add(x, self.attn1(self.norm1(x)))
+        x = _add(x, self.attn2(self.norm2(x), context))
+        x = _add(x, self.ff(self.norm3(x)))
+        return x
+
+
+class SpatialTransformer(nn.Module):
+    """Per-frame transformer on (B·T, C, H, W) with linear projections (§8.4)."""
+
+    def __init__(
+        self,
+        channels: int,
+        heads: int,
+        dim_head: int,
+        depth: int,
+        context_dim: int,
+        image_tokens: bool,
+        text_tokens: int = 77,
+    ) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.norm = GroupNorm32(32, channels, eps=1e-6)
+        self.proj_in = nn.Linear(channels, inner)
+        self.transformer_blocks = nn.ModuleList(
+            TransformerBlock(inner, heads, dim_head, context_dim, image_tokens=image_tokens, text_tokens=text_tokens)
+            for _ in range(depth)
+        )
+        self.proj_out = nn.Linear(inner, channels)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (N, h·w, C)
+        tokens = self.proj_in(tokens)
+        for block in self.transformer_blocks:
+            tokens = block(tokens, context)
+        tokens = self.proj_out(tokens)
+        out = tokens.transpose(1, 2).reshape(n, c, h, w)
+        return _add(out, x)
+
+
+class TemporalTransformer(nn.Module):
+    """Self-attention over the frames of each pixel, on (B, C, T, H, W) (§8.5).
+
+    Both attn1 and attn2 are self-attention. `conv_projections` gives the init_attn layout: Conv1d
+    (kernel 1) proj_in/proj_out, applied here as the equivalent per-token linear maps."""
+
+    def __init__(self, channels: int, heads: int, dim_head: int, depth: int, conv_projections: bool = False) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.norm = GroupNorm32(32, channels, eps=1e-6)
+        if conv_projections:
+            self.proj_in: nn.Module = nn.Conv1d(channels, inner, 1)
+        else:
+            self.proj_in = nn.Linear(channels, inner)
+        self.transformer_blocks = nn.ModuleList(TransformerBlock(inner, heads, dim_head) for _ in range(depth))
+        if conv_projections:
+            self.proj_out: nn.Module = nn.Conv1d(inner, channels, 1)
+        else:
+            self.proj_out = nn.Linear(inner, channels)
+
+    @staticmethod
+    def _project(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        weight = layer.weight
+        if weight.dim() == 3:  # Conv1d, kernel 1
+            weight = weight[..., 0]
+        return F.linear(x, weight, layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, t, h, w = x.shape
+        seq = self.norm(x).permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c)  # rows b·h·w + y·w + x
+        seq = self._project(self.proj_in, seq)
+        for block in self.transformer_blocks:
+            seq = block(seq)
+        seq = self._project(self.proj_out, seq)
+        out = seq.view(b, h, w, t, c).permute(0, 4, 3, 1, 2).contiguous()
+        return _add(out, x)
+
+
+class Stage(nn.ModuleList):
+    """One entry of input_blocks / middle_block / output_blocks (or init_attn): layers applied in
+    order, each given what it needs (the original's TimestepEmbedSequential)."""
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor, batch: int) -> torch.Tensor:
+        for layer in self:
+            if isinstance(layer, ResBlock):
+                x = layer(x, emb, batch)
+            elif isinstance(layer, SpatialTransformer):
+                x = layer(x, context)
+            elif isinstance(layer, TemporalTransformer):
+                x = video_to_frames(layer(frames_to_video(x, batch)))
+            else:
+                x = layer(x)
+        return x
