@@ -125,3 +125,52 @@ def test_real_timeline_used_for_planning():
     times = [(i + 1) / 21 for i in range(20)]
     jobs = plan_passes(times, timeline_of=lambda job: tl if job.index == 0 else Timeline.nominal())
     assert all(j.start.frame != 1 and j.end.frame != 1 for j in jobs[1:])
+
+
+def _fake_pass_maker(width=96):
+    """A 'model' that draws a bar at the position given by the global time (anchors from images)."""
+    calls = []
+
+    def bar_x(img):
+        return np.nonzero(img[0, :, 0] < 128)[0][0]
+
+    def run_pass(job, start_img, end_img):
+        calls.append(job)
+        x0, x1 = bar_x(start_img), bar_x(end_img)
+        frames = []
+        for k in range(16):
+            img = np.full((8, width, 3), 255, np.uint8)
+            img[:, round(x0 + (x1 - x0) * k / 15)] = 0
+            frames.append(img)
+        return frames
+
+    return run_pass, calls
+
+
+def _bar(x, width=96):
+    img = np.full((8, width, 3), 255, np.uint8)
+    img[:, x] = 0
+    return img
+
+
+def test_execute_passes_serves_every_time_from_real_passes():
+    from tooncrafter_studio.engines.tooncrafter.timing import execute_passes
+
+    run_pass, calls = _fake_pass_maker(width=400)
+    times = [(i + 1) / 31 for i in range(30)]
+    blends = []
+
+    def ideal_blend(a, b, w):  # moves the bar: what a motion-aware blend does
+        blends.append(w)
+        xa, xb = (np.nonzero(img[0, :, 0] < 128)[0][0] for img in (a, b))
+        return _bar(round((1 - w) * xa + w * xb), 400)
+
+    result, jobs = execute_passes(times, _bar(0, 400), _bar(300, 400), run_pass, blend=ideal_blend)
+    assert len(calls) == len(jobs) > 1
+    assert sorted(result) == sorted(times)
+    xs = [np.nonzero(result[t][0, :, 0] < 128)[0][0] for t in times]
+    assert all(b > a for a, b in zip(xs, xs[1:]))  # strictly moving: no duplicated frames
+    assert len(blends) <= len(times)
+    # Sub-pass anchors are frames of the parent pass, at their times.
+    for job in jobs[1:]:
+        assert job.start.pass_index == 0 and job.end.pass_index == 0

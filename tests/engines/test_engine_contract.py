@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from engine_synthetic import disc_frame
 
 from tooncrafter_studio.core.errors import Cancelled, InputError
 from tooncrafter_studio.core.progress import CancelToken, ProgressEvent
 from tooncrafter_studio.engines.base import Engine, InterpolationRequest
 from tooncrafter_studio.engines.registry import create_engine, engine_ids
-
-from engine_synthetic import disc_frame
 
 
 def _available_engines() -> list:

@@ -308,3 +308,19 @@ def test_bad_timing_sheet_option(project, tmp_path):
     folder, shot = project
     with pytest.raises(ExportError, match="timing sheet"):
         export_sequence(folder, shot, ExportOptions(tmp_path / "o", timing_sheet="pdf"))
+
+
+def test_an_edited_sidecar_cannot_make_export_delete_other_files(project, tmp_path):
+    folder, shot = project
+    out = tmp_path / "out"
+    export_sequence(folder, shot, ExportOptions(out))
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me")
+    (out / "notes.txt").write_text("mine")
+    sidecar = out / "walk.export.json"
+    data = json.loads(sidecar.read_text())
+    data["written"] += [{"name": "../precious.txt", "size": 7}, {"name": "notes.txt", "size": 4}]
+    sidecar.write_text(json.dumps(data))
+    report = export_sequence(folder, shot, ExportOptions(out))
+    assert report.removed_stale == []
+    assert victim.read_text() == "keep me" and (out / "notes.txt").exists()

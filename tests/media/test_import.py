@@ -275,3 +275,50 @@ def test_broken_video(tmp_path):
     (tmp_path / "zero.mov").write_bytes(b"")
     with pytest.raises(MediaError, match="zero.mov.*zero bytes"):
         import_source(tmp_path / "zero.mov")
+
+
+def test_pixel_limit_applies_to_every_frame_of_an_import(tmp_path):
+    folder = make_sequence(tmp_path / "s", ["a.0001.png", "a.0002.png"])
+    with pytest.raises(MediaError, match=r"a\.0001\.png is too large"):
+        import_source(folder, max_pixels=50)
+
+
+def test_fast_and_slow_decoders_agree(tmp_path):
+    """8-bit RGB PNGs take OpenCV's path, others Pillow's; both give the same pixels."""
+    from PIL import Image
+
+    from tooncrafter_studio.media.imageio import _plain_png, read_image
+
+    a = np.random.default_rng(3).integers(0, 256, (9, 7, 3), dtype=np.uint8)
+    Image.fromarray(a).save(tmp_path / "pil.png")
+    Image.fromarray(a).save(tmp_path / "pil.bmp")
+    assert _plain_png(tmp_path / "pil.png") and not _plain_png(tmp_path / "pil.bmp")
+    np.testing.assert_array_equal(read_image(tmp_path / "pil.png"), read_image(tmp_path / "pil.bmp"))
+
+
+def test_import_decodes_no_pixels(tmp_path, monkeypatch):
+    """Lazy import: headers only. Any decoder call would fail this test."""
+    import PIL.ImageFile
+
+    from tooncrafter_studio.media import imageio
+
+    folder = make_sequence(tmp_path / "s", [f"a.{i:04d}.png" for i in range(1, 21)])
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("pixels were decoded during import")
+    monkeypatch.setattr(imageio.cv2, "imdecode", no_decoding)
+    monkeypatch.setattr(PIL.ImageFile.ImageFile, "load", no_decoding)
+    result = import_source(folder)
+    assert result.source.frame_count == 20
+
+
+def test_single_dropped_video_in_a_list(tmp_path):
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (32, 32))
+    if not writer.isOpened():
+        pytest.skip("this OpenCV build cannot write MJPG video")
+    for _ in range(3):
+        writer.write(np.zeros((32, 32, 3), np.uint8))
+    writer.release()
+    src = import_source([path]).source
+    assert src.kind == SourceKind.VIDEO and src.frame_count == 3 and src.fps == pytest.approx(25.0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-
-
 from tooncrafter_studio.project.document import (
     Cell,
     Drawing,

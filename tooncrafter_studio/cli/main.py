@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "tooncrafter_studio.cli.models_cmds",
     "tooncrafter_studio.cli.doctor_cmds",
     "tooncrafter_studio.cli.interpolate_cmd",
+    "tooncrafter_studio.cli.export_cmd",
 )
 
 EXIT_OK = 0

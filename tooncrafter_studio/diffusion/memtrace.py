@@ -186,3 +186,160 @@ def trace_call(fn: Callable[[], Any], resident: int = 0, materialise_attention: 
             out = fn()
             del out
     return TraceResult("call", "", tracker.peak, dict(tracker.stages))
+
+
+# --------------------------------------------------------------------------------------------------
+# One full-size generation
+
+
+HEIGHT, WIDTH, FRAMES = 320, 512, 16
+COMPONENT_NAMES = {
+    "text": "cond_stage_model",
+    "image": "embedder",
+    "resampler": "image_proj_model",
+    "vae": "first_stage_model",
+    "unet": "model.diffusion_model",
+}
+
+
+def _component(model: torch.nn.Module, dotted: str) -> torch.nn.Module:
+    module: Any = model
+    for part in dotted.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def build_meta_model(dtype: torch.dtype) -> torch.nn.Module:
+    """The default 512 model on the meta device (no memory), through `build_model` when it exists,
+    else assembled from the component modules under the checkpoint's prefixes."""
+    try:
+        from .model import build_model
+    except ImportError:
+        build_model = None
+    if build_model is not None:
+        return build_model(None, device="meta", dtype=dtype)
+    from .autoencoder import Autoencoder
+    from .clip import ImageEmbedder, TextEncoder
+    from .resampler import Resampler
+    from .unet import UNet3D
+
+    with torch.device("meta"):
+        model = torch.nn.Module()
+        model.model = torch.nn.Module()
+        model.model.diffusion_model = UNet3D()
+        model.first_stage_model = Autoencoder()
+        model.cond_stage_model = TextEncoder()
+        model.embedder = ImageEmbedder()
+        model.image_proj_model = Resampler()
+    return model.to(dtype)
+
+
+def _largest_stream_unit(unet: torch.nn.Module, per: int) -> int:
+    from .memory import _blocks
+
+    return max(module_bytes(block, per) for block in _blocks(unet))
+
+
+def trace_generation(mode: str = "balanced", dtype: str = "fp16", model: torch.nn.Module | None = None,
+                     height: int = HEIGHT, width: int = WIDTH, frames: int = FRAMES) -> TraceResult:
+    """Peak GPU bytes per stage of one generation (1 denoising step) in memory `mode`.
+
+    Modes: high (all weights resident, cond and uncond batched), balanced (only the running
+    component resident), low (balanced, UNet streamed block by block), original (calibration:
+    fp32 weights all resident with autocast's cached fp16 copies, fp16 activations, UNet attention
+    materialised, cond and uncond as two calls, all 16 frames encoded; the decoder's attention is
+    fused, as the original calls xformers there unconditionally).
+    """
+    from .autoencoder import concat_condition, decode_interpolation, encode_pair, encode_video
+    from .memory import bound_decoder, unbound_decoder
+
+    if mode not in ("high", "balanced", "low", "original"):
+        raise ValueError(f"unknown trace mode {mode!r}")
+    act_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
+    per = act_dtype.itemsize
+    model = model if model is not None else build_meta_model(act_dtype)
+    parts = {name: _component(model, dotted) for name, dotted in COMPONENT_NAMES.items()}
+    sizes = {name: module_bytes(module, per) for name, module in parts.items()}
+    total = sum(sizes.values())
+    autocast_cache: dict[str, int] = {}
+
+    def original(part: str) -> int:
+        # fp32 weights all resident, plus the fp16 copies autocast makes of every weight it has used:
+        # its cast cache lives until the outermost autocast region (the whole generation) ends.
+        autocast_cache[part] = sizes[part]
+        return total * 4 // per + sum(autocast_cache.values())
+
+    weight_bytes = {
+        "high": lambda part: total,
+        "original": original,
+        "balanced": lambda part: sizes[part],
+        "low": lambda part: (_largest_stream_unit(parts["unet"], per) if part == "unet" else sizes[part]),
+    }[mode]
+    lat_h, lat_w = height // 8, width // 8
+    meta = TRACE_DEVICE
+
+    with tracing() as (tracker, attn):
+        # --- encode: text and image conditions, the two keys through the VAE
+        with tracker.stage("encode"):
+            tokens = torch.zeros(2, 77, dtype=torch.long, device=meta)  # the prompt and ""
+            with tracker.stage("encode:text", weight_bytes("text")):
+                text = parts["text"](tokens)
+            keys = torch.empty(2, 3, height, width, dtype=act_dtype, device=meta)  # start frame, zero image
+            with tracker.stage("encode:image", weight_bytes("image")):
+                image_tokens = parts["image"](keys)
+            with tracker.stage("encode:resampler", weight_bytes("resampler")):
+                image_context = parts["resampler"](image_tokens)
+            del image_tokens
+            context = torch.cat([text, image_context], dim=1)  # cond and uncond rows
+            del text, image_context
+            noise = torch.empty(frames, 4, lat_h, lat_w, dtype=act_dtype, device=meta)
+            with tracker.stage("encode:vae", weight_bytes("vae")):
+                if mode == "original":
+                    video = torch.empty(1, 3, frames, height, width, dtype=act_dtype, device=meta)
+                    z, refs = encode_video(parts["vae"], video, noise)
+                    z_start, z_end = z[:, :, 0], z[:, :, -1]
+                    del video
+                else:
+                    start = torch.empty(1, 3, height, width, dtype=act_dtype, device=meta)
+                    z_start, z_end, refs = encode_pair(parts["vae"], start, start.clone(), noise)
+                    del start
+                c_cat = concat_condition(z_start, z_end, frames)
+            del noise, keys
+        # --- one denoising step: two UNet evaluations (batched in the high mode)
+        x = torch.empty(1, 4, frames, lat_h, lat_w, dtype=torch.float32, device=meta)
+        with tracker.stage("unet step", weight_bytes("unet")):
+            attn.materialise = mode == "original"
+            unet = parts["unet"]
+            timestep = torch.zeros(1, dtype=torch.long, device=meta)
+            fs = torch.full((1,), 10, dtype=torch.long, device=meta)
+            if mode == "high":
+                inp = torch.cat([torch.cat([x, c_cat.float()], dim=1)] * 2)
+                v = unet(inp, timestep.expand(2), context, fs.expand(2))
+                v_cond, v_uncond = v.chunk(2)
+            else:
+                inp = torch.cat([x, c_cat.float()], dim=1)
+                v_cond = unet(inp, timestep, context[:1], fs)
+                v_uncond = unet(inp, timestep, context[1:], fs)
+            del inp
+            v = v_uncond + 7.5 * (v_cond - v_uncond)  # guidance and the DDIM update, in float32
+            del v_cond, v_uncond
+            x = x * 0.5 + v * 0.5
+            del v
+            attn.materialise = False
+        del context, c_cat
+        # --- decode: the 16- and 14-frame passes and the splice
+        patched = bound_decoder(parts["vae"]) if mode in ("balanced", "low") else []
+        try:
+            with tracker.stage("decode", weight_bytes("vae")):
+                final, all16, middle14 = decode_interpolation(parts["vae"], x.to(act_dtype), refs)
+                del all16, middle14
+                pixels = ((final.clamp(-1, 1) + 1) * 127.5).to(torch.uint8)
+                del final, pixels
+        finally:
+            unbound_decoder(patched)
+    stages = {name: tracker.stages[name] for name in ("encode", "unet step", "decode")}
+    detail = {name: value for name, value in tracker.stages.items() if name.startswith("encode:")}
+    result = TraceResult(mode, dtype, tracker.peak, stages)
+    result.notes.append("weights: " + ", ".join(f"{k} {v / 2**30:.2f} GiB" for k, v in sizes.items()))
+    result.notes.append("encode detail: " + ", ".join(f"{k[7:]} {v / 2**30:.2f} GiB" for k, v in detail.items()))
+    return result

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..core.errors import ModelError
+from ._params import unwrap_params
 from .unet_blocks import (
     Downsample,
     GroupNorm32,
@@ -24,7 +25,7 @@ from .unet_blocks import (
     Stage,
     TemporalTransformer,
     Upsample,
-    video_to_frames,
+    to_frames_layout,
 )
 
 
@@ -82,11 +83,12 @@ class UNetConfig:
     _IGNORED = {"use_checkpoint", "use_fp16", "num_classes", "fs_condition_type"}
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> UNetConfig:
-        """From the original YAML `unet_config.params` mapping (vectors/README §2)."""
+    def from_params(cls, params: Mapping[str, Any] | None) -> UNetConfig:
+        """From the original YAML `unet_config.params` mapping (vectors/README §2), or the whole
+        `unet_config` block ({target, params})."""
         known = {f.name for f in fields(cls)}
         values: dict[str, Any] = {}
-        for name, value in params.items():
+        for name, value in unwrap_params(params).items():
             if name in cls._REQUIRED:
                 if value != cls._REQUIRED[name]:
                     raise ModelError(f"UNet option {name}={value!r} is not supported (ToonCrafter uses {cls._REQUIRED[name]!r}).")
@@ -97,6 +99,22 @@ class UNetConfig:
             else:
                 raise ModelError(f"Unknown UNet option '{name}' in the model configuration.")
         return cls(**values)
+
+    @classmethod
+    def reduced(cls) -> UNetConfig:
+        """The reduced UNet of the reference vectors (model_channels 32, context 64)."""
+        return cls.from_params(REDUCED_UNET_PARAMS)
+
+
+# `unet_config.params` of the reduced model of the reference vectors (vectors/README §2).
+REDUCED_UNET_PARAMS: dict[str, Any] = {
+    "in_channels": 8, "out_channels": 4, "model_channels": 32, "attention_resolutions": [4, 2, 1],
+    "num_res_blocks": 2, "channel_mult": [1, 2, 4, 4], "dropout": 0.1, "num_head_channels": 16,
+    "transformer_depth": 1, "context_dim": 64, "use_linear": True, "use_checkpoint": False,
+    "temporal_conv": True, "temporal_attention": True, "temporal_selfatt_only": True,
+    "use_relative_position": False, "use_causal_attention": False, "temporal_length": 16,
+    "addition_attention": True, "image_cross_attention": True, "default_fs": 24, "fs_condition": True,
+}
 
 
 def timestep_embedding(values: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -206,7 +224,8 @@ class UNet3D(nn.Module):
         emb = emb.repeat_interleave(t, dim=0)
         context = self.frame_context(context.to(dtype), t)
 
-        h = video_to_frames(x.to(dtype))
+        # (B, C, T, H, W) -> frames (B·T, C, H, W), row b·T + f, stored channels-last.
+        h = to_frames_layout(x.to(dtype).transpose(1, 2).reshape(b * t, *x.shape[1:2], *x.shape[3:]))
         skips: list[torch.Tensor] = []
         for index, stage in enumerate(self.input_blocks):
             h = stage(h, emb, context, b)
@@ -219,4 +238,4 @@ class UNet3D(nn.Module):
             h = stage(h, emb, context, b)
         y = self.out(h)
         del h
-        return y.view(b, t, *y.shape[1:]).permute(0, 2, 1, 3, 4).contiguous().to(x.dtype)
+        return y.reshape(b, t, *y.shape[1:]).transpose(1, 2).contiguous().to(x.dtype)

@@ -1,9 +1,11 @@
 """Building blocks of the ToonCrafter UNet3D (spec §8.3-§8.6).
 
-Layouts: spatial layers see frames as a batch, (B·T, C, H, W) with row b·T + f; temporal layers see
-(B, C, T, H, W). Attribute names are the checkpoint's (including `temopral_conv`, sic), so that
-`state_dict()` keys equal the original ones. Every attention goes through `attention.attention`,
-which never materialises the score matrix.
+Layout: activations are frames as a batch, (B·T, C, H, W) with row b·T + f, stored channels-last,
+i.e. physically (B, T, H, W, C). That one layout serves everything without copies: convolutions
+run NHWC, transformer tokens are a free view, and the temporal layers (which mean (B, C, T, H, W)
+in the spec) see frame f of pixel p at row (b·T + f)·H·W + p. Attribute names are the
+checkpoint's (including `temopral_conv`, sic), so `state_dict()` keys equal the original ones.
+Every attention goes through `attention.attention`, which never materialises the score matrix.
 
 The forwards are written for inference: where autograd is off they add residuals in place and
 process the feed-forward in row chunks, which lowers peak memory without changing the math.
@@ -41,16 +43,33 @@ class GroupNorm32(nn.GroupNorm):
         return y.to(x.dtype)
 
 
-def frames_to_video(x: torch.Tensor, batch: int) -> torch.Tensor:
-    """(B·T, C, H, W) -> (B, C, T, H, W), contiguous."""
+CHANNELS_LAST = torch.channels_last
+
+
+def to_frames_layout(x: torch.Tensor) -> torch.Tensor:
+    """(B·T, C, H, W) in the channels-last storage every block expects (no copy if already so)."""
+    return x.contiguous(memory_format=CHANNELS_LAST)
+
+
+def frames_rows(x: torch.Tensor) -> torch.Tensor:
+    """Channels-last (N, C, H, W) -> (N·H·W, C) rows: a view."""
     n, c, h, w = x.shape
-    return x.view(batch, n // batch, c, h, w).permute(0, 2, 1, 3, 4).contiguous()
+    return x.permute(0, 2, 3, 1).reshape(n * h * w, c)
 
 
-def video_to_frames(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, T, H, W) -> (B·T, C, H, W), contiguous."""
-    b, c, t, h, w = x.shape
-    return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+def rows_frames(rows: torch.Tensor, n: int, h: int, w: int) -> torch.Tensor:
+    """(N·H·W, C) rows -> channels-last (N, C, H, W): a view."""
+    return rows.view(n, h, w, rows.shape[-1]).permute(0, 3, 1, 2)
+
+
+def video_group_norm(norm: nn.GroupNorm, x: torch.Tensor, batch: int) -> torch.Tensor:
+    """GroupNorm of frames (B·T, C, H, W) with statistics across all frames of each batch entry, as
+    the original's GroupNorm on (B, C, T, H, W) (trap 4): the frames are viewed as (B, C, T·H, W),
+    which has the same groups and the same elements per group."""
+    n, c, h, w = x.shape
+    video = x.permute(0, 2, 3, 1).reshape(batch, (n // batch) * h, w, c).permute(0, 3, 1, 2)
+    y = norm(video)
+    return y.permute(0, 2, 3, 1).reshape(n, h, w, c).permute(0, 3, 1, 2)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -77,21 +96,29 @@ class TemporalConvBlock(nn.Module):
         self.conv4 = stage(True)
 
     @staticmethod
-    def _stage(stage: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        norm, conv = stage[0], stage[-1]
-        h = F.silu(norm(x), inplace=not torch.is_grad_enabled())
-        b, c, t, hh, ww = h.shape
-        # A (3,1,1) Conv3d is a (3,1) Conv2d over (B, C, T, H·W): same sums, faster CPU kernels.
-        out = F.conv2d(h.view(b, c, t, hh * ww), conv.weight.view(*conv.weight.shape[:3], 1), conv.bias,
-                       padding=(1, 0))
-        return out.view(b, -1, t, hh, ww)
+    def _time_conv(rows: torch.Tensor, conv: nn.Conv3d, batch: int, frames: int, pixels: int) -> torch.Tensor:
+        """The (3,1,1) convolution on rows ordered (b, t, pixel): three matrix products, the two
+        neighbour frames being the rows one frame (`pixels` rows) earlier and later. Zero padding in
+        time = those products simply skip the first / last frame. No im2col buffer."""
+        weight = conv.weight[..., 0, 0]  # (C_out, C_in, 3): taps for frames t-1, t, t+1
+        out = torch.addmm(conv.bias, rows, weight[:, :, 1].t())
+        if frames > 1:
+            span = frames * pixels
+            for b in range(batch):
+                src, dst = rows[b * span : (b + 1) * span], out[b * span : (b + 1) * span]
+                dst[pixels:].addmm_(src[:-pixels], weight[:, :, 0].t())
+                dst[:-pixels].addmm_(src[pixels:], weight[:, :, 2].t())
+        return out
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self._stage(self.conv1, x)
-        h = self._stage(self.conv2, h)
-        h = self._stage(self.conv3, h)
-        h = self._stage(self.conv4, h)
-        return _add(h, x)
+    def forward(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        n, c, h, w = x.shape
+        inplace = not torch.is_grad_enabled()
+        y = x
+        for stage in (self.conv1, self.conv2, self.conv3, self.conv4):
+            y = F.silu(video_group_norm(stage[0], y, batch), inplace=inplace)
+            rows = self._time_conv(frames_rows(to_frames_layout(y)), stage[-1], batch, n // batch, h * w)
+            y = rows_frames(rows, n, h, w)
+        return _add(y, x)
 
 
 class ResBlock(nn.Module):
@@ -124,7 +151,7 @@ class ResBlock(nn.Module):
         h = self.out_layers[3](h)
         h = _add(h, self.skip_connection(x))
         if self.temopral_conv is not None:
-            h = video_to_frames(self.temopral_conv(frames_to_video(h, batch)))
+            h = self.temopral_conv(h, batch)
         return h
 
 
@@ -289,13 +316,11 @@ class SpatialTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
-        tokens = self.norm(x).flatten(2).transpose(1, 2)  # (N, h·w, C)
-        tokens = self.proj_in(tokens)
+        tokens = self.proj_in(frames_rows(to_frames_layout(self.norm(x))).view(n, h * w, c))
         for block in self.transformer_blocks:
             tokens = block(tokens, context)
         tokens = self.proj_out(tokens)
-        out = tokens.transpose(1, 2).reshape(n, c, h, w)
-        return _add(out, x)
+        return _add(rows_frames(tokens.view(n * h * w, c), n, h, w), x)
 
 
 class TemporalTransformer(nn.Module):
@@ -325,14 +350,18 @@ class TemporalTransformer(nn.Module):
             weight = weight[..., 0]
         return F.linear(x, weight, layer.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, t, h, w = x.shape
-        seq = self.norm(x).permute(0, 3, 4, 2, 1).reshape(b * h * w, t, c)  # rows b·h·w + y·w + x
+    def forward(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        n, c, h, w = x.shape
+        t = n // batch
+        normed = video_group_norm(self.norm, x, batch)
+        # One sequence of T frames per pixel, sequence index b·H·W + y·W + x (the original's order).
+        seq = normed.permute(0, 2, 3, 1).reshape(batch, t, h * w, c).transpose(1, 2).reshape(batch * h * w, t, c)
+        del normed
         seq = self._project(self.proj_in, seq)
         for block in self.transformer_blocks:
             seq = block(seq)
         seq = self._project(self.proj_out, seq)
-        out = seq.view(b, h, w, t, c).permute(0, 4, 3, 1, 2).contiguous()
+        out = seq.view(batch, h * w, t, c).transpose(1, 2).reshape(n, h, w, c).permute(0, 3, 1, 2)
         return _add(out, x)
 
 
@@ -347,7 +376,7 @@ class Stage(nn.ModuleList):
             elif isinstance(layer, SpatialTransformer):
                 x = layer(x, context)
             elif isinstance(layer, TemporalTransformer):
-                x = video_to_frames(layer(frames_to_video(x, batch)))
+                x = layer(x, batch)
             else:
                 x = layer(x)
         return x

@@ -108,7 +108,8 @@ def load_checkers() -> dict[str, Checker]:
     for info in pkgutil.iter_modules([str(package)]):
         if info.name.startswith("verify_"):
             importlib.import_module(f"{__package__}.{info.name}")
-    return CHECKERS
+    # Under `python -m` this file runs as __main__; the checkers registered with the imported copy.
+    return importlib.import_module(f"{__package__}.verify").CHECKERS
 
 
 def main(argv: list[str] | None = None) -> int:

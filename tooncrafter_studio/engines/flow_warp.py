@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .flow_regions import region_motion, seed_flows
+
 # Longest side of the image the flow is computed and splatted on; larger keys are scaled down for
 # the flow only (the warp itself runs at full resolution).
 DEFAULT_FLOW_SIDE = 1024
@@ -33,8 +35,20 @@ DEFAULT_FLOW_SIDE = 1024
 class FlowSettings:
     flow_side: int = DEFAULT_FLOW_SIDE
     consistency_px: float = 1.5  # forward-backward error below this counts as visible
-    decisive: float = 0.6  # 0: plain weighted blend; 1: hard choice where the warps disagree
+    decisive: float = 0.3  # 0: plain weighted blend; 1: hard choice where the warps disagree
     disagreement: float = 0.12  # colour difference (0..1) from which the blend becomes decisive
+    occluded_px: float = 1e9  # forward-backward error above this (+ rel * |flow|) is an occlusion
+    occluded_rel: float = 0.3
+    background_px: float = 2.0  # occluded pixels take the flow of surroundings slower by ~this
+    region_seeds: bool = True
+    region_fit: bool = False  # flat regions move by one affine motion fitted to their outline
+    reliable_px: float = 2.0
+    ring_px: float = 3.0
+    dis_finest_scale: int = 0  # 0: full working resolution; 1: half (faster, DIS upsamples)
+    dis_patch: int = 8
+    dis_stride: int = 3
+    dis_iterations: int = 25
+    dis_refine: int = 5  # seed the flow with matched flat-colour regions (large motion)
 
 
 def _luma8(image: np.ndarray) -> np.ndarray:
@@ -47,24 +61,47 @@ def _luma8(image: np.ndarray) -> np.ndarray:
     return np.clip(luma * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _dis() -> cv2.DISOpticalFlow:
+def _rgb8(image: np.ndarray) -> np.ndarray:
+    """8-bit RGB of a float RGB(A) image; transparent parts over mid grey."""
+    rgb = image[..., :3]
+    if image.shape[2] == 4:
+        alpha = image[..., 3:4]
+        rgb = rgb * alpha + 0.5 * (1.0 - alpha)
+    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _dis(settings: FlowSettings) -> cv2.DISOpticalFlow:
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    dis.setFinestScale(0)
-    dis.setPatchSize(8)
-    dis.setPatchStride(3)
-    dis.setGradientDescentIterations(25)
-    dis.setVariationalRefinementIterations(5)
+    dis.setFinestScale(settings.dis_finest_scale)
+    dis.setPatchSize(settings.dis_patch)
+    dis.setPatchStride(settings.dis_stride)
+    dis.setGradientDescentIterations(settings.dis_iterations)
+    dis.setVariationalRefinementIterations(settings.dis_refine)
     dis.setUseMeanNormalization(True)
     dis.setUseSpatialPropagation(True)
     return dis
 
 
-def dense_flows(a8: np.ndarray, b8: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Flow a->b and b->a (HxWx2 float32, pixels) of two 8-bit single-channel images."""
-    dis = _dis()
-    f_ab = dis.calc(a8, b8, None)
-    f_ba = dis.calc(b8, a8, None)
-    return f_ab, f_ba
+MIN_FLOW_SIDE = 16  # DIS needs a few pixels; tiny keys are padded for the flow only
+
+
+def dense_flows(a8: np.ndarray, b8: np.ndarray, init_ab: np.ndarray | None = None,
+                init_ba: np.ndarray | None = None, settings: FlowSettings | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Flow a->b and b->a (HxWx2 float32, pixels) of two 8-bit single-channel images.
+
+    `init_*` are initial flows (e.g. from region matching) that DIS refines.
+    """
+    h, w = a8.shape[:2]
+    pad_y, pad_x = max(0, MIN_FLOW_SIDE - h), max(0, MIN_FLOW_SIDE - w)
+    if pad_x or pad_y:
+        def pad(img):
+            return None if img is None else cv2.copyMakeBorder(img, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
+        a8, b8, init_ab, init_ba = pad(a8), pad(b8), pad(init_ab), pad(init_ba)
+    dis = _dis(settings or FlowSettings())
+    f_ab = dis.calc(a8, b8, None if init_ab is None else np.ascontiguousarray(init_ab, np.float32))
+    f_ba = dis.calc(b8, a8, None if init_ba is None else np.ascontiguousarray(init_ba, np.float32))
+    return f_ab[:h, :w], f_ba[:h, :w]
 
 
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -79,11 +116,14 @@ def consistency_error(f_ab: np.ndarray, f_ba: np.ndarray, xs: np.ndarray, ys: np
     return np.linalg.norm(f_ab + back, axis=2)
 
 
-def push_pull_fill(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Fill invalid pixels of HxWxC `values` from the valid ones around them (coarse to fine)."""
+def push_pull_fill(values: np.ndarray, valid: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    """Fill invalid pixels of HxWxC `values` from the valid ones around them (coarse to fine).
+
+    `weight` (optional, per pixel) lets some valid pixels count more than others when filling.
+    """
     if valid.all() or not valid.any():
         return values if valid.any() else np.zeros_like(values)
-    weight = valid.astype(np.float32)
+    weight = valid.astype(np.float32) if weight is None else (valid * weight).astype(np.float32)
     levels = [(values * weight[..., None], weight)]
     while True:
         v, w = levels[-1]
@@ -160,18 +200,44 @@ class SegmentInterpolator:
         fh, fw = max(8, round(h * scale)), max(8, round(w * scale))
         self.fh, self.fw = fh, fw
         self.sx, self.sy = w / fw, h / fh
-        a8, b8 = _luma8(start), _luma8(end)
+        small_a, small_b = start, end
         if (fh, fw) != (h, w):
-            a8 = cv2.resize(a8, (fw, fh), interpolation=cv2.INTER_AREA)
-            b8 = cv2.resize(b8, (fw, fh), interpolation=cv2.INTER_AREA)
-        f01, f10 = dense_flows(a8, b8)
-        self.f01, self.f10 = f01, f10
+            small_a = cv2.resize(start, (fw, fh), interpolation=cv2.INTER_AREA)
+            small_b = cv2.resize(end, (fw, fh), interpolation=cv2.INTER_AREA)
+        a8, b8 = _luma8(small_a), _luma8(small_b)
+        init01 = init10 = labels0 = labels1 = None
+        if self.settings.region_seeds:
+            init01, init10, self.moving_regions, labels0, labels1 = seed_flows(_rgb8(small_a), _rgb8(small_b))
+        f01, f10 = dense_flows(a8, b8, init01, init10, self.settings)
         xs, ys = _grid(fh, fw)
         err0 = consistency_error(f01, f10, xs, ys)
         err1 = consistency_error(f10, f01, xs, ys)
+        if self.settings.region_fit and labels0 is not None:
+            lim = self.settings.reliable_px
+            f01n = region_motion(f01, labels0, err0 < lim, self.settings.ring_px)
+            f10n = region_motion(f10, labels1, err1 < lim, self.settings.ring_px)
+            f01, f10 = f01n, f10n
+            err0 = consistency_error(f01, f10, xs, ys)
+            err1 = consistency_error(f10, f01, xs, ys)
+        f01 = self._fill_occluded(f01, err0 < self._occlusion_limit(f01))
+        f10 = self._fill_occluded(f10, err1 < self._occlusion_limit(f10))
+        self.f01, self.f10 = f01, f10
         self.splat0 = _Splatter(f01, err0, self.settings.consistency_px)
         self.splat1 = _Splatter(f10, err1, self.settings.consistency_px)
-        self.full_xs, self.full_ys = _grid(h, w)
+        self.full_grid = np.dstack(_grid(h, w))
+
+    def _occlusion_limit(self, flow: np.ndarray) -> np.ndarray:
+        s = self.settings
+        return s.occluded_px + s.occluded_rel * np.linalg.norm(flow, axis=2)
+
+    def _fill_occluded(self, flow: np.ndarray, visible: np.ndarray) -> np.ndarray:
+        """Pixels hidden in the other key have no trustworthy flow: give them the motion of the
+        slowest visible surroundings (what gets covered is usually the background)."""
+        if visible.all() or not visible.any():
+            return flow
+        slowness = np.exp(-np.linalg.norm(flow, axis=2) / self.settings.background_px)
+        filled = push_pull_fill(flow, visible, slowness)
+        return filled
 
     def _flows_at(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         b0, hit0, vis0 = self.splat0.splat(t)
@@ -204,17 +270,23 @@ class SegmentInterpolator:
         vis = self._to_full(np.dstack([vis0, vis1]), False)
         w0 = (1.0 - t) * (0.05 + vis[..., 0])
         w1 = t * (0.05 + vis[..., 1])
-        warp0 = cv2.remap(self.start, self.full_xs + b0[..., 0], self.full_ys + b0[..., 1],
-                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        warp1 = cv2.remap(self.end, self.full_xs + b1[..., 0], self.full_ys + b1[..., 1],
-                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        if warp0.ndim == 2:
-            warp0, warp1 = warp0[..., None], warp1[..., None]
-        share0 = w0 / np.maximum(w0 + w1, 1e-6)
+        warp0 = self._warp(self.start, b0)
+        warp1 = self._warp(self.end, b1)
+        share0 = w0 / (w0 + w1)
         if s.decisive > 0:
-            diff = np.abs(warp0 - warp1).max(axis=2)
-            strength = s.decisive * np.clip((diff - s.disagreement) / max(s.disagreement, 1e-3), 0.0, 1.0)
+            # Where the two warped keys disagree (a line in one, paper in the other), lean to the
+            # side with more weight rather than averaging into two half-dark ghost lines.
+            diff = cv2.absdiff(warp0, warp1)
+            if diff.ndim == 3:
+                diff = diff[..., :3].max(axis=2) if diff.shape[2] > 4 else cv2.transform(
+                    diff, np.full((1, diff.shape[2]), 1.0 / diff.shape[2], np.float32))
+            strength = np.clip(diff * (s.decisive / max(s.disagreement, 1e-3)) - s.decisive, 0.0, s.decisive)
             hard = (share0 > 0.5).astype(np.float32)
-            share0 = share0 * (1.0 - strength) + hard * strength
-        share0 = share0[..., None]
-        return warp0 * share0 + warp1 * (1.0 - share0)
+            share0 = share0 + (hard - share0) * strength
+        return cv2.blendLinear(warp0, warp1, share0, 1.0 - share0)
+
+    def _warp(self, image: np.ndarray, back: np.ndarray) -> np.ndarray:
+        """Sample `image` at (pixel + back flow), bilinear."""
+        maps = back + self.full_grid
+        out = cv2.remap(image, maps, None, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return out if out.ndim == 3 else out[..., None]

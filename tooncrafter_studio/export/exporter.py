@@ -120,15 +120,16 @@ def _plan(shot: Shot, options: ExportOptions) -> _Plan:
     names_by_image: dict[ImageRef, list[str]] = {}
     drawing_of_frame: list[str] = []
     file_of_frame: list[str] = []
-    if options.drawings_only:
+    if options.drawings_only:  # one file per distinct picture, numbered in order of first appearance
+        position: dict[ImageRef, int] = {}
         for resolved in frames:
-            if resolved.image not in names_by_image:
-                names_by_image[resolved.image] = [naming.file_name(len(names_by_image))]
-            file_name = names_by_image[resolved.image][0]
-            file_of_frame.append(file_name)
-            drawing_of_frame.append(_number_of(file_name, naming))
+            if resolved.image not in position:
+                position[resolved.image] = len(position)
+                names_by_image[resolved.image] = [naming.file_name(position[resolved.image])]
+            file_of_frame.append(names_by_image[resolved.image][0])
+            drawing_of_frame.append(str(naming.start_number + position[resolved.image]))
         files = [names[0] for names in names_by_image.values()]
-    else:
+    else:  # one file per timeline frame; the sheet names the file where each exposure starts
         run_start_number = naming.start_number
         previous: ImageRef | None = None
         for index, resolved in enumerate(frames):
@@ -145,11 +146,6 @@ def _plan(shot: Shot, options: ExportOptions) -> _Plan:
             for i, r in enumerate(frames)]
     jobs = [_Job(image, tuple(names)) for image, names in names_by_image.items()]
     return _Plan(naming, frames, jobs, rows, files)
-
-
-def _number_of(file_name: str, naming: Naming) -> str:
-    digits = file_name[len(naming.name) + len(naming.separator):-len(naming.extension)]
-    return str(int(digits))
 
 
 def preview_names(options: ExportOptions, shot: Shot) -> tuple[str, str]:
@@ -181,10 +177,15 @@ def _previous_export_files(out_dir: Path, naming: Naming) -> dict[str, int]:
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8"))
         written = {entry["name"]: int(entry["size"]) for entry in data["written"]}
-    except (OSError, ValueError, KeyError, TypeError):
+        written[sidecar.name] = sidecar.stat().st_size
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return {}
-    written[sidecar.name] = sidecar.stat().st_size
-    return written
+    # Only plain names of this sequence and its sheets: an edited sidecar must never make us
+    # replace or delete anything else (no paths, no other files).
+    own_sheets = {f"{naming.name}.csv", f"{naming.name}.xdts", sidecar.name}
+    return {name: size for name, size in written.items()
+            if isinstance(name, str) and name == os.path.basename(name) and "\\" not in name
+            and (naming.matches(name) or name in own_sheets)}
 
 
 def _ours(out_dir: Path, name: str, previous: dict[str, int]) -> bool:
@@ -353,7 +354,7 @@ def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Expo
         if options.timing_sheet in ("csv", "both"):
             sheet_texts.append((f"{plan.naming.name}.csv", csv_text(plan.rows)))
         if options.timing_sheet in ("xdts", "both"):
-            sheet_texts.append((f"{plan.naming.name}.xdts", xdts_text(plan.rows, plan.naming.name, shot.fps)))
+            sheet_texts.append((f"{plan.naming.name}.xdts", xdts_text(plan.rows, plan.naming.name)))
         for name, text in sheet_texts:
             data = text.encode("utf-8")
             _write_file(temp / name, data, options.fsync)

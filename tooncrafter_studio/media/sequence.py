@@ -121,11 +121,11 @@ def _group_series(paths: list[Path]) -> tuple[dict[tuple[str, str], list[tuple[N
 
 
 def list_folder(folder: Path) -> SequenceListing:
-    try:
-        names = os.listdir(folder)
+    try:  # scandir: file types come with the listing, no stat per file
+        with os.scandir(folder) as entries:
+            paths = [folder / e.name for e in entries if is_image_file(e.name) and e.is_file()]
     except OSError as exc:
         raise MediaError(f"The folder {folder} cannot be read: {exc.strerror or exc}.") from None
-    paths = [folder / n for n in names if is_image_file(n) and (folder / n).is_file()]
     if not paths:
         raise MediaError(f"The folder {folder} contains no images (PNG, JPEG, TIFF, WebP or BMP).")
     series, loose = _group_series(paths)

@@ -59,7 +59,14 @@ def probe_video(path: str | os.PathLike, default_fps: float = 24.0) -> VideoInfo
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         fps_from_file = math.isfinite(fps) and 0.5 < fps < 1000
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        if count <= 0:  # some containers do not say: count by reading (grab skips colour conversion)
+        if count > 1:  # containers may overstate the count: the last frame must really decode
+            capture.set(cv2.CAP_PROP_POS_FRAMES, count - 1)
+            ok, _ = capture.read()
+            if not ok:
+                count = 0
+                capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                capture.read()
+        if count <= 0:  # unknown or wrong: count by reading (grab skips colour conversion)
             count = 1
             while capture.grab():
                 count += 1

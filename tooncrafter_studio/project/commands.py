@@ -91,7 +91,11 @@ class Command:
 
     def take_ids(self) -> set[str]:
         """Takes this command adds or removes (so their files must outlive the history)."""
-        return set()
+        return {take.id for take in self.referenced_takes()}
+
+    def referenced_takes(self) -> list[Take]:
+        """The Take objects this command can put back into the shot (their files must stay)."""
+        return []
 
 
 class Compound(Command):
@@ -120,11 +124,8 @@ class Compound(Command):
             change |= command.undo(shot)
         return change
 
-    def take_ids(self) -> set[str]:
-        ids: set[str] = set()
-        for command in self.commands:
-            ids |= command.take_ids()
-        return ids
+    def referenced_takes(self) -> list[Take]:
+        return [take for command in self.commands for take in command.referenced_takes()]
 
 
 def _frame_error(shot: Shot, frame: int) -> InputError:
@@ -287,7 +288,8 @@ class DeleteFrames(_CellsSnapshot):
         return cells
 
 
-def _validate_settings(settings: SegmentSettings) -> None:
+def validate_settings(settings: SegmentSettings) -> None:
+    """Raise InputError for settings no generation could use (normalises spacing and times)."""
     if settings.count is not None and not (1 <= int(settings.count) <= 1000):
         raise InputError(f"The in-between count must be between 1 and 1000, not {settings.count}.")
     if not 1 <= int(settings.exposure) <= 1000:
@@ -347,7 +349,7 @@ class SetSegmentSettings(Command):
         segment = shot.segments.get(self.key)
         current = segment.settings if segment is not None else SegmentSettings()
         new = dataclasses.replace(copy.deepcopy(current), **copy.deepcopy(self.changes))
-        _validate_settings(new)
+        validate_settings(new)
         self._created = segment is None
         if segment is None:
             segment = shot.segments[self.key] = Segment(*self.key)
@@ -409,8 +411,8 @@ class AddTake(Command):
             del shot.segments[key]
         return Change(segments=frozenset([key]), takes=frozenset([self.take.id]))
 
-    def take_ids(self) -> set[str]:
-        return {self.take.id}
+    def referenced_takes(self) -> list[Take]:
+        return [self.take]
 
 
 def _take(shot: Shot, take_id: str) -> Take:
@@ -455,6 +457,9 @@ class RemoveTake(Command):
 
     def take_ids(self) -> set[str]:
         return {self.take_id}
+
+    def referenced_takes(self) -> list[Take]:
+        return [self._take] if self._take is not None else []
 
 
 class RenameTake(Command):
@@ -661,12 +666,16 @@ class CommandStack:
     def referenced_take_ids(self) -> set[str]:
         """Every take a command in the history (undo or redo side) adds or removes."""
         ids: set[str] = set()
-        for command in self._commands:
+        for command in self._all_commands():
             ids |= command.take_ids()
-        for macro in self._macros:
-            for command in macro.commands:
-                ids |= command.take_ids()
         return ids
+
+    def referenced_takes(self) -> list[Take]:
+        """The Take objects the history can bring back (for keeping the files they use)."""
+        return [take for command in self._all_commands() for take in command.referenced_takes()]
+
+    def _all_commands(self) -> list[Command]:
+        return self._commands + [c for macro in self._macros for c in macro.commands]
 
     # -- changes
     def set_clean(self) -> None:

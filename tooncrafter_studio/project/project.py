@@ -9,7 +9,8 @@
 Saving writes a temporary file, fsyncs it and renames it over project.json, so a crash or a
 kill at any moment leaves the last good file. Autosave writes only the recovery copy; on open the
 app asks `find_recovery(folder)` whether a newer copy exists and, if the user agrees, opens it
-with `recover(folder)` (marked unsaved). A successful save removes the recovery copy.
+with `recover(folder)` (marked unsaved). A save by the session that wrote (or recovered) the copy
+removes it; a headless command saving the same folder leaves another session's copy alone.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,7 +29,7 @@ from pathlib import Path
 from ..core.errors import ProjectError
 from ..core.fsio import atomic_write_text
 from .commands import Change, Command, CommandStack
-from .document import Cell, Drawing, Shot, Source
+from .document import Cell, Drawing, Shot, Source, Take
 from .serialize import (
     check_internal_path,
     document_to_json,
@@ -87,6 +89,9 @@ class Project:
         self._autosaved_revision = 0
         self._reserved: set[str] = set()
         self._lock = threading.Lock()
+        # Whether the recovery copy on disk is ours (written by this session or recovered from):
+        # only then does a save remove it; another session's copy is left for the app to offer.
+        self._owns_recovery = False
 
     # ---------------------------------------------------------------- opening
 
@@ -98,6 +103,8 @@ class Project:
             raise ProjectError(f"{root} does not exist.")
         if not root.is_dir():
             raise ProjectError(f"{root} is not a project folder.")
+        if not (root / PROJECT_FILE).exists():
+            raise ProjectError(f"{root} is not a ToonCrafter Studio project (it has no {PROJECT_FILE}).")
         shot, envelope = read_document(root / PROJECT_FILE, root)
         return cls(root, shot, saved_at=str(envelope.get("saved_at", "")))
 
@@ -171,34 +178,43 @@ class Project:
             raise ProjectError(f"'{take_id}' is not a valid take id.")
         return self.folder / TAKES_DIR / take_id
 
-    def _recovery_take_ids(self) -> set[str]:
+    def _recovery_takes(self) -> list[Take]:
         path = recovery_path(self.folder)
         if not path.exists():
-            return set()
+            return []
         try:
             shot, _ = read_document(path, self.folder)
         except ProjectError:
-            return set()
-        return set(shot.takes)
+            return []
+        return list(shot.takes.values())
 
-    def collect_garbage(self) -> list[str]:
+    def collect_garbage(self, stale_temp_s: float = 3600.0) -> list[str]:
         """Delete take folders that nothing can bring back; returns their names.
 
-        Kept: takes in the shot, takes any undo/redo step could restore, takes reserved by a
-        running job, takes the recovery copy refers to, temporary folders and anything that is
-        not a take folder.
+        Kept: folders of takes in the shot, of takes any undo/redo step could restore, of takes
+        reserved by a running job, of takes in the recovery copy, and every folder any of those
+        takes' frame files lie in (a take may reuse frames of an earlier one). Temporary folders
+        of interrupted writes are removed once older than `stale_temp_s`; anything that is not a
+        take folder is left alone.
         """
-        takes = self.folder / TAKES_DIR
-        if not takes.is_dir():
+        takes_dir = self.folder / TAKES_DIR
+        if not takes_dir.is_dir():
             return []
         with self._lock:
-            keep = set(self.shot.takes) | self.stack.referenced_take_ids() | self._reserved
-        keep |= self._recovery_take_ids()
+            takes = list(self.shot.takes.values()) + self.stack.referenced_takes()
+            keep = {take.id for take in takes} | self.stack.referenced_take_ids() | self._reserved
+        takes += self._recovery_takes()
+        keep |= _take_folders(takes)
         removed: list[str] = []
-        for entry in sorted(takes.iterdir()):
-            if entry.name in keep or not is_safe_id(entry.name) or entry.name.startswith("."):
-                continue
+        now = time.time()
+        for entry in sorted(takes_dir.iterdir()):
             if not entry.is_dir() or entry.is_symlink():
+                continue
+            if entry.name.startswith(TEMP_PREFIX):
+                take_id = entry.name[len(TEMP_PREFIX):]
+                if take_id in keep or now - entry.stat().st_mtime < stale_temp_s:
+                    continue
+            elif entry.name in keep or not is_safe_id(entry.name):
                 continue
             try:
                 shutil.rmtree(entry)
@@ -217,7 +233,8 @@ class Project:
         self.saved_at = saved_at
         self.stack.set_clean()
         self._autosaved_revision = self.stack.revision
-        self.discard_recovery()
+        if self._owns_recovery:
+            self.discard_recovery()
         if collect_garbage:
             self.collect_garbage()
 
@@ -231,13 +248,16 @@ class Project:
             raise ProjectError(f"{root} is already a project; choose an empty folder.")
         try:
             root.mkdir(parents=True, exist_ok=True)
-            for take_id in self.shot.takes:
-                src = self.take_dir(take_id)
+            # every folder a take (in the shot, or one undo/redo can restore) has frames in
+            for name in sorted(_take_folders(list(self.shot.takes.values()) + self.stack.referenced_takes())):
+                src = self.folder / TAKES_DIR / name
                 if src.is_dir():
-                    shutil.copytree(src, root / TAKES_DIR / take_id, dirs_exist_ok=True)
+                    shutil.copytree(src, root / TAKES_DIR / name, dirs_exist_ok=True)
         except OSError as exc:
             raise ProjectError(f"Cannot copy the takes into {root}: {exc.strerror or exc}.") from None
         old_folder = self.folder
+        had_recovery = self._owns_recovery
+        self._owns_recovery = False
         for source in self.shot.sources.values():  # relative to the old folder -> absolute
             path = Path(source.path)
             if not path.is_absolute():
@@ -246,12 +266,14 @@ class Project:
         for source in self.shot.sources.values():
             source.path = relative_if_inside(source.path, root)
         self.save()
+        if had_recovery:  # the work is safe in the new folder; the old copy would only mislead
+            discard_recovery(old_folder)
 
     def autosave(self, force: bool = False) -> bool:
         """Write the recovery copy if there are changes since the last save or autosave."""
         if not force and self.stack.is_clean:
-            if self._autosaved_revision != self.stack.revision:  # undone back to the saved state
-                self.discard_recovery()
+            if self._autosaved_revision != self.stack.revision and self._owns_recovery:
+                self.discard_recovery()  # undone back to the saved state
                 self._autosaved_revision = self.stack.revision
             return False
         if not force and self.stack.revision == self._autosaved_revision:
@@ -259,13 +281,27 @@ class Project:
         text = document_to_json(self.shot, self.folder, {"saved_at": _now(), "autosave_of": self.saved_at})
         atomic_write_text(recovery_path(self.folder), text, error=ProjectError)
         self._autosaved_revision = self.stack.revision
+        self._owns_recovery = True
         return True
 
     def discard_recovery(self) -> None:
+        """Remove the recovery copy (after a save, or when the user declines to recover)."""
         discard_recovery(self.folder)
+        self._owns_recovery = False
 
     def to_dict(self) -> dict:
         return shot_to_dict(self.shot, self.folder)
+
+
+def _take_folders(takes: list[Take]) -> set[str]:
+    """Names of the folders under takes/ that these takes own or have frames in."""
+    names = {take.id for take in takes}
+    prefix = TAKES_DIR + "/"
+    for take in takes:
+        for frame in take.frames:
+            if frame.file.startswith(prefix):
+                names.add(frame.file[len(prefix):].split("/", 1)[0])
+    return names
 
 
 # -------------------------------------------------------------------- recovery
@@ -310,6 +346,7 @@ def recover(folder: str | os.PathLike) -> Project:
     shot, envelope = read_document(recovery_path(root), root)
     project = Project(root, shot, saved_at=str(envelope.get("autosave_of", "")))
     project.stack.set_dirty()  # the recovered state is not what is on disk
+    project._owns_recovery = True
     project._autosaved_revision = project.stack.revision
     return project
 

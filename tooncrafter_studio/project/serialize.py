@@ -20,7 +20,8 @@ from collections.abc import Callable
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from ..core.errors import ProjectError
+from ..core.errors import InputError, ProjectError
+from .commands import validate_settings
 from .document import (
     Cell,
     Drawing,
@@ -69,21 +70,42 @@ def is_safe_id(value: object) -> bool:
 def check_internal_path(relative: str, folder: Path | None = None) -> str:
     """Return `relative` normalised to forward slashes, or raise ValueError when it is not a path
     strictly inside the project folder (absolute, drive letter, '..', or a symlink leading out)."""
-    if not isinstance(relative, str) or not relative.strip():
-        raise ValueError("an empty path")
-    text = relative.replace("\\", "/")
-    if PurePosixPath(text).is_absolute() or PureWindowsPath(relative).is_absolute() \
-            or PureWindowsPath(relative).drive or text.startswith("/"):
-        raise ValueError(f"'{relative}' is an absolute path")
-    parts = PurePosixPath(text).parts
-    if any(part == ".." for part in parts):
-        raise ValueError(f"'{relative}' leads outside the project folder")
-    if folder is not None:
-        root = folder.resolve()
-        target = (root / text).resolve()
-        if target != root and root not in target.parents:
-            raise ValueError(f"'{relative}' leads outside the project folder (through a link)")
-    return "/".join(part for part in parts if part != ".")
+    return InternalPaths(folder).check(relative)
+
+
+class InternalPaths:
+    """Checks many internal paths against one folder, resolving each directory only once."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.root = folder.resolve() if folder is not None else None
+        self._dirs: dict[str, bool] = {}
+
+    def _inside(self, target: Path) -> bool:
+        assert self.root is not None
+        return target == self.root or self.root in target.parents
+
+    def check(self, relative: str) -> str:
+        if not isinstance(relative, str) or not relative.strip():
+            raise ValueError("an empty path")
+        text = relative.replace("\\", "/")
+        if PurePosixPath(text).is_absolute() or PureWindowsPath(relative).is_absolute() \
+                or PureWindowsPath(relative).drive or text.startswith("/"):
+            raise ValueError(f"'{relative}' is an absolute path")
+        parts = [part for part in PurePosixPath(text).parts if part != "."]
+        if any(part == ".." for part in parts):
+            raise ValueError(f"'{relative}' leads outside the project folder")
+        if not parts:
+            raise ValueError("an empty path")
+        normal = "/".join(parts)
+        if self.root is not None:
+            parent = "/".join(parts[:-1])
+            inside = self._dirs.get(parent)
+            if inside is None:
+                inside = self._dirs[parent] = self._inside((self.root / parent).resolve())
+            full = self.root / normal
+            if not inside or (full.is_symlink() and not self._inside(full.resolve())):
+                raise ValueError(f"'{relative}' leads outside the project folder (through a link)")
+        return normal
 
 
 def relative_if_inside(path: str, folder: Path) -> str:
@@ -253,7 +275,7 @@ def _read_settings(r: _Reader) -> SegmentSettings:
     times = r.list("times", required=False) if r.data.get("times") is not None else None
     if times is not None and not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
         raise _Bad(f"{r.where}.times should be a list of numbers")
-    return SegmentSettings(
+    settings = SegmentSettings(
         count=r.int("count", required=False, minimum=1),
         exposure=r.int("exposure", 2, required=False, minimum=1),
         spacing=r.enum("spacing", Spacing, "linear", required=False),
@@ -263,6 +285,11 @@ def _read_settings(r: _Reader) -> SegmentSettings:
         prompt=r.str("prompt", "", required=False) or "",
         seed=r.int("seed", required=False, minimum=0),
     )
+    try:
+        validate_settings(settings)
+    except InputError as exc:
+        raise _Bad(f"{r.where}: {str(exc).rstrip('.')}") from None
+    return settings
 
 
 def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
@@ -313,13 +340,14 @@ def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
         shot.cells.append(cell)
 
     seen = set()
+    paths = InternalPaths(folder)
     for i, item in enumerate(r.list("takes", required=False)):
         t = _Reader(item, f"shot.takes[{i}]")
         frames = []
         for j, frame_item in enumerate(t.list("frames")):
             f = _Reader(frame_item, f"{t.where}.frames[{j}]")
             try:
-                file = check_internal_path(f.str("file"), folder)
+                file = paths.check(f.str("file"))
             except ValueError as exc:
                 raise _Bad(f"{f.where}.file is unsafe: {exc}") from None
             time = f.float("time")

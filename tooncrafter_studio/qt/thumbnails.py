@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
@@ -26,7 +27,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DisplayImage:
-    """A QImage that wraps (does not copy) a numpy array, kept alive alongside."""
+    """A QImage that owns its pixels, and a numpy view of them (for tinting and tests).
+
+    The QImage is allocated by Qt and the pixels copied in: wrapping a Python buffer instead
+    would tie a Python refcount to a C++ object that pool threads create and destroy.
+    """
 
     array: np.ndarray
     image: QImage
@@ -36,7 +41,12 @@ class DisplayImage:
         array = display_array(array)
         height, width, channels = array.shape
         fmt = QImage.Format.Format_RGBA8888 if channels == 4 else QImage.Format.Format_RGB888
-        return cls(array, QImage(array.data, width, height, array.strides[0], fmt))
+        image = QImage(width, height, fmt)
+        stride = image.bytesPerLine()
+        buffer = np.frombuffer(image.bits(), np.uint8, count=stride * height).reshape(height, stride)
+        view = buffer[:, :width * channels].reshape(height, width, channels)
+        view[...] = array
+        return cls(view, image)
 
     @property
     def width(self) -> int:
@@ -53,21 +63,17 @@ class _Signals(QObject):
 
 
 class _LoadJob(QRunnable):
-    def __init__(self, loader: ImageLoader, key: Hashable, ref: ImageRef, generation: int) -> None:
+    def __init__(self, loader: ImageLoader, key: Hashable, generation: int) -> None:
         super().__init__()
         self.loader = loader
         self.key = key
-        self.ref = ref
         self.generation = generation
         self.setAutoDelete(True)
 
     def run(self) -> None:  # pool thread
         loader = self.loader
         try:
-            array = loader.provider.load(self.ref)
-            if loader.max_side:
-                array = thumbnail(array, loader.max_side)
-            image = DisplayImage.from_array(array)
+            image = loader.make(self.key)
         except Exception as exc:  # a missing file shows as a marked cell, never a crash
             loader._signals.failed.emit(self.key, str(exc), self.generation)
             return
@@ -82,9 +88,11 @@ class ImageLoader(QObject):
     failed = Signal(object, str)
 
     def __init__(self, provider: FrameProvider, max_side: int = 0, threads: int = 1,
-                 budget_bytes: int = 256 << 20, parent: QObject | None = None) -> None:
+                 budget_bytes: int = 256 << 20, parent: QObject | None = None,
+                 transform: Callable[[DisplayImage, Any], DisplayImage] | None = None) -> None:
         super().__init__(parent)
         self.provider = provider
+        self.transform = transform
         self.max_side = max_side
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max(1, threads))
@@ -107,7 +115,7 @@ class ImageLoader(QObject):
                 for stale in [k for k in self._images if k not in self.cache]:
                     del self._images[stale]
 
-    def peek(self, ref: ImageRef) -> DisplayImage | None:
+    def peek(self, ref: Hashable) -> DisplayImage | None:
         """The cached image, without queueing a load."""
         with self._lock:
             image = self._images.get(ref)
@@ -117,31 +125,39 @@ class ImageLoader(QObject):
             return None
         return image
 
-    def get(self, ref: ImageRef, priority: int = 0) -> DisplayImage | None:
+    def get(self, ref: Hashable, priority: int = 0) -> DisplayImage | None:
         """The image if cached; otherwise None and a background load is queued."""
         image = self.peek(ref)
         if image is None:
             self.request(ref, priority)
         return image
 
-    def error(self, ref: ImageRef) -> str | None:
+    def error(self, ref: Hashable) -> str | None:
         return self._errors.get(ref)
 
-    def request(self, ref: ImageRef, priority: int = 0) -> None:
+    def request(self, ref: Hashable, priority: int = 0) -> None:
         if ref in self._pending or ref in self._errors:
             return
         self._pending.add(ref)
-        self.pool.start(_LoadJob(self, ref, ref, self._generation), priority)
+        self.pool.start(_LoadJob(self, ref, self._generation), priority)
 
-    def load_now(self, ref: ImageRef) -> DisplayImage:
+    def make(self, key: Hashable) -> DisplayImage:  # any thread
+        """Decode (and shrink, and transform) the picture of a key: an ImageRef or (ImageRef, variant)."""
+        ref, variant = (key, None) if isinstance(key, ImageRef) else key
+        array = self.provider.load(ref)
+        if self.max_side:
+            array = thumbnail(array, self.max_side)
+        image = DisplayImage.from_array(array)
+        if variant is not None and self.transform is not None:
+            image = self.transform(image, variant)
+        return image
+
+    def load_now(self, key: Hashable) -> DisplayImage:
         """Decode on the calling thread (tools and tests; never from paint code)."""
-        image = self.peek(ref)
+        image = self.peek(key)
         if image is None:
-            array = self.provider.load(ref)
-            if self.max_side:
-                array = thumbnail(array, self.max_side)
-            image = DisplayImage.from_array(array)
-            self._store(ref, image)
+            image = self.make(key)
+            self._store(key, image)
         return image
 
     def drop_pending(self) -> None:
@@ -150,7 +166,7 @@ class ImageLoader(QObject):
         self._generation += 1
         self._pending.clear()
 
-    def invalidate(self, ref: ImageRef | None = None) -> None:
+    def invalidate(self, ref: Hashable | None = None) -> None:
         """Forget one image (or all, e.g. after opening another project)."""
         if ref is None:
             self.drop_pending()

@@ -242,3 +242,53 @@ def flow_blend(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
         info = np.iinfo(a.dtype)
         return np.clip(np.rint(mixed), info.min, info.max).astype(a.dtype)
     return mixed.astype(a.dtype)
+
+
+# --- running a plan -------------------------------------------------------------------------------
+
+RunPass = Callable[[PassJob, np.ndarray, np.ndarray], Sequence[np.ndarray]]
+TimelineOf = Callable[[PassJob, Sequence[np.ndarray]], Timeline]
+
+
+def execute_passes(times: Sequence[float], start: np.ndarray, end: np.ndarray, run_pass: RunPass,
+                   timeline_of: TimelineOf | None = None, max_per_pass: int = MAX_PER_PASS,
+                   blend: Blend | None = None) -> tuple[dict[float, np.ndarray], list[PassJob]]:
+    """Run the passes `times` need, level by level, and return a frame per time and the jobs run.
+
+    `run_pass(job, start_image, end_image)` makes the pass's 16 frames; further passes take their
+    anchors from the frames of the pass they split, at the positions of its real timeline
+    (`timeline_of(job, frames)`, e.g. after near-duplicate trimming; nominal by default).
+    """
+    timeline_of = timeline_of or (lambda job, frames: Timeline.nominal(job.start.time, job.end.time, len(frames)))
+    root = PassJob(0, Anchor(0.0, None, 0), Anchor(1.0, None, 1), tuple(sorted(times)))
+    jobs: list[PassJob] = [root]
+    made: dict[int, Sequence[np.ndarray]] = {}
+    result: dict[float, np.ndarray] = {}
+    k = 0
+    while k < len(jobs):
+        job = jobs[k]
+
+        def anchor_image(anchor: Anchor) -> np.ndarray:
+            if anchor.pass_index is None:
+                return start if anchor.frame == 0 else end
+            return np.asarray(made[anchor.pass_index][anchor.frame])
+
+        frames = run_pass(job, anchor_image(job.start), anchor_image(job.end))
+        made[job.index] = frames
+        timeline = timeline_of(job, frames)
+        delegated: set[float] = set()
+        children = []
+        if len(job.times) > max_per_pass:
+            for seg in split_for_subpasses(job.times, timeline, max_per_pass):
+                child = PassJob(len(jobs), Anchor(timeline.times[seg.start], job.index, timeline.indices[seg.start]),
+                                Anchor(timeline.times[seg.end], job.index, timeline.indices[seg.end]),
+                                seg.times, parent=job.index)
+                jobs.append(child)
+                children.append(child.index)
+                delegated.update(seg.times)
+        jobs[k] = PassJob(job.index, job.start, job.end, job.times, job.parent, tuple(children))
+        own = [t for t in job.times if t not in delegated]
+        for t, frame in zip(own, select_frames(own, timeline, frames, blend)):
+            result[t] = frame
+        k += 1
+    return result, jobs

@@ -1,0 +1,126 @@
+"""`tooncrafter-studio doctor`: what this machine has for ToonCrafter, and how much GPU memory it needs.
+
+    doctor                       versions, torch/CUDA, devices and free VRAM, model found or not
+    doctor --estimate-vram       traced peak GPU memory per memory mode (one 512x320x16 generation,
+                                 one step, on tensors without data: runs anywhere, in seconds)
+           [--memory MODE] [--dtype fp16|bf16|fp32] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import platform
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+from ..core.errors import InputError
+from ..core.paths import find_model
+
+TRACE_MODES = ("high", "balanced", "low", "original")
+PACKAGES = ("tooncrafter-studio", "numpy", "opencv-python-headless", "pillow", "PySide6-Essentials", "torch",
+            "torchvision", "open_clip_torch", "safetensors", "xformers")
+GiB = 1024**3
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("doctor", help="check this machine (GPU, packages, model) and estimate GPU memory",
+                              description="Show what this machine offers for ToonCrafter, or estimate GPU memory.")
+    p.add_argument("--estimate-vram", action="store_true",
+                   help="trace one full-size generation on data-less tensors and print peak GPU memory per stage")
+    p.add_argument("--memory", choices=TRACE_MODES,
+                   help="memory mode to trace (default: all modes and the 'original' calibration; "
+                        "balanced with --json)")
+    p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default="fp16", help="weight precision (default fp16)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--model", help="model file or folder to look for (default: the usual places)")
+    p.set_defaults(handler=run_doctor)
+
+
+def _version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _gib(nbytes: float) -> str:
+    return f"{nbytes / GiB:.2f} GiB"
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    if args.estimate_vram:
+        return _estimate(args)
+    if args.memory:
+        raise InputError("--memory is used with --estimate-vram.")
+    return _diagnose(args)
+
+
+def _torch_missing() -> bool:
+    return importlib.util.find_spec("torch") is None
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    if _torch_missing():
+        raise InputError("The memory trace needs PyTorch: install the 'tooncrafter' extra.")
+    from ..diffusion import memory, memtrace
+
+    modes = [args.memory] if args.memory else (["balanced"] if args.json else list(TRACE_MODES))
+    if args.json:
+        result = memtrace.trace_generation(modes[0], args.dtype)
+        print(json.dumps(result.as_json()))
+        return 0
+    print(f"Traced GPU memory of one 512x320, 16-frame generation ({args.dtype} weights; "
+          "peak of live tensors and resident weights; allocator and CUDA context not included):")
+    print(f"  {'mode':9s} {'peak':>11s} {'encode':>11s} {'unet step':>11s} {'decode':>11s} {'plan with':>11s}")
+    for mode in modes:
+        result = memtrace.trace_generation(mode, args.dtype)
+        s = result.stages
+        planned = (_gib(memory.estimate_peak_bytes(mode, args.dtype)) if mode in memory.MODES
+                   else _gib(result.peak_bytes * (1 + memory.OVERHEAD_FRACTION) + memory.OVERHEAD_BYTES))
+        print(f"  {mode:9s} {_gib(result.peak_bytes):>11s} {_gib(s['encode']):>11s} {_gib(s['unet step']):>11s} "
+              f"{_gib(s['decode']):>11s} {planned:>11s}")
+    print("'plan with' adds the allowance for allocator overhead and the CUDA context used to pick a mode; "
+          "'original' is the official code's layout (fp32 weights, autocast) for calibration "
+          "(it reports about 24 GB).")
+    return 0
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    print(f"ToonCrafter Studio {_version('tooncrafter-studio') or '(source checkout)'}")
+    print(f"Python {sys.version.split()[0]} on {platform.platform()}")
+    print("Packages:")
+    for name in PACKAGES[1:]:
+        print(f"  {name:24s} {_version(name) or 'not installed'}")
+    ok = True
+    if _torch_missing():
+        print("PyTorch: not installed — the ToonCrafter engine is unavailable (install the 'tooncrafter' extra); "
+              "the flow engine works without it.")
+        ok = False
+    else:
+        from ..diffusion import memory
+
+        env = memory.torch_environment()
+        print(f"PyTorch {env['torch']}, CUDA build {env['cuda_build'] or 'none (CPU build)'}, "
+              f"attention: {', '.join(env['attention_backends'])}")
+        if not env["devices"]:
+            print("GPU: none usable by PyTorch — ToonCrafter runs only with --device cpu (hours per clip).")
+        for dev in env["devices"]:
+            print(f"GPU {dev['index']}: {dev['name']} (compute {dev['capability']}), {_gib(dev['free_bytes'])} free "
+                  f"of {_gib(dev['total_bytes'])}, bf16 {'yes' if dev['bf16'] else 'no'}")
+            try:
+                choice = memory.choose_mode("auto", dev["free_bytes"])
+                print(f"  memory mode 'auto' would use: {choice.mode} ({choice.reason})")
+            except Exception as exc:
+                print(f"  {exc}")
+    path, looked = find_model(args.model)
+    if path is not None:
+        print(f"Model: {path} ({path.stat().st_size / 1e9:.2f} GB)")
+    else:
+        ok = False
+        print("Model: not found (nothing is downloaded). Looked in:")
+        for line in looked:
+            print(f"  {line}")
+    print("Ready for ToonCrafter." if ok else "ToonCrafter is not ready here; the flow engine is.")
+    return 0

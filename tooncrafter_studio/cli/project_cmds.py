@@ -1,0 +1,237 @@
+"""`new`, `info` and `keys`: make a project from footage, describe it, mark keyframes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from typing import Any
+
+from ..core.errors import InputError
+from .progress import TqdmProgress
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("new", help="create a project from an image sequence, images or a video",
+                              description="Create a project folder from footage: a folder of numbered images, "
+                                          "a pattern (name.####.png, name_%%04d.png), image files or a video.")
+    p.add_argument("project", metavar="PROJECT_DIR", help="the project folder to create")
+    p.add_argument("--source", required=True, action="append", metavar="PATH",
+                   help="footage: a folder, a pattern, a video; repeat for loose image files")
+    p.add_argument("--fps", type=float, default=None,
+                   help="frame rate of the shot (default: the video's, or 24 for images)")
+    p.add_argument("--detect-holds", action="store_true",
+                   help="identical consecutive frames become one drawing held longer (animation on 2s, 3s)")
+    p.add_argument("--name", default=None, help="shot name (default: the folder name)")
+    p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
+    p.set_defaults(handler=run_new)
+
+    p = subparsers.add_parser("info", help="describe a project: frames, drawings, keys, segments, takes")
+    p.add_argument("project", metavar="PROJECT_DIR")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=run_info)
+
+    p = subparsers.add_parser("keys", help="mark (or unmark) keyframes by timeline frame",
+                              description="Mark the drawings shown on the given timeline frames as keys. "
+                                          "Consecutive keys bound the segments that get in-betweens.")
+    p.add_argument("project", metavar="PROJECT_DIR")
+    p.add_argument("--frames", default=None, metavar="LIST", help="timeline frames, e.g. 1,9,17 or 1-5,9")
+    p.add_argument("--remove", action="store_true", help="unmark the given frames instead of marking them")
+    p.add_argument("--clear", action="store_true", help="unmark every key first")
+    p.set_defaults(handler=run_keys)
+
+
+def parse_frames(text: str) -> list[int]:
+    """'1,9,17' or '1-5,9' -> frame numbers (1-based)."""
+    frames: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        try:
+            if "-" in part[1:]:
+                first, last = (int(x) for x in part.split("-", 1))
+                if last < first:
+                    raise ValueError
+                frames.extend(range(first, last + 1))
+            else:
+                frames.append(int(part))
+        except ValueError:
+            raise InputError(f"'{part}' is not a frame number or range (e.g. 1,9,17 or 1-5).") from None
+    if not frames:
+        raise InputError("No frames were given; write them like --frames 1,9,17.")
+    bad = [f for f in frames if f < 1]
+    if bad:
+        raise InputError(f"Frame {bad[0]} does not exist; frames are numbered from 1.")
+    return list(dict.fromkeys(frames))
+
+
+def open_for_editing(folder: str):
+    """Open a project for a headless edit, warning when a crashed session left unsaved work."""
+    from ..project.project import find_recovery, open_project
+
+    project = open_project(folder)
+    if find_recovery(project.folder) is not None:
+        print(f"warning: {project.folder} has unsaved changes from an earlier session (a recovery copy); "
+              "open it in the app to recover them.", file=sys.stderr)
+    return project
+
+
+def run_new(args: argparse.Namespace) -> int:
+    from ..media import import_source
+    from ..project.project import new_project
+
+    if args.fps is not None and not 0.1 <= args.fps <= 1000:
+        raise InputError(f"--fps must be between 0.1 and 1000, not {args.fps:g}.")
+    sources = args.source if len(args.source) > 1 else args.source[0]
+    kwargs = {"default_fps": args.fps} if args.fps is not None else {}
+    with TqdmProgress(quiet=getattr(args, "quiet", False)) as progress:
+        result = import_source(sources, detect_holds=args.detect_holds, progress=progress, **kwargs)
+    project = new_project(args.project, result.source, result.groups, args.fps, args.name)
+    shot = project.shot
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    held = sum(1 for cell in shot.cells if cell.length > 1)
+    print(f"Created {project.folder}: {shot.frame_count} frames, {len(shot.drawings)} drawings"
+          + (f" ({held} held)" if args.detect_holds else "")
+          + f", {shot.width}x{shot.height} at {shot.fps:g} fps.")
+    return 0
+
+
+def describe(project) -> dict[str, Any]:
+    """Everything `info` shows, as JSON data."""
+    from ..pipeline.jobs import plan_inbetweens
+    from ..project.commands import segment_settings
+    from ..project.project import find_recovery
+    from ..project.resolve import key_spans
+    from ..project.serialize import SCHEMA_VERSION
+
+    shot = project.shot
+    starts: dict[str, int] = {}
+    frame = 1
+    for cell in shot.cells:
+        starts.setdefault(cell.drawing_id, frame)
+        frame += cell.length
+    keys = [{"frame": starts[d.id], "drawing": d.id, "label": d.label or f"{d.source_frame + 1:04d}"}
+            for d in shot.drawings.values() if d.is_key and d.id in starts]
+    keys.sort(key=lambda k: k["frame"])
+    segments = []
+    for span in key_spans(shot):
+        settings = segment_settings(shot, span.key)
+        segment = shot.segments.get(span.key)
+        try:
+            plan = plan_inbetweens(span.gap, settings)
+            planned: dict[str, Any] = {"count": len(plan.times), "offsets": plan.offsets, "mode": plan.count_mode}
+        except InputError as exc:
+            planned = {"error": str(exc)}
+        takes = []
+        for take_id in segment.take_ids if segment else []:
+            take = shot.takes[take_id]
+            counts = Counter(str(f.status.value) if hasattr(f.status, "value") else str(f.status)
+                             for f in take.frames)
+            takes.append({"id": take.id, "label": take.label, "frames": len(take.frames),
+                          "accepted": counts["accepted"], "rejected": counts["rejected"],
+                          "pending": counts["pending"], "engine": take.engine.get("engine", ""),
+                          "seed": take.seed, "created": take.created,
+                          "active": segment is not None and segment.active_take == take.id})
+        segments.append({
+            "start_frame": span.start_frame, "end_frame": span.start_frame + span.gap, "gap": span.gap,
+            "start_key": span.start_key, "end_key": span.end_key,
+            "settings": {"count": settings.count, "exposure": settings.exposure,
+                         "spacing": str(settings.spacing.value if hasattr(settings.spacing, "value")
+                                        else settings.spacing),
+                         "times": settings.times, "engine": settings.engine, "params": settings.params,
+                         "prompt": settings.prompt, "seed": settings.seed},
+            "planned": planned,
+            "active_take": segment.active_take if segment else None,
+            "takes": takes,
+        })
+    return {
+        "project": str(project.folder),
+        "schema_version": SCHEMA_VERSION,
+        "name": shot.name,
+        "fps": shot.fps,
+        "width": shot.width,
+        "height": shot.height,
+        "has_alpha": shot.has_alpha,
+        "bit_depth": shot.bit_depth,
+        "frames": shot.frame_count,
+        "cells": len(shot.cells),
+        "drawings": len(shot.drawings),
+        "sources": [{"id": s.id, "kind": str(s.kind.value if hasattr(s.kind, "value") else s.kind),
+                     "path": s.path, "frames": s.frame_count, "gaps": s.gaps} for s in shot.sources.values()],
+        "keys": keys,
+        "segments": segments,
+        "takes": len(shot.takes),
+        "recovery_available": find_recovery(project.folder) is not None,
+    }
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from ..project.project import open_project
+
+    data = describe(open_project(args.project))
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"{data['name']}  ({data['project']})")
+    print(f"  {data['frames']} frames at {data['fps']:g} fps, {data['width']}x{data['height']}"
+          f"{' RGBA' if data['has_alpha'] else ''}{' 16-bit' if data['bit_depth'] == 16 else ''}; "
+          f"{data['drawings']} drawings in {data['cells']} cells")
+    for source in data["sources"]:
+        print(f"  source {source['id']}: {source['kind']}, {source['frames']} frames, {source['path']}")
+    print("  keys: " + (", ".join(str(k["frame"]) for k in data["keys"]) if data["keys"] else "none "
+                        "(mark them with: tooncrafter-studio keys PROJECT_DIR --frames 1,9,17)"))
+    for seg in data["segments"]:
+        planned = seg["planned"]
+        plan = (f"{planned['count']} in-betweens at +{', +'.join(str(o) for o in planned['offsets'])}"
+                if "count" in planned else planned["error"])
+        print(f"  segment {seg['start_frame']}-{seg['end_frame']} ({seg['gap']} frames, "
+              f"{seg['settings']['spacing']}, {seg['settings']['engine']}): {plan}")
+        for take in seg["takes"]:
+            mark = "*" if take["active"] else " "
+            print(f"    {mark} take {take['label'] or take['id']} ({take['id']}): {take['frames']} frames, "
+                  f"{take['accepted']} accepted, {take['rejected']} rejected, {take['pending']} pending; "
+                  f"{take['engine']}, seed {take['seed']}")
+    if data["recovery_available"]:
+        print("  a recovery copy with unsaved changes exists; open the project in the app to recover it")
+    return 0
+
+
+def run_keys(args: argparse.Namespace) -> int:
+    from ..project.commands import SetKeys
+    from ..project.resolve import cell_at
+
+    if args.frames is None and not args.clear:
+        raise InputError("Give --frames (e.g. --frames 1,9,17), --clear, or both.")
+    if args.remove and args.clear:
+        raise InputError("--remove and --clear do not go together; --clear already removes every key.")
+    project = open_for_editing(args.project)
+    shot = project.shot
+    frames = parse_frames(args.frames) if args.frames is not None else []
+    for frame in frames:
+        if frame > shot.frame_count:
+            raise InputError(f"Frame {frame} is outside the shot (frames 1 to {shot.frame_count}).")
+    with project.stack.macro("Keys"):
+        if args.clear:
+            project.push(SetKeys([d.id for d in shot.drawings.values() if d.is_key], False))
+        if frames:
+            project.push(SetKeys.at_frames(shot, frames, not args.remove))
+    project.save()
+    for frame in frames:
+        _index, start = cell_at(shot, frame)
+        if start != frame:
+            print(f"note: frame {frame} holds the drawing of frame {start}; that drawing is the key.")
+    key_frames = describe_keys(project)
+    print("Keys at frames " + (", ".join(str(f) for f in key_frames) if key_frames else "(none)") + ".")
+    return 0
+
+
+def describe_keys(project) -> list[int]:
+    frame = 1
+    found: list[int] = []
+    for cell in project.shot.cells:
+        if project.shot.drawings[cell.drawing_id].is_key:
+            found.append(frame)
+        frame += cell.length
+    return found

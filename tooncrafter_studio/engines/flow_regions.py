@@ -1,0 +1,190 @@
+"""Large-motion seeding for the flow engine: match flat-colour regions between the two keys.
+
+Cartoon drawings are flat colours bounded by ink. A limb that moves further than its own width
+has no texture for a patch-based flow to lock onto, but as a *region* (a connected area of one
+colour between lines) it is easy to find again in the other key: same colour, similar area,
+not too far away. Each matched pair gives a translation; spread over the region (and, by
+filling, over its outline) it becomes the initial flow that DIS then refines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class Regions:
+    labels: np.ndarray  # HxW int32, 0 = boundary (ink or colour edge)
+    area: np.ndarray  # per label
+    centroid: np.ndarray  # per label, (x, y)
+    colour: np.ndarray  # per label, mean RGB 0..255
+    size: np.ndarray  # per label, (w, h) of the bounding box
+
+
+def find_regions(rgb8: np.ndarray, edge_threshold: int = 28) -> Regions:
+    """Connected areas of near-constant colour, separated by ink and colour edges."""
+    gradient = cv2.morphologyEx(rgb8, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).max(axis=2)
+    luma = rgb8 @ np.array([0.299, 0.587, 0.114], np.float32)
+    interior = (gradient < edge_threshold) & (luma >= 90)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(interior.astype(np.uint8), connectivity=4)
+    flat = labels.ravel()
+    area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)
+    colour = np.stack([np.bincount(flat, rgb8[..., c].ravel().astype(np.float64), minlength=count)
+                       for c in range(3)], axis=1) / np.maximum(area, 1)[:, None]
+    size = stats[:, [cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]].astype(np.float64)
+    return Regions(labels, area, centroids.astype(np.float64), colour, size)
+
+
+def match_regions(a: Regions, b: Regions, diag: float, min_area: float, max_area: float
+                  ) -> list[tuple[int, int]]:
+    """Mutually best pairs (label in a, label in b) by colour, area, shape and distance."""
+    ia = np.flatnonzero((a.area >= min_area) & (a.area <= max_area))
+    ib = np.flatnonzero((b.area >= min_area) & (b.area <= max_area))
+    ia, ib = ia[ia > 0], ib[ib > 0]
+    if ia.size == 0 or ib.size == 0:
+        return []
+    colour = np.linalg.norm(a.colour[ia, None, :] - b.colour[None, ib, :], axis=2)
+    area = np.abs(np.log(a.area[ia, None] / b.area[None, ib]))
+    dist = np.linalg.norm(a.centroid[ia, None, :] - b.centroid[None, ib, :], axis=2)
+    extent_a = np.sort(a.size[ia], axis=1)  # rotation-tolerant: sorted bbox sides
+    extent_b = np.sort(b.size[ib], axis=1)
+    shape = np.abs(np.log((extent_a[:, None, :] + 2) / (extent_b[None, :, :] + 2))).max(axis=2)
+    cost = colour / 12.0 + area / 0.25 + dist / (0.08 * diag) + shape / 0.5
+    ok = (colour < 30) & (area < 0.6) & (dist < 0.3 * diag)
+    cost = np.where(ok, cost, np.inf)
+    best_b = np.argmin(cost, axis=1)
+    best_a = np.argmin(cost, axis=0)
+    pairs = []
+    for i, j in enumerate(best_b):
+        if np.isfinite(cost[i, j]) and best_a[j] == i:
+            pairs.append((int(ia[i]), int(ib[j])))
+    return pairs
+
+
+def global_shift(rgb_a: np.ndarray, rgb_b: np.ndarray) -> np.ndarray:
+    """The dominant translation a->b (a camera pan), by phase correlation; zero if unsure."""
+    ga = cv2.cvtColor(rgb_a, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    gb = cv2.cvtColor(rgb_b, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    window = cv2.createHanningWindow((ga.shape[1], ga.shape[0]), cv2.CV_32F)
+    (dx, dy), response = cv2.phaseCorrelate(ga, gb, window)
+    if response < 0.1:
+        return np.zeros(2, np.float32)
+    return np.array([dx, dy], np.float32)
+
+
+def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
+    """Initial flows a->b and b->a from region matches (zero where nothing moved or matched).
+
+    Returns the two HxWx2 float32 fields, the number of matched moving regions and the region
+    labels of a and b.
+    """
+    from .flow_warp import push_pull_fill  # local: flow_warp imports this module
+
+    h, w = rgb_a.shape[:2]
+    diag = float(np.hypot(h, w))
+    ra, rb = find_regions(rgb_a), find_regions(rgb_b)
+    min_area = max(12.0, 2e-4 * h * w)
+    max_area = 0.15 * h * w
+    pairs = match_regions(ra, rb, diag, min_area, max_area)
+    pan = global_shift(rgb_a, rgb_b)
+    fields = []
+    moving = 0
+    for regions, other, direction in ((ra, rb, 1), (rb, ra, -1)):
+        shift = np.zeros((len(regions.area), 2), np.float32)
+        known = np.zeros(len(regions.area), bool)
+        # Big regions (paper, sky) follow the camera: the global shift of the whole picture.
+        known[regions.area > max_area] = True
+        shift[regions.area > max_area] = pan * direction
+        for i, j in pairs:
+            src, dst = (i, j) if direction == 1 else (j, i)
+            shift[src] = other.centroid[dst] - regions.centroid[src]
+            known[src] = True
+        moving += int((np.linalg.norm(shift, axis=1) > 1.0).sum())
+        known[0] = False
+        field = shift[regions.labels]
+        valid = known[regions.labels]
+        fields.append(push_pull_fill(field, valid))
+    return fields[0], fields[1], moving // 2, ra.labels, rb.labels
+
+
+def _fit_affine(labels: np.ndarray, weight: np.ndarray, flow: np.ndarray, count: int, ridge: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-label weighted least-squares affine motion flow = M @ (x - cx, y - cy, 1).
+
+    Returns (models count x 2 x 3, centres count x 2, support = summed weight per label).
+    """
+    h, w = labels.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    lab = labels.ravel()
+    wt = weight.ravel().astype(np.float64)
+
+    def total(values):
+        return np.bincount(lab, wt * values.ravel(), minlength=count)
+
+    s1 = total(np.ones_like(xs))
+    safe = np.maximum(s1, 1e-9)
+    cx, cy = total(xs) / safe, total(ys) / safe
+    dx = xs.ravel() - cx[lab]
+    dy = ys.ravel() - cy[lab]
+    sxx, sxy, syy = total(dx * dx), total(dx * dy), total(dy * dy)
+    normal = np.zeros((count, 3, 3))
+    normal[:, 0, 0] = sxx + ridge * s1 + 1e-6
+    normal[:, 0, 1] = normal[:, 1, 0] = sxy
+    normal[:, 1, 1] = syy + ridge * s1 + 1e-6
+    normal[:, 2, 2] = s1 + 1e-6
+    # dx, dy are centred, so the cross terms with the constant vanish.
+    models = np.zeros((count, 2, 3))
+    for c in range(2):
+        f = flow[..., c].ravel().astype(np.float64)
+        rhs = np.stack([total(f * dx), total(f * dy), total(f)], axis=1)
+        models[:, c, :] = np.linalg.solve(normal, rhs[..., None])[..., 0]
+    return models, np.stack([cx, cy], axis=1), s1
+
+
+def region_motion(flow: np.ndarray, labels: np.ndarray, reliable: np.ndarray, ring_px: float = 3.0,
+                  ridge: float = 2.0, min_support: float = 8.0, big_fraction: float = 0.05) -> np.ndarray:
+    """Replace the flow inside flat-colour regions by each region's affine motion.
+
+    Inside a flat area a patch-based flow has nothing to match and drifts; near the region's
+    outline (within `ring_px` of it) the flow is reliable. Each region's motion is fitted (robustly,
+    one reweighting pass) to its reliable outline pixels and then fills the whole region. Ink and
+    edge pixels (label 0) keep their own flow.
+    """
+    count = int(labels.max()) + 1
+    inside = labels > 0
+    dist = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
+    ring = inside & (dist <= ring_px) & reliable
+    weight = ring.astype(np.float64)
+    h, w = labels.shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    models = centres = support = None
+    for _ in range(2):
+        models, centres, support = _fit_affine(labels, weight, flow, count, ridge)
+        lab = labels
+        dx, dy = xs - centres[lab, 0], ys - centres[lab, 1]
+        m = models[lab]
+        pred_x = m[..., 0, 0] * dx + m[..., 0, 1] * dy + m[..., 0, 2]
+        pred_y = m[..., 1, 0] * dx + m[..., 1, 1] * dy + m[..., 1, 2]
+        residual = np.hypot(flow[..., 0] - pred_x, flow[..., 1] - pred_y)
+        weight = ring / (1.0 + (residual / 2.0) ** 2)
+    area = np.bincount(labels.ravel(), minlength=count)
+    big = area > big_fraction * h * w
+    big[0] = False
+    use = inside & (support[labels] >= min_support) & ~big[labels]
+    out = flow.copy()
+    out[..., 0] = np.where(use, pred_x, flow[..., 0])
+    out[..., 1] = np.where(use, pred_y, flow[..., 1])
+    # Big areas (paper, sky, ground) hold other things moving over them, so an affine fit to their
+    # outline is pulled along; their inner parts take the robust (median) motion of the outline.
+    for label in np.flatnonzero(big):
+        mask = labels == label
+        samples = flow[mask & ring]
+        if len(samples) < min_support:
+            continue
+        far = mask & (dist > ring_px)
+        out[far] = np.median(samples, axis=0)
+    return out.astype(np.float32)

@@ -1,0 +1,223 @@
+"""Jobs: what to generate, fixed when the job is made so a worker thread never reads the live shot.
+
+A job is either a segment of a project (its two keys, the in-between times and the timeline
+offsets the take frames will sit on) or two loose images. Times come from the in-between count
+and the spacing (project/spacing.py) or are given explicitly. Offsets place the frames on the
+timeline: with a count derived from the gap and the exposure they sit on the exposure grid
+(exposure, 2*exposure, ...); with a hand-set count they are spread evenly over the gap.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..core.errors import InputError
+from ..project.commands import segment_settings
+from ..project.document import SegmentSettings, Shot, Source, Spacing
+from ..project.resolve import SegmentSpan, cell_at, derived_count, key_spans
+from ..project.spacing import inbetween_times
+
+if TYPE_CHECKING:
+    from ..project.project import Project
+
+
+@dataclass(frozen=True)
+class KeyRef:
+    """Where a key's pixels are: a frame of a source (copied), or an image in memory."""
+
+    source: Source | None = None
+    index: int = 0
+    image: np.ndarray | None = None
+    drawing_id: str = ""
+    frame: int = 0  # timeline frame (project jobs)
+
+
+@dataclass
+class InbetweenPlan:
+    times: list[float]
+    offsets: list[int]
+    count_mode: str  # "derived" (gap and exposure), "hand" (a set count) or "explicit" (times given)
+
+
+@dataclass
+class Job:
+    engine_id: str
+    times: list[float]
+    start: KeyRef
+    end: KeyRef
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
+    prompt: str = ""
+    spacing: str = "linear"
+    # project jobs
+    project: Project | None = None
+    folder: Path | None = None
+    segment: tuple[str, str] | None = None
+    offsets: list[int] = field(default_factory=list)
+    gap: int = 0
+    exposure: int = 0
+    count_mode: str = ""
+    take_id: str | None = None  # reserved in the project when the job is made
+    has_alpha: bool = False  # the shot's pixel format: keys are conformed to it
+    bit_depth: int = 8
+
+    @property
+    def count(self) -> int:
+        return len(self.times)
+
+    @property
+    def description(self) -> str:
+        if self.segment is not None:
+            return f"frames {self.start.frame}-{self.end.frame}"
+        return "two images"
+
+
+def _spacing(name: str) -> Spacing:
+    try:
+        return Spacing(name)
+    except ValueError:
+        names = ", ".join(s.value for s in Spacing if s != Spacing.EXPLICIT)
+        raise InputError(f"Unknown spacing '{name}'. Use one of: {names}.") from None
+
+
+def _spread(gap: int, count: int) -> list[int]:
+    # floor(x + 0.5): Python's round() rounds halves to even and could put two frames on one offset.
+    return [math.floor(i * gap / (count + 1) + 0.5) for i in range(1, count + 1)]
+
+
+def plan_inbetweens(gap: int, settings: SegmentSettings, count: int | None = None, spacing: str | None = None,
+                    times: list[float] | None = None, offsets: list[int] | None = None) -> InbetweenPlan:
+    """Times and timeline offsets for a segment `gap` frames long, with optional overrides.
+
+    `offsets` places the frames by hand (e.g. redrawing only the rejected frames of a take).
+    """
+    spacing_name = str(_spacing(spacing if spacing is not None else settings.spacing).value)
+    if times is None and spacing is None and settings.spacing == Spacing.EXPLICIT:
+        times = settings.times
+    if times is not None:
+        mode = "explicit"
+        values = inbetween_times(0, "linear", times)
+        spacing_name = "explicit"
+    else:
+        if spacing_name == "explicit":
+            raise InputError("Explicit spacing needs a list of times.")
+        hand = count if count is not None else settings.count
+        if hand is not None:
+            mode, n = "hand", int(hand)
+        else:
+            mode, n = "derived", derived_count(gap, settings.exposure)
+            if n < 1:
+                raise InputError(f"The keys are {gap} frame{'s' if gap != 1 else ''} apart: no in-between fits "
+                                 f"on {settings.exposure}s. Set a count or a shorter exposure.")
+        values = inbetween_times(n, spacing_name)
+    n = len(values)
+    if n > gap - 1:
+        raise InputError(f"{n} in-betweens do not fit between keys {gap} frames apart "
+                         f"(at most {max(0, gap - 1)}, one per frame).")
+    exposure = max(1, int(settings.exposure))
+    if offsets is not None:
+        placed = [int(o) for o in offsets]
+        if len(placed) != n:
+            raise InputError(f"{len(placed)} frame positions were given for {n} in-betweens.")
+        if any(not 0 < o < gap for o in placed) or any(b <= a for a, b in zip(placed, placed[1:])):
+            raise InputError(f"In-between positions must increase and lie between the keys (1 to {gap - 1}).")
+        return InbetweenPlan(values, placed, mode)
+    if mode == "derived" or (mode == "explicit" and count is None and settings.count is None
+                             and n == derived_count(gap, exposure)):
+        offsets = [exposure * (i + 1) for i in range(n)]
+    else:
+        offsets = _spread(gap, n)
+    return InbetweenPlan(values, offsets, mode)
+
+
+def _key_ref(shot: Shot, drawing_id: str, frame: int) -> KeyRef:
+    drawing = shot.drawings[drawing_id]
+    source = copy.deepcopy(shot.sources[drawing.source_id])
+    return KeyRef(source=source, index=drawing.source_frame, drawing_id=drawing_id, frame=frame)
+
+
+def segment_job(project: Project, span: SegmentSpan | tuple[str, str], *, count: int | None = None,
+                spacing: str | None = None, times: list[float] | None = None, offsets: list[int] | None = None,
+                engine: str | None = None,
+                params: dict[str, Any] | None = None, seed: int | None = None,
+                prompt: str | None = None) -> Job:
+    """A job for one key pair of the project, from its segment settings plus any overrides.
+
+    Reserves a take id in the project (released when the result is applied or the job fails).
+    Call on the thread that owns the project.
+    """
+    shot = project.shot
+    if not isinstance(span, SegmentSpan):
+        found = [s for s in key_spans(shot) if s.key == tuple(span)]
+        if not found:
+            raise InputError("Those two drawings are not neighbouring keys of the shot.")
+        span = found[0]
+    settings = segment_settings(shot, span.key)
+    plan = plan_inbetweens(span.gap, settings, count, spacing, times, offsets)
+    merged_params = {**copy.deepcopy(settings.params), **(params or {})}
+    job = Job(
+        engine_id=engine or settings.engine or "flow",
+        times=plan.times,
+        start=_key_ref(shot, span.start_key, span.start_frame),
+        end=_key_ref(shot, span.end_key, span.start_frame + span.gap),
+        params=merged_params,
+        seed=seed if seed is not None else settings.seed,
+        prompt=prompt if prompt is not None else settings.prompt,
+        spacing="explicit" if plan.count_mode == "explicit" else str(_spacing(spacing or settings.spacing).value),
+        project=project,
+        folder=project.folder,
+        segment=span.key,
+        offsets=plan.offsets,
+        gap=span.gap,
+        exposure=settings.exposure,
+        count_mode=plan.count_mode,
+        has_alpha=shot.has_alpha,
+        bit_depth=shot.bit_depth,
+    )
+    job.take_id = project.new_take_id()
+    return job
+
+
+def image_job(start: np.ndarray, end: np.ndarray, times: list[float], engine: str = "flow",
+              params: dict[str, Any] | None = None, seed: int | None = None, prompt: str = "",
+              spacing: str = "explicit") -> Job:
+    """A job on two loose images; the result's frames stay in memory (nothing is written)."""
+    return Job(engine_id=engine, times=inbetween_times(0, "linear", times), start=KeyRef(image=start),
+               end=KeyRef(image=end), params=dict(params or {}), seed=seed, prompt=prompt, spacing=spacing,
+               has_alpha=start.ndim == 3 and start.shape[2] == 4,
+               bit_depth=16 if start.dtype == np.uint16 else 8)
+
+
+def parse_pair(shot: Shot, text: str) -> SegmentSpan:
+    """'A:B' (timeline frames of two neighbouring keys) -> the segment; clear errors otherwise."""
+    try:
+        a_text, b_text = text.split(":")
+        a, b = int(a_text), int(b_text)
+    except ValueError:
+        raise InputError(f"'{text}' is not a key pair; write it as START:END, e.g. 1:9.") from None
+    spans = key_spans(shot)
+    key_frames = sorted({s.start_frame for s in spans} | {s.start_frame + s.gap for s in spans})
+    listed = ", ".join(str(f) for f in key_frames) or "none"
+
+    def key_at(frame: int) -> str:
+        try:
+            index, _ = cell_at(shot, frame)
+        except IndexError:
+            raise InputError(f"Frame {frame} is outside the shot (frames 1 to {shot.frame_count}).") from None
+        drawing_id = shot.cells[index].drawing_id
+        if not shot.drawings[drawing_id].is_key:
+            raise InputError(f"Frame {frame} is not a key (keys are at frames {listed}).")
+        return drawing_id
+
+    start, end = key_at(a), key_at(b)
+    for span in spans:
+        if (span.start_key, span.end_key) == (start, end) and \
+                cell_at(shot, a)[1] == span.start_frame and cell_at(shot, b)[1] == span.start_frame + span.gap:
+            return span
+    raise InputError(f"Frames {a} and {b} are not neighbouring keys (keys are at frames {listed}).")

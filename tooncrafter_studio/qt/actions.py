@@ -1,0 +1,179 @@
+"""One command registry: every menu item, toolbar button and keyboard shortcut comes from here.
+
+`COMMANDS` lists what the app can do (id, text, default keys, menu). The window binds a callback
+to each id; menus, the toolbar and the settings dialog's shortcut table all read the same list,
+and user overrides (Settings.shortcuts: id -> key sequence) are applied in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QMenuBar, QToolBar, QWidget
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    id: str
+    text: str
+    keys: tuple[str, ...] = ()
+    menu: str = ""
+    toolbar: bool = False
+    checkable: bool = False
+    tip: str = ""
+
+
+MENUS = ("File", "Edit", "Timeline", "View", "Generate", "Review", "Help")
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    # File
+    CommandSpec("new_project", "&New Project…", ("Ctrl+N",), "File", True,
+                tip="Make a project from an image sequence, a video or loose images"),
+    CommandSpec("open_project", "&Open Project…", ("Ctrl+O",), "File", True),
+    CommandSpec("save", "&Save", ("Ctrl+S",), "File", True),
+    CommandSpec("save_as", "Save &As…", ("Ctrl+Shift+S",), "File"),
+    CommandSpec("export", "&Export PNG Sequence…", ("Ctrl+E",), "File", True),
+    CommandSpec("settings", "Se&ttings…", ("Ctrl+,",), "File"),
+    CommandSpec("quit", "&Quit", ("Ctrl+Q",), "File"),
+    # Edit
+    CommandSpec("undo", "&Undo", ("Ctrl+Z",), "Edit", True),
+    CommandSpec("redo", "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Edit", True),
+    # Timeline
+    CommandSpec("set_key", "Set &Key", ("K",), "Timeline", tip="Mark the drawing at the current frame as a key"),
+    CommandSpec("remove_key", "&Remove Key", ("Shift+K",), "Timeline"),
+    CommandSpec("exposure_1", "Exposure on &1s", ("1",), "Timeline"),
+    CommandSpec("exposure_2", "Exposure on &2s", ("2",), "Timeline"),
+    CommandSpec("exposure_3", "Exposure on &3s", ("3",), "Timeline"),
+    CommandSpec("exposure_n", "Exposure…", ("E",), "Timeline"),
+    CommandSpec("insert_frame", "&Insert Frame", ("Insert", "+"), "Timeline",
+                tip="Hold the drawing at the current frame one frame longer"),
+    CommandSpec("delete_frames", "&Delete Frames", ("Delete",), "Timeline",
+                tip="Delete the selected frames (holds get shorter)"),
+    CommandSpec("select_pair", "Select Key &Pair", ("S",), "Timeline"),
+    CommandSpec("timeline_zoom_in", "Zoom Timeline In", ("=",), "Timeline"),
+    CommandSpec("timeline_zoom_out", "Zoom Timeline Out", ("-",), "Timeline"),
+    # View / playback
+    CommandSpec("play", "&Play / Stop", ("Space",), "View", True),
+    CommandSpec("loop", "&Loop", ("Ctrl+L",), "View", checkable=True),
+    CommandSpec("play_range", "Play Selection &Range", ("Shift+Space",), "View", checkable=True),
+    CommandSpec("prev_frame", "Previous Frame", (",", "Left"), "View"),
+    CommandSpec("next_frame", "Next Frame", (".", "Right"), "View"),
+    CommandSpec("prev_drawing", "Previous Drawing", ("Up",), "View"),
+    CommandSpec("next_drawing", "Next Drawing", ("Down",), "View"),
+    CommandSpec("first_frame", "First Frame", ("Home",), "View"),
+    CommandSpec("last_frame", "Last Frame", ("End",), "View"),
+    CommandSpec("onion_skin", "&Onion Skin", ("O",), "View", True, True),
+    CommandSpec("light_table", "&Light Table", ("T",), "View", True, True,
+                tip="Overlay the two keys of the current segment"),
+    CommandSpec("ab_flip", "A/&B Flip", ("B",), "View", True, True,
+                tip="Flip between this frame and the compared take (or the nearest key)"),
+    CommandSpec("zoom_fit", "Zoom to &Fit", ("F",), "View"),
+    CommandSpec("zoom_100", "Zoom &100 %", ("Ctrl+0",), "View"),
+    CommandSpec("zoom_in", "Zoom In", ("Ctrl+=", "Ctrl++"), "View"),
+    CommandSpec("zoom_out", "Zoom Out", ("Ctrl+-",), "View"),
+    CommandSpec("show_log", "Show &Log", ("Ctrl+Shift+L",), "View"),
+    # Generate
+    CommandSpec("generate", "&Generate Selection", ("G",), "Generate", True,
+                tip="Generate in-betweens for the selected key pairs"),
+    CommandSpec("generate_all", "Generate &All Segments", ("Shift+G",), "Generate"),
+    CommandSpec("regenerate", "&Regenerate (New Seed)", ("R",), "Generate"),
+    CommandSpec("regenerate_rejected", "Regenerate Re&jected Frames", ("Shift+R",), "Generate"),
+    CommandSpec("cancel_jobs", "&Cancel All Jobs", ("Ctrl+Shift+X",), "Generate"),
+    # Review
+    CommandSpec("accept_frame", "&Accept Frame", ("A",), "Review"),
+    CommandSpec("reject_frame", "Re&ject Frame", ("X",), "Review"),
+    CommandSpec("reset_frame", "Reset Frame to Pending", ("U",), "Review"),
+    CommandSpec("accept_take", "Accept &Whole Take", ("Shift+A",), "Review"),
+    CommandSpec("reject_take", "Reject Whole &Take", ("Shift+X",), "Review"),
+    CommandSpec("next_pending", "&Next Pending Frame", ("N",), "Review"),
+    CommandSpec("prev_pending", "&Previous Pending Frame", ("Shift+N",), "Review"),
+    CommandSpec("next_take", "Next Take", ("]",), "Review"),
+    CommandSpec("prev_take", "Previous Take", ("[",), "Review"),
+    # Help
+    CommandSpec("copy_diagnostics", "Copy &Diagnostics", (), "Help"),
+    CommandSpec("about", "&About ToonCrafter Studio", (), "Help"),
+)
+
+SPECS = {spec.id: spec for spec in COMMANDS}
+
+
+class ActionRegistry:
+    """QActions for every command, with shortcuts from the defaults or the user's overrides."""
+
+    def __init__(self, window: QWidget, overrides: dict[str, str] | None = None) -> None:
+        self.window = window
+        self.actions: dict[str, QAction] = {}
+        for spec in COMMANDS:
+            action = QAction(spec.text, window)
+            action.setObjectName(f"action_{spec.id}")
+            action.setCheckable(spec.checkable)
+            action.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
+            if spec.tip:
+                action.setStatusTip(spec.tip)
+            window.addAction(action)  # shortcuts work even when menus are hidden
+            self.actions[spec.id] = action
+        self.apply_shortcuts(overrides or {})
+
+    def __getitem__(self, command_id: str) -> QAction:
+        return self.actions[command_id]
+
+    def bind(self, command_id: str, callback: Callable[[], object]) -> None:
+        action = self.actions[command_id]
+        if action.isCheckable():
+            action.toggled.connect(lambda _checked: callback())
+        else:
+            action.triggered.connect(lambda _checked=False: callback())
+
+    def trigger(self, command_id: str) -> None:
+        self.actions[command_id].trigger()
+
+    def shortcuts(self, command_id: str, overrides: dict[str, str] | None = None) -> list[str]:
+        """The key sequences of a command: the user's override (comma-free text) or the defaults."""
+        if overrides and command_id in overrides:
+            text = overrides[command_id].strip()
+            return [part.strip() for part in text.split(";") if part.strip()] if text else []
+        return list(SPECS[command_id].keys)
+
+    def apply_shortcuts(self, overrides: dict[str, str]) -> None:
+        for command_id, action in self.actions.items():
+            keys = self.shortcuts(command_id, overrides)
+            action.setShortcuts([QKeySequence(k) for k in keys])
+            spec = SPECS[command_id]
+            tip = spec.tip or spec.text.replace("&", "").rstrip("…")
+            action.setToolTip(f"{tip} ({keys[0]})" if keys else tip)
+
+    def conflicts(self) -> dict[str, list[str]]:
+        """Key sequences bound to more than one command (shown in the settings dialog)."""
+        seen: dict[str, list[str]] = {}
+        for command_id, action in self.actions.items():
+            for key in action.shortcuts():
+                seen.setdefault(key.toString(), []).append(command_id)
+        return {k: v for k, v in seen.items() if len(v) > 1 and k}
+
+    def build_menus(self, menubar: QMenuBar) -> None:
+        menus = {name: menubar.addMenu(f"&{name}") for name in MENUS}
+        last_menu_group: dict[str, str] = {}
+        for spec in COMMANDS:
+            if not spec.menu:
+                continue
+            menu = menus[spec.menu]
+            group = spec.id.split("_")[0]
+            if spec.menu in last_menu_group and spec.menu in ("Review", "View") and \
+                    group != last_menu_group[spec.menu] and group in ("accept", "next", "onion", "zoom", "show"):
+                menu.addSeparator()
+            last_menu_group[spec.menu] = group
+            menu.addAction(self.actions[spec.id])
+        self.menus = menus
+
+    def build_toolbar(self, toolbar: QToolBar) -> None:
+        previous_menu = None
+        for spec in COMMANDS:
+            if not spec.toolbar:
+                continue
+            if previous_menu is not None and spec.menu != previous_menu:
+                toolbar.addSeparator()
+            previous_menu = spec.menu
+            toolbar.addAction(self.actions[spec.id])

@@ -1,0 +1,45 @@
+"""Start the desktop app: `tooncrafter-studio [--project PATH]`.
+
+Importing this module imports Qt and the Qt-free core, never torch: the window is up before any
+CUDA initialisation (the ToonCrafter engine's probe runs later, off the UI thread).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..core.logging import configure_logging
+from ..core.paths import user_log_dir
+
+log = logging.getLogger(__name__)
+
+
+def parse_args(args: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="tooncrafter-studio", description="ToonCrafter Studio (desktop app)")
+    parser.add_argument("--project", help="open this project folder")
+    parser.add_argument("--debug", action="store_true", help="log debug messages")
+    known, _unknown = parser.parse_known_args(args)  # Qt's own options (-platform ...) pass through
+    return known
+
+
+def run_app(args: list[str] | None = None) -> int:
+    """Open the main window and run the event loop; returns the exit code."""
+    options = parse_args(list(sys.argv[1:] if args is None else args))
+    configure_logging(logging.DEBUG if options.debug else logging.INFO, user_log_dir() / "studio.log")
+    from PySide6.QtWidgets import QApplication
+
+    from .main_window import MainWindow
+
+    app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "tooncrafter-studio"])
+    app.setApplicationName("ToonCrafter Studio")
+    app.setOrganizationName("ToonCrafter Studio")
+    app.setStyle("Fusion")
+    window = MainWindow()
+    window.show()
+    window.open_startup(options.project)
+    code = app.exec()
+    if window.isVisible():  # the loop ended without a close (e.g. a signal): still stop the threads
+        window.shutdown()
+    return int(code)
