@@ -143,7 +143,7 @@ def test_info_text_and_json(tmp_path, capsys):
 
     code, out, _ = _run(capsys, "info", folder)
     assert code == 0
-    assert "keys: 1, 5, 9" in out and "segment 1-5 (4 frames, linear, flow): 1 in-betweens at +2" in out
+    assert "keys: 1, 5, 9" in out and "segment 1-5 (4 frames, linear, flow): 1 in-between at +2" in out
     assert "* take T1 (tk1): 2 frames, 1 accepted, 0 rejected, 1 pending" in out
 
 

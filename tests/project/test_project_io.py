@@ -198,6 +198,15 @@ def test_a_process_killed_while_saving_leaves_a_loadable_project(tmp_path):
         assert len(lengths) == 1 and reopened.shot.frame_count == 400 * next(iter(lengths))
         seen |= lengths
     assert seen != {1}  # the child really was saving when it was killed
+    # temporary files the kills left behind are cleared by a later save once they are old
+    leftovers = list(folder.glob(".project.json.*.tmp"))
+    then = time.time() - 7200
+    for path in leftovers:
+        os.utime(path, (then, then))
+    fresh = folder / ".project.json.fresh.tmp"
+    fresh.write_text("a save in progress elsewhere")
+    Project.open(folder).save()
+    assert list(folder.glob(".project.json.*.tmp")) == [fresh]
 
 
 # ------------------------------------------------------------------ refusals

@@ -58,3 +58,32 @@ def make_shot(folder: Path, drawings: int = 9, lengths: list[int] | None = None,
         shot.drawings[f"d{i}"] = Drawing(f"d{i}", "s1", i, is_key=i in keys)
         shot.cells.append(Cell(f"d{i}", lengths[i]))
     return shot
+
+
+@pytest.fixture
+def project_folder(tmp_path):
+    """A saved project: 9 drawings on 2s (18 frames), keys at drawings 1, 5 and 9."""
+    from tooncrafter_studio.project.project import Project
+
+    folder = tmp_path / "shot"
+    Project.create(folder, make_shot(folder, drawings=9, lengths=[2] * 9, keys=(0, 4, 8)))
+    return folder
+
+
+@pytest.fixture
+def window(qtbot, monkeypatch):
+    """The real main window, with questions answered by the test (default: yes / discard)."""
+    from tooncrafter_studio.core.settings import Settings
+    from tooncrafter_studio.qt.main_window import MainWindow
+
+    win = MainWindow(Settings(autosave_interval_s=0), persist_settings=False)
+    win.answers = []  # what ask() returns, in order (then True)
+    monkeypatch.setattr(win, "ask", lambda title, text: win.answers.pop(0) if win.answers else True)
+    monkeypatch.setattr(win, "ask_unsaved", lambda: "discard")
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    win.activateWindow()
+    yield win
+    win.close()
+    assert not win.worker.busy

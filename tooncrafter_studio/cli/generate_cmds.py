@@ -105,8 +105,9 @@ def run_generate(args: argparse.Namespace) -> int:
             project.save()  # each finished take is kept even if a later job fails
             take = result.take
             assert take is not None
-            print(f"frames {job.start.frame}-{job.end.frame}: take {take.label} with {len(take.frames)} "
-                  f"in-betweens (engine {job.engine_id}, seed {result.seed}) in "
+            count = len(take.frames)
+            print(f"frames {job.start.frame}-{job.end.frame}: take {take.label} with {count} "
+                  f"in-between{'' if count == 1 else 's'} (engine {job.engine_id}, seed {result.seed}) in "
                   f"{project.folder / 'takes' / take.id}")
     finally:
         for job in jobs:

@@ -167,6 +167,10 @@ def describe(project) -> dict[str, Any]:
     }
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 def run_info(args: argparse.Namespace) -> int:
     from ..project.project import open_project
 
@@ -184,13 +188,13 @@ def run_info(args: argparse.Namespace) -> int:
                         "(mark them with: tooncrafter-studio keys PROJECT_DIR --frames 1,9,17)"))
     for seg in data["segments"]:
         planned = seg["planned"]
-        plan = (f"{planned['count']} in-betweens at +{', +'.join(str(o) for o in planned['offsets'])}"
+        plan = (f"{_plural(planned['count'], 'in-between')} at +{', +'.join(str(o) for o in planned['offsets'])}"
                 if "count" in planned else planned["error"])
         print(f"  segment {seg['start_frame']}-{seg['end_frame']} ({seg['gap']} frames, "
               f"{seg['settings']['spacing']}, {seg['settings']['engine']}): {plan}")
         for take in seg["takes"]:
             mark = "*" if take["active"] else " "
-            print(f"    {mark} take {take['label'] or take['id']} ({take['id']}): {take['frames']} frames, "
+            print(f"    {mark} take {take['label'] or take['id']} ({take['id']}): {_plural(take['frames'], 'frame')}, "
                   f"{take['accepted']} accepted, {take['rejected']} rejected, {take['pending']} pending; "
                   f"{take['engine']}, seed {take['seed']}")
     if data["recovery_available"]:

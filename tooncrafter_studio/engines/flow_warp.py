@@ -191,9 +191,11 @@ class SegmentInterpolator:
     """Everything that depends only on the two keys, computed once; `frame(t)` per time."""
 
     def __init__(self, start: np.ndarray, end: np.ndarray, settings: FlowSettings | None = None) -> None:
+        """`start`/`end`: HxWxC float32 in [0, 1] (any C), or uint8 HxWxC (warped as bytes: faster)."""
         self.settings = settings or FlowSettings()
         self.start = start
         self.end = end
+        self.peak = 255.0 if start.dtype == np.uint8 else 1.0
         h, w = start.shape[:2]
         self.h, self.w = h, w
         scale = min(1.0, self.settings.flow_side / max(h, w))
@@ -204,6 +206,9 @@ class SegmentInterpolator:
         if (fh, fw) != (h, w):
             small_a = cv2.resize(start, (fw, fh), interpolation=cv2.INTER_AREA)
             small_b = cv2.resize(end, (fw, fh), interpolation=cv2.INTER_AREA)
+        if start.dtype == np.uint8:
+            small_a = small_a.astype(np.float32) * np.float32(1 / 255)
+            small_b = small_b.astype(np.float32) * np.float32(1 / 255)
         a8, b8 = _luma8(small_a), _luma8(small_b)
         init01 = init10 = labels0 = labels1 = None
         if self.settings.region_seeds:
@@ -280,7 +285,8 @@ class SegmentInterpolator:
             if diff.ndim == 3:
                 diff = diff[..., :3].max(axis=2) if diff.shape[2] > 4 else cv2.transform(
                     diff, np.full((1, diff.shape[2]), 1.0 / diff.shape[2], np.float32))
-            strength = np.clip(diff * (s.decisive / max(s.disagreement, 1e-3)) - s.decisive, 0.0, s.decisive)
+            gain = s.decisive / max(s.disagreement, 1e-3) / self.peak
+            strength = np.clip(diff.astype(np.float32) * gain - s.decisive, 0.0, s.decisive)
             hard = (share0 > 0.5).astype(np.float32)
             share0 = share0 + (hard - share0) * strength
         return cv2.blendLinear(warp0, warp1, share0, 1.0 - share0)

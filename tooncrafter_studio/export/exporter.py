@@ -40,9 +40,9 @@ import numpy as np
 from .. import __version__
 from ..core.errors import Cancelled, ExportError, StudioError
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
-from ..media.imageio import encode_png, read_image
-from ..media.importer import conform, read_frame
-from ..project.document import Shot
+from ..media.imageio import encode_png, plain_png_layout, probe_image, read_image
+from ..media.importer import conform, frame_path, read_frame
+from ..project.document import Shot, SourceKind
 from ..project.resolve import ImageRef, ResolvedFrame, resolve_timeline
 from .naming import DEFAULT_PRESET, Naming, resolve_naming
 from .timing import SheetRow, csv_text, xdts_text
@@ -69,6 +69,7 @@ class ExportOptions:
     overwrite: bool = False
     workers: int = 2
     compression: int = 1  # zlib level 0-9; 1 is fast and still small for flat colours
+    copy_unchanged: bool = True  # source PNGs already in the output's layout are copied byte for byte
     fsync: bool = True  # make each file durable before it is moved into place
 
     def naming(self, shot: Shot) -> Naming:
@@ -250,6 +251,27 @@ class _PictureLoader:
             if text not in self.warnings:
                 self.warnings.append(text)
 
+    def copyable_file(self, image: ImageRef) -> Path | None:
+        """The source file itself when it is a PNG exactly as the export would write it.
+
+        Copying is lossless and skips a decode and an encode; the file keeps its own chunks
+        (colour profile, gamma), which is what the source said about its colours.
+        """
+        if image.kind != "source" or self.size is None:
+            return None
+        source = self.shot.sources.get(image.id)
+        if source is None or source.kind == SourceKind.VIDEO:
+            return None
+        try:
+            path = frame_path(source, image.index, self.project_folder)
+            if probe_image(path).format != "PNG":  # also checks the file is complete
+                return None
+        except StudioError:
+            return None  # load() reports it properly
+        layout = plain_png_layout(path)
+        wanted = (*self.size, 16 if self.shot.bit_depth == 16 else 8, bool(self.shot.has_alpha))
+        return path if layout == wanted else None
+
     def load(self, image: ImageRef) -> np.ndarray:
         shot = self.shot
         if image.kind == "source":
@@ -395,6 +417,13 @@ def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Expo
     return report
 
 
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ExportError(f"Could not read {path}: {exc.strerror or exc}.") from exc
+
+
 def _listdir(folder: Path) -> list[str]:
     try:
         return os.listdir(folder)
@@ -425,7 +454,11 @@ def _encode_all(plan: _Plan, loader: _PictureLoader, temp: Path, options: Export
         if stop.is_set():
             return {}
         try:
-            data = encode_png(loader.load(job.image), options.compression)
+            copyable = loader.copyable_file(job.image) if options.copy_unchanged else None
+            if copyable is not None:
+                data = _read_bytes(copyable)
+            else:
+                data = encode_png(loader.load(job.image), options.compression)
         except StudioError as exc:
             if isinstance(exc, ExportError):
                 raise

@@ -190,15 +190,26 @@ def _read_16_bit(path: str | os.PathLike, orientation: int) -> np.ndarray:
     return np.ascontiguousarray(_apply_orientation(array, orientation))
 
 
-def _plain_png(path: str | os.PathLike) -> bool:
-    """An 8-bit RGB or RGBA PNG with no transparency key and no EXIF: OpenCV decodes it as is."""
+def plain_png_layout(path: str | os.PathLike) -> tuple[int, int, int, bool] | None:
+    """(width, height, bit depth, has alpha) of an RGB or RGBA PNG that needs no conversion to be
+    read as it is: no palette, no grey, no transparency key, no EXIF orientation. None otherwise."""
     try:
         with open(path, "rb") as handle:
             head = handle.read(4096)
     except OSError:
-        return False
-    return (head.startswith(PNG_SIGNATURE) and len(head) >= 33 and head[12:16] == b"IHDR"
-            and head[24] == 8 and head[25] in (2, 6) and b"tRNS" not in head and b"eXIf" not in head)
+        return None
+    if not (head.startswith(PNG_SIGNATURE) and len(head) >= 33 and head[12:16] == b"IHDR"):
+        return None
+    width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
+    if depth not in (8, 16) or colour not in (2, 6) or b"tRNS" in head or b"eXIf" in head:
+        return None
+    return width, height, depth, colour == 6
+
+
+def _plain_png(path: str | os.PathLike) -> bool:
+    """An 8-bit RGB or RGBA PNG that OpenCV decodes as it is (the fast path)."""
+    layout = plain_png_layout(path)
+    return layout is not None and layout[2] == 8
 
 
 def _read_plain_png(path: str | os.PathLike, max_pixels: int) -> np.ndarray:

@@ -78,7 +78,7 @@ class Project:
 
     All edits go through `push` (or `stack.push`) so they can be undone. Saving and autosave
     run on the thread that owns the project (the GUI thread); job workers only write take
-    folders, which are reserved (`reserve_take_id`) so garbage collection leaves them alone.
+    folders, whose ids `new_take_id` reserves so that garbage collection leaves them alone.
     """
 
     def __init__(self, folder: str | os.PathLike, shot: Shot, saved_at: str = "") -> None:
@@ -235,8 +235,18 @@ class Project:
         self._autosaved_revision = self.stack.revision
         if self._owns_recovery:
             self.discard_recovery()
+        self._remove_stale_temp_files()
         if collect_garbage:
             self.collect_garbage()
+
+    def _remove_stale_temp_files(self, age_s: float = 3600.0) -> None:
+        """Temporary files of saves killed mid-write (an hour old: no live save is that slow)."""
+        now = time.time()
+        for folder in (self.folder, self.folder / AUTOSAVE_DIR):
+            for path in folder.glob(f".{PROJECT_FILE}.*.tmp"):
+                with contextlib.suppress(OSError):
+                    if now - path.stat().st_mtime > age_s:
+                        path.unlink()
 
     def save_as(self, folder: str | os.PathLike) -> None:
         """Save into another folder: take frames are copied, sources keep pointing at their files."""
