@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch")
 from tooncrafter_studio.diffusion import verify_unet  # noqa: E402
 from tooncrafter_studio.diffusion.fill import fill_tensor  # noqa: E402
 from tooncrafter_studio.diffusion.unet import UNet3D, UNetConfig  # noqa: E402
+from tooncrafter_studio.diffusion.unet_blocks import SpatialTransformer, TemporalTransformer  # noqa: E402
 
 VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "vectors"
 PREFIX = "model.diffusion_model."
@@ -47,9 +48,14 @@ def _check_fill(unet: torch.nn.Module, table: dict, keys: list[str]) -> None:
         assert value.flatten()[0].item() == pytest.approx(first, rel=1e-7, abs=1e-12), key
 
 
-def test_fill_rule_on_the_reduced_unet_matches_every_unet_checksum():
+@pytest.fixture(scope="module")
+def reduced_unet():
+    return verify_unet.build_filled_unet(UNetConfig.reduced())
+
+
+def test_fill_rule_on_the_reduced_unet_matches_every_unet_checksum(reduced_unet):
     table = _checksums("fill_checksums_reduced.json")
-    unet = verify_unet.build_filled_unet(UNetConfig.reduced())
+    unet = reduced_unet
     keys = [k for k in table if k.startswith(PREFIX)]
     assert len(keys) == len(unet.state_dict()) == 1516
     _check_fill(unet, table, keys)
@@ -73,28 +79,30 @@ def test_fill_rule_matches_a_subset_of_the_full_unet_checksums():
         assert value.flatten()[0].item() == pytest.approx(first, rel=1e-7, abs=1e-12), key
 
 
-def test_reduced_unet_matches_unet_reduced_vectors():
-    _assert_all_within(verify_unet.check_unet_reduced(_vector("unet_reduced.npz")))
+def test_reduced_unet_matches_unet_reduced_vectors(reduced_unet):
+    _assert_all_within(verify_unet.check_unet_file(_vector("unet_reduced.npz"), reduced_unet))
 
 
-def test_a_wrong_epsilon_would_be_caught():
+def test_a_wrong_epsilon_would_be_caught(reduced_unet):
     """The tolerance is tight enough to see trap 5 (transformer GroupNorm eps 1e-5 instead of 1e-6)."""
-    path = _vector("unet_reduced.npz")
-    z = np.load(path)
-    unet = verify_unet.build_filled_unet(UNetConfig.reduced())
-    for module in unet.modules():
-        if type(module).__name__ in ("SpatialTransformer", "TemporalTransformer"):
-            module.norm.eps = 1e-5
+    z = np.load(_vector("unet_reduced.npz"))
+    norms = [m.norm for m in reduced_unet.modules() if isinstance(m, SpatialTransformer | TemporalTransformer)]
     inputs = torch.cat([torch.from_numpy(z["x"]), torch.from_numpy(z["c_concat"])], dim=1)
-    with torch.inference_mode():
-        out = unet(inputs, torch.from_numpy(z["t"]), torch.from_numpy(z["context"]), torch.from_numpy(z["fs"]))
+    try:
+        for norm in norms:
+            norm.eps = 1e-5
+        with torch.inference_mode():
+            out = reduced_unet(inputs, torch.from_numpy(z["t"]), torch.from_numpy(z["context"]),
+                               torch.from_numpy(z["fs"]))
+    finally:
+        for norm in norms:
+            norm.eps = 1e-6
     assert not verify_unet.compare("out", out, z["out"]).ok
 
 
-def test_unet_is_deterministic_and_autograd_path_agrees_with_inference_path():
-    path = _vector("unet_reduced.npz")
-    z = np.load(path)
-    unet = verify_unet.build_filled_unet(UNetConfig.reduced())
+def test_autograd_path_agrees_with_inference_path(reduced_unet):
+    z = np.load(_vector("unet_reduced.npz"))
+    unet = reduced_unet
     args = (torch.cat([torch.from_numpy(z["x_T4"]), torch.from_numpy(z["c_concat_T4"])], dim=1),
             torch.from_numpy(z["t"]), torch.from_numpy(z["context"]), torch.from_numpy(z["fs"]))
     with torch.inference_mode():

@@ -121,12 +121,14 @@ def test_sidecar_provenance(project, tmp_path):
     assert len(data["frames"]) == 7
 
 
-def test_alpha_round_trip_exact(tmp_path):
+@pytest.mark.parametrize("copy_unchanged", [True, False])
+def test_alpha_round_trip_exact(tmp_path, copy_unchanged):
     folder = tmp_path / "project"
     shot = build_shot(folder, channels=4)
     assert shot.has_alpha
     out = tmp_path / "out"
-    report = export_sequence(folder, shot, ExportOptions(out, timing_sheet="none", sidecar=False))
+    report = export_sequence(folder, shot, ExportOptions(out, timing_sheet="none", sidecar=False,
+                                                         copy_unchanged=copy_unchanged))
     first = read_image(out / "walk.0001.png")
     assert first.shape[2] == 4
     np.testing.assert_array_equal(first, picture(0, channels=4))  # straight alpha, exact
@@ -136,12 +138,14 @@ def test_alpha_round_trip_exact(tmp_path):
     assert any("opaque" in w for w in report.warnings)
 
 
-def test_16_bit_round_trip_exact(tmp_path):
+@pytest.mark.parametrize("copy_unchanged", [True, False])
+def test_16_bit_round_trip_exact(tmp_path, copy_unchanged):
     folder = tmp_path / "project"
     shot = build_shot(folder, channels=4, dtype=np.uint16)
     assert shot.bit_depth == 16
     out = tmp_path / "out"
-    export_sequence(folder, shot, ExportOptions(out, timing_sheet="none", sidecar=False))
+    export_sequence(folder, shot, ExportOptions(out, timing_sheet="none", sidecar=False,
+                                                copy_unchanged=copy_unchanged))
     first = read_image(out / "walk.0001.png")
     assert first.dtype == np.uint16
     np.testing.assert_array_equal(first, picture(0, channels=4, dtype=np.uint16))
@@ -304,6 +308,12 @@ def test_missing_take_file_is_a_clear_error(project, tmp_path):
     assert listing(out) == []
 
 
+def test_empty_output_folder_refused(project):
+    folder, shot = project
+    with pytest.raises(ExportError, match="Choose a folder"):
+        export_sequence(folder, shot, ExportOptions(""))
+
+
 def test_bad_timing_sheet_option(project, tmp_path):
     folder, shot = project
     with pytest.raises(ExportError, match="timing sheet"):
@@ -324,3 +334,86 @@ def test_an_edited_sidecar_cannot_make_export_delete_other_files(project, tmp_pa
     report = export_sequence(folder, shot, ExportOptions(out))
     assert report.removed_stale == []
     assert victim.read_text() == "keep me" and (out / "notes.txt").exists()
+
+
+def test_source_pngs_in_the_output_layout_are_copied_byte_for_byte(project, tmp_path):
+    folder, shot = project
+    source_bytes = (folder / "media" / "src.0001.png").read_bytes()
+    copied = tmp_path / "copied"
+    export_sequence(folder, shot, ExportOptions(copied, timing_sheet="none", sidecar=False))
+    assert (copied / "walk.0001.png").read_bytes() == source_bytes
+    encoded = tmp_path / "encoded"
+    export_sequence(folder, shot, ExportOptions(encoded, timing_sheet="none", sidecar=False, copy_unchanged=False,
+                                                compression=9))
+    assert (encoded / "walk.0001.png").read_bytes() != source_bytes
+    np.testing.assert_array_equal(read_image(encoded / "walk.0001.png"), read_image(copied / "walk.0001.png"))
+
+
+def test_grey_source_is_converted_not_copied(tmp_path):
+    from PIL import Image
+
+    from tooncrafter_studio.media import import_source
+    from tooncrafter_studio.project.document import Cell, Drawing, Shot
+
+    folder = tmp_path / "project"
+    (folder / "media").mkdir(parents=True)
+    grey = np.arange(48, dtype=np.uint8).reshape(6, 8)
+    Image.fromarray(grey, "L").save(folder / "media" / "g.0001.png")
+    source = import_source(folder / "media").source
+    shot = Shot(name="g", width=8, height=6)
+    shot.sources[source.id] = source
+    shot.drawings["a"] = Drawing("a", source.id, 0)
+    shot.cells = [Cell("a", 1)]
+    export_sequence(folder, shot, ExportOptions(tmp_path / "out", timing_sheet="none", sidecar=False))
+    out = read_image(tmp_path / "out" / "g.0001.png")
+    assert out.shape == (6, 8, 3)
+    with Image.open(tmp_path / "out" / "g.0001.png") as im:
+        assert im.mode == "RGB"  # every file of a sequence has the same layout
+
+
+def test_failure_while_moving_into_place_restores_the_folder(project, tmp_path, monkeypatch):
+    folder, shot = project
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "walk.0001.png").write_bytes(b"old one")
+    (out / "walk.0005.png").write_bytes(b"old five")
+    before = tree_digest(out)
+    real_replace = os.replace
+    calls = {"n": 0}
+
+    def flaky_replace(src, dst, *args, **kwargs):
+        if Path(dst).parent == out:
+            calls["n"] += 1
+            if calls["n"] == 6:
+                raise OSError(errno.EIO, "I/O error", str(dst))
+        return real_replace(src, dst, *args, **kwargs)
+    monkeypatch.setattr(os, "replace", flaky_replace)
+    with pytest.raises(ExportError, match="I/O error"):
+        export_sequence(folder, shot, ExportOptions(out, overwrite=True))
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert tree_digest(out) == before
+    assert listing(out) == ["walk.0001.png", "walk.0005.png"]
+
+
+def test_cancel_after_completion_is_ignored(project, tmp_path):
+    folder, shot = project
+    out = tmp_path / "out"
+
+    def late_cancel(event):
+        if event.stage == "finish" and event.done == event.total:
+            raise Cancelled()
+    report = export_sequence(folder, shot, ExportOptions(out), progress=late_cancel)
+    assert set(report.files) <= set(listing(out))
+
+
+def test_temp_folder_of_a_killed_export_is_cleaned_up(project, tmp_path):
+    folder, shot = project
+    out = tmp_path / "out"
+    old = out / ".tooncrafter-export-dead0000"
+    old.mkdir(parents=True)
+    (old / "walk.0001.png").write_bytes(b"half")
+    os.utime(old, (0, 0))
+    recent = out / ".tooncrafter-export-busy0000"
+    recent.mkdir()
+    export_sequence(folder, shot, ExportOptions(out))
+    assert not old.exists() and recent.exists()

@@ -41,10 +41,17 @@ def make_sequence(folder, names, **kw):
     ("walk0100.png", "walk", 100, 4),
     ("0007.png", "", 7, 4),
     ("shot2_v3_015.tif", "shot2_v3_", 15, 3),
+    ("shot_0042_comp.png", "shot_", 42, 4),
 ])
 def test_parse_numbered(name, prefix, number, padding):
     parsed = parse_numbered(name)
     assert (parsed.prefix, parsed.number, parsed.padding) == (prefix, number, padding)
+
+
+def test_number_inside_the_name(tmp_path):
+    folder = make_sequence(tmp_path / "s", ["sh_0002_comp.png", "sh_0001_comp.png", "sh_0001_matte.png"])
+    result = import_source(folder)
+    assert result.source.files == ["sh_0001_comp.png", "sh_0002_comp.png"]
 
 
 def test_parse_numbered_without_number():

@@ -25,6 +25,7 @@ from .ae_blocks import (
     VideoResBlock,
     vae_norm,
 )
+from .ae_lean import decode_lean
 
 
 @dataclass(frozen=True)
@@ -200,6 +201,8 @@ class Autoencoder(nn.Module):
         moments = 2 * cfg.z_channels if cfg.double_z else cfg.z_channels
         self.quant_conv = nn.Conv2d(moments, 2 * cfg.embed_dim, 1)
         self.post_quant_conv = nn.Conv2d(cfg.embed_dim, cfg.z_channels, 1)
+        # Piece size of the lean decode (values per piece); smaller pieces, lower peak memory.
+        self.lean_piece_elements = 1 << 24
 
     def unused_keys(self) -> list[str]:
         """State-dict keys (relative to `first_stage_model.`) that inference never reads."""
@@ -220,22 +223,28 @@ class Autoencoder(nn.Module):
 
     # -- decoding ------------------------------------------------------------------------------
 
-    def decode_chunk(self, z: torch.Tensor, references: list[torch.Tensor]) -> torch.Tensor:
+    def decode_chunk(self, z: torch.Tensor, references: list[torch.Tensor], lean: bool = False) -> torch.Tensor:
         """One decoder call: z (B, 4, T, h, w) unscaled latent, references (B, C, 2, h_l, w_l)
-        -> (B, 3, T, H, W). Temporal layers see exactly these T frames (zero temporal padding)."""
+        -> (B, 3, T, H, W). Temporal layers see exactly these T frames (zero temporal padding).
+        `lean` computes the same numbers in pieces with far fewer full-size temporaries (ae_lean)."""
         b, c, t, h, w = z.shape
         frames = z.transpose(1, 2).reshape(b * t, c, h, w)
-        out = self.decoder(frames, references, t)
+        if lean and b == 1:
+            out = decode_lean(self.decoder, frames, references, t, self.lean_piece_elements)
+        else:
+            out = self.decoder(frames, references, t)
         return out.view(b, t, *out.shape[1:]).transpose(1, 2)
 
-    def decode(self, z: torch.Tensor, references: list[torch.Tensor], chunk_frames: int | None = None) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, references: list[torch.Tensor], chunk_frames: int | None = None,
+               lean: bool = False) -> torch.Tensor:
         """Decode an unscaled latent video (B, 4, T, h, w) in chunks of `chunk_frames` frames per video
         (the original's perframe_ae path; the chunk length changes the numbers)."""
         chunk = chunk_frames or self.config.chunk_frames
         outputs = []
         for b in range(z.shape[0]):
             refs = [r[b : b + 1] for r in references]
-            pieces = [self.decode_chunk(z[b : b + 1, :, s : s + chunk], refs) for s in range(0, z.shape[2], chunk)]
+            pieces = [self.decode_chunk(z[b : b + 1, :, s : s + chunk], refs, lean)
+                      for s in range(0, z.shape[2], chunk)]
             outputs.append(torch.cat(pieces, dim=2))
         return torch.cat(outputs, dim=0)
 
@@ -309,15 +318,16 @@ def decode_interpolation(
     latent: torch.Tensor,
     references: list[torch.Tensor],
     scale_factor: float = LATENT_SCALE,
+    lean: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The two-pass decode and splice (§11.4): latent (B, 4, 16, h, w) in scaled space ->
     (final, decode16, decode14) as (B, 3, T, H, W). Frames 7 and 8 of the final video come from the
-    14-frame pass."""
+    14-frame pass. `lean`: the bounded-memory decode (same numbers, see ae_lean)."""
     z = latent / scale_factor
     t = z.shape[2]
-    decode_all = autoencoder.decode(z, references)
+    decode_all = autoencoder.decode(z, references, lean=lean)
     middle = splice_indices(t)
-    decode_middle = autoencoder.decode(z[:, :, middle], references)
+    decode_middle = autoencoder.decode(z[:, :, middle], references, lean=lean)
     final = decode_all.clone()
     mid = t // 2
     final[:, :, mid - 1] = decode_middle[:, :, mid - 2]

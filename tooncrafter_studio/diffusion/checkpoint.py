@@ -22,8 +22,9 @@ import math
 import os
 import pickle
 import struct
+import warnings
 import zipfile
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,13 +98,12 @@ class ExpectedKeys:
         return cls(shapes, unused)
 
     @classmethod
-    def for_config(cls, config: Any = None) -> ExpectedKeys:
-        """For a ToonCrafterConfig (default: the 512 model), built on `meta` in about a second."""
+    def for_config(cls, config: Any = None, name: str | None = None) -> ExpectedKeys:
+        """For a ToonCrafterConfig (default: the 512 model), built on `meta` (no weights allocated)."""
         from .model import build_model
 
         model = build_model(config, device="meta")
-        name = "ToonCrafter 512" if config is None else "ToonCrafter (configured)"
-        return cls.from_model(model, name)
+        return cls.from_model(model, name or ("ToonCrafter 512" if config is None else "configured ToonCrafter"))
 
     @property
     def used(self) -> dict[str, tuple[int, ...]]:
@@ -177,6 +177,8 @@ def raise_for_report(report: KeyReport, file_keys: Iterable[str], path: Path, ex
     if report.ok:
         return
     architecture = describe_architecture(file_keys)
+    if architecture == "a ToonCrafter checkpoint" and report.mismatched:
+        architecture = "a ToonCrafter checkpoint of another size or version"
     parts = []
     if report.missing:
         parts.append(f"{len(report.missing)} missing ({_examples(report.missing)})")
@@ -198,16 +200,15 @@ def raise_for_report(report: KeyReport, file_keys: Iterable[str], path: Path, ex
 
 
 def _inert_class(qualified: str) -> type:
-    """A stand-in for a bookkeeping class: accepts any construction and state, does nothing."""
+    """A stand-in for a bookkeeping class: whatever the pickle builds with it becomes a plain
+    OrderedDict holding data only (PyTorch's safe unpickler fills dicts and their attributes and
+    nothing else), so no code of the original class is imported or run."""
 
-    def _init(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-    def _setstate(self, state: Any) -> None:
-        pass
+    def _new(cls, *args: Any, **kwargs: Any) -> OrderedDict:
+        return OrderedDict()
 
     module, _, name = qualified.rpartition(".")
-    return type(name or "Inert", (), {"__init__": _init, "__setstate__": _setstate, "__module__": module or "inert"})
+    return type(name or "Inert", (), {"__new__": _new, "__module__": module or "inert"})
 
 
 def _is_bookkeeping(qualified: str) -> bool:
@@ -218,6 +219,13 @@ def _is_bookkeeping(qualified: str) -> bool:
 
 def _torch_load(path: Path) -> Any:
     """torch.load with weights_only (and mmap for zip files); unsafe content refused by name."""
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if not (magic.startswith(b"PK\x03\x04") or magic[:1] == b"\x80"):  # zip (torch.save) or a pickle
+        raise ModelError(
+            f"{path.name} is not a PyTorch checkpoint ({path.stat().st_size:,} bytes"
+            + (", empty" if not magic else "") + "): it cannot be read as one. Is it the right file?"
+        )
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except Exception as exc:  # not a zip file, truncated, legacy format: torch.load decides below
@@ -231,7 +239,8 @@ def _torch_load(path: Path) -> Any:
         )
     stand_ins = [(_inert_class(g), g) for g in unsafe]
     try:
-        with torch.serialization.safe_globals(stand_ins):
+        with torch.serialization.safe_globals(stand_ins), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
             try:
                 return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
             except RuntimeError as exc:
@@ -522,8 +531,18 @@ def load_into_model(
     model.load_state_dict(state, strict=True, assign=True)
     if report.dropped_unused and hasattr(model, "reset_schedule_buffers"):
         _restore_dropped_buffers(model, report.dropped_unused)
+    _materialize_leftovers(model, device)
     _compare_schedule(model, weights)
     return report
+
+
+def _materialize_leftovers(model: nn.Module, device: torch.device) -> None:
+    """Non-persistent buffers are not in any file (e.g. open_clip's attn_mask, which our forward never
+    reads); give those still on `meta` real zeros so the model can be moved between devices."""
+    for module in model.modules():
+        for name, buffer in list(module._buffers.items()):
+            if buffer is not None and buffer.device.type == "meta":
+                module._buffers[name] = torch.zeros(buffer.shape, dtype=buffer.dtype, device=device)
 
 
 def _restore_dropped_buffers(model: nn.Module, dropped: list[str]) -> None:

@@ -36,8 +36,8 @@ DTYPES = ("fp16", "bf16", "fp32")
 # model code changes; a test checks they stay close to a fresh trace's figures.
 TRACED_PEAK_BYTES_FP16: dict[str, int] = {
     "high": int(10.61 * GiB),
-    "balanced": int(3.82 * GiB),
-    "low": int(3.78 * GiB),
+    "balanced": int(3.84 * GiB),
+    "low": int(3.22 * GiB),
 }
 # What the trace cannot see: the CUDA context, allocator rounding and fragmentation, cuDNN workspaces.
 OVERHEAD_FRACTION = 0.10
@@ -327,7 +327,7 @@ def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placeme
         return placement
     vae = _submodule(model, "first_stage_model")
     if vae is not None:
-        placement.bounded = bound_decoder(vae)
+        placement.bounded = bound_decoder(vae, recompute=mode == "low")
     model.to("cpu")
     unet = _submodule(model, "model.diffusion_model")
     for name in COMPONENTS:
@@ -398,39 +398,59 @@ def torch_environment() -> dict[str, Any]:
 PIECE_ELEMENTS = 1 << 25  # elements per piece: 64 MB in fp16 (128 MB as float32 temporaries)
 
 
-def _group_stats(x: Any, num_groups: int, eps: float, rows: int) -> tuple[Any, Any]:
-    """Mean and 1/std of GroupNorm over (B, C, T, H, W) per (batch, group), accumulated band by band."""
-    import torch
+class _GroupStats:
+    """GroupNorm statistics over (B, C, T, H, W) per (batch, group), fed band by band.
 
-    b, c, t, h, w = x.shape
-    grouped = x.view(b, num_groups, c // num_groups, t, h, w)
-    count = (c // num_groups) * t * h * w
-    total = torch.zeros(b, num_groups, dtype=torch.float64, device=x.device)
-    for r in range(0, h, rows):
-        total += grouped[..., r:r + rows, :].float().sum(dim=(2, 3, 4, 5), dtype=torch.float64)
-    mean = total / count
-    squares = torch.zeros_like(total)
-    mean32 = mean.float().view(b, num_groups, 1, 1, 1, 1)
-    for r in range(0, h, rows):
-        d = grouped[..., r:r + rows, :].float() - mean32
-        squares += (d * d).sum(dim=(2, 3, 4, 5), dtype=torch.float64)
-        del d
-    var = squares / count
-    return mean.float(), torch.rsqrt(var + eps).float()
+    Sums are taken around a shift (the first band's mean) and accumulated in float64, so one pass
+    gives the variance without cancellation; it agrees with torch's group_norm to float rounding.
+    """
+
+    def __init__(self, num_groups: int, eps: float) -> None:
+        self.groups = num_groups
+        self.eps = eps
+        self.shift: Any = None
+        self.total: Any = None
+        self.squares: Any = None
+        self.count = 0
+
+    def add(self, band: Any) -> None:
+        import torch
+
+        b, c, t, h, w = band.shape
+        grouped = band.float().reshape(b, self.groups, -1)
+        if self.shift is None:
+            self.shift = grouped.mean(dim=2, keepdim=True)
+            self.total = torch.zeros(b, self.groups, dtype=torch.float64, device=band.device)
+            self.squares = torch.zeros_like(self.total)
+        d = grouped - self.shift
+        self.total += d.sum(dim=2, dtype=torch.float64)
+        self.squares += (d * d).sum(dim=2, dtype=torch.float64)
+        self.count += grouped.shape[2]
+
+    def result(self) -> tuple[Any, Any]:
+        import torch
+
+        mean_d = self.total / self.count
+        var = (self.squares / self.count - mean_d * mean_d).clamp_min(0)
+        mean = (mean_d + self.shift.squeeze(2).double()).float()
+        return mean, torch.rsqrt(var + self.eps).float()
 
 
 def _apply_group_norm(x: Any, norm: Any, mean: Any, rstd: Any) -> Any:
     """GroupNorm of a band with precomputed statistics, in float32, cast back to the band's dtype."""
     b, c, t, h, w = x.shape
     g = norm.num_groups
-    y = (x.float().view(b, g, c // g, t, h, w) - mean.view(b, g, 1, 1, 1, 1)) * rstd.view(b, g, 1, 1, 1, 1)
+    y = (x.float().reshape(b, g, c // g, t, h, w) - mean.view(b, g, 1, 1, 1, 1)) * rstd.view(b, g, 1, 1, 1, 1)
     y = y.view(b, c, t, h, w)
     if norm.affine:
         y = y * norm.weight.float().view(1, c, 1, 1, 1) + norm.bias.float().view(1, c, 1, 1, 1)
     return y.to(x.dtype)
 
 
-def _bounded_video_res_block(block: Any, x: Any, frames: int) -> Any:
+def _bounded_video_res_block(block: Any, x: Any, frames: int, recompute: bool = False) -> Any:
+    """VideoResBlock.forward in pieces. The result is built in place in the frame layout the next
+    layer wants (no final re-layout copy). With `recompute`, the temporal block's first half is
+    computed twice instead of being kept (one full-size tensor less, one more Conv3d pass)."""
     import torch
     import torch.nn.functional as F
 
@@ -438,30 +458,42 @@ def _bounded_video_res_block(block: Any, x: Any, frames: int) -> Any:
     bt, cin, h, w = x.shape
     b = bt // frames
     cout = block.conv1.out_channels
-    per_frame = max(cin, cout) * h * w
-    step = max(1, PIECE_ELEMENTS // per_frame)
-    video = x.new_empty(b, cout, frames, h, w)
-    for bi in range(b):
-        for f in range(0, frames, step):
-            rows = x[bi * frames + f: bi * frames + min(frames, f + step)]
-            video[bi, :, f:f + rows.shape[0]] = spatial_forward(block, rows).transpose(0, 1)
+    step = max(1, PIECE_ELEMENTS // (max(cin, cout) * h * w))
+    out = x.new_empty(bt, cout, h, w)
+    for i in range(0, bt, step):
+        out[i:i + step] = spatial_forward(block, x[i:i + step])
+    video = out.view(b, frames, cout, h, w).permute(0, 2, 1, 3, 4)  # (B, C, T, H, W) view of `out`
     stack = block.time_stack
     norm1, conv1 = stack.in_layers[0], stack.in_layers[2]
     norm2, conv2 = stack.out_layers[0], stack.out_layers[-1]
     band = max(1, PIECE_ELEMENTS // (b * cout * frames * w))
-    alpha = torch.sigmoid(block.mix_factor).to(video.dtype)
-    hidden = torch.empty_like(video)
-    mean, rstd = _group_stats(video, norm1.num_groups, norm1.eps, band)
-    for r in range(0, h, band):
-        hidden[..., r:r + band, :] = conv1(F.silu(_apply_group_norm(video[..., r:r + band, :], norm1, mean, rstd)))
-    mean, rstd = _group_stats(hidden, norm2.num_groups, norm2.eps, band)
-    for r in range(0, h, band):
-        piece = video[..., r:r + band, :]
-        temporal = piece + conv2(F.silu(_apply_group_norm(hidden[..., r:r + band, :], norm2, mean, rstd)))
-        hidden[..., r:r + band, :] = alpha * temporal + (1.0 - alpha) * piece
-        del temporal, piece
-    del video
-    return hidden.transpose(1, 2).reshape(b * frames, cout, h, w)
+    bands = [(r, min(h, r + band)) for r in range(0, h, band)]
+    alpha = torch.sigmoid(block.mix_factor).to(out.dtype)
+
+    stats = _GroupStats(norm1.num_groups, norm1.eps)
+    for r0, r1 in bands:
+        stats.add(video[..., r0:r1, :])
+    mean1, rstd1 = stats.result()
+
+    def first_half(r0: int, r1: int) -> Any:
+        return conv1(F.silu(_apply_group_norm(video[..., r0:r1, :].contiguous(), norm1, mean1, rstd1)))
+
+    hidden = None if recompute else torch.empty((b, cout, frames, h, w), dtype=out.dtype, device=out.device)
+    stats = _GroupStats(norm2.num_groups, norm2.eps)
+    for r0, r1 in bands:
+        piece = first_half(r0, r1)
+        stats.add(piece)
+        if hidden is not None:
+            hidden[..., r0:r1, :] = piece
+        del piece
+    mean2, rstd2 = stats.result()
+    for r0, r1 in bands:
+        piece = first_half(r0, r1) if hidden is None else hidden[..., r0:r1, :]
+        spatial = video[..., r0:r1, :]
+        temporal = spatial + conv2(F.silu(_apply_group_norm(piece, norm2, mean2, rstd2)))
+        video[..., r0:r1, :] = alpha * temporal + (1.0 - alpha) * spatial
+        del temporal, spatial, piece
+    return out
 
 
 def _bounded_upsample(module: Any, x: Any) -> Any:
@@ -474,16 +506,19 @@ def _bounded_upsample(module: Any, x: Any) -> Any:
     return out
 
 
-def bound_decoder(autoencoder: Any) -> list[Any]:
+def bound_decoder(autoencoder: Any, recompute: bool = False) -> list[Any]:
     """Make the decoder's video res-blocks and up-samplers run in bounded pieces; returns the patched
-    modules (pass them to `unbound_decoder`). Same results up to float rounding of the norm sums."""
+    modules (pass them to `unbound_decoder`). Same results up to float rounding of the norm sums.
+    `recompute` (the low mode) trades one more Conv3d pass per block for one full-size tensor less."""
+    import functools
     import types
 
     decoder = getattr(autoencoder, "decoder", autoencoder)
     patched = []
     for module in decoder.modules():
         if hasattr(module, "time_stack") and hasattr(module, "mix_factor") and hasattr(module, "conv1"):
-            module.forward = types.MethodType(_bounded_video_res_block, module)
+            module.forward = types.MethodType(functools.partial(_bounded_video_res_block, recompute=recompute),
+                                              module)
             patched.append(module)
         elif type(module).__name__ == "Upsample" and hasattr(module, "conv"):
             module.forward = types.MethodType(_bounded_upsample, module)

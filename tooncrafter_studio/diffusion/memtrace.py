@@ -31,6 +31,7 @@ from torch.utils._pytree import tree_flatten
 log = logging.getLogger(__name__)
 
 TRACE_DEVICE = torch.device("meta")
+LEAN_DECODE_ENV: dict[str, Any] = {}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -328,10 +329,12 @@ def trace_generation(mode: str = "balanced", dtype: str = "fp16", model: torch.n
             attn.materialise = False
         del context, c_cat
         # --- decode: the 16- and 14-frame passes and the splice
-        patched = bound_decoder(parts["vae"]) if mode in ("balanced", "low") else []
+        lean = LEAN_DECODE_ENV.get(mode, False)
+        patched = bound_decoder(parts["vae"], recompute=mode == "low") if lean == "bound" else []
         try:
             with tracker.stage("decode", weight_bytes("vae")):
-                final, all16, middle14 = decode_interpolation(parts["vae"], x.to(act_dtype), refs)
+                final, all16, middle14 = decode_interpolation(parts["vae"], x.to(act_dtype), refs,
+                                                              lean=lean is True)
                 del all16, middle14
                 pixels = ((final.clamp(-1, 1) + 1) * 127.5).to(torch.uint8)
                 del final, pixels

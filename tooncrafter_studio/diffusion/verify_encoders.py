@@ -106,6 +106,10 @@ def check_vae_file(path: Path, config: AutoencoderConfig) -> list[Comparison]:
         final, decode16, decode14 = decode_interpolation(ae, _t(z["samples"]), refs)
         results += [compare("decode16", decode16, z["decode16"]), compare("decode14", decode14, z["decode14"]),
                     compare("final", final, z["final"])]
+        # The bounded-memory decode, in pieces of about one frame of the largest map.
+        ae.lean_piece_elements = refs[0][:, :, 0].numel()
+        final_lean, _, _ = decode_interpolation(ae, _t(z["samples"]), refs, lean=True)
+        results.append(compare("final (lean decode)", final_lean, z["final"]))
     return results
 
 
@@ -149,21 +153,32 @@ def check_clip_preprocess(path: Path) -> list[Comparison]:
     return results
 
 
+def zero_image_tokens(embedder: ImageEmbedder) -> torch.Tensor:
+    """The unconditional image: tokens of an all-zero (mid-grey) 320x512 frame."""
+    with torch.inference_mode():
+        return embedder(torch.zeros(1, 3, 320, 512))
+
+
 @register("clip_vision_full.npz")
-def check_clip_vision_full(path: Path, embedder: ImageEmbedder | None = None) -> list[Comparison]:
+def check_clip_vision_full(path: Path, embedder: ImageEmbedder | None = None,
+                           zero_tokens: torch.Tensor | None = None) -> list[Comparison]:
     z = np.load(path)
     image_u8 = np.load(path.parent / "clip_preprocess.npz")["image_u8"]
     embedder = embedder if embedder is not None else build_filled(ImageEmbedder, IMAGE_PREFIX)
     with torch.inference_mode():
         results = [compare("tokens", embedder(_clip_preprocess_input(image_u8)), z["tokens"])]
-        zero = embedder(torch.zeros(1, 3, 320, 512))
+    zero = zero_tokens if zero_tokens is not None else zero_image_tokens(embedder)
     return results + _stats_and_head("tokens_zero_image", zero, z, "tokens_zero_image")
 
 
 @register("resampler_full.npz")
-def check_resampler_full(path: Path, embedder: ImageEmbedder | None = None) -> list[Comparison]:
+def check_resampler_full(path: Path, zero_tokens: torch.Tensor | None = None) -> list[Comparison]:
+    """`zero_tokens`: the full image embedder's tokens of the zero image (built here when not given;
+    the unconditional image context is the Resampler of them)."""
     z = np.load(path)
     tokens = _t(np.load(path.parent / "clip_vision_full.npz")["tokens"])
+    if zero_tokens is None:
+        zero_tokens = zero_image_tokens(build_filled(ImageEmbedder, IMAGE_PREFIX))
     resampler = build_filled(Resampler, RESAMPLER_PREFIX)
     generator = torch.Generator().manual_seed(int(z["input_random_seed"]))
     random_b2 = torch.randn((2, 257, 1280), generator=generator)
@@ -171,11 +186,6 @@ def check_resampler_full(path: Path, embedder: ImageEmbedder | None = None) -> l
     with torch.inference_mode():
         results.append(compare("out", resampler(tokens), z["out"]))
         results.append(compare("out_random_b2_head", resampler(random_b2)[:, :2], z["out_random_b2_head"]))
-        # The unconditional image context: the Resampler of the zero image's tokens, which need the
-        # full image embedder.
-        embedder = embedder if embedder is not None else build_filled(ImageEmbedder, IMAGE_PREFIX)
-        zero_tokens = embedder(torch.zeros(1, 3, 320, 512))
-        del embedder
         results += _stats_and_head("out_zero_image", resampler(zero_tokens), z, "out_zero_image")
     return results
 

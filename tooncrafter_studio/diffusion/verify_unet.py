@@ -54,9 +54,10 @@ def _inputs(z, suffix: str = "") -> torch.Tensor:
     return torch.cat([torch.from_numpy(z["x" + suffix]), torch.from_numpy(z["c_concat" + suffix])], dim=1)
 
 
-def check_unet_file(path: Path, config: UNetConfig) -> list[Comparison]:
+def check_unet_file(path: Path, unet: UNet3D) -> list[Comparison]:
+    """Run a filled UNet on a vector file's inputs; compare output, probes and the extra calls."""
+    config = unet.config
     z = np.load(path)
-    unet = build_filled_unet(config)
     t, context, fs = (torch.from_numpy(z[k]) for k in ("t", "context", "fs"))
     out, probes = run_with_probes(unet, _inputs(z), t, context, fs)
     results = [compare("out", out, z["out"])]
@@ -75,9 +76,9 @@ def check_unet_file(path: Path, config: UNetConfig) -> list[Comparison]:
 
 @register("unet_reduced.npz")
 def check_unet_reduced(path: Path) -> list[Comparison]:
-    return check_unet_file(path, UNetConfig.reduced())
+    return check_unet_file(path, build_filled_unet(UNetConfig.reduced()))
 
 
 @register("unet_full.npz")
 def check_unet_full(path: Path) -> list[Comparison]:
-    return check_unet_file(path, UNetConfig())
+    return check_unet_file(path, build_filled_unet(UNetConfig()))

@@ -75,13 +75,19 @@ def global_shift(rgb_a: np.ndarray, rgb_b: np.ndarray) -> np.ndarray:
     return np.array([dx, dy], np.float32)
 
 
-def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
-    """Initial flows a->b and b->a from region matches (zero where nothing moved or matched).
+@dataclass
+class Seeds:
+    flow_ab: np.ndarray  # HxWx2 initial flow a->b
+    flow_ba: np.ndarray
+    known_a: np.ndarray  # HxW bool: pixel of a matched (or big, still) region of a
+    known_b: np.ndarray
+    labels_a: np.ndarray
+    labels_b: np.ndarray
+    moving: int  # matched regions that move
 
-    Returns the two HxWx2 float32 fields, the number of matched moving regions and the region
-    labels of a and b.
-    """
+
+def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray) -> Seeds:
+    """Initial flows a->b and b->a from region matches (zero where nothing moved or matched)."""
     from .flow_warp import push_pull_fill  # local: flow_warp imports this module
 
     h, w = rgb_a.shape[:2]
@@ -92,6 +98,7 @@ def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray
     pairs = match_regions(ra, rb, diag, min_area, max_area)
     pan = global_shift(rgb_a, rgb_b)
     fields = []
+    masks = []
     moving = 0
     for regions, other, direction in ((ra, rb, 1), (rb, ra, -1)):
         shift = np.zeros((len(regions.area), 2), np.float32)
@@ -108,7 +115,8 @@ def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray
         field = shift[regions.labels]
         valid = known[regions.labels]
         fields.append(push_pull_fill(field, valid))
-    return fields[0], fields[1], moving // 2, ra.labels, rb.labels
+        masks.append(valid)
+    return Seeds(fields[0], fields[1], masks[0], masks[1], ra.labels, rb.labels, moving // 2)
 
 
 def _fit_affine(labels: np.ndarray, weight: np.ndarray, flow: np.ndarray, count: int, ridge: float
@@ -143,6 +151,21 @@ def _fit_affine(labels: np.ndarray, weight: np.ndarray, flow: np.ndarray, count:
         rhs = np.stack([total(f * dx), total(f * dy), total(f)], axis=1)
         models[:, c, :] = np.linalg.solve(normal, rhs[..., None])[..., 0]
     return models, np.stack([cx, cy], axis=1), s1
+
+
+def keep_seeds_inside(flow: np.ndarray, seed: np.ndarray, known: np.ndarray, labels: np.ndarray,
+                      ring_px: float) -> np.ndarray:
+    """Inside matched flat regions, away from their outline, the region match is the better flow.
+
+    A patch flow has nothing to lock onto in a flat area and drags neighbouring motion into it
+    (paper beside a moving character starts moving too); the outline ring keeps the patch flow,
+    which is accurate there and carries rotation and deformation.
+    """
+    dist = cv2.distanceTransform((labels > 0).astype(np.uint8), cv2.DIST_L2, 3)
+    inner = known & (dist > ring_px)
+    out = flow.copy()
+    out[inner] = seed[inner]
+    return out
 
 
 def region_motion(flow: np.ndarray, labels: np.ndarray, reliable: np.ndarray, ring_px: float = 3.0,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .flow_regions import region_motion, seed_flows
+from .flow_regions import keep_seeds_inside, region_motion, seed_flows
 
 # Longest side of the image the flow is computed and splatted on; larger keys are scaled down for
 # the flow only (the warp itself runs at full resolution).
@@ -41,6 +41,8 @@ class FlowSettings:
     occluded_rel: float = 0.3
     background_px: float = 2.0  # occluded pixels take the flow of surroundings slower by ~this
     region_seeds: bool = True
+    seed_interiors: bool = True  # matched flat regions keep their matched motion inside
+    seed_ring_px: float = 3.0
     region_fit: bool = False  # flat regions move by one affine motion fitted to their outline
     reliable_px: float = 2.0
     ring_px: float = 3.0
@@ -160,28 +162,29 @@ class _Splatter:
         # whose low bits hold the source index, so np.maximum.at picks the front pixel.
         magnitude = np.linalg.norm(flow, axis=2).ravel()
         priority = visible.ravel().astype(np.int64) * (1 << 12) + np.minimum(magnitude * 8, 4095).astype(np.int64)
-        self.key = (priority << 32) | np.arange(h * w, dtype=np.int64)
+        key = (priority << 32) | np.arange(h * w, dtype=np.int64)
+        # Rank of every source pixel in depth order: np.maximum.at on the ranks picks the front one.
+        self.order = np.argsort(key).astype(np.int32)
+        self.rank = np.empty(h * w, np.int32)
+        self.rank[self.order] = np.arange(h * w, dtype=np.int32)
         self.visible = visible.ravel().astype(np.float32)
 
     def splat(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(flow from the time-t frame back into this key, hit mask, visibility) at time t."""
         h, w = self.h, self.w
-        tx = self.xs + t * self.flow[:, 0]
-        ty = self.ys + t * self.flow[:, 1]
-        x0 = np.floor(tx).astype(np.int64)
-        y0 = np.floor(ty).astype(np.int64)
-        best = np.full(h * w, -1, np.int64)
-        for dy in (0, 1):
-            for dx in (0, 1):
-                xi = x0 + dx
-                yi = y0 + dy
-                inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
-                np.maximum.at(best, (yi * w + xi)[inside], self.key[inside])
+        pw = w + 3  # a border catches everything that lands outside
+        x0 = np.clip(np.floor(self.xs + t * self.flow[:, 0]), -1, w).astype(np.int32) + 1
+        y0 = np.clip(np.floor(self.ys + t * self.flow[:, 1]), -1, h).astype(np.int32) + 1
+        base = y0 * pw + x0
+        best = np.full((h + 3) * pw, -1, np.int32)
+        for offset in (0, 1, pw, pw + 1):
+            np.maximum.at(best, base + offset, self.rank)
+        best = best.reshape(h + 3, pw)[1:h + 1, 1:w + 1].ravel()
         hit = best >= 0
-        source = (best & 0xFFFFFFFF)[hit]
+        source = self.order[best[hit]]
         back = np.zeros((h * w, 2), np.float32)
         # Locally constant motion: the target pixel p came from p - t * flow(source).
-        back[hit] = -t * self.flow[source]
+        back[hit] = self.flow[source] * np.float32(-t)
         vis = np.zeros(h * w, np.float32)
         vis[hit] = self.visible[source]
         return back.reshape(h, w, 2), hit.reshape(h, w), vis.reshape(h, w)
@@ -210,10 +213,12 @@ class SegmentInterpolator:
             small_a = small_a.astype(np.float32) * np.float32(1 / 255)
             small_b = small_b.astype(np.float32) * np.float32(1 / 255)
         a8, b8 = _luma8(small_a), _luma8(small_b)
-        init01 = init10 = labels0 = labels1 = None
-        if self.settings.region_seeds:
-            init01, init10, self.moving_regions, labels0, labels1 = seed_flows(_rgb8(small_a), _rgb8(small_b))
-        f01, f10 = dense_flows(a8, b8, init01, init10, self.settings)
+        seeds = seed_flows(_rgb8(small_a), _rgb8(small_b)) if self.settings.region_seeds else None
+        f01, f10 = dense_flows(a8, b8, seeds and seeds.flow_ab, seeds and seeds.flow_ba, self.settings)
+        if seeds is not None and self.settings.seed_interiors:
+            f01 = keep_seeds_inside(f01, seeds.flow_ab, seeds.known_a, seeds.labels_a, self.settings.seed_ring_px)
+            f10 = keep_seeds_inside(f10, seeds.flow_ba, seeds.known_b, seeds.labels_b, self.settings.seed_ring_px)
+        labels0, labels1 = (seeds.labels_a, seeds.labels_b) if seeds is not None else (None, None)
         xs, ys = _grid(fh, fw)
         err0 = consistency_error(f01, f10, xs, ys)
         err1 = consistency_error(f10, f01, xs, ys)

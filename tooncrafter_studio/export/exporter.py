@@ -12,7 +12,10 @@ Safety:
 - Files are written into a hidden temporary folder inside the output folder and moved into
   place (an atomic rename each) only when all are written. A cancel, a full disk or any error
   removes the temporary folder and whatever this run already moved, so an export either
-  completes or leaves the folder as it was. The project folder is only ever read.
+  completes or leaves the folder as it was (a temporary folder left by a killed process is
+  removed by a later export after 6 hours). The project folder is only ever read.
+- Source PNGs already in the output's layout (size, channels, bit depth) are copied byte for
+  byte (`copy_unchanged`); everything else is decoded, conformed to the shot and re-encoded.
 
 Encoding runs on a small thread pool: decoding and PNG encoding release the GIL in OpenCV.
 """
@@ -344,11 +347,14 @@ def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Expo
         raise ExportError(f"Unknown timing sheet {options.timing_sheet!r}: use csv, xdts, both or none.")
     workers = max(1, int(options.workers))
     project_folder = Path(project_folder)
+    if not str(options.out_dir).strip():
+        raise ExportError("Choose a folder to export into.")
     out_dir = Path(options.out_dir)
     plan = _plan(shot, options)
     sheet_names = _sheet_names(plan.naming, options)
     targets = plan.files + sheet_names
     _prepare_out_dir(out_dir)
+    _remove_abandoned_temp_folders(out_dir)
     previous = _previous_export_files(out_dir, plan.naming)
     _check_targets(out_dir, targets, previous, options.overwrite)
     stale = sorted(name for name in previous if name not in set(targets) and _ours(out_dir, name, previous))
@@ -367,7 +373,6 @@ def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Expo
         temp.mkdir()
     except OSError as exc:
         raise ExportError(_os_error_message(out_dir, exc)) from exc
-    moved: list[Path] = []
     try:
         loader = _PictureLoader(shot, project_folder)
         sizes = _encode_all(plan, loader, temp, options, workers, progress, cancel)
@@ -386,35 +391,64 @@ def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Expo
             name = f"{plan.naming.name}{SIDECAR_SUFFIX}"
             data = json.dumps(_provenance(shot, options, plan, written), indent=2, ensure_ascii=False).encode()
             _write_file(temp / name, data + b"\n", options.fsync)
-        cancel.raise_if_cancelled()
-        # Everything is written: move into place. Sidecar last, so a sidecar always describes files present.
         progress(ProgressEvent("finish", 0, len(targets), "moving files into place"))
-        for name in targets:
-            os.replace(temp / name, out_dir / name)
-            moved.append(out_dir / name)
-        for name in stale:
-            with contextlib.suppress(OSError):
-                (out_dir / name).unlink()
-                report.removed_stale.append(name)
-        _fsync_dir(out_dir)
-        progress(ProgressEvent("finish", len(targets), len(targets), "done"))
-    except (Cancelled, StudioError, OSError, KeyboardInterrupt) as exc:
-        for path in moved:
-            with contextlib.suppress(OSError):
-                path.unlink()
+        cancel.raise_if_cancelled()  # the last moment a cancel is honoured: moving takes no time
+        _move_into_place(temp, out_dir, targets)
+    except BaseException as exc:
         shutil.rmtree(temp, ignore_errors=True)
         if isinstance(exc, OSError):
             raise ExportError(_os_error_message(out_dir, exc)) from exc
         raise
-    except BaseException:
-        for path in moved:
-            with contextlib.suppress(OSError):
-                path.unlink()
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
     shutil.rmtree(temp, ignore_errors=True)
+    for name in stale:
+        with contextlib.suppress(OSError):
+            (out_dir / name).unlink()
+            report.removed_stale.append(name)
+    _fsync_dir(out_dir)
     report.seconds = clock() - started
+    with contextlib.suppress(Cancelled):  # too late to cancel: the export is complete
+        progress(ProgressEvent("finish", len(targets), len(targets), "done"))
     return report
+
+
+def _move_into_place(temp: Path, out_dir: Path, targets: list[str]) -> None:
+    """Rename every written file into `out_dir` as one transaction.
+
+    Files being replaced are first renamed aside into the temporary folder; if any rename fails,
+    the new files are taken out again and the old ones put back. Sidecar last (it is last in
+    `targets`), so a sidecar always describes files that are present.
+    """
+    backup = temp / ".replaced"
+    moved: list[str] = []
+    set_aside: list[str] = []
+    try:
+        for name in targets:
+            if os.path.lexists(out_dir / name):
+                backup.mkdir(exist_ok=True)
+                os.replace(out_dir / name, backup / name)
+                set_aside.append(name)
+            os.replace(temp / name, out_dir / name)
+            moved.append(name)
+    except BaseException:
+        for name in moved:
+            with contextlib.suppress(OSError):
+                (out_dir / name).unlink()
+        for name in set_aside:
+            with contextlib.suppress(OSError):
+                os.replace(backup / name, out_dir / name)
+        raise
+
+
+def _remove_abandoned_temp_folders(out_dir: Path, older_than_s: float = 6 * 3600) -> None:
+    """Temporary folders left by an export that was killed (power cut, crash), not by a running one."""
+    now = time.time()
+    for name in _listdir(out_dir):
+        path = out_dir / name
+        try:
+            if name.startswith(_TEMP_PREFIX) and path.is_dir() and now - path.stat().st_mtime > older_than_s:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _read_bytes(path: Path) -> bytes:

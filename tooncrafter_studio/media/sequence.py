@@ -21,8 +21,9 @@ from pathlib import Path
 from ..core.errors import MediaError
 from .imageio import IMAGE_EXTENSIONS
 
-# The frame number is the last run of digits in the stem: name.0001, name_0001, name0001, 0001.
-_NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)$")
+# The frame number is the last run of digits in the stem: name.0001, name_0001, name0001, 0001,
+# and also name_0001_comp (the text after the number becomes part of the series' suffix).
+_NUMBERED = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)(?P<rest>\D*)$")
 _HASHES = re.compile(r"#+")
 _PRINTF = re.compile(r"%(0?)(\d*)d")
 _HOUDINI = re.compile(r"\$F(\d*)")
@@ -33,7 +34,7 @@ class NumberedName:
     prefix: str  # everything before the frame number, separator included ("name.")
     number: int
     padding: int  # digits as written ("0007" -> 4)
-    suffix: str  # extension, lower case (".png")
+    suffix: str  # text after the number plus the extension, lower case ("_comp.png")
 
     @property
     def series(self) -> tuple[str, str]:
@@ -70,7 +71,7 @@ def parse_numbered(name: str) -> NumberedName | None:
     if not match:
         return None
     digits = match.group("digits")
-    return NumberedName(match.group("prefix"), int(digits), len(digits), ext.lower())
+    return NumberedName(match.group("prefix"), int(digits), len(digits), (match.group("rest") + ext).lower())
 
 
 def find_gaps(numbers: list[int]) -> list[int]:

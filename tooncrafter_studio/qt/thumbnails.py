@@ -25,6 +25,12 @@ from .frames import FrameProvider, display_array
 log = logging.getLogger(__name__)
 
 
+class _QImagePixels(np.ndarray):
+    """A numpy view of a QImage's pixels that keeps the QImage alive (views of it do too)."""
+
+    owner: QImage | None = None
+
+
 @dataclass(frozen=True)
 class DisplayImage:
     """A QImage that owns its pixels, and a numpy view of them (for tinting and tests).
@@ -44,7 +50,8 @@ class DisplayImage:
         image = QImage(width, height, fmt)
         stride = image.bytesPerLine()
         buffer = np.frombuffer(image.bits(), np.uint8, count=stride * height).reshape(height, stride)
-        view = buffer[:, :width * channels].reshape(height, width, channels)
+        view = buffer[:, :width * channels].reshape(height, width, channels).view(_QImagePixels)
+        view.owner = image
         view[...] = array
         return cls(view, image)
 

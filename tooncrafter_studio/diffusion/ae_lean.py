@@ -1,0 +1,165 @@
+"""A memory-lean way to run the dual-reference video decoder with the same numbers (within float
+rounding) as `VideoDecoder.forward`.
+
+Where the plain decoder holds several full-resolution temporaries at once (norm, SiLU and conv
+outputs of a 16-frame 320x512 chunk are 0.7-1.3 GB each in fp16), this path keeps at most three
+full-size activations alive and computes everything else in pieces:
+
+- per-frame work (the spatial ResnetBlocks, upsampling, the mid attention, the fusion attention's
+  queries, norm_out, conv_out) runs a few frames at a time, because every one of those operations,
+  including its GroupNorm, sees one frame only;
+- the temporal res-blocks (`time_stack`), whose GroupNorms take statistics across all frames of the
+  chunk, first gather those statistics in a pass over row bands (float64 accumulation), then apply
+  norm, SiLU and the (k,1,1) temporal convolution band by band: that convolution has no spatial
+  extent, so a band of rows over all frames is an exact piece of the result.
+
+Results differ from the plain path only by float summation order (~1e-7 relative in float32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from .ae_blocks import (
+    AttnBlock,
+    Combiner,
+    FusionAttention,
+    ResnetBlock,
+    TemporalResBlock,
+    Upsample,
+    VideoResBlock,
+)
+
+
+def _frame_pieces(total: int, step: int) -> list[slice]:
+    return [slice(s, min(s + step, total)) for s in range(0, total, step)]
+
+
+def _per_frame(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, budget: int) -> torch.Tensor:
+    """fn applied to as many frames at a time as fit in `budget` input elements (at least one),
+    written into one preallocated output."""
+    step = _frames_per_piece(x, budget)
+    out = None
+    for piece in _frame_pieces(x.shape[0], step):
+        y = fn(x[piece])
+        if out is None:
+            out = y.new_empty((x.shape[0], *y.shape[1:]))
+        out[piece] = y
+    assert out is not None
+    return out
+
+
+def _group_stats(x: torch.Tensor, groups: int, eps: float, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and 1/sqrt(var + eps) per (batch, group) of a (B, C, T, H, W) tensor, over (C/G, T, H, W),
+    accumulated over bands of `rows` rows in float64 (two passes: mean, then centred squares)."""
+    b, c, t, h, w = x.shape
+    count = (c // groups) * t * h * w
+    total = torch.zeros(b, groups, dtype=torch.float64, device=x.device)
+    for r in range(0, h, rows):
+        band = x[:, :, :, r : r + rows].double().reshape(b, groups, -1)
+        total += band.sum(-1)
+    mean = total / count
+    squares = torch.zeros_like(total)
+    for r in range(0, h, rows):
+        band = x[:, :, :, r : r + rows].double().reshape(b, groups, -1)
+        squares += ((band - mean[..., None]) ** 2).sum(-1)
+    inv_std = torch.rsqrt(squares / count + eps)
+    return mean.float(), inv_std.float()
+
+
+def _apply_group_norm(band: torch.Tensor, norm: torch.nn.GroupNorm, mean: torch.Tensor,
+                      inv_std: torch.Tensor) -> torch.Tensor:
+    """GroupNorm of a row band with statistics taken over the whole tensor; float32, cast back."""
+    b, c, t, h, w = band.shape
+    g = norm.num_groups
+    y = band.float().reshape(b, g, c // g, t, h, w)
+    y = (y - mean.view(b, g, 1, 1, 1, 1)) * inv_std.view(b, g, 1, 1, 1, 1)
+    y = y.reshape(b, c, t, h, w) * norm.weight.float().view(1, c, 1, 1, 1) + norm.bias.float().view(1, c, 1, 1, 1)
+    return y.to(band.dtype)
+
+
+def _temporal_mix_inplace(block: VideoResBlock, spatial: torch.Tensor, rows: int) -> None:
+    """spatial (B, C, T, H, W) <- alpha·time_stack(spatial) + (1-alpha)·spatial, band by band."""
+    stack: TemporalResBlock = block.time_stack
+    norm1, conv1 = stack.in_layers[0], stack.in_layers[2]
+    norm2, conv2 = stack.out_layers[0], stack.out_layers[3]
+    h = spatial.shape[3]
+    mean1, inv1 = _group_stats(spatial, norm1.num_groups, norm1.eps, rows)
+    inner = torch.empty_like(spatial)
+    for r in range(0, h, rows):
+        band = spatial[:, :, :, r : r + rows]
+        inner[:, :, :, r : r + rows] = conv1(F.silu(_apply_group_norm(band, norm1, mean1, inv1)))
+    mean2, inv2 = _group_stats(inner, norm2.num_groups, norm2.eps, rows)
+    alpha = torch.sigmoid(block.mix_factor).to(spatial.dtype)
+    for r in range(0, h, rows):
+        band = spatial[:, :, :, r : r + rows]
+        stacked = band + conv2(F.silu(_apply_group_norm(inner[:, :, :, r : r + rows], norm2, mean2, inv2)))
+        spatial[:, :, :, r : r + rows] = alpha * stacked + (1.0 - alpha) * band
+    del inner
+
+
+def _rows_for(x: torch.Tensor, frames: int, budget: int) -> int:
+    """Rows per band so that one band of all frames holds about `budget` elements."""
+    _, c, h, w = x.shape
+    return max(1, min(h, budget // max(1, frames * c * w)))
+
+
+def video_res_block(block: VideoResBlock, x: torch.Tensor, frames: int, budget: int) -> torch.Tensor:
+    spatial = _per_frame(lambda piece: ResnetBlock.forward(block, piece), x, budget)
+    bt, c, h, w = spatial.shape
+    video = spatial.view(bt // frames, frames, c, h, w).permute(0, 2, 1, 3, 4)  # a view, no copy
+    _temporal_mix_inplace(block, video, _rows_for(spatial, frames, budget))
+    return spatial
+
+
+def decode_lean(decoder, z: torch.Tensor, references: list[torch.Tensor], frames: int,
+                piece_elements: int = 1 << 24) -> torch.Tensor:
+    """`decoder(z, references, frames)` computed in pieces of about `piece_elements` input values:
+    whole frames for the per-frame work (at least one frame), row bands over all frames for the
+    temporal blocks. One video per call (B = 1, as `Autoencoder.decode` calls it)."""
+    if z.shape[0] != frames:
+        raise ValueError("decode_lean decodes one video chunk at a time")
+    budget = piece_elements
+    h = _per_frame(decoder.conv_in, z, budget)
+    h = video_res_block(decoder.mid.block_1, h, frames, budget)
+    mid_attn: AttnBlock = decoder.mid.attn_1
+    h = _per_frame(mid_attn, h, budget)
+    h = video_res_block(decoder.mid.block_2, h, frames, budget)
+    levels = len(decoder.up)
+    for level in reversed(range(levels)):
+        stage = decoder.up[level]
+        for block in stage.block:
+            h = video_res_block(block, h, frames, budget)
+        h = _refine(decoder.attn_refinement[level], h, references[level], budget)
+        if hasattr(stage, "upsample"):
+            upsample: Upsample = stage.upsample
+            h = _per_frame(upsample, h, budget // 4)  # its output is 4x its input
+    norm_out = decoder.norm_out
+    for piece in _frame_pieces(h.shape[0], _frames_per_piece(h, budget)):
+        h[piece] = F.silu(norm_out(h[piece]))
+    h = _refine(decoder.attn_refinement[levels], h, references[levels], budget)
+    conv_out = decoder.conv_out
+    y = _per_frame(lambda piece: F.conv2d(piece, conv_out.weight, conv_out.bias, padding=1), h, budget)
+    del h
+    video = y.view(1, frames, *y.shape[1:]).transpose(1, 2)
+    mixed = conv_out.time_mix_conv(video)
+    return mixed.transpose(1, 2).reshape(y.shape)
+
+
+def _frames_per_piece(x: torch.Tensor, budget: int) -> int:
+    return max(1, budget // max(1, x[0].numel()))
+
+
+def _refine(module, h: torch.Tensor, reference: torch.Tensor, budget: int) -> torch.Tensor:
+    if isinstance(module, Combiner):
+        h[0] += module.conv(reference[:, :, 0])[0]
+        h[-1] += module.conv(reference[:, :, -1])[0]
+        return h
+    assert isinstance(module, FusionAttention)
+    # Every frame's queries attend to the same reference tokens: frame pieces are exact.
+    for piece in _frame_pieces(h.shape[0], _frames_per_piece(h, budget)):
+        h[piece] = module(h[piece], reference, piece.stop - piece.start)
+    return h
