@@ -211,3 +211,25 @@ def test_engine_retries_once_in_lower_mode_after_oom(monkeypatch):
     with pytest.raises(OutOfMemory, match="balanced memory mode"):
         engine.interpolate(_request([0.5], device="cuda"))
     assert built == ["high", "balanced"]
+
+
+def test_probe_runs_the_real_checkpoint_check_on_a_wrong_file(tmp_path):
+    torch = pytest.importorskip("torch")
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    path = tmp_path / "sd15.safetensors"
+    safetensors_torch.save_file({"model.diffusion_model.input_blocks.0.0.weight": torch.zeros(320, 4, 3, 3)}, str(path))
+    engine = ToonCrafterEngine(device="cpu", model=str(path))
+    result = engine.probe()
+    assert not result.available and "sd15.safetensors" in result.reason
+    assert engine.identity()["model"]["name"] == "sd15.safetensors"
+
+
+def test_importing_the_engine_and_doctor_does_not_load_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; import tooncrafter_studio.engines.tooncrafter, tooncrafter_studio.cli.doctor_cmds, "
+            "tooncrafter_studio.diffusion.memory as m; m.choose_mode('auto', 8 * m.GiB); "
+            "ToonCrafter = tooncrafter_studio.engines.tooncrafter.ToonCrafterEngine; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

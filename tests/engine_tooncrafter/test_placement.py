@@ -7,6 +7,8 @@ from torch import nn  # noqa: E402
 
 from tooncrafter_studio.diffusion.memory import apply_memory_mode  # noqa: E402
 
+ENCODERS = ("cond_stage_model", "embedder", "image_proj_model", "first_stage_model")
+
 
 class ToyUNet(nn.Module):
     def __init__(self):
@@ -25,10 +27,8 @@ class ToyUNet(nn.Module):
 class Toy(nn.Module):
     def __init__(self):
         super().__init__()
-        self.cond_stage_model = nn.Linear(4, 4)
-        self.embedder = nn.Linear(4, 4)
-        self.image_proj_model = nn.Linear(4, 4)
-        self.first_stage_model = nn.Linear(4, 4)
+        for name in ENCODERS:
+            setattr(self, name, nn.Linear(4, 4))
         self.model = nn.Module()
         self.model.diffusion_model = ToyUNet()
         self.register_buffer("alphas_cumprod", torch.linspace(1, 0, 10, dtype=torch.float32))
@@ -38,64 +38,61 @@ def _where(module):
     return {p.device.type for p in module.parameters()}
 
 
-def _spy(model, log):
-    names = ["cond_stage_model", "embedder", "image_proj_model", "first_stage_model"]
-    for name in names:
-        getattr(model, name).register_forward_hook(
-            lambda m, a, o, n=name: log.append((n, {k: _where(getattr(model, k)) for k in names}))
-        )
-    unet = model.model.diffusion_model
-    for i, block in enumerate(unet.input_blocks):
-        block.register_forward_hook(
-            lambda m, a, o, i=i: log.append((f"block{i}", [_where(b) for b in unet.input_blocks])),
-            prepend=True,  # before the hook that sends the block back
-        )
+def _placement_of(model):
+    where = {name: _where(getattr(model, name)) for name in ENCODERS}
+    where["unet"] = _where(model.model.diffusion_model)
+    return where
 
 
-def _run(model):
-    x = torch.zeros(1, 4, device="meta", dtype=torch.float16)
-    for name in ("cond_stage_model", "embedder", "image_proj_model", "first_stage_model"):
-        getattr(model, name)(x)
-    model.model.diffusion_model(x)
-    model.first_stage_model(x)
-
-
-def test_balanced_keeps_only_the_running_component_on_the_device():
+@pytest.mark.parametrize("mode", ["balanced", "low"])
+def test_stage_hook_keeps_only_the_running_stage_on_the_device(mode):
     model = Toy()
-    placement = apply_memory_mode(model, "balanced", "meta", torch.float16)
-    assert model.alphas_cumprod.dtype == torch.float32  # schedule stays float32
-    assert _where(model.cond_stage_model) == {"cpu"}
-    log = []
-    _spy(model, log)
-    _run(model)
-    for name, where in [entry for entry in log if not entry[0].startswith("block")]:
-        assert where[name] == {"meta"}
-        assert all(v == {"cpu"} for k, v in where.items() if k != name), (name, where)
-    # While the UNet ran, the encoders were back on the CPU.
-    blocks = [entry for entry in log if entry[0].startswith("block")]
-    assert blocks and all(w == [{"meta"}] * 3 for _, w in blocks)
-    assert next(model.cond_stage_model.parameters()).dtype == torch.float16
+    placement = apply_memory_mode(model, mode, "meta", torch.float16)
+    assert model.alphas_cumprod.dtype == torch.float32  # the schedule stays float32
+    assert next(model.embedder.parameters()).dtype == torch.float16
+    assert all(w == {"cpu"} for w in _placement_of(model).values())
+    expected = {"text": {"cond_stage_model"}, "image": {"embedder", "image_proj_model"},
+                "vae_encode": {"first_stage_model"}, "decode": {"first_stage_model"}}
+    for stage, names in expected.items():
+        placement.stage_hook(stage)
+        where = _placement_of(model)
+        for name in ENCODERS:
+            assert where[name] == ({"meta"} if name in names else {"cpu"}), (stage, name)
+        assert where["unet"] == {"cpu"}
+    placement.stage_hook("denoise")
+    where = _placement_of(model)
+    assert all(where[name] == {"cpu"} for name in ENCODERS)
+    unet = model.model.diffusion_model
+    assert _where(unet.time_embed) == {"meta"}  # the pipeline reads the device from the first parameter
+    assert _where(unet.input_blocks) == ({"cpu"} if mode == "low" else {"meta"})
     placement.remove()
-    assert all(_where(getattr(model, n)) == {"cpu"} for n in ("cond_stage_model", "first_stage_model"))
+    assert all(w == {"cpu"} for w in _placement_of(model).values())
 
 
 def test_low_streams_unet_blocks_one_at_a_time():
     model = Toy()
-    apply_memory_mode(model, "low", "meta", torch.float16)
-    log = []
-    _spy(model, log)
-    _run(model)
-    blocks = [w for name, w in log if name.startswith("block")]
-    assert len(blocks) == 3
-    for i, where in enumerate(blocks):
+    placement = apply_memory_mode(model, "low", "meta", torch.float16)
+    placement.stage_hook("denoise")
+    unet = model.model.diffusion_model
+    seen = []
+    for i, block in enumerate(unet.input_blocks):
+        block.register_forward_hook(
+            lambda m, a, o, i=i: seen.append([_where(b) for b in unet.input_blocks]), prepend=True)
+    unet(torch.zeros(1, 4, device="meta", dtype=torch.float16))
+    assert len(seen) == 3
+    for i, where in enumerate(seen):
         assert where[i] == {"meta"}
         assert all(w == {"cpu"} for j, w in enumerate(where) if j != i)
-    assert _where(model.model.diffusion_model) == {"cpu"}  # all sent back after the forward
+    assert _where(unet.input_blocks) == {"cpu"}  # all sent back after the forward
+    assert placement.lean_decode and not placement.batch_cfg
 
 
 def test_high_and_cpu_put_everything_in_one_place():
     model = Toy()
-    apply_memory_mode(model, "high", "meta", torch.float16)
+    placement = apply_memory_mode(model, "high", "meta", torch.float16)
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert placement.batch_cfg and not placement.lean_decode
+    placement.stage_hook("text")  # no-op
     assert {p.device.type for p in model.parameters()} == {"meta"}
     model = Toy()
     apply_memory_mode(model, "low", "cpu", torch.float32)

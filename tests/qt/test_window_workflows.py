@@ -144,11 +144,12 @@ def test_cancel_a_slow_job_while_the_ui_responds(qtbot, test_engines, window, pr
     press(qtbot, window, Qt.Key.Key_Period)
     press(qtbot, window, Qt.Key.Key_Period)
     assert window.current_frame == start + 2
-    qtbot.waitUntil(lambda: "/400" in window.jobs.row_text(task, 2), timeout=3000)
+    qtbot.waitUntil(lambda: "/400" in window.jobs.row_state(task)["step"], timeout=3000)
+    assert window.jobs.row_state(task)["stage"] == "generate"
     qtbot.waitUntil(lambda: window.jobs.preview.pixmap() is not None and not window.jobs.preview.pixmap().isNull(),
                     timeout=3000)
     qtbot.mouseClick(window.jobs.buttons[task.id], Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.jobs.row_text(task, 1) == "cancelled", timeout=3000)
+    qtbot.waitUntil(lambda: window.jobs.row_state(task)["stage"] == "cancelled", timeout=3000)
     assert window.session.shot.takes == {}
     takes_dir = project_folder / "takes"
     assert not takes_dir.exists() or list(takes_dir.iterdir()) == []  # nothing half-written
@@ -182,7 +183,7 @@ def test_failed_job_reads_clearly_with_details(qtbot, test_engines, window, proj
     assert window.inspector.locate_button.isVisibleTo(window.inspector)
     window.generate_selection()
     task = window.worker.tasks[-1]
-    qtbot.waitUntil(lambda: window.jobs.row_text(task, 1).startswith("failed: "), timeout=5000)
+    qtbot.waitUntil(lambda: window.jobs.row_state(task)["stage"].startswith("failed: "), timeout=5000)
     assert "not available" in task.error and "No ToonCrafter model" in task.error
     assert window.jobs.buttons[task.id].text() == "Details…"
     box = window.jobs.show_details(task)
@@ -296,3 +297,68 @@ def test_importing_the_app_does_not_import_torch():
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_dropping_frames_makes_a_new_project(qtbot, window, project_folder):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    files = sorted((project_folder / "src").glob("*.png"))[:4]
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(f)) for f in files])
+    event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                       Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(event)
+    qtbot.waitUntil(lambda: window.session.project is not None, timeout=10_000)
+    assert window.timeline.frame_count == 4
+    assert window.session.project.folder.name == "src_project"
+
+
+def test_run_app_opens_a_project_and_returns_an_exit_code(project_folder, tmp_path):
+    code = (
+        "import sys\n"
+        "from PySide6.QtCore import QTimer\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "app = QApplication(['studio'])\n"
+        "from tooncrafter_studio.qt.app import run_app\n"
+        "def finish():\n"
+        "    window = next(w for w in app.topLevelWidgets() if w.objectName() == 'main_window')\n"
+        "    print('TITLE', window.windowTitle(), window.timeline.frame_count)\n"
+        "    window.close()\n"
+        "QTimer.singleShot(1500, finish)\n"
+        f"sys.exit(run_app(['--project', {str(project_folder)!r}]))\n"
+    )
+    env = {**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen", "TOONCRAFTER_STUDIO_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"TITLE test — {project_folder.resolve()}" in result.stdout and " 18" in result.stdout
+
+
+def test_export_runs_in_the_background_and_can_be_cancelled(qtbot, window, project_folder, tmp_path,
+                                                            monkeypatch):
+    from tooncrafter_studio.core.progress import StageReporter
+    from tooncrafter_studio.qt import export_dialog
+
+    calls = []
+
+    def slow_export(folder, shot, options, progress, cancel):
+        calls.append(options)
+        reporter = StageReporter(progress, cancel, "write", 500)
+        reporter.start()
+        for _ in range(500):
+            time.sleep(0.01)
+            reporter.step()
+
+    monkeypatch.setattr(export_dialog, "export_sequence", slow_export)
+    window.open_project(project_folder)
+    dialog = window.export_dialog()
+    dialog.out_dir.setText(str(tmp_path / "out"))
+    dialog.include_pending.setChecked(True)
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.progress.maximum() == 500 and dialog.progress.value() > 2, timeout=5000)
+    window.step(1)  # the window works while the export runs
+    assert window.current_frame == 2
+    dialog.cancel_button.click()
+    qtbot.waitUntil(lambda: "cancelled" in dialog.status.text(), timeout=5000)
+    assert calls[0].include_pending and dialog.export_button.isEnabled()
+    dialog.close()

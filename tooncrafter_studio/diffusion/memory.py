@@ -3,9 +3,11 @@
 - high: every weight on the GPU in fp16/bf16 (fastest; about 5.3 GB of weights).
 - balanced: each component (text encoder, image encoder, resampler, VAE, UNet) is brought to the
   GPU when it runs and sent back to the CPU when another one starts, so the encoders run first and
-  leave; only the running component's weights occupy the GPU. The VAE decodes in bounded pieces
-  (`bound_decoder`: frame groups for per-frame layers, bands of rows for the temporal blocks, whose
-  norm statistics are taken over the whole chunk first).
+  leave; only the running component's weights occupy the GPU (the pipeline's `stage_hook`). The
+  VAE decodes in bounded pieces (the autoencoder's `lean` decode, ae_lean.py: frame groups for
+  per-frame layers, bands of rows for the temporal blocks, whose norm statistics are taken over
+  the whole chunk first), and the UNet's conditional and unconditional passes run one after the
+  other instead of batched.
 - low: balanced, and the UNet's blocks are streamed one at a time from the CPU (sequential offload).
 
 None changes the numbers: weights only move. On the CPU the model runs in float32.
@@ -36,8 +38,8 @@ DTYPES = ("fp16", "bf16", "fp32")
 # model code changes; a test checks they stay close to a fresh trace's figures.
 TRACED_PEAK_BYTES_FP16: dict[str, int] = {
     "high": int(10.61 * GiB),
-    "balanced": int(3.84 * GiB),
-    "low": int(3.22 * GiB),
+    "balanced": int(3.82 * GiB),
+    "low": int(3.78 * GiB),
 }
 # What the trace cannot see: the CUDA context, allocator rounding and fragmentation, cuDNN workspaces.
 OVERHEAD_FRACTION = 0.10
@@ -213,32 +215,42 @@ def release_cached_memory() -> None:
 # --------------------------------------------------------------------------------------------------
 # Placement: where the weights live in each mode
 
-# Checkpoint prefixes of the components (issue 4: submodules named like the checkpoint).
+# Which components each pipeline stage runs (the pipeline's `stage_hook` names, see pipeline.py).
+STAGE_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "text": ("cond_stage_model",),
+    "image": ("embedder", "image_proj_model"),
+    "vae_encode": ("first_stage_model",),
+    "denoise": ("model.diffusion_model",),
+    "decode": ("first_stage_model",),
+}
 COMPONENTS = ("cond_stage_model", "embedder", "image_proj_model", "first_stage_model", "model.diffusion_model")
+# UNet children small enough to stay on the GPU in the low mode; the first of them also tells the
+# pipeline (which puts inputs where a module's first parameter is) which device to use.
+UNET_RESIDENT = ("time_embed", "fps_embedding", "out")
 
 
 class _Offloaded:
-    """Weights of one module that live on the CPU and visit `device` while it runs.
+    """Weights of some modules that live on the CPU and visit `device` while they are needed.
 
     The CPU tensors are kept and put back on unload, so sending weights back costs nothing (they
     never change at inference). Entries are swapped in the owners' parameter/buffer tables, which
     works for any pair of devices.
     """
 
-    def __init__(self, module: Any, device: Any) -> None:
+    def __init__(self, modules: list[Any], device: Any) -> None:
         import torch
 
-        self.module = module
         self.device = torch.device(device)
         self.on_device = False
         self._entries: list[tuple[Any, str, bool, Any]] = []
-        for owner in module.modules():
-            for name, param in owner._parameters.items():
-                if param is not None:
-                    self._entries.append((owner, name, True, param))
-            for name, buf in owner._buffers.items():
-                if buf is not None:
-                    self._entries.append((owner, name, False, buf))
+        for module in modules:
+            for owner in module.modules():
+                for name, param in owner._parameters.items():
+                    if param is not None:
+                        self._entries.append((owner, name, True, param))
+                for name, buf in owner._buffers.items():
+                    if buf is not None:
+                        self._entries.append((owner, name, False, buf))
 
     def load(self) -> None:
         if self.on_device:
@@ -284,78 +296,82 @@ def _blocks(unet: Any) -> list[Any]:
 
 
 class Placement:
-    """The hooks that implement a memory mode on a model; `remove()` undoes them."""
+    """A memory mode applied to a model. Give `stage_hook` to the pipeline: before each stage it
+    brings that stage's components to the device and sends the others back (balanced, low).
+    `remove()` sends everything back to the CPU and takes the hooks off."""
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.handles: list[Any] = []
-        self.components: list[_Offloaded] = []
+        self.components: dict[str, _Offloaded] = {}
         self.streamed: list[_Offloaded] = []
-        self.bounded: list[Any] = []
+
+    @property
+    def lean_decode(self) -> bool:
+        return self.mode != "high"
+
+    @property
+    def batch_cfg(self) -> bool:
+        return self.mode == "high"
+
+    def stage_hook(self, stage: str) -> None:
+        wanted = STAGE_COMPONENTS.get(stage)
+        if wanted is None or not self.components:
+            return
+        for name, unit in self.components.items():
+            if name not in wanted:
+                unit.unload()
+        for name in wanted:
+            if name in self.components:
+                self.components[name].load()
+
+    def on_device(self) -> list[str]:
+        return [name for name, unit in self.components.items() if unit.on_device]
 
     def remove(self) -> None:
         for handle in self.handles:
             handle.remove()
         self.handles.clear()
-        unbound_decoder(self.bounded)
-        self.bounded.clear()
-        for unit in self.components + self.streamed:
+        for unit in [*self.components.values(), *self.streamed]:
             unit.unload()
-
-    def resident_names(self) -> list[str]:
-        return [type(u.module).__name__ for u in self.components if u.on_device]
 
 
 def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placement:
-    """Cast the model to `dtype` and place it for `mode` on `device` (CPU: everything stays there).
+    """Cast the model's networks to `dtype` and place them for `mode` on `device`.
 
-    balanced/low install forward pre-hooks on every submodule of each component: whichever part
-    of a component runs first brings the whole component to the device and sends the other
-    components back, so only the running stage's weights occupy the GPU. low streams the UNet's
-    blocks: each is brought in before its forward and sent back after it.
+    high (and any mode on the CPU): everything on the device. balanced: everything on the CPU; the
+    returned placement's `stage_hook` moves each stage's components in and the others out. low:
+    balanced, and the UNet's blocks are streamed: each comes to the device for its forward and goes
+    back after it (forward hooks), only its small embedding and output layers stay.
+    The schedule buffers stay float32 (the sampler's arithmetic).
     """
     import torch
 
     check_mode(mode, MODES)
     dev = torch.device(device)
-    parts = [m for m in (_submodule(model, name) for name in COMPONENTS) if m is not None]
-    for part in parts or [model]:  # schedule buffers outside the components stay float32
-        part.to(dtype=dtype)
+    parts = {name: _submodule(model, name) for name in COMPONENTS}
+    parts = {name: module for name, module in parts.items() if module is not None}
+    for module in parts.values() or [model]:
+        module.to(dtype=dtype)
     placement = Placement(mode)
     if mode == "high" or dev.type == "cpu":
         model.to(dev)
         return placement
-    vae = _submodule(model, "first_stage_model")
-    if vae is not None:
-        placement.bounded = bound_decoder(vae, recompute=mode == "low")
     model.to("cpu")
-    unet = _submodule(model, "model.diffusion_model")
-    for name in COMPONENTS:
-        module = _submodule(model, name)
-        if module is None:
-            continue
-        if mode == "low" and module is unet:
-            for block in _blocks(unet):
-                unit = _Offloaded(block, dev)
+    for name, module in parts.items():
+        if mode == "low" and name == "model.diffusion_model":
+            resident = [getattr(module, n) for n in UNET_RESIDENT if getattr(module, n, None) is not None]
+            for block in _blocks(module):
+                if any(block is r for r in resident):
+                    continue
+                unit = _Offloaded([block], dev)
                 placement.streamed.append(unit)
                 placement.handles.append(block.register_forward_pre_hook(lambda *_a, u=unit: u.load()))
                 placement.handles.append(block.register_forward_hook(lambda *_a, u=unit: u.unload()))
-            unit = None
+            placement.components[name] = _Offloaded(resident, dev)
         else:
-            unit = _Offloaded(module, dev)
-            placement.components.append(unit)
-
-        def activate(*_args: Any, unit: _Offloaded | None = unit) -> None:
-            for other in placement.components:
-                if other is not unit:
-                    other.unload()
-            if unit is not None:
-                unit.load()
-
-        for sub in module.modules():
-            placement.handles.append(sub.register_forward_pre_hook(activate))
-    # Tensors owned by the top-level model itself (schedule buffers) are small: keep them on the device.
-    for name, buf in list(model._buffers.items()):
+            placement.components[name] = _Offloaded([module], dev)
+    for name, buf in list(model._buffers.items()):  # schedule buffers: small, used on the device
         if buf is not None:
             model._buffers[name] = buf.to(dev)
     return placement
@@ -382,151 +398,3 @@ def torch_environment() -> dict[str, Any]:
                                     "free_bytes": int(free), "capability": f"{props.major}.{props.minor}",
                                     "bf16": bool(torch.cuda.is_bf16_supported())})
     return info
-
-
-# --------------------------------------------------------------------------------------------------
-# Bounded decoding: the same numbers in pieces
-#
-# At full size the decoder's widest tensors are 16 frames x 128-256 channels x 320 x 512 (0.7-1.3 GB
-# in fp16 each) and a plain video res-block keeps five or six of them alive at once. The pieces:
-# - the spatial ResnetBlock and the Upsample act on each frame alone: run them a few frames at a
-#   time, writing into one output tensor;
-# - the temporal block's GroupNorms span the whole chunk (trap 4), but its Conv3d kernels are
-#   (3, 1, 1): no spatial extent. So the norm statistics are computed first (a reduction pass) and
-#   the rest runs in horizontal bands of rows. The 16-frame chunk semantics are untouched.
-
-PIECE_ELEMENTS = 1 << 25  # elements per piece: 64 MB in fp16 (128 MB as float32 temporaries)
-
-
-class _GroupStats:
-    """GroupNorm statistics over (B, C, T, H, W) per (batch, group), fed band by band.
-
-    Sums are taken around a shift (the first band's mean) and accumulated in float64, so one pass
-    gives the variance without cancellation; it agrees with torch's group_norm to float rounding.
-    """
-
-    def __init__(self, num_groups: int, eps: float) -> None:
-        self.groups = num_groups
-        self.eps = eps
-        self.shift: Any = None
-        self.total: Any = None
-        self.squares: Any = None
-        self.count = 0
-
-    def add(self, band: Any) -> None:
-        import torch
-
-        b, c, t, h, w = band.shape
-        grouped = band.float().reshape(b, self.groups, -1)
-        if self.shift is None:
-            self.shift = grouped.mean(dim=2, keepdim=True)
-            self.total = torch.zeros(b, self.groups, dtype=torch.float64, device=band.device)
-            self.squares = torch.zeros_like(self.total)
-        d = grouped - self.shift
-        self.total += d.sum(dim=2, dtype=torch.float64)
-        self.squares += (d * d).sum(dim=2, dtype=torch.float64)
-        self.count += grouped.shape[2]
-
-    def result(self) -> tuple[Any, Any]:
-        import torch
-
-        mean_d = self.total / self.count
-        var = (self.squares / self.count - mean_d * mean_d).clamp_min(0)
-        mean = (mean_d + self.shift.squeeze(2).double()).float()
-        return mean, torch.rsqrt(var + self.eps).float()
-
-
-def _apply_group_norm(x: Any, norm: Any, mean: Any, rstd: Any) -> Any:
-    """GroupNorm of a band with precomputed statistics, in float32, cast back to the band's dtype."""
-    b, c, t, h, w = x.shape
-    g = norm.num_groups
-    y = (x.float().reshape(b, g, c // g, t, h, w) - mean.view(b, g, 1, 1, 1, 1)) * rstd.view(b, g, 1, 1, 1, 1)
-    y = y.view(b, c, t, h, w)
-    if norm.affine:
-        y = y * norm.weight.float().view(1, c, 1, 1, 1) + norm.bias.float().view(1, c, 1, 1, 1)
-    return y.to(x.dtype)
-
-
-def _bounded_video_res_block(block: Any, x: Any, frames: int, recompute: bool = False) -> Any:
-    """VideoResBlock.forward in pieces. The result is built in place in the frame layout the next
-    layer wants (no final re-layout copy). With `recompute`, the temporal block's first half is
-    computed twice instead of being kept (one full-size tensor less, one more Conv3d pass)."""
-    import torch
-    import torch.nn.functional as F
-
-    spatial_forward = type(block).__mro__[1].forward  # the 2-D ResnetBlock's forward
-    bt, cin, h, w = x.shape
-    b = bt // frames
-    cout = block.conv1.out_channels
-    step = max(1, PIECE_ELEMENTS // (max(cin, cout) * h * w))
-    out = x.new_empty(bt, cout, h, w)
-    for i in range(0, bt, step):
-        out[i:i + step] = spatial_forward(block, x[i:i + step])
-    video = out.view(b, frames, cout, h, w).permute(0, 2, 1, 3, 4)  # (B, C, T, H, W) view of `out`
-    stack = block.time_stack
-    norm1, conv1 = stack.in_layers[0], stack.in_layers[2]
-    norm2, conv2 = stack.out_layers[0], stack.out_layers[-1]
-    band = max(1, PIECE_ELEMENTS // (b * cout * frames * w))
-    bands = [(r, min(h, r + band)) for r in range(0, h, band)]
-    alpha = torch.sigmoid(block.mix_factor).to(out.dtype)
-
-    stats = _GroupStats(norm1.num_groups, norm1.eps)
-    for r0, r1 in bands:
-        stats.add(video[..., r0:r1, :])
-    mean1, rstd1 = stats.result()
-
-    def first_half(r0: int, r1: int) -> Any:
-        return conv1(F.silu(_apply_group_norm(video[..., r0:r1, :].contiguous(), norm1, mean1, rstd1)))
-
-    hidden = None if recompute else torch.empty((b, cout, frames, h, w), dtype=out.dtype, device=out.device)
-    stats = _GroupStats(norm2.num_groups, norm2.eps)
-    for r0, r1 in bands:
-        piece = first_half(r0, r1)
-        stats.add(piece)
-        if hidden is not None:
-            hidden[..., r0:r1, :] = piece
-        del piece
-    mean2, rstd2 = stats.result()
-    for r0, r1 in bands:
-        piece = first_half(r0, r1) if hidden is None else hidden[..., r0:r1, :]
-        spatial = video[..., r0:r1, :]
-        temporal = spatial + conv2(F.silu(_apply_group_norm(piece, norm2, mean2, rstd2)))
-        video[..., r0:r1, :] = alpha * temporal + (1.0 - alpha) * spatial
-        del temporal, spatial, piece
-    return out
-
-
-def _bounded_upsample(module: Any, x: Any) -> Any:
-    n, c, h, w = x.shape
-    step = max(1, PIECE_ELEMENTS // (c * h * w * 4))
-    out = x.new_empty(n, module.conv.out_channels, 2 * h, 2 * w)
-    original = type(module).forward
-    for i in range(0, n, step):
-        out[i:i + step] = original(module, x[i:i + step])
-    return out
-
-
-def bound_decoder(autoencoder: Any, recompute: bool = False) -> list[Any]:
-    """Make the decoder's video res-blocks and up-samplers run in bounded pieces; returns the patched
-    modules (pass them to `unbound_decoder`). Same results up to float rounding of the norm sums.
-    `recompute` (the low mode) trades one more Conv3d pass per block for one full-size tensor less."""
-    import functools
-    import types
-
-    decoder = getattr(autoencoder, "decoder", autoencoder)
-    patched = []
-    for module in decoder.modules():
-        if hasattr(module, "time_stack") and hasattr(module, "mix_factor") and hasattr(module, "conv1"):
-            module.forward = types.MethodType(functools.partial(_bounded_video_res_block, recompute=recompute),
-                                              module)
-            patched.append(module)
-        elif type(module).__name__ == "Upsample" and hasattr(module, "conv"):
-            module.forward = types.MethodType(_bounded_upsample, module)
-            patched.append(module)
-    return patched
-
-
-def unbound_decoder(patched: list[Any]) -> None:
-    for module in patched:
-        if "forward" in module.__dict__:
-            del module.forward

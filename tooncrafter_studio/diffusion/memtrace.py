@@ -31,7 +31,6 @@ from torch.utils._pytree import tree_flatten
 log = logging.getLogger(__name__)
 
 TRACE_DEVICE = torch.device("meta")
-LEAN_DECODE_ENV: dict[str, Any] = {}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -246,13 +245,12 @@ def trace_generation(mode: str = "balanced", dtype: str = "fp16", model: torch.n
     """Peak GPU bytes per stage of one generation (1 denoising step) in memory `mode`.
 
     Modes: high (all weights resident, cond and uncond batched), balanced (only the running
-    component resident), low (balanced, UNet streamed block by block), original (calibration:
+    component resident, bounded-memory decode), low (balanced, UNet streamed block by block), original (calibration:
     fp32 weights all resident with autocast's cached fp16 copies, fp16 activations, UNet attention
     materialised, cond and uncond as two calls, all 16 frames encoded; the decoder's attention is
     fused, as the original calls xformers there unconditionally).
     """
     from .autoencoder import concat_condition, decode_interpolation, encode_pair, encode_video
-    from .memory import bound_decoder, unbound_decoder
 
     if mode not in ("high", "balanced", "low", "original"):
         raise ValueError(f"unknown trace mode {mode!r}")
@@ -329,17 +327,12 @@ def trace_generation(mode: str = "balanced", dtype: str = "fp16", model: torch.n
             attn.materialise = False
         del context, c_cat
         # --- decode: the 16- and 14-frame passes and the splice
-        lean = LEAN_DECODE_ENV.get(mode, False)
-        patched = bound_decoder(parts["vae"], recompute=mode == "low") if lean == "bound" else []
-        try:
-            with tracker.stage("decode", weight_bytes("vae")):
-                final, all16, middle14 = decode_interpolation(parts["vae"], x.to(act_dtype), refs,
-                                                              lean=lean is True)
-                del all16, middle14
-                pixels = ((final.clamp(-1, 1) + 1) * 127.5).to(torch.uint8)
-                del final, pixels
-        finally:
-            unbound_decoder(patched)
+        lean = mode in ("balanced", "low")  # the bounded-memory decode of ae_lean (same numbers)
+        with tracker.stage("decode", weight_bytes("vae")):
+            final, all16, middle14 = decode_interpolation(parts["vae"], x.to(act_dtype), refs, lean=lean)
+            del all16, middle14
+            pixels = ((final.clamp(-1, 1) + 1) * 127.5).to(torch.uint8)
+            del final, pixels
     stages = {name: tracker.stages[name] for name in ("encode", "unet step", "decode")}
     detail = {name: value for name, value in tracker.stages.items() if name.startswith("encode:")}
     result = TraceResult(mode, dtype, tracker.peak, stages)

@@ -22,6 +22,8 @@ class Regions:
     centroid: np.ndarray  # per label, (x, y)
     colour: np.ndarray  # per label, mean RGB 0..255
     size: np.ndarray  # per label, (w, h) of the bounding box
+    angle: np.ndarray  # per label, orientation of the principal axis (radians)
+    elongation: np.ndarray  # per label, 1 - minor/major eigenvalue ratio (0: round)
 
 
 def find_regions(rgb8: np.ndarray, edge_threshold: int = 28) -> Regions:
@@ -35,7 +37,19 @@ def find_regions(rgb8: np.ndarray, edge_threshold: int = 28) -> Regions:
     colour = np.stack([np.bincount(flat, rgb8[..., c].ravel().astype(np.float64), minlength=count)
                        for c in range(3)], axis=1) / np.maximum(area, 1)[:, None]
     size = stats[:, [cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]].astype(np.float64)
-    return Regions(labels, area, centroids.astype(np.float64), colour, size)
+    h, w = labels.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    dx = xs.ravel() - centroids[flat, 0]
+    dy = ys.ravel() - centroids[flat, 1]
+    safe = np.maximum(area, 1)
+    mu20 = np.bincount(flat, dx * dx, minlength=count) / safe
+    mu02 = np.bincount(flat, dy * dy, minlength=count) / safe
+    mu11 = np.bincount(flat, dx * dy, minlength=count) / safe
+    angle = 0.5 * np.arctan2(2 * mu11, mu20 - mu02)
+    spread = np.sqrt((mu20 - mu02) ** 2 + 4 * mu11 ** 2)
+    major, minor = (mu20 + mu02 + spread) / 2, (mu20 + mu02 - spread) / 2
+    elongation = 1.0 - minor / np.maximum(major, 1e-9)
+    return Regions(labels, area, centroids.astype(np.float64), colour, size, angle, elongation)
 
 
 def match_regions(a: Regions, b: Regions, diag: float, min_area: float, max_area: float
@@ -86,6 +100,16 @@ class Seeds:
     moving: int  # matched regions that move
 
 
+def _match_score(rgb_a: np.ndarray, rgb_b: np.ndarray, mask: np.ndarray, shift: np.ndarray) -> float:
+    """Fraction of masked pixels of a that find their colour in b at x + shift."""
+    h, w = mask.shape
+    m = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
+    moved = cv2.warpAffine(rgb_b, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                           borderMode=cv2.BORDER_REPLICATE)
+    close = cv2.absdiff(moved, rgb_a).max(axis=2) < 16
+    return float(close[mask].mean()) if mask.any() else 0.0
+
+
 def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray) -> Seeds:
     """Initial flows a->b and b->a from region matches (zero where nothing moved or matched)."""
     from .flow_warp import push_pull_fill  # local: flow_warp imports this module
@@ -97,12 +121,27 @@ def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray) -> Seeds:
     max_area = 0.15 * h * w
     pairs = match_regions(ra, rb, diag, min_area, max_area)
     pan = global_shift(rgb_a, rgb_b)
+    big_a = ra.area[ra.labels] > max_area
+    if pan.any():
+        still = _match_score(rgb_a, rgb_b, big_a, np.zeros(2))
+        moved = _match_score(rgb_a, rgb_b, big_a, pan)
+        # Flat paper matches itself at any shift: a pan must explain most of what a still camera
+        # cannot; otherwise the correlation peak was a moving object, not the camera.
+        if moved - still <= max(0.02, 0.5 * (1.0 - still)):
+            pan = np.zeros(2, np.float32)
     fields = []
     masks = []
     moving = 0
+    h, w = rgb_a.shape[:2]
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     for regions, other, direction in ((ra, rb, 1), (rb, ra, -1)):
-        shift = np.zeros((len(regions.area), 2), np.float32)
-        known = np.zeros(len(regions.area), bool)
+        n = len(regions.area)
+        # Per region a similarity transform x -> dst_centre + scale * R(turn) (x - src_centre).
+        shift = np.zeros((n, 2), np.float32)
+        turn = np.zeros(n, np.float32)
+        scale = np.ones(n, np.float32)
+        centre = regions.centroid.astype(np.float32)
+        known = np.zeros(n, bool)
         # Big regions (paper, sky) follow the camera: the global shift of the whole picture.
         known[regions.area > max_area] = True
         shift[regions.area > max_area] = pan * direction
@@ -110,10 +149,17 @@ def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray) -> Seeds:
             src, dst = (i, j) if direction == 1 else (j, i)
             shift[src] = other.centroid[dst] - regions.centroid[src]
             known[src] = True
+            if min(regions.elongation[src], other.elongation[dst]) > 0.5:  # a clear axis: rotation
+                delta = (other.angle[dst] - regions.angle[src] + np.pi / 2) % np.pi - np.pi / 2
+                turn[src] = delta
+            scale[src] = np.sqrt(other.area[dst] / regions.area[src])
         moving += int((np.linalg.norm(shift, axis=1) > 1.0).sum())
         known[0] = False
-        field = shift[regions.labels]
-        valid = known[regions.labels]
+        lab = regions.labels
+        rx, ry = xs - centre[lab, 0], ys - centre[lab, 1]
+        cos, sin, sc = np.cos(turn)[lab] * scale[lab], np.sin(turn)[lab] * scale[lab], shift[lab]
+        field = np.dstack([cos * rx - sin * ry - rx + sc[..., 0], sin * rx + cos * ry - ry + sc[..., 1]])
+        valid = known[lab]
         fields.append(push_pull_fill(field, valid))
         masks.append(valid)
     return Seeds(fields[0], fields[1], masks[0], masks[1], ra.labels, rb.labels, moving // 2)

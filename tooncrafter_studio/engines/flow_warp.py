@@ -41,7 +41,11 @@ class FlowSettings:
     occluded_rel: float = 0.3
     background_px: float = 2.0  # occluded pixels take the flow of surroundings slower by ~this
     region_seeds: bool = True
-    seed_interiors: bool = True  # matched flat regions keep their matched motion inside
+    photo_sigma: float = 10.0  # colour mismatch (0..255) at which a flow's confidence drops to 1/e
+    photo_window: int = 5
+    fuse: bool = False  # also run DIS unseeded and keep, per pixel, the better-matching flow
+    fuse_window: int = 7
+    seed_interiors: bool = False  # matched flat regions keep their matched motion inside
     seed_ring_px: float = 3.0
     region_fit: bool = False  # flat regions move by one affine motion fitted to their outline
     reliable_px: float = 2.0
@@ -101,9 +105,28 @@ def dense_flows(a8: np.ndarray, b8: np.ndarray, init_ab: np.ndarray | None = Non
             return None if img is None else cv2.copyMakeBorder(img, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
         a8, b8, init_ab, init_ba = pad(a8), pad(b8), pad(init_ab), pad(init_ba)
     dis = _dis(settings or FlowSettings())
-    f_ab = dis.calc(a8, b8, None if init_ab is None else np.ascontiguousarray(init_ab, np.float32))
-    f_ba = dis.calc(b8, a8, None if init_ba is None else np.ascontiguousarray(init_ba, np.float32))
+    f_ab = dis.calc(a8, b8, None if init_ab is None else np.array(init_ab, np.float32))  # DIS writes into it
+    f_ba = dis.calc(b8, a8, None if init_ba is None else np.array(init_ba, np.float32))
     return f_ab[:h, :w], f_ba[:h, :w]
+
+
+def fuse_flows(candidates: list[np.ndarray], a_rgb: np.ndarray, b_rgb: np.ndarray, window: int) -> np.ndarray:
+    """Per pixel, the candidate flow a->b whose warp of b matches a best over a small window."""
+    h, w = a_rgb.shape[:2]
+    xs, ys = _grid(h, w)
+    a16 = a_rgb.astype(np.int16)
+    errors = []
+    for flow in candidates:
+        warped = cv2.remap(b_rgb, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        diff = np.abs(warped.astype(np.int16) - a16).sum(axis=2).astype(np.float32)
+        errors.append(cv2.boxFilter(diff, -1, (window, window)))
+    choice = np.argmin(np.stack(errors), axis=0)
+    out = candidates[0].copy()
+    for k in range(1, len(candidates)):
+        pick = choice == k
+        out[pick] = candidates[k][pick]
+    return out
 
 
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +172,8 @@ def push_pull_fill(values: np.ndarray, valid: np.ndarray, weight: np.ndarray | N
 class _Splatter:
     """Forward splatting of one key's flow to any time, with a precomputed depth order."""
 
-    def __init__(self, flow: np.ndarray, error: np.ndarray, consistency_px: float) -> None:
+    def __init__(self, flow: np.ndarray, error: np.ndarray, consistency_px: float,
+                 confidence: np.ndarray | None = None) -> None:
         h, w = flow.shape[:2]
         self.h, self.w = h, w
         self.flow = flow.reshape(-1, 2)
@@ -167,7 +191,7 @@ class _Splatter:
         self.order = np.argsort(key).astype(np.int32)
         self.rank = np.empty(h * w, np.int32)
         self.rank[self.order] = np.arange(h * w, dtype=np.int32)
-        self.visible = visible.ravel().astype(np.float32)
+        self.visible = (visible if confidence is None else confidence).ravel().astype(np.float32)
 
     def splat(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(flow from the time-t frame back into this key, hit mask, visibility) at time t."""
@@ -215,6 +239,13 @@ class SegmentInterpolator:
         a8, b8 = _luma8(small_a), _luma8(small_b)
         seeds = seed_flows(_rgb8(small_a), _rgb8(small_b)) if self.settings.region_seeds else None
         f01, f10 = dense_flows(a8, b8, seeds and seeds.flow_ab, seeds and seeds.flow_ba, self.settings)
+        if seeds is not None and self.settings.fuse:
+            # Region seeds can be wrong (a mismatched region): where the unseeded flow or the seed
+            # itself explains the pixels better, take that instead.
+            g01, g10 = dense_flows(a8, b8, None, None, self.settings)
+            a_rgb, b_rgb = _rgb8(small_a), _rgb8(small_b)
+            f01 = fuse_flows([f01, g01, seeds.flow_ab], a_rgb, b_rgb, self.settings.fuse_window)
+            f10 = fuse_flows([f10, g10, seeds.flow_ba], b_rgb, a_rgb, self.settings.fuse_window)
         if seeds is not None and self.settings.seed_interiors:
             f01 = keep_seeds_inside(f01, seeds.flow_ab, seeds.known_a, seeds.labels_a, self.settings.seed_ring_px)
             f10 = keep_seeds_inside(f10, seeds.flow_ba, seeds.known_b, seeds.labels_b, self.settings.seed_ring_px)
@@ -232,9 +263,26 @@ class SegmentInterpolator:
         f01 = self._fill_occluded(f01, err0 < self._occlusion_limit(f01))
         f10 = self._fill_occluded(f10, err1 < self._occlusion_limit(f10))
         self.f01, self.f10 = f01, f10
-        self.splat0 = _Splatter(f01, err0, self.settings.consistency_px)
-        self.splat1 = _Splatter(f10, err1, self.settings.consistency_px)
+        conf0 = conf1 = None
+        if self.settings.photo_sigma > 0:
+            a_rgb, b_rgb = _rgb8(small_a), _rgb8(small_b)
+            conf0 = self._confidence(a_rgb, b_rgb, f01, err0, xs, ys)
+            conf1 = self._confidence(b_rgb, a_rgb, f10, err1, xs, ys)
+        self.splat0 = _Splatter(f01, err0, self.settings.consistency_px, conf0)
+        self.splat1 = _Splatter(f10, err1, self.settings.consistency_px, conf1)
         self.full_grid = np.dstack(_grid(h, w))
+
+    def _confidence(self, a_rgb: np.ndarray, b_rgb: np.ndarray, flow: np.ndarray, error: np.ndarray,
+                    xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+        """How far to trust each pixel of a key at an in-between: its flow comes back (visible in
+        the other key) and lands on matching colours there."""
+        s = self.settings
+        warped = cv2.remap(b_rgb, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_REPLICATE)
+        diff = cv2.absdiff(warped, a_rgb).astype(np.float32).mean(axis=2)
+        photo = cv2.boxFilter(diff, -1, (s.photo_window, s.photo_window))
+        consistent = np.exp(-((error / s.consistency_px) ** 2))
+        return (consistent * np.exp(-photo / s.photo_sigma)).astype(np.float32)
 
     def _occlusion_limit(self, flow: np.ndarray) -> np.ndarray:
         s = self.settings

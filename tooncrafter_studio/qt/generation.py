@@ -25,7 +25,7 @@ from ..pipeline.runner import JobResult, apply_result, draw_seed, run_job
 from ..project.document import ReviewStatus
 from ..project.resolve import SegmentSpan
 from .session import Session
-from .worker import Task, Worker
+from .worker import Task, Worker, track_pool
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class GenerationController(QObject):
         self._engines: dict[str, Engine] = {}  # touched only on the worker thread
         self._probe_pool = QThreadPool(self)
         self._probe_pool.setMaxThreadCount(1)
+        track_pool(self._probe_pool)
         self._probe_signals = _ProbeSignals()
         self._probe_signals.done.connect(self._probed)
         worker.task_finished.connect(self._finished)

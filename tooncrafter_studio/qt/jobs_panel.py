@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import (
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QMessageBox,
     QProgressBar,
@@ -24,7 +25,8 @@ from ..core.progress import ProgressEvent
 from .thumbnails import DisplayImage
 from .worker import Task, Worker
 
-COLUMNS = ("Job", "Stage", "Step", "ETA", "Progress", "")
+COLUMNS = ("Job", "Progress", "ETA", "")
+SHOWN_KINDS = ("generate", "import")
 
 
 def format_eta(seconds: float | None) -> str:
@@ -44,9 +46,13 @@ class JobsPanel(QWidget):
         self.tree.setColumnCount(len(COLUMNS))
         self.tree.setHeaderLabels(COLUMNS)
         self.tree.setRootIsDecorated(False)
-        self.tree.setColumnWidth(0, 220)
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        for column, width in enumerate((170, 170, 44, 74)):
+            self.tree.setColumnWidth(column, width)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.preview = QLabel()
-        self.preview.setFixedSize(160, 100)
+        self.preview.setFixedSize(128, 80)
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setStyleSheet("background: #202024; color: #888")
         self.preview.setText("preview")
@@ -71,39 +77,52 @@ class JobsPanel(QWidget):
         worker.task_failed.connect(lambda task, message, _details: self._ended(task, f"failed: {message}"))
         worker.task_cancelled.connect(lambda task: self._ended(task, "cancelled"))
 
-    def row_text(self, task: Task, column: int) -> str:
+    def row_state(self, task: Task) -> dict[str, str]:
+        """What the row shows: stage (or the outcome), step n/N and ETA."""
         item = self.items.get(task.id)
-        return item.text(column) if item is not None else ""
+        bar = self.bars.get(task.id)
+        if item is None or bar is None:
+            return {}
+        return {"stage": item.data(1, Qt.ItemDataRole.UserRole) or "", "step": bar.format(), "eta": item.text(2)}
+
+    def _set_stage(self, task: Task, text: str, step: str = "") -> None:
+        item = self.items[task.id]
+        item.setData(1, Qt.ItemDataRole.UserRole, text)
+        item.setToolTip(0, f"{task.label}: {text}")
+        item.setToolTip(1, text)
+        self.bars[task.id].setFormat(f"{text} {step}".strip())
 
     def _queued(self, task: Task) -> None:
-        if task.kind != "generate":
+        if task.kind not in SHOWN_KINDS:
             return
-        item = QTreeWidgetItem([task.label, "queued", "", "", "", ""])
+        item = QTreeWidgetItem([task.label, "", "", ""])
         self.tree.addTopLevelItem(item)
         bar = QProgressBar()
-        bar.setRange(0, 0 if task.state == "running" else 100)
+        bar.setRange(0, 100)
         bar.setValue(0)
-        bar.setMaximumHeight(16)
+        bar.setTextVisible(True)
+        bar.setMaximumHeight(18)
         button = QPushButton("Cancel")
         button.setObjectName(f"cancel_{task.id}")
         button.clicked.connect(lambda _checked=False, t=task: self._button(t))
-        self.tree.setItemWidget(item, 4, bar)
-        self.tree.setItemWidget(item, 5, button)
+        self.tree.setItemWidget(item, 1, bar)
+        self.tree.setItemWidget(item, 3, button)
         self.items[task.id] = item
         self.bars[task.id] = bar
         self.buttons[task.id] = button
+        self._set_stage(task, "queued")
 
     def _button(self, task: Task) -> None:
         if task.state in ("queued", "running"):
             self.worker.cancel(task)
-            item = self.items.get(task.id)
-            if item is not None and task.state == "running":
-                item.setText(1, "cancelling…")
+            if task.id in self.items and task.state == "running":
+                self._set_stage(task, "cancelling…")
         elif task.state == "failed":
             self.show_details(task)
 
     def show_details(self, task: Task) -> QMessageBox:
-        box = QMessageBox(QMessageBox.Icon.Warning, "Generation failed", task.error, QMessageBox.StandardButton.Close,
+        title = "Import failed" if task.kind == "import" else "Generation failed"
+        box = QMessageBox(QMessageBox.Icon.Warning, title, task.error, QMessageBox.StandardButton.Close,
                           self)
         box.setDetailedText(task.details)
         box.setWindowModality(Qt.WindowModality.NonModal)
@@ -113,18 +132,17 @@ class JobsPanel(QWidget):
         return box
 
     def _started(self, task: Task) -> None:
-        item = self.items.get(task.id)
-        if item is not None:
-            item.setText(1, "starting")
-            self.bars[task.id].setRange(0, 0)
+        if task.id in self.items:
+            self._set_stage(task, "starting")
 
     def _progress(self, task: Task, event: ProgressEvent) -> None:
         item = self.items.get(task.id)
         if item is None:
             return
-        item.setText(1, event.stage + (f" — {event.message}" if event.message else ""))
-        item.setText(2, f"{event.done}/{event.total}" if event.total else str(event.done or ""))
-        item.setText(3, format_eta(event.eta_s))
+        step = f"{event.done}/{event.total}" if event.total else ""
+        self._set_stage(task, event.stage, step)
+        item.setToolTip(1, f"{event.stage} {step} {event.message}".strip())
+        item.setText(2, format_eta(event.eta_s))
         bar = self.bars[task.id]
         if event.total:
             bar.setRange(0, event.total)
@@ -148,14 +166,11 @@ class JobsPanel(QWidget):
         item = self.items.get(task.id)
         if item is None:
             return
-        item.setText(1, text)
-        item.setToolTip(1, text)
+        self._set_stage(task, text)
         bar = self.bars[task.id]
-        if bar.maximum() == 0:
-            bar.setRange(0, 100)
         if task.state == "done":
             bar.setValue(bar.maximum())
-        item.setText(3, "")
+        item.setText(2, "")
         button = self.buttons[task.id]
         if task.state == "failed":
             button.setText("Details…")
@@ -165,7 +180,7 @@ class JobsPanel(QWidget):
 
     def clear_finished(self) -> None:
         for task in list(self.worker.tasks):
-            if task.kind == "generate" and task.state in ("done", "cancelled", "failed"):
+            if task.kind in SHOWN_KINDS and task.state in ("done", "cancelled", "failed"):
                 item = self.items.pop(task.id, None)
                 if item is not None:
                     self.tree.takeTopLevelItem(self.tree.indexOfTopLevelItem(item))

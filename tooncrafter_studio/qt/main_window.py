@@ -5,6 +5,7 @@ work itself lives in the Qt-free layers (project, pipeline, export)."""
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -72,6 +73,7 @@ def _tint(image: DisplayImage, rgb: tuple[int, int, int]) -> DisplayImage:
 class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None, persist_settings: bool = True) -> None:
         super().__init__()
+        self.setObjectName("main_window")
         self.settings = settings if settings is not None else load_settings()
         self.persist_settings = persist_settings
         self.setWindowTitle(APP_NAME)
@@ -83,7 +85,9 @@ class MainWindow(QMainWindow):
         self.session = Session(self)
         self.provider = FrameProvider(lambda: self.session.shot, lambda: self.session.folder)
         self.thumbnails = ImageLoader(self.provider, max_side=160, threads=1, budget_bytes=96 << 20, parent=self)
-        self.frames = ImageLoader(self.provider, max_side=0, threads=2, budget_bytes=768 << 20, parent=self)
+        # full frames for the viewer: one decoder per spare core (the UI thread keeps one for itself)
+        decoders = max(1, min(4, (os.cpu_count() or 2) - 1))
+        self.frames = ImageLoader(self.provider, max_side=0, threads=decoders, budget_bytes=768 << 20, parent=self)
         # onion skin and light table layers: medium-size pictures, tinted off the UI thread
         self.tints = ImageLoader(self.provider, max_side=ONION_SIDE, threads=1, budget_bytes=128 << 20,
                                  parent=self, transform=_tint)
@@ -108,7 +112,7 @@ class MainWindow(QMainWindow):
         self.docks["jobs"].raise_()
         self.splitDockWidget(self.docks["inspector"], self.docks["takes"], Qt.Orientation.Vertical)
         self.resizeDocks([self.docks["timeline"], self.docks["jobs"]], [170, 150], Qt.Orientation.Vertical)
-        self.resizeDocks([self.docks["inspector"]], [330], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["inspector"], self.docks["jobs"]], [330, 520], Qt.Orientation.Horizontal)
 
         self.actions = ActionRegistry(self, self.settings.shortcuts)
         self.actions.build_menus(self.menuBar())
@@ -148,6 +152,7 @@ class MainWindow(QMainWindow):
         self.takes.compare_changed.connect(lambda _t: self.show_current())
         self.log_panel.copy_button.clicked.connect(self.copy_diagnostics)
         self.current_frame = 1
+        self._wanted: set = set()
         self.inspector.set_engines(engine_ids(), {})
         self._update_recent_menu()
         self._update_title()
@@ -462,13 +467,14 @@ class MainWindow(QMainWindow):
         self.playback.frame_count = max(1, len(frames))
         if self.current_frame > len(frames):
             self.current_frame = max(1, len(frames))
-        self._selection_changed()
+        self._selection_changed(force=True)
         self._update_title()
 
-    def _selection_changed(self) -> None:
+    def _selection_changed(self, force: bool = False) -> None:
         span = self.current_span()
-        self.inspector.set_span(span)
-        self.takes.set_span(span)
+        if force or span != self.inspector.span or span != self.takes.span:
+            self.inspector.set_span(span)
+            self.takes.set_span(span)
         if self.actions["play_range"].isChecked():
             self.playback.range = self.timeline.selection
 
@@ -542,8 +548,9 @@ class MainWindow(QMainWindow):
         if not playing:
             self._selection_changed()
 
-    def _image_ready(self, _key) -> None:
-        self.show_current(prefetch=False)
+    def _image_ready(self, key) -> None:
+        if key in self._wanted:  # prefetched frames and thumbnails elsewhere need no repaint
+            self.show_current(prefetch=False)
 
     def _onion_layers(self, frames: list[ResolvedFrame], index: int) -> list[Layer]:
         before = max(0, int(self.settings.onion_skin_before))
@@ -563,7 +570,9 @@ class MainWindow(QMainWindow):
                 if image in seen:
                     continue
                 seen.append(image)
-                tinted_image = self.tints.get((image, color.getRgb()[:3]))
+                key = (image, color.getRgb()[:3])
+                self._wanted.add(key)
+                tinted_image = self.tints.get(key)
                 if tinted_image is not None:
                     layers.append(Layer(tinted_image, opacity))
                 opacity *= 0.6  # falloff: each drawing further away is fainter
@@ -604,9 +613,13 @@ class MainWindow(QMainWindow):
             compare = self._compare_ref(frame)
             if compare is not None:
                 ref, badge = compare
+        self._wanted = {ref}
+        if prefetch:  # the frame changed: loads queued for earlier positions are not wanted any more
+            self.frames.drop_pending()
         image = self.frames.get(ref, priority=10)
         if image is None:  # show the thumbnail (or keep the last picture) until the frame is decoded
-            image = self.thumbnails.peek(ref) or self.viewer.image
+            thumb = self.thumbnails.get(ref, priority=10)
+            image = thumb if thumb is not None else self.viewer.image
         layers: list[Layer] = []
         if self.actions["onion_skin"].isChecked() and not badge:
             layers += self._onion_layers(frames, index)
@@ -614,7 +627,9 @@ class MainWindow(QMainWindow):
             span = self.session.span_at(frame.frame)
             if span is not None:
                 for drawing_id, color in ((span.start_key, LIGHT_TABLE_A), (span.end_key, LIGHT_TABLE_B)):
-                    key_image = self.tints.get((self._key_ref(drawing_id), color.getRgb()[:3]))
+                    key = (self._key_ref(drawing_id), color.getRgb()[:3])
+                    self._wanted.add(key)
+                    key_image = self.tints.get(key)
                     if key_image is not None:
                         layers.append(Layer(key_image, 0.55))
                 badge = (badge + "  " if badge else "") + "LIGHT TABLE"
@@ -623,7 +638,7 @@ class MainWindow(QMainWindow):
         note = f" — {frame.note}" if frame.note else ""
         caption = f"{frame.frame} / {len(frames)}   {frame.label}   {kind}{status}{note}"
         border = COLORS[frame.status] if frame.status is not None and frame.take_id else None
-        self.viewer.show_frame(image, layers, caption, badge, border)
+        self.viewer.show_frame(image, layers, caption, badge, border, moving=prefetch)
         if prefetch:
             self._prefetch(frames, index)
 
@@ -818,6 +833,8 @@ class MainWindow(QMainWindow):
         """Stop playback, cancel jobs and wait for every background thread to finish."""
         self.playback.stop()
         self.autosave_timer.stop()
+        for dialog in self.findChildren(ExportDialog):  # an export still running is cancelled too
+            dialog.worker.shutdown()
         self.worker.shutdown()
         self.generation.shutdown()
         for loader in (self.thumbnails, self.frames, self.tints):

@@ -21,6 +21,7 @@ from PySide6.QtGui import QImage
 from ..media import FrameCache, thumbnail
 from ..project.resolve import ImageRef
 from .frames import FrameProvider, display_array
+from .worker import lower_thread_priority, track_pool
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,7 @@ class _LoadJob(QRunnable):
         self.setAutoDelete(True)
 
     def run(self) -> None:  # pool thread
+        lower_thread_priority()
         loader = self.loader
         try:
             image = loader.make(self.key)
@@ -104,6 +106,7 @@ class ImageLoader(QObject):
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(max(1, threads))
         self.pool.setExpiryTimeout(2000)
+        track_pool(self.pool)
         self.cache = FrameCache(budget_bytes)  # numpy arrays (bounded by bytes)
         self._images: dict[Hashable, DisplayImage] = {}  # QImage wrappers of cached arrays
         self._lock = threading.Lock()

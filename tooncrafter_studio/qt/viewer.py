@@ -31,9 +31,12 @@ class Layer:
 
 
 def tinted(image: DisplayImage, color: QColor) -> DisplayImage:
-    """Dark lines take `color`, white stays white: ready to multiply over another drawing."""
+    """The drawing's dark lines in `color`, everything else white: ready to multiply over another
+    frame. Only ink counts (luminance below ~120), so coloured fills and backgrounds of a
+    full-colour frame do not darken the frame they are laid over."""
     rgb = image.array[:, :, :3].astype(np.float32)
-    darkness = 1.0 - rgb.mean(axis=2, keepdims=True) / 255.0
+    luminance = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+    darkness = np.clip((120.0 - luminance) / 70.0, 0.0, 1.0)[:, :, None]
     tint = np.array([color.red(), color.green(), color.blue()], np.float32)
     out = 255.0 - darkness * (255.0 - tint)
     if image.array.shape[2] == 4:  # transparent parts of a drawing leave the frame alone
@@ -66,6 +69,11 @@ class ViewerWidget(QWidget):
         self._drag_from: QPointF | None = None
         self.frame_size = QSize(0, 0)  # the shot's size, for an empty frame
         self.paint_count = 0
+        self._moving = False
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.setInterval(150)
+        self._settle.timeout.connect(self._settled)
         self.setMinimumSize(320, 200)
         self.setFocusPolicy(Qt.FocusPolicy.ClickFocus)
         self.setAutoFillBackground(False)
@@ -75,7 +83,12 @@ class ViewerWidget(QWidget):
 
     # -- content
     def show_frame(self, image: DisplayImage | None, layers: list[Layer] | None = None, caption: str = "",
-                   badge: str = "", border: QColor | None = None) -> None:
+                   badge: str = "", border: QColor | None = None, moving: bool = False) -> None:
+        """Show a picture. `moving`: frames are changing quickly (playback, scrubbing), so scale
+        without smoothing until they settle, then repaint smoothly."""
+        if moving:
+            self._moving = True
+            self._settle.start()
         self.image = image
         self.layers = layers or []
         self.caption = caption
@@ -83,6 +96,10 @@ class ViewerWidget(QWidget):
         self.border = border
         if image is not None:
             self.frame_size = QSize(image.width, image.height)
+        self.update()
+
+    def _settled(self) -> None:
+        self._moving = False
         self.update()
 
     def set_hint(self, text: str) -> None:
@@ -157,7 +174,7 @@ class ViewerWidget(QWidget):
             return
         target = self.image_rect()
         self._paint_checker(painter, target)
-        smooth = self.effective_scale() < 1.0
+        smooth = self.effective_scale() < 1.0 and not self._moving
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, smooth)
         if self.image is not None:
             painter.drawImage(target, self.image.image)
@@ -207,10 +224,12 @@ class ViewerWidget(QWidget):
             painter.setPen(QColor(255, 255, 255))
             painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, self.badge)
         if self.hint and self.image is not None:
-            rect = QRectF(8, self.height() - 30, self.width() - 16, 24)
-            painter.fillRect(rect, QColor(0, 0, 0, 160))
+            flags = Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap
+            bounds = painter.boundingRect(QRectF(16, 0, self.width() - 32, self.height()), flags, self.hint)
+            rect = QRectF(8, self.height() - bounds.height() - 18, self.width() - 16, bounds.height() + 12)
+            painter.fillRect(rect, QColor(0, 0, 0, 170))
             painter.setPen(QColor(250, 230, 150))
-            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, self.hint)
+            painter.drawText(rect.adjusted(8, 0, -8, 0), flags, self.hint)
 
 
 class Playback(QObject):

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -19,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal
+import shiboken6
+from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
 
 from ..core.errors import Cancelled, StudioError
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent
@@ -32,13 +35,42 @@ _ids = itertools.count(1)
 _live_threads: weakref.WeakSet[QThread] = weakref.WeakSet()
 
 
-def running_threads() -> list[QThread]:
-    """QThreads started by this package that are still running (tests assert there are none)."""
-    return [t for t in list(_live_threads) if t.isRunning()]
+_niced = threading.local()
+
+
+def lower_thread_priority(niceness: int = 10) -> None:
+    """Make the calling background thread yield the CPU to the UI thread (Linux: per-thread nice;
+    elsewhere Qt's thread priority). Done once per thread; failures only cost responsiveness."""
+    if getattr(_niced, "done", False):
+        return
+    _niced.done = True
+    try:
+        if sys.platform.startswith("linux"):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
+        else:
+            current = QThread.currentThread()
+            if current is not None:
+                current.setPriority(QThread.Priority.LowPriority)
+    except (OSError, AttributeError, RuntimeError) as exc:
+        log.debug("could not lower a background thread's priority: %s", exc)
+
+
+_live_pools: weakref.WeakSet[QThreadPool] = weakref.WeakSet()
+
+
+def running_threads() -> list[QObject]:
+    """QThreads started by this package that still run, and thread pools still running a task
+    (tests assert there are none when a window has closed)."""
+    alive = [t for t in list(_live_threads) + list(_live_pools) if shiboken6.isValid(t)]
+    return [t for t in alive if (t.isRunning() if isinstance(t, QThread) else t.activeThreadCount() > 0)]
 
 
 def track_thread(thread: QThread) -> None:
     _live_threads.add(thread)
+
+
+def track_pool(pool: QThreadPool) -> None:
+    _live_pools.add(pool)
 
 
 @dataclass(eq=False)
@@ -67,6 +99,7 @@ class _Thread(QThread):
         self.setObjectName("studio-worker")
 
     def run(self) -> None:  # worker thread
+        lower_thread_priority()
         owner = self._owner
         while True:
             task = owner._queue.get()

@@ -7,8 +7,10 @@ module imports torch only through `diffusion`, lazily, when a run starts.
 
 A generation backend can be injected (constructor `backend=` or `params["model"]` set to an
 object instead of a path): anything callable as
-`backend(start, end, *, prompt, steps, cfg, eta, frame_stride, seed, callback, cancel)` returning
-16 uint8 frames (16, H, W, 3) at the model size. Tests use a tiny random model this way.
+`backend(start, end, *, prompt, steps, cfg_scale, eta, frame_stride, seed, callback, cancel)`
+returning 16 uint8 frames (16, H, W, 3) at the model size, or an object with such `.frames` (our
+`ToonCrafterPipeline` itself qualifies); an optional `model_size` (height, width) tells the engine
+the frame to fit the keys into (default 320 x 512). Tests use a tiny random model this way.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ...core.errors import Cancelled, EngineUnavailable, InputError, ModelError, OutOfMemory, StudioError
+from ...core.errors import EngineUnavailable, InputError, ModelError, OutOfMemory, StudioError
 from ...core.paths import find_model
 from ...core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from ..base import Engine, EngineCapabilities, InterpolationRequest, InterpolationResult, ProbeResult
@@ -149,7 +151,19 @@ def _like_key(frame8: np.ndarray, key: np.ndarray, alpha_from: np.ndarray) -> np
 
 
 def model_fingerprint(path: Path) -> dict[str, Any]:
+    """Name, size and a content id of a weight file: the checkpoint module's fingerprint (its key,
+    shape and dtype table; seconds for 10 GB) or, without torch, a hash of its first and last MB."""
     stat = path.stat()
+    ident: dict[str, Any] = {"file": str(path), "name": path.name, "size_bytes": stat.st_size}
+    if importlib.util.find_spec("torch") is not None:
+        try:
+            from ...diffusion.checkpoint import identify
+
+            info = identify(path)
+            ident.update(fingerprint=info.fingerprint, architecture=info.architecture, format=info.format)
+            return ident
+        except Exception:  # an unreadable file still gets an identity; the check says what is wrong
+            log.debug("Could not identify %s", path, exc_info=True)
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         digest.update(fh.read(1 << 20))
@@ -157,8 +171,8 @@ def model_fingerprint(path: Path) -> dict[str, Any]:
             fh.seek(-(1 << 20), os.SEEK_END)
             digest.update(fh.read(1 << 20))
     digest.update(str(stat.st_size).encode())
-    return {"file": str(path), "name": path.name, "size_bytes": stat.st_size,
-            "fingerprint": "sha256-head-tail:" + digest.hexdigest()[:16]}
+    ident["fingerprint"] = "head-tail:" + digest.hexdigest()[:16]
+    return ident
 
 
 # --------------------------------------------------------------------------------------------------
@@ -171,36 +185,46 @@ def _missing_packages() -> list[str]:
 
 
 def _check_model_file(path: Path) -> None:
-    """The checkpoint check of diffusion/checkpoint.py (keys and shapes); ModelError on a bad file."""
-    from ...diffusion import checkpoint
+    """The strict key/shape check of diffusion/checkpoint.py (no tensor is read); ModelError if bad."""
+    from ...diffusion.checkpoint import ExpectedKeys, WeightFile
 
-    for name in ("check_checkpoint", "verify_checkpoint", "inspect_checkpoint", "check_model_file"):
-        check = getattr(checkpoint, name, None)
-        if callable(check):
-            check(path)
-            return
-    log.debug("diffusion.checkpoint has no check function; the file is checked when loaded")
+    WeightFile(path).check(ExpectedKeys.for_config())
 
 
-def default_backend_factory(settings: Settings, mode: str) -> Backend:
-    """Build (or reuse) our ToonCrafter pipeline for `settings` placed for memory `mode`."""
+class PipelineBackend:
+    """Our ToonCrafterPipeline on a model placed for a memory mode; `close()` gives the GPU back."""
+
+    def __init__(self, model: Any, mode: str, device: str, dtype_name: str) -> None:
+        from ...diffusion import memory
+        from ...diffusion.pipeline import ToonCrafterPipeline
+
+        dtype = memory.weight_dtype(device, dtype_name)
+        self.mode = mode
+        self.placement = memory.apply_memory_mode(model, mode, device, dtype)
+        self.pipeline = ToonCrafterPipeline(model, batch_cfg=self.placement.batch_cfg,
+                                            lean_decode=self.placement.lean_decode,
+                                            stage_hook=self.placement.stage_hook)
+
+    @property
+    def model_size(self) -> tuple[int, int]:
+        return self.pipeline.model_size
+
+    def __call__(self, start: np.ndarray, end: np.ndarray, **kwargs: Any) -> Any:
+        return self.pipeline(start, end, **kwargs)
+
+    def close(self) -> None:
+        self.placement.remove()
+        self.pipeline.clear_cache()
+
+
+def load_model_file(path: Path, settings: Settings, progress: ProgressCallback | None = None,
+                    cancel: CancelToken | None = None) -> Any:
+    """Our model with the file's weights, on the CPU in the run's precision (placed per mode later)."""
     from ...diffusion import memory
-    from ...diffusion import pipeline as pipeline_module
+    from ...diffusion.checkpoint import load_model
 
-    device = settings.device
-    dtype = memory.weight_dtype(device, settings.dtype)
-    if settings.model_is_object:
-        model = settings.model
-    else:
-        path, looked = find_model(settings.model)
-        if path is None:
-            raise ModelError("No ToonCrafter model was found. Looked in: " + "; ".join(looked) + ".")
-        from ...diffusion import checkpoint
-
-        loader = getattr(checkpoint, "load_model", None) or checkpoint.load_checkpoint_model
-        model = loader(path, device="cpu", dtype=dtype)
-    memory.apply_memory_mode(model, mode, device, dtype)
-    return pipeline_module.ToonCrafterPipeline(model, device=device)
+    return load_model(path, device="cpu", dtype=memory.weight_dtype(settings.device, settings.dtype),
+                      progress=progress, cancel=cancel)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,10 +240,13 @@ class ToonCrafterEngine(Engine):
                  **defaults: Any) -> None:
         self._settings = parse_settings(defaults)
         self._injected = backend
-        self._factory = backend_factory or default_backend_factory
+        self._factory = backend_factory or self._pipeline_backend
+        self._model: Any = None
+        self._model_key: tuple[Any, ...] | None = None
         self._backend: Backend | None = None
         self._backend_key: tuple[Any, ...] | None = None
         self._probe_cache: dict[tuple[Any, ...], str | None] = {}
+        self._identity_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     # -- configuration and probing ------------------------------------------------------------------
     def configure(self, params: dict[str, Any]) -> None:
@@ -233,7 +260,11 @@ class ToonCrafterEngine(Engine):
         else:
             path, _ = find_model(self._settings.model)
             if path is not None:
-                ident["model"] = model_fingerprint(path)
+                stat = path.stat()
+                key = (str(path), stat.st_size, stat.st_mtime_ns)
+                if key not in self._identity_cache:
+                    self._identity_cache[key] = model_fingerprint(path)
+                ident["model"] = self._identity_cache[key]
         return ident
 
     def probe(self) -> ProbeResult:
@@ -305,12 +336,50 @@ class ToonCrafterEngine(Engine):
             return self._injected
         key = self._key(settings, mode)
         if self._backend is None or self._backend_key != key:
-            self.unload()
+            self._release_backend()
             self._backend = self._factory(settings, mode)
             self._backend_key = key
         return self._backend
 
-    def unload(self) -> None:
+    def _pipeline_backend(self, settings: Settings, mode: str) -> Backend:
+        """The default backend: the model (an injected one, or the file found, loaded once and kept
+        on the CPU between modes) placed for `mode`, in our pipeline."""
+        model = settings.model
+        if model is not None and hasattr(model, "generate") and callable(model):
+            return model  # an injected pipeline
+        if not settings.model_is_object:
+            path, looked = find_model(settings.model)
+            if path is None:
+                raise ModelError("No ToonCrafter model was found (nothing is downloaded). Looked in: "
+                                 + "; ".join(looked) + ".")
+            model = self._load_file(path, settings)
+        return PipelineBackend(model, mode, settings.device, settings.dtype)
+
+    def _load_file(self, path: Path, settings: Settings, progress: ProgressCallback | None = None,
+                   cancel: CancelToken | None = None) -> Any:
+        key = (str(path), path.stat().st_mtime_ns, settings.device, settings.dtype)
+        if self._model_key != key:
+            self._model = None
+            self._model = load_model_file(path, settings, progress, cancel)
+            self._model_key = key
+        return self._model
+
+    def load(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
+        """Read the weights now (with progress and cancel) so that the first generation starts at once."""
+        s = self._settings
+        if self._injected is not None or s.model_is_object:
+            return
+        path, looked = find_model(s.model)
+        if path is None:
+            raise ModelError("No ToonCrafter model was found (nothing is downloaded). Looked in: "
+                             + "; ".join(looked) + ".")
+        self._load_file(path, s, progress, cancel)
+
+    def _release_backend(self) -> None:
+        """Take the model off the GPU (it stays loaded on the CPU)."""
+        close = getattr(self._backend, "close", None)
+        if callable(close):
+            close()
         self._backend = None
         self._backend_key = None
         if self._injected is None and importlib.util.find_spec("torch") is not None:
@@ -320,6 +389,11 @@ class ToonCrafterEngine(Engine):
                 memory.release_cached_memory()
             except Exception:  # unloading must not fail
                 log.debug("Could not release cached memory", exc_info=True)
+
+    def unload(self) -> None:
+        self._release_backend()
+        self._model = None
+        self._model_key = None
 
     # -- generation ---------------------------------------------------------------------------------
     def _choose_mode(self, settings: Settings) -> str:
@@ -335,13 +409,14 @@ class ToonCrafterEngine(Engine):
         if self._backend is not None and key is not None and key[:3] == self._key(settings)[:3]:
             if settings.memory in ("auto", key[3]):
                 return key[3]  # already placed: the memory it holds is ours, not free
-            self.unload()
+            self._release_backend()
         info = memory.free_vram_bytes(settings.device)
         return memory.choose_mode(settings.memory, info[0] if info else None, settings.dtype).mode
 
     @staticmethod
     def _key(settings: Settings, mode: str = "") -> tuple[Any, ...]:
-        return (repr(settings.model), settings.device, settings.dtype, mode)
+        model = id(settings.model) if settings.model_is_object else str(settings.model)
+        return (model, settings.device, settings.dtype, mode)
 
     def interpolate(self, request: InterpolationRequest, progress: ProgressCallback | None = None,
                     cancel: CancelToken | None = None) -> InterpolationResult:
@@ -361,55 +436,57 @@ class ToonCrafterEngine(Engine):
 
         start8, end8 = _to_rgb8(request.start), _to_rgb8(request.end)
         h, w = request.start.shape[:2]
-        plan = plan_fit(w, h, settings.fit, MODEL_WIDTH, MODEL_HEIGHT)
-        start_m, end_m = plan.to_model(start8), plan.to_model(end8)
         times = sorted(float(t) for t in request.times)
         started = time.monotonic()
-
         mode = self._choose_mode(settings)
         used_mode = mode
+        fitted: dict[str, Any] = {}
 
         def attempt(run_mode: str) -> tuple[dict[float, np.ndarray], list[timing.PassJob]]:
             nonlocal used_mode
             used_mode = run_mode
+            progress(ProgressEvent("load", 0, 0, f"preparing the model ({run_mode} memory mode)"))
             backend = self._get_backend(settings, run_mode)
-            return self._run_passes(backend, settings, times, start_m, end_m, progress, cancel)
+            model_h, model_w = getattr(backend, "model_size", (MODEL_HEIGHT, MODEL_WIDTH))
+            plan = plan_fit(w, h, settings.fit, model_w, model_h)
+            fitted.update(plan=plan, start=plan.to_model(start8), end=plan.to_model(end8))
+            return self._run_passes(backend, settings, times, fitted["start"], fitted["end"], progress, cancel)
 
         if self._injected is None and settings.device != "cpu":
             from ...diffusion import memory
 
             def retry(old: str, new: str) -> None:
-                self.unload()
+                self._release_backend()
                 progress(ProgressEvent("load", 0, 0, f"out of GPU memory in the {old} mode; retrying in {new}"))
 
-            frames_at, jobs = memory.run_with_oom_retry(attempt, mode, settings.dtype,
-                                                        free_bytes=lambda: (memory.free_vram_bytes(settings.device)
-                                                                            or (None,))[0],
+            def free_now() -> int | None:
+                info = memory.free_vram_bytes(settings.device)
+                return info[0] if info else None
+
+            frames_at, jobs = memory.run_with_oom_retry(attempt, mode, settings.dtype, free_bytes=free_now,
                                                         on_retry=retry)
         else:
             frames_at, jobs = attempt(mode)
 
         cancel.raise_if_cancelled()
-        finish = len(times)
-        progress(ProgressEvent("finish", 0, finish, "colour match and resize"))
+        plan, start_m, end_m = fitted["plan"], fitted["start"], fitted["end"]
+        progress(ProgressEvent("finish", 0, len(times), "colour match and resize"))
         generated = [frames_at[t] for t in times]
         if settings.colour_match:
             generated = colour.match_to_keys(generated, times, start_m, end_m, mask=plan.content_mask())
-        out = []
+        out: dict[float, np.ndarray] = {}
         for i, (t, frame) in enumerate(zip(times, generated)):
             nearer = request.start if t < 0.5 else request.end
             fill = _to_rgb8(nearer) if plan.mode == "crop" else None
-            back = plan.from_model(frame, fill=fill)
-            out.append(_like_key(back, request.start, nearer))
-            progress(ProgressEvent("finish", i + 1, finish))
-        # Frames in the order of request.times (validated increasing upstream; kept as asked anyway).
-        order = {t: i for i, t in enumerate(times)}
-        frames = [out[order[float(t)]] for t in request.times]
+            out[t] = _like_key(plan.from_model(frame, fill=fill), request.start, nearer)
+            progress(ProgressEvent("finish", i + 1, len(times)))
+        frames = [out[float(t)] for t in request.times]  # in the order asked
         info = self.identity()
         info.update({
             "seed": settings.seed,
             "params": {k: v for k, v in asdict(settings).items() if k not in ("model", "seed")},
             "memory_mode": used_mode,
+            "model_size": [plan.dst_w, plan.dst_h],
             "passes": len(jobs),
             "pass_seeds": [settings.seed + job.index for job in jobs],
             "seconds": round(time.monotonic() - started, 3),
@@ -419,8 +496,8 @@ class ToonCrafterEngine(Engine):
     def _run_passes(self, backend: Backend, settings: Settings, times: list[float], start_m: np.ndarray,
                     end_m: np.ndarray, progress: ProgressCallback, cancel: CancelToken
                     ) -> tuple[dict[float, np.ndarray], list[timing.PassJob]]:
-        planned = len(timing.plan_passes(times))
-        state = {"passes": planned, "done_steps": 0, "t0": time.monotonic()}
+        state = {"passes": len(timing.plan_passes(times)), "done_steps": 0, "t0": time.monotonic()}
+        expected_shape = (timing.GENERATED_FRAMES, *start_m.shape)
 
         def run_pass(job: timing.PassJob, start_img: np.ndarray, end_img: np.ndarray) -> np.ndarray:
             cancel.raise_if_cancelled()
@@ -428,25 +505,31 @@ class ToonCrafterEngine(Engine):
             label = f"pass {job.index + 1}/{state['passes']}"
             base_steps = state["done_steps"]
 
-            def on_step(*args: Any, **_kw: Any) -> None:
-                step, total = _step_of(args, settings.steps)
-                state["done_steps"] = base_steps + step
+            def on_event(*args: Any, **_kw: Any) -> None:
                 all_steps = state["passes"] * settings.steps
+                event = args[0] if args and isinstance(args[0], ProgressEvent) else None
+                if event is not None and event.stage != "denoise":  # encode / decode of this pass
+                    progress(ProgressEvent(event.stage, event.done, event.total, f"{label}: {event.message}"))
+                    cancel.raise_if_cancelled()
+                    return
+                step, total = _step_of(args, settings.steps)
+                if step <= 0:
+                    return
+                state["done_steps"] = base_steps + step
                 elapsed = time.monotonic() - state["t0"]
-                eta = elapsed / state["done_steps"] * (all_steps - state["done_steps"]) if state["done_steps"] else None
-                progress(ProgressEvent("denoise", state["done_steps"], all_steps,
-                                       f"{label}, step {step}/{total}", eta))
+                eta = elapsed / state["done_steps"] * (all_steps - state["done_steps"])
+                # (The pipeline's preview is a latent tensor; tensors do not leave the engine.)
+                progress(ProgressEvent("denoise", state["done_steps"], all_steps, f"{label}, step {step}/{total}", eta))
                 cancel.raise_if_cancelled()
 
-            progress(ProgressEvent("denoise", base_steps, state["passes"] * settings.steps, f"{label}: encoding"))
-            frames = backend(start_img, end_img, prompt=settings.prompt, steps=settings.steps, cfg=settings.cfg,
-                             eta=settings.eta, frame_stride=settings.frame_stride, seed=settings.seed + job.index,
-                             callback=on_step, cancel=cancel)
+            result = backend(start_img, end_img, prompt=settings.prompt, steps=settings.steps,
+                             cfg_scale=settings.cfg, eta=settings.eta, frame_stride=settings.frame_stride,
+                             seed=settings.seed + job.index, callback=on_event, cancel=cancel)
             cancel.raise_if_cancelled()
-            frames = np.asarray(frames)
-            if frames.shape != (timing.GENERATED_FRAMES, MODEL_HEIGHT, MODEL_WIDTH, 3) or frames.dtype != np.uint8:
+            frames = np.asarray(getattr(result, "frames", result))
+            if frames.shape != expected_shape or frames.dtype != np.uint8:
                 raise StudioError(f"The ToonCrafter pipeline returned frames of shape {frames.shape} "
-                                  f"({frames.dtype}); expected 16 x {MODEL_HEIGHT} x {MODEL_WIDTH} x 3 uint8.")
+                                  f"({frames.dtype}); expected {expected_shape} uint8.")
             state["done_steps"] = base_steps + settings.steps
             return frames
 
@@ -455,10 +538,7 @@ class ToonCrafterEngine(Engine):
                 return timing.trim_near_key_duplicates(list(frames), job.start.time, job.end.time)
             return timing.Timeline.nominal(job.start.time, job.end.time)
 
-        try:
-            return timing.execute_passes(times, start_m, end_m, run_pass, timeline_of)
-        except Cancelled:
-            raise
+        return timing.execute_passes(times, start_m, end_m, run_pass, timeline_of)
 
 
 def _step_of(args: tuple[Any, ...], default_total: int) -> tuple[int, int]:
