@@ -133,6 +133,14 @@ def run() -> None:
     try:
         window._set_project(project)
         pump(1.0)
+        # steady state: the engines' probes (which import torch in the background) have finished
+        from tooncrafter_studio.engines.registry import engine_ids
+
+        started = time.perf_counter()
+        while len(window.generation.probes) < len(engine_ids()) and time.perf_counter() - started < 120:
+            pump(0.2)
+        print(f"engine probes done after {time.perf_counter() - started + 1:.1f} s: "
+              + ", ".join(f"{k} {'ok' if v.available else 'unavailable'}" for k, v in window.generation.probes.items()))
         print(f"shot: {window.timeline.frame_count} frames of {WIDTH}x{HEIGHT} "
               f"({len(project.shot.cells)} drawings on 2s), pixels generated on demand")
         results: list[tuple[str, float, float]] = []

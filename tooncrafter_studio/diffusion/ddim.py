@@ -14,6 +14,7 @@ the original does not do (it returns an all-NaN video at eta 1 for S = 7, 11, 14
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -113,7 +114,7 @@ def sample_ddim(
     after each step and may raise to cancel. `trace`, when a list, receives a StepTrace per step.
     """
     if noise is None:
-        noise = generator_noise(torch.Generator().manual_seed(torch.seed()), x_T.device)
+        noise = generator_noise(torch.Generator().manual_seed(secrets.randbits(63)), x_T.device)
     use_uncond = uncond is not None and cfg_scale != 1.0
     x = x_T.to(torch.float32)
     batch = x.shape[0]

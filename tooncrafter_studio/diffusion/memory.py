@@ -145,11 +145,13 @@ def run_with_oom_retry(attempt: Callable[[str], T], mode: str, dtype: str = "fp1
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        first_error = exc
+        # Keep only the text: the exception's traceback holds the failed run's GPU tensors.
+        first_error = f"{type(exc).__name__}: {exc}"
     lower = lower_mode(mode)
     if lower is None:
-        raise _oom_error(mode, dtype, free_bytes) from first_error
-    log.warning("Out of GPU memory in the %s mode; retrying in the %s mode.", mode, lower)
+        log.warning("Out of GPU memory in the %s mode: %s", mode, first_error)
+        raise _oom_error(mode, dtype, free_bytes)
+    log.warning("Out of GPU memory in the %s mode (%s); retrying in the %s mode.", mode, first_error, lower)
     if on_retry is not None:
         on_retry(mode, lower)
     try:
@@ -157,7 +159,9 @@ def run_with_oom_retry(attempt: Callable[[str], T], mode: str, dtype: str = "fp1
     except Exception as exc:
         if not is_out_of_memory(exc):
             raise
-        raise _oom_error(lower, dtype, free_bytes) from exc
+        second_error = f"{type(exc).__name__}: {exc}"
+    log.warning("Out of GPU memory in the %s mode too: %s", lower, second_error)
+    raise _oom_error(lower, dtype, free_bytes)
 
 
 def _oom_error(mode: str, dtype: str, free_bytes: Callable[[], int | None] | None) -> OutOfMemory:
@@ -302,6 +306,7 @@ class Placement:
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
+        self.resident: _Offloaded | None = None  # the high mode: everything, for the whole run
         self.handles: list[Any] = []
         self.components: dict[str, _Offloaded] = {}
         self.streamed: list[_Offloaded] = []
@@ -334,6 +339,8 @@ class Placement:
         self.handles.clear()
         for unit in [*self.components.values(), *self.streamed]:
             unit.unload()
+        if self.resident is not None:
+            self.resident.unload()
 
 
 def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placement:
@@ -354,10 +361,13 @@ def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placeme
     for module in parts.values() or [model]:
         module.to(dtype=dtype)
     placement = Placement(mode)
-    if mode == "high" or dev.type == "cpu":
-        model.to(dev)
-        return placement
     model.to("cpu")
+    if dev.type == "cpu":
+        return placement
+    if mode == "high":  # all on the device; the CPU copies stay, so unloading costs no copy back
+        placement.resident = _Offloaded([model], dev)
+        placement.resident.load()
+        return placement
     for name, module in parts.items():
         if mode == "low" and name == "model.diffusion_model":
             resident = [getattr(module, n) for n in UNET_RESIDENT if getattr(module, n, None) is not None]

@@ -19,6 +19,7 @@ device; `noise=` replays stored draws instead (reference vectors).
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -161,10 +162,15 @@ class ToonCrafterPipeline:
         """Spec §1 steps 3-7. start/end (3, H, W) in [-1, 1]; posterior_noise (T, 4, h, w) as the
         original draws it for the 16-frame video (rows 0 and T-1 are used)."""
         start, end = start[None], end[None]
+        # each encoder runs once per stage (a memory mode moves it in and out around the stage)
         self._hook("text")
         c_txt = self.encode_text(prompt)
+        if self._uncond_text is None:
+            self._uncond_text = self.encode_text("")
         self._hook("image")
         c_img = self.encode_image(start)
+        if self._uncond_image is None:
+            self._uncond_image = self.encode_image(torch.zeros_like(start))
         uncond = self.unconditional_context(start)
         cond = torch.cat([c_txt, c_img.to(c_txt.device)], dim=1)
         self._hook("vae_encode")
@@ -226,7 +232,7 @@ class ToonCrafterPipeline:
         tables = self.tables(steps, eta)  # validates steps and eta before any work
         if noise is None:
             if seed is None:
-                seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+                seed = secrets.randbelow(2**31 - 1)  # never touches the global generators
             noise = generator_noise(torch.Generator().manual_seed(int(seed)), "cpu")
         elif not callable(noise):
             noise = replay_noise(list(noise))

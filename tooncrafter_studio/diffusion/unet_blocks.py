@@ -7,8 +7,12 @@ in the spec) see frame f of pixel p at row (b·T + f)·H·W + p. Attribute names
 checkpoint's (including `temopral_conv`, sic), so `state_dict()` keys equal the original ones.
 Every attention goes through `attention.attention`, which never materialises the score matrix.
 
-The forwards are written for inference: where autograd is off they add residuals in place and
-process the feed-forward in row chunks, which lowers peak memory without changing the math.
+Peak memory (inference, i.e. autograd off): every layer that works per frame (ResBlock spatial
+part, spatial transformer) runs on groups of frames, temporal transformers on groups of pixel
+sequences, and the GEGLU feed-forward on groups of rows; results go straight into the output
+tensor. Each value is computed by exactly the same operations as without chunks, so only the size
+of the transient tensors changes. Residuals are added in place. With autograd on, everything runs
+in one piece.
 """
 
 from __future__ import annotations
@@ -21,6 +25,19 @@ from .attention import attention, merge_heads, split_heads
 
 # Rows per feed-forward chunk: bounds the GEGLU hidden tensor (rows x 8C) to a few tens of MB.
 FF_CHUNK_ELEMENTS = 1 << 24
+# Frames / pixel sequences per chunk: a chunk's activation (items x elements each) stays near
+# this many elements (16 MB in float32), e.g. 4 of 16 frames at the 512 model's full resolution.
+CHUNK_ELEMENTS = 1 << 22
+
+
+def chunk_ranges(total: int, elements_per_item: int) -> list[tuple[int, int]]:
+    """Even [start, stop) ranges over `total` items, each near CHUNK_ELEMENTS elements; one range
+    when autograd is on (chunked writes into a preallocated output are inference-only)."""
+    if torch.is_grad_enabled() or total * elements_per_item <= CHUNK_ELEMENTS:
+        return [(0, total)]
+    count = min(total, -(-total * elements_per_item // CHUNK_ELEMENTS))
+    step = -(-total // count)
+    return [(start, min(total, start + step)) for start in range(0, total, step)]
 
 
 def _add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -141,15 +158,30 @@ class ResBlock(nn.Module):
         )
         self.temopral_conv = TemporalConvBlock(out_channels) if temporal_conv else None
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, batch: int) -> torch.Tensor:
+    def _spatial(self, x: torch.Tensor, emb_out: torch.Tensor) -> torch.Tensor:
+        """The per-frame part: GN, SiLU, conv, + embedding, GN, SiLU, conv, + skip."""
         inplace = not torch.is_grad_enabled()
-        h = F.silu(self.in_layers[0](x), inplace=inplace)
-        h = self.in_layers[2](h)
-        emb_out = self.emb_layers[1](F.silu(emb)).to(h.dtype)
+        h = self.in_layers[2](F.silu(self.in_layers[0](x), inplace=inplace))
         h = _add(h, emb_out[:, :, None, None])
-        h = F.silu(self.out_layers[0](h), inplace=inplace)
-        h = self.out_layers[3](h)
-        h = _add(h, self.skip_connection(x))
+        h = self.out_layers[3](F.silu(self.out_layers[0](h), inplace=inplace))
+        return _add(h, self.skip_connection(x))
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor, batch: int, skip: torch.Tensor | None = None) -> torch.Tensor:
+        """`skip`, if given, is concatenated to `x` along channels first (the output blocks' input);
+        with chunks, only one chunk of the concatenation exists at a time."""
+        emb_out = self.emb_layers[1](F.silu(emb)).to(x.dtype)
+        n, _, hh, ww = x.shape
+        channels = self.in_layers[0].num_channels
+        ranges = chunk_ranges(n, max(channels, self.out_layers[0].num_channels) * hh * ww)
+        if len(ranges) == 1:
+            h = self._spatial(x if skip is None else torch.cat([x, skip], dim=1), emb_out)
+        else:
+            h = torch.empty((n, self.out_layers[0].num_channels, hh, ww), dtype=x.dtype, device=x.device,
+                            memory_format=CHANNELS_LAST)
+            for start, stop in ranges:
+                xs = x[start:stop] if skip is None else torch.cat([x[start:stop], skip[start:stop]], dim=1)
+                h[start:stop] = self._spatial(xs, emb_out[start:stop])
+                del xs
         if self.temopral_conv is not None:
             h = self.temopral_conv(h, batch)
         return h
@@ -314,13 +346,23 @@ class SpatialTransformer(nn.Module):
         )
         self.proj_out = nn.Linear(inner, channels)
 
-    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    def _frames(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         tokens = self.proj_in(frames_rows(to_frames_layout(self.norm(x))).view(n, h * w, c))
         for block in self.transformer_blocks:
             tokens = block(tokens, context)
         tokens = self.proj_out(tokens)
         return _add(rows_frames(tokens.view(n * h * w, c), n, h, w), x)
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        ranges = chunk_ranges(n, max(c, self.proj_in.out_features) * h * w)
+        if len(ranges) == 1:
+            return self._frames(x, context)
+        out = torch.empty_like(x, memory_format=CHANNELS_LAST)
+        for start, stop in ranges:  # every frame is independent, with its own context rows
+            out[start:stop] = self._frames(x[start:stop], context[start:stop])
+        return out
 
 
 class TemporalTransformer(nn.Module):
@@ -350,29 +392,49 @@ class TemporalTransformer(nn.Module):
             weight = weight[..., 0]
         return F.linear(x, weight, layer.bias)
 
-    def forward(self, x: torch.Tensor, batch: int) -> torch.Tensor:
-        n, c, h, w = x.shape
-        t = n // batch
-        normed = video_group_norm(self.norm, x, batch)
-        # One sequence of T frames per pixel, sequence index b·H·W + y·W + x (the original's order).
-        seq = normed.permute(0, 2, 3, 1).reshape(batch, t, h * w, c).transpose(1, 2).reshape(batch * h * w, t, c)
-        del normed
+    def _sequences(self, seq: torch.Tensor) -> torch.Tensor:
+        """(S, T, C) pixel sequences -> (S, T, C) block output before the residual."""
         seq = self._project(self.proj_in, seq)
         for block in self.transformer_blocks:
             seq = block(seq)
-        seq = self._project(self.proj_out, seq)
-        out = seq.view(batch, h * w, t, c).transpose(1, 2).reshape(n, h, w, c).permute(0, 3, 1, 2)
-        return _add(out, x)
+        return self._project(self.proj_out, seq)
+
+    def forward(self, x: torch.Tensor, batch: int) -> torch.Tensor:
+        n, c, h, w = x.shape
+        t, pixels = n // batch, h * w
+        normed = video_group_norm(self.norm, x, batch)
+        # Physical (B, T, H·W, C) views: one sequence of T frames per pixel (independent sequences).
+        normed_btpc = frames_rows(to_frames_layout(normed)).view(batch, t, pixels, c)
+        x_btpc = frames_rows(to_frames_layout(x)).view(batch, t, pixels, c)
+        inner = self.proj_in.weight.shape[0]
+        ranges = chunk_ranges(pixels, max(c, inner) * t)
+        if len(ranges) == 1:  # all sequences at once (also the autograd path)
+            out = self._sequences(normed_btpc.transpose(1, 2).reshape(batch * pixels, t, c))
+            out = out.view(batch, pixels, t, c).transpose(1, 2).reshape(n * pixels, c)
+            return _add(rows_frames(out, n, h, w), x)
+        result = torch.empty_like(x, memory_format=CHANNELS_LAST)
+        result_btpc = frames_rows(result).view(batch, t, pixels, c)
+        for b in range(batch):
+            for start, stop in ranges:
+                seq = normed_btpc[b, :, start:stop].transpose(0, 1).contiguous()
+                out = self._sequences(seq).transpose(0, 1)
+                torch.add(out, x_btpc[b, :, start:stop], out=result_btpc[b, :, start:stop])
+        return result
 
 
 class Stage(nn.ModuleList):
     """One entry of input_blocks / middle_block / output_blocks (or init_attn): layers applied in
     order, each given what it needs (the original's TimestepEmbedSequential)."""
 
-    def forward(self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor, batch: int) -> torch.Tensor:
-        for layer in self:
+    def forward(
+        self, x: torch.Tensor, emb: torch.Tensor, context: torch.Tensor, batch: int, skip: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`skip` (output blocks) is concatenated to `x` along channels before the first layer."""
+        for index, layer in enumerate(self):
+            if index == 0 and skip is not None and not isinstance(layer, ResBlock):
+                x = torch.cat([x, skip], dim=1)
             if isinstance(layer, ResBlock):
-                x = layer(x, emb, batch)
+                x = layer(x, emb, batch, skip if index == 0 else None)
             elif isinstance(layer, SpatialTransformer):
                 x = layer(x, context)
             elif isinstance(layer, TemporalTransformer):

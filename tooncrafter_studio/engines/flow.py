@@ -13,7 +13,7 @@ import numpy as np
 
 from ..core.progress import CancelToken, ProgressCallback, StageReporter
 from .base import Engine, EngineCapabilities, InterpolationRequest, InterpolationResult, ProbeResult
-from .flow_warp import FlowSettings, SegmentInterpolator
+from .flow_warp import FlowSettings, SegmentInterpolator, settings_for
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class FlowEngine(Engine):
                                       max_inbetweens_per_pass=None, deterministic=True)
 
     def __init__(self, settings: FlowSettings | None = None) -> None:
-        self.settings = settings or FlowSettings()
+        self.settings = settings  # None: from request.params["quality"] ("best" or "fast")
 
     def identity(self) -> dict:
         return {"engine": self.id, "version": VERSION, "opencv": cv2.__version__}
@@ -75,6 +75,8 @@ class FlowEngine(Engine):
         cancel: CancelToken | None = None,
     ) -> InterpolationResult:
         request.validate()
+        quality = str(request.params.get("quality", "best"))
+        settings = self.settings or settings_for(quality)
         times = [float(t) for t in request.times]
         reporter = StageReporter(progress, cancel, "interpolate", len(times) + 1)
         reporter.start("optical flow")
@@ -84,11 +86,11 @@ class FlowEngine(Engine):
         else:  # 16-bit and alpha: float, premultiplied so transparent colour does not bleed
             start = premultiply(to_float(request.start))
             end = premultiply(to_float(request.end))
-        segment = SegmentInterpolator(start, end, self.settings)
+        segment = SegmentInterpolator(start, end, settings)
         reporter.step(message="flow computed")
         frames = []
         for i, t in enumerate(times):
             frame = segment.frame(t)
             frames.append(frame if native else from_float(unpremultiply(frame), request.start.dtype))
             reporter.step(message=f"in-between {i + 1}/{len(times)} (t={t:.3f})")
-        return InterpolationResult(frames, {**self.identity(), "times": times})
+        return InterpolationResult(frames, {**self.identity(), "times": times, "quality": quality})

@@ -110,7 +110,47 @@ def _match_score(rgb_a: np.ndarray, rgb_b: np.ndarray, mask: np.ndarray, shift: 
     return float(close[mask].mean()) if mask.any() else 0.0
 
 
-def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray) -> Seeds:
+def _shifted(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
+    """image sampled at (x + dx, y + dy), edges repeated."""
+    h, w = image.shape[:2]
+    xs = np.clip(np.arange(w) + dx, 0, w - 1)
+    ys = np.clip(np.arange(h) + dy, 0, h - 1)
+    return image[ys][:, xs]
+
+
+def _test_unmatched(regions: Regions, known: np.ndarray, shift: np.ndarray, src: np.ndarray, dst: np.ndarray,
+                    pan: np.ndarray, min_area: float, max_area: float, max_candidates: int = 8,
+                    min_fraction: float = 0.3) -> None:
+    """Give regions without a match (half hidden in the other key, split, merged) the motion,
+    among the camera's and the matched regions' main motions, under which most of their pixels
+    find their colour in the other key. Updates `known` and `shift` in place."""
+    todo = np.flatnonzero(~known & (regions.area >= min_area) & (regions.area <= max_area))
+    todo = todo[todo > 0]
+    if todo.size == 0:
+        return
+    matched = np.flatnonzero(known & (regions.area <= max_area))
+    matched = matched[matched > 0]
+    candidates = {(int(round(pan[0])), int(round(pan[1])))}
+    for label in matched[np.argsort(-regions.area[matched])]:
+        if len(candidates) >= max_candidates:
+            break
+        candidates.add((int(round(shift[label, 0])), int(round(shift[label, 1]))))
+    lab = regions.labels.ravel()
+    count = len(regions.area)
+    best = np.zeros(count)
+    best_shift = np.zeros((count, 2), np.float32)
+    for dx, dy in sorted(candidates):
+        close = (cv2.absdiff(_shifted(dst, dx, dy), src).max(axis=2) < 24).ravel()
+        fraction = np.bincount(lab, close, minlength=count) / np.maximum(regions.area, 1)
+        better = fraction > best
+        best[better] = fraction[better]
+        best_shift[better] = (dx, dy)
+    good = todo[best[todo] >= min_fraction]
+    shift[good] = best_shift[good]
+    known[good] = True
+
+
+def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray, test_unmatched: bool = True) -> Seeds:
     """Initial flows a->b and b->a from region matches (zero where nothing moved or matched)."""
     from .flow_warp import push_pull_fill  # local: flow_warp imports this module
 
@@ -153,6 +193,9 @@ def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray) -> Seeds:
                 delta = (other.angle[dst] - regions.angle[src] + np.pi / 2) % np.pi - np.pi / 2
                 turn[src] = delta
             scale[src] = np.sqrt(other.area[dst] / regions.area[src])
+        if test_unmatched:
+            src_rgb, dst_rgb = (rgb_a, rgb_b) if direction == 1 else (rgb_b, rgb_a)
+            _test_unmatched(regions, known, shift, src_rgb, dst_rgb, pan * direction, min_area, max_area)
         moving += int((np.linalg.norm(shift, axis=1) > 1.0).sum())
         known[0] = False
         lab = regions.labels

@@ -24,11 +24,12 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..core.errors import InputError
 from .flow_regions import keep_seeds_inside, region_motion, seed_flows
 
 # Longest side of the image the flow is computed and splatted on; larger keys are scaled down for
 # the flow only (the warp itself runs at full resolution).
-DEFAULT_FLOW_SIDE = 1024
+DEFAULT_FLOW_SIDE = 512
 
 
 @dataclass
@@ -43,6 +44,8 @@ class FlowSettings:
     region_seeds: bool = True
     photo_sigma: float = 10.0  # colour mismatch (0..255) at which a flow's confidence drops to 1/e
     photo_window: int = 5
+    choose_by_confidence: bool = False  # where the warps disagree, the more trusted side wins
+    time_bias: float = 0.5
     fuse: bool = False  # also run DIS unseeded and keep, per pixel, the better-matching flow
     fuse_window: int = 7
     seed_interiors: bool = False  # matched flat regions keep their matched motion inside
@@ -55,6 +58,21 @@ class FlowSettings:
     dis_stride: int = 3
     dis_iterations: int = 25
     dis_refine: int = 5  # seed the flow with matched flat-colour regions (large motion)
+
+
+# Presets selectable through request.params["quality"]: "best" (default) and "fast" (previews,
+# scrubbing): flow on a quarter of the pixels with a coarser DIS.
+PRESETS: dict[str, dict[str, float | int | bool]] = {
+    "best": {},
+    "fast": {"flow_side": 256, "dis_finest_scale": 1, "dis_iterations": 12, "dis_stride": 4},
+}
+
+
+def settings_for(quality: str) -> FlowSettings:
+
+    if quality not in PRESETS:
+        raise InputError(f"Unknown flow quality '{quality}'. Use one of: {', '.join(PRESETS)}.")
+    return FlowSettings(**PRESETS[quality])  # type: ignore[arg-type]
 
 
 def _luma8(image: np.ndarray) -> np.ndarray:
@@ -340,7 +358,11 @@ class SegmentInterpolator:
                     diff, np.full((1, diff.shape[2]), 1.0 / diff.shape[2], np.float32))
             gain = s.decisive / max(s.disagreement, 1e-3) / self.peak
             strength = np.clip(diff.astype(np.float32) * gain - s.decisive, 0.0, s.decisive)
-            hard = (share0 > 0.5).astype(np.float32)
+            if s.choose_by_confidence:
+                c0, c1 = vis[..., 0] * (1.0 - t) ** s.time_bias, vis[..., 1] * t ** s.time_bias
+                hard = (c0 >= c1).astype(np.float32)
+            else:
+                hard = (share0 > 0.5).astype(np.float32)
             share0 = share0 + (hard - share0) * strength
         return cv2.blendLinear(warp0, warp1, share0, 1.0 - share0)
 

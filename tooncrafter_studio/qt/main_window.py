@@ -4,9 +4,11 @@ work itself lives in the Qt-free layers (project, pipeline, export)."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer
@@ -62,6 +64,7 @@ APP_NAME = "ToonCrafter Studio"
 FIRST_RUN_HINT = ("Welcome! This is the sample shot. Keys are marked ◆ on the timeline: click between two keys, "
                   "press G to generate in-betweens, then A / X to accept or reject. File ▸ New Project imports yours.")
 ONION_SIDE = 960  # onion skin and light table layers are drawn from images this size (fast to tint)
+UI_SWITCH_INTERVAL_S = 0.0005
 PREFETCH_PLAYING = 16
 PREFETCH_PAUSED = 3
 
@@ -74,6 +77,10 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: Settings | None = None, persist_settings: bool = True) -> None:
         super().__init__()
         self.setObjectName("main_window")
+        # The UI thread re-enters Python many times per frame (every overridden paint or event
+        # handler). With a job running in the worker, each re-entry may wait for the GIL for up to
+        # the switch interval (5 ms by default); a short interval keeps painting smooth.
+        sys.setswitchinterval(UI_SWITCH_INTERVAL_S)
         self.settings = settings if settings is not None else load_settings()
         self.persist_settings = persist_settings
         self.setWindowTitle(APP_NAME)
@@ -448,6 +455,7 @@ class MainWindow(QMainWindow):
         self.timeline.selection = (1, 1)
         self.playback.fps = shot.fps if shot is not None else 24.0
         self._refresh_document()
+        freeze_long_lived_objects()
         self.viewer.zoom_fit()
         spans = self.session.spans()
         if spans:
@@ -773,6 +781,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ engines, settings, export
     def _probes_ready(self, probes, capabilities) -> None:
         self.inspector.set_engines(engine_ids(), probes, capabilities)
+        freeze_long_lived_objects()  # the engines' imports (torch...) are done: keep them out of GC
 
     def locate_model(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Locate the ToonCrafter model", "",
@@ -841,6 +850,15 @@ class MainWindow(QMainWindow):
             loader.shutdown()
         self.log_panel.detach()
         self._save_settings()
+
+
+def freeze_long_lived_objects() -> None:
+    """Move everything alive now (modules, the document) out of the garbage collector's sight.
+
+    With torch and Qt imported a full collection walks millions of objects and can freeze the
+    UI for a quarter of a second; what exists at start-up and after opening a shot lives on anyway.
+    """
+    gc.freeze()
 
 
 def sample_project_folder() -> Path | None:

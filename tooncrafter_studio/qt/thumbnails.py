@@ -45,14 +45,24 @@ class DisplayImage:
 
     @classmethod
     def from_array(cls, array: np.ndarray) -> DisplayImage:
+        """RGB becomes Format_RGB32 (Qt's native raster format: scaled draws are ~5x faster than
+        from RGB888); RGBA stays straight RGBA8888. `array` is an RGB(A) view of the pixels."""
         array = display_array(array)
         height, width, channels = array.shape
-        fmt = QImage.Format.Format_RGBA8888 if channels == 4 else QImage.Format.Format_RGB888
-        image = QImage(width, height, fmt)
-        stride = image.bytesPerLine()
-        buffer = np.frombuffer(image.bits(), np.uint8, count=stride * height).reshape(height, stride)
-        view = buffer[:, :width * channels].reshape(height, width, channels).view(_QImagePixels)
-        view.owner = image
+        if channels == 3:
+            image = QImage(width, height, QImage.Format.Format_RGB32)
+            stride = image.bytesPerLine()  # always width * 4 for 32-bit formats
+            buffer = np.frombuffer(image.bits(), np.uint8, count=stride * height).reshape(height, stride // 4, 4)
+            bgrx = buffer[:, :width].view(_QImagePixels)
+            bgrx.owner = image
+            bgrx[..., 3] = 255
+            view = bgrx[..., 2::-1]  # B, G, R in memory (little-endian 0xffRRGGBB): R, G, B here
+        else:
+            image = QImage(width, height, QImage.Format.Format_RGBA8888)
+            stride = image.bytesPerLine()
+            buffer = np.frombuffer(image.bits(), np.uint8, count=stride * height).reshape(height, stride)
+            view = buffer[:, :width * channels].reshape(height, width, channels).view(_QImagePixels)
+            view.owner = image
         view[...] = array
         return cls(view, image)
 

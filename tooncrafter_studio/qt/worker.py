@@ -38,12 +38,18 @@ _live_threads: weakref.WeakSet[QThread] = weakref.WeakSet()
 _niced = threading.local()
 
 
-def lower_thread_priority(niceness: int = 10) -> None:
+BACKGROUND_NICENESS = int(os.environ.get("TOONCRAFTER_STUDIO_NICE", "10"))
+
+
+def lower_thread_priority(niceness: int | None = None) -> None:
     """Make the calling background thread yield the CPU to the UI thread (Linux: per-thread nice;
     elsewhere Qt's thread priority). Done once per thread; failures only cost responsiveness."""
     if getattr(_niced, "done", False):
         return
     _niced.done = True
+    niceness = BACKGROUND_NICENESS if niceness is None else niceness
+    if niceness <= 0:
+        return
     try:
         if sys.platform.startswith("linux"):
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), niceness)
@@ -99,7 +105,8 @@ class _Thread(QThread):
         self.setObjectName("studio-worker")
 
     def run(self) -> None:  # worker thread
-        lower_thread_priority()
+        # Not niced: a job holds the GIL in stretches, and a starved GIL holder would stall the UI
+        # (priority inversion); the pool threads that decode images are niced instead.
         owner = self._owner
         while True:
             task = owner._queue.get()

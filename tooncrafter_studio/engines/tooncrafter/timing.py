@@ -11,17 +11,21 @@ included, at local times k/15. This module, pure numpy and testable without the 
   A plan is data: a list of `PassJob`s (start anchor, end anchor, the requested times inside).
 - `select_frames`: a frame per requested time, picked when it coincides with a generated frame,
   otherwise made from the two neighbouring generated frames by a motion-compensated blend
-  (`flow_blend`; they are 1/15 of the pass apart, so the motion between them is small).
+  (`motion_blend`: the flow engine's in-betweener, or the simpler `flow_blend` fallback; the two
+  frames are 1/15 of the pass apart, so the motion between them is small).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 GENERATED_FRAMES = 16
 MAX_PER_PASS = GENERATED_FRAMES - 2  # in-betweens one pass makes
@@ -191,7 +195,7 @@ Blend = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 def select_frames(times: Sequence[float], timeline: Timeline, frames: Sequence[np.ndarray],
                   blend: Blend | None = None) -> list[np.ndarray]:
     """A frame for each time in [timeline start, end] from a pass's 16 `frames`."""
-    blend = blend or flow_blend
+    blend = blend or motion_blend
     tl = timeline.times
     out = []
     for t in times:
@@ -207,6 +211,20 @@ def select_frames(times: Sequence[float], timeline: Timeline, frames: Sequence[n
             w = (t - a) / (b - a)
             out.append(blend(frames[timeline.indices[i]], frames[timeline.indices[i + 1]], w))
     return out
+
+
+def motion_blend(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
+    """The flow engine's in-betweener (occlusion-aware splatting) between two generated frames,
+    or `flow_blend` when it is unavailable or fails."""
+    try:
+        from ..flow_warp import SegmentInterpolator
+
+        frame = SegmentInterpolator(a, b).frame(w)
+        if frame.shape == a.shape and frame.dtype == a.dtype:
+            return frame
+    except Exception:  # the flow engine is optional here; the fallback is always there
+        log.debug("Flow engine in-betweener unavailable; using the simple flow blend", exc_info=True)
+    return flow_blend(a, b, w)
 
 
 def flow_blend(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
