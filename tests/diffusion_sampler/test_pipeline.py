@@ -187,6 +187,8 @@ def test_bad_inputs_are_refused_before_any_work(filled_reduced_model, monkeypatc
         pipe(a, _keys(5, 128, 64)[0])
     with pytest.raises(InputError):
         pipe(a.astype(np.float32), b)
+    with pytest.raises(InputError, match="frame stride"):
+        pipe(a, b, frame_stride=0)
 
 
 def test_no_seed_picks_one_reports_it_and_leaves_global_generators_alone(filled_reduced_model):
@@ -200,3 +202,21 @@ def test_no_seed_picks_one_reports_it_and_leaves_global_generators_alone(filled_
     assert isinstance(first.seed, int)
     assert torch.equal(first.latent, replay.latent)
     assert torch.equal(torch.random.get_rng_state(), state)
+
+
+@pytest.mark.gpu
+def test_cuda_fp16_end_to_end_stays_close_to_the_original(filled_reduced_model):
+    import copy
+
+    z = _npz("e2e_reduced.npz")
+    model = copy.deepcopy(filled_reduced_model).to("cuda")
+    for part in (model.model, model.first_stage_model, model.cond_stage_model, model.embedder, model.image_proj_model):
+        part.to(torch.float16)
+    pipe = ToonCrafterPipeline(model)
+    draws = [torch.from_numpy(z[f"draw{i}"]) for i in range(6)]
+    with torch.inference_mode():
+        out = pipe.generate(torch.from_numpy(z["frame_a"]), torch.from_numpy(z["frame_b"]), str(z["prompt"]),
+                            steps=4, noise=draws)
+    assert torch.isfinite(out.video).all()
+    assert _rel(out.latent.cpu(), z["samples"]) <= 5e-2  # empirical bound for half precision
+    assert _rel(out.video.cpu()[None], z["video"]) <= 5e-2

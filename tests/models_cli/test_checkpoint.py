@@ -265,6 +265,12 @@ def test_identify_is_cheap_and_fingerprints_differ(tmp_path, reduced_ckpt, reduc
     changed["model.diffusion_model.out.2.bias"] = torch.zeros(5)
     torch.save({"state_dict": changed}, other)
     assert identify(other).fingerprint != info.fingerprint
+    (tmp_path / "b").mkdir()
+    same_layout = tmp_path / "b" / "model.ckpt"  # same name: torch.save stores it inside the archive
+    values = {k: v + 1.0 if "." in k else v for k, v in reduced_state.items()}  # another fine-tune, same layout
+    torch.save({"state_dict": values, "epoch": 7, "global_step": 1000}, same_layout)
+    assert same_layout.stat().st_size == reduced_ckpt.stat().st_size
+    assert identify(same_layout).fingerprint != info.fingerprint
     import hashlib
 
     assert file_sha256(reduced_ckpt) == hashlib.sha256(reduced_ckpt.read_bytes()).hexdigest()

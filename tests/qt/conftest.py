@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -14,8 +12,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PySide6.QtWidgets")
 pytest.importorskip("pytestqt")
 
-from tooncrafter_studio.media import write_png  # noqa: E402
-from tooncrafter_studio.project.document import Cell, Drawing, Shot, Source, SourceKind  # noqa: E402
+from qt_helpers import make_shot  # noqa: E402
+
+import tooncrafter_studio.qt  # noqa: E402,F401  (applies the PySide6 refcount work-around first)
 
 
 @pytest.fixture(autouse=True)
@@ -31,33 +30,6 @@ def no_threads_left(qapp):
     extra = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()
              and not isinstance(t, threading._DummyThread)]  # noqa: SLF001
     assert extra == [], f"threads left running: {extra}"
-
-
-def draw_frame(index: int, width: int = 96, height: int = 64) -> np.ndarray:
-    """A white frame with a dark disc that moves right as `index` grows."""
-    image = np.full((height, width, 3), 255, np.uint8)
-    yy, xx = np.mgrid[0:height, 0:width]
-    cx, cy = 12 + index * 6, height // 2
-    image[(xx - cx) ** 2 + (yy - cy) ** 2 <= 64] = (30, 30, 40)
-    return image
-
-
-def make_shot(folder: Path, drawings: int = 9, lengths: list[int] | None = None, keys=(0, 4, 8)) -> Shot:
-    """A shot of `drawings` PNG drawings in folder/src, exposures `lengths`, keys at drawing indices."""
-    src = folder / "src"
-    src.mkdir(parents=True, exist_ok=True)
-    files = []
-    for i in range(drawings):
-        name = f"frame.{i + 1:04d}.png"
-        write_png(src / name, draw_frame(i))
-        files.append(name)
-    source = Source("s1", SourceKind.SEQUENCE, "src", files, 96, 64, 24.0, drawings)
-    shot = Shot("test", 24.0, 96, 64, sources={"s1": source})
-    lengths = lengths or [1] * drawings
-    for i in range(drawings):
-        shot.drawings[f"d{i}"] = Drawing(f"d{i}", "s1", i, is_key=i in keys)
-        shot.cells.append(Cell(f"d{i}", lengths[i]))
-    return shot
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from PySide6.QtGui import QKeySequence
 
 from tooncrafter_studio.core.paths import resources_dir
 from tooncrafter_studio.qt.actions import COMMANDS, MENUS, ActionRegistry
-from tooncrafter_studio.qt.main_window import FIRST_RUN_HINT
+from tooncrafter_studio.qt.project_files import FIRST_RUN_HINT
 
 
 def test_first_start_opens_the_sample_shot_with_a_hint(qtbot, window):

@@ -7,9 +7,9 @@ import time
 
 import numpy as np
 import pytest
-from conftest import make_shot
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QColor, QImage
+from qt_helpers import make_shot
 
 from tooncrafter_studio.project.document import ReviewStatus, Take, TakeFrame
 from tooncrafter_studio.project.resolve import ImageRef, key_spans, resolve_timeline

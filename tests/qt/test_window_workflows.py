@@ -37,6 +37,12 @@ def statuses(window):
     return [f.status for f in window.session.frames()]
 
 
+def wait_for_probes(qtbot, window):
+    from tooncrafter_studio.engines.registry import engine_ids
+
+    qtbot.waitUntil(lambda: set(window.generation.probes) >= set(engine_ids()), timeout=120_000)
+
+
 def wait_for_take(qtbot, window, count=1, timeout=20_000):
     qtbot.waitUntil(lambda: len(window.session.shot.takes) >= count, timeout=timeout)
 
@@ -163,6 +169,7 @@ def test_closing_the_window_cancels_and_waits(qtbot, project_folder, test_engine
     window.ask_unsaved = lambda: "discard"
     window.show()
     window.open_project(project_folder)
+    wait_for_probes(qtbot, window)  # a probe importing torch cannot be interrupted; not what is timed here
     window.session.push(SetSegmentSettings(window.session.spans()[0].key, engine="slow-test"))
     window.generate_selection()
     task = window.worker.tasks[-1]
@@ -231,6 +238,13 @@ def test_regenerate_rejected_frames_keeps_the_others(qtbot, test_engines, window
     assert [tf.offset for tf in second.frames] == [2, 4, 6]
     assert second.frames[0].file == first.frames[0].file  # kept, not copied
     assert second.frames[1].file.startswith(f"takes/{second.id}/") and second.frames[1].status == "pending"
+    # A/B: pick the older take in the takes list and flip to it at the same frame
+    window.takes.list.setCurrentRow(0)
+    assert window.takes.compare_take == first.id
+    window.set_current_frame(3)
+    window.actions["ab_flip"].setChecked(True)
+    assert window.viewer.badge.startswith("B: take T1")
+    window.actions["ab_flip"].setChecked(False)
     press(qtbot, window, Qt.Key.Key_BracketLeft)  # previous take becomes active again (undoable)
     assert segment.active_take == first.id
     press(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
@@ -362,3 +376,72 @@ def test_export_runs_in_the_background_and_can_be_cancelled(qtbot, window, proje
     qtbot.waitUntil(lambda: "cancelled" in dialog.status.text(), timeout=5000)
     assert calls[0].include_pending and dialog.export_button.isEnabled()
     dialog.close()
+
+
+def test_dragging_a_cell_edge_changes_the_exposure_in_one_undo_step(qtbot, window, project_folder):
+    from PySide6.QtCore import QPoint
+
+    window.open_project(project_folder)
+    view = window.timeline
+    view.set_zoom(30)
+    view.horizontalScrollBar().setValue(0)
+    y = 60
+    edge = int(view.frame_x(5))  # the right edge of drawing 2 (frames 3-4)
+    assert view.run_edge_at(edge) is not None
+    qtbot.mousePress(view.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(edge, y))
+    for x in range(edge, edge + 3 * 30 + 1, 10):
+        qtbot.mouseMove(view.viewport(), QPoint(x, y))
+    qtbot.mouseRelease(view.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(edge + 90, y))
+    shot = window.session.shot
+    assert shot.cells[1].length == 5 and view.frame_count == 21  # held for 5 frames now
+    window.session.undo()
+    assert shot.cells[1].length == 2  # the whole drag was one step
+
+
+def test_save_as_moves_the_project_with_its_takes(qtbot, test_engines, window, project_folder, tmp_path):
+    window.open_project(project_folder)
+    window.session.push(SetSegmentSettings(window.session.spans()[0].key, engine="quick-test"))
+    window.generate_selection()
+    wait_for_take(qtbot, window)
+    assert window.isWindowModified()
+    target = tmp_path / "copy"
+    assert window.save_as(target)
+    assert str(target.resolve()) in window.windowTitle() and not window.isWindowModified()
+    reopened = Project.open(target)
+    take = next(iter(reopened.shot.takes.values()))
+    assert all((target / tf.file).is_file() for tf in take.frames)
+    assert window.settings.recent_projects[0] == str(target.resolve())
+
+
+def test_new_project_from_a_sequence_pattern(qtbot, window, project_folder, tmp_path):
+    task = window.create_project(str(project_folder / "src" / "frame.####.png"), tmp_path / "from_pattern")
+    qtbot.waitUntil(lambda: window.session.project is not None, timeout=10_000)
+    assert task.kind == "import" and window.timeline.frame_count == 9
+
+
+def test_closing_the_window_during_an_export_stops_it(qtbot, project_folder, tmp_path, monkeypatch):
+    from tooncrafter_studio.core.progress import StageReporter
+    from tooncrafter_studio.core.settings import Settings
+    from tooncrafter_studio.qt import export_dialog
+    from tooncrafter_studio.qt.main_window import MainWindow
+
+    def slow_export(folder, shot, options, progress, cancel):
+        reporter = StageReporter(progress, cancel, "write", 10_000)
+        reporter.start()
+        for _ in range(10_000):
+            time.sleep(0.01)
+            reporter.step()
+
+    monkeypatch.setattr(export_dialog, "export_sequence", slow_export)
+    window = MainWindow(Settings(autosave_interval_s=0), persist_settings=False)
+    window.show()
+    window.open_project(project_folder)
+    wait_for_probes(qtbot, window)
+    dialog = window.export_dialog()
+    dialog.out_dir.setText(str(tmp_path / "out"))
+    task = dialog.start()
+    qtbot.waitUntil(lambda: task.state == "running", timeout=5000)
+    started = time.perf_counter()
+    assert window.close()
+    assert time.perf_counter() - started < 3 and task.cancel.cancelled
+    assert running_threads() == []

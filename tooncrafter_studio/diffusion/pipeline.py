@@ -228,6 +228,8 @@ class ToonCrafterPipeline:
         (posterior noise, x_T, one per step) to replay; otherwise a CPU generator seeded with
         `seed` (None: a random seed, reported in the output)."""
         self.check_frames(start, end)
+        if isinstance(frame_stride, bool) or not isinstance(frame_stride, (int, np.integer)) or frame_stride < 1:
+            raise InputError(f"The frame stride must be a whole number of at least 1, not {frame_stride!r}.")
         cancel = cancel or CancelToken()
         tables = self.tables(steps, eta)  # validates steps and eta before any work
         if noise is None:

@@ -24,7 +24,7 @@ from torch import nn
 from .attention import attention, merge_heads, split_heads
 
 # Rows per feed-forward chunk: bounds the GEGLU hidden tensor (rows x 8C) to a few tens of MB.
-FF_CHUNK_ELEMENTS = 1 << 24
+FF_CHUNK_ELEMENTS = 1 << 23
 # Frames / pixel sequences per chunk: a chunk's activation (items x elements each) stays near
 # this many elements (16 MB in float32), e.g. 4 of 16 frames at the 512 model's full resolution.
 CHUNK_ELEMENTS = 1 << 22
@@ -267,7 +267,9 @@ class GEGLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, gate = self.proj(x).chunk(2, dim=-1)
-        return a * F.gelu(gate)
+        if torch.is_grad_enabled():
+            return a * F.gelu(gate)
+        return a.mul_(F.gelu(gate))  # in place into the projection's first half
 
 
 class FeedForward(nn.Module):

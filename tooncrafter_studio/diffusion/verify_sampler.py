@@ -116,6 +116,13 @@ def check_e2e_reduced(path: Path) -> list[Comparison]:
     draws = [torch.from_numpy(z[f"draw{i}"]) for i in range(len(z["draw_roles"]))]
     steps = len(draws) - 2
     results: list[Comparison] = []
+    try:  # the encoders' own per-array check of the conditioning (tokens, embeddings), when present
+        from .verify_encoders import check_e2e_conditioning
+    except ImportError:
+        check_e2e_conditioning = None
+    if check_e2e_conditioning is not None:
+        results += [Comparison(f"encoders/{r.name}", r.max_abs, r.relative, r.tolerance, r.note)
+                    for r in check_e2e_conditioning(path)]
     with torch.inference_mode():
         conditioning = pipe.prepare(start, end, str(z["prompt"]), 10, draws[0])
     results.append(compare("cond_context", conditioning.cond, z["cond_context"], tolerance=SINGLE_PASS))

@@ -15,6 +15,14 @@ import cv2
 import numpy as np
 
 
+def channel_max(image: np.ndarray) -> np.ndarray:
+    """Per-pixel maximum over the channels of an HxWxC image (much faster than .max(axis=2))."""
+    out = image[..., 0].copy()
+    for c in range(1, image.shape[2]):
+        cv2.max(out, image[..., c], dst=out)
+    return out
+
+
 @dataclass
 class Regions:
     labels: np.ndarray  # HxW int32, 0 = boundary (ink or colour edge)
@@ -28,7 +36,7 @@ class Regions:
 
 def find_regions(rgb8: np.ndarray, edge_threshold: int = 28) -> Regions:
     """Connected areas of near-constant colour, separated by ink and colour edges."""
-    gradient = cv2.morphologyEx(rgb8, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)).max(axis=2)
+    gradient = channel_max(cv2.morphologyEx(rgb8, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)))
     luma = rgb8 @ np.array([0.299, 0.587, 0.114], np.float32)
     interior = (gradient < edge_threshold) & (luma >= 90)
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(interior.astype(np.uint8), connectivity=4)
@@ -106,16 +114,16 @@ def _match_score(rgb_a: np.ndarray, rgb_b: np.ndarray, mask: np.ndarray, shift: 
     m = np.float32([[1, 0, shift[0]], [0, 1, shift[1]]])
     moved = cv2.warpAffine(rgb_b, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                            borderMode=cv2.BORDER_REPLICATE)
-    close = cv2.absdiff(moved, rgb_a).max(axis=2) < 16
+    close = channel_max(cv2.absdiff(moved, rgb_a)) < 16
     return float(close[mask].mean()) if mask.any() else 0.0
 
 
 def _shifted(image: np.ndarray, dx: int, dy: int) -> np.ndarray:
     """image sampled at (x + dx, y + dy), edges repeated."""
     h, w = image.shape[:2]
-    xs = np.clip(np.arange(w) + dx, 0, w - 1)
-    ys = np.clip(np.arange(h) + dy, 0, h - 1)
-    return image[ys][:, xs]
+    m = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 def _test_unmatched(regions: Regions, known: np.ndarray, shift: np.ndarray, src: np.ndarray, dst: np.ndarray,
@@ -140,7 +148,7 @@ def _test_unmatched(regions: Regions, known: np.ndarray, shift: np.ndarray, src:
     best = np.zeros(count)
     best_shift = np.zeros((count, 2), np.float32)
     for dx, dy in sorted(candidates):
-        close = (cv2.absdiff(_shifted(dst, dx, dy), src).max(axis=2) < 24).ravel()
+        close = (channel_max(cv2.absdiff(_shifted(dst, dx, dy), src)) < 24).ravel()
         fraction = np.bincount(lab, close, minlength=count) / np.maximum(regions.area, 1)
         better = fraction > best
         best[better] = fraction[better]
@@ -206,97 +214,3 @@ def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray, test_unmatched: bool = True
         fields.append(push_pull_fill(field, valid))
         masks.append(valid)
     return Seeds(fields[0], fields[1], masks[0], masks[1], ra.labels, rb.labels, moving // 2)
-
-
-def _fit_affine(labels: np.ndarray, weight: np.ndarray, flow: np.ndarray, count: int, ridge: float
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-label weighted least-squares affine motion flow = M @ (x - cx, y - cy, 1).
-
-    Returns (models count x 2 x 3, centres count x 2, support = summed weight per label).
-    """
-    h, w = labels.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    lab = labels.ravel()
-    wt = weight.ravel().astype(np.float64)
-
-    def total(values):
-        return np.bincount(lab, wt * values.ravel(), minlength=count)
-
-    s1 = total(np.ones_like(xs))
-    safe = np.maximum(s1, 1e-9)
-    cx, cy = total(xs) / safe, total(ys) / safe
-    dx = xs.ravel() - cx[lab]
-    dy = ys.ravel() - cy[lab]
-    sxx, sxy, syy = total(dx * dx), total(dx * dy), total(dy * dy)
-    normal = np.zeros((count, 3, 3))
-    normal[:, 0, 0] = sxx + ridge * s1 + 1e-6
-    normal[:, 0, 1] = normal[:, 1, 0] = sxy
-    normal[:, 1, 1] = syy + ridge * s1 + 1e-6
-    normal[:, 2, 2] = s1 + 1e-6
-    # dx, dy are centred, so the cross terms with the constant vanish.
-    models = np.zeros((count, 2, 3))
-    for c in range(2):
-        f = flow[..., c].ravel().astype(np.float64)
-        rhs = np.stack([total(f * dx), total(f * dy), total(f)], axis=1)
-        models[:, c, :] = np.linalg.solve(normal, rhs[..., None])[..., 0]
-    return models, np.stack([cx, cy], axis=1), s1
-
-
-def keep_seeds_inside(flow: np.ndarray, seed: np.ndarray, known: np.ndarray, labels: np.ndarray,
-                      ring_px: float) -> np.ndarray:
-    """Inside matched flat regions, away from their outline, the region match is the better flow.
-
-    A patch flow has nothing to lock onto in a flat area and drags neighbouring motion into it
-    (paper beside a moving character starts moving too); the outline ring keeps the patch flow,
-    which is accurate there and carries rotation and deformation.
-    """
-    dist = cv2.distanceTransform((labels > 0).astype(np.uint8), cv2.DIST_L2, 3)
-    inner = known & (dist > ring_px)
-    out = flow.copy()
-    out[inner] = seed[inner]
-    return out
-
-
-def region_motion(flow: np.ndarray, labels: np.ndarray, reliable: np.ndarray, ring_px: float = 3.0,
-                  ridge: float = 2.0, min_support: float = 8.0, big_fraction: float = 0.05) -> np.ndarray:
-    """Replace the flow inside flat-colour regions by each region's affine motion.
-
-    Inside a flat area a patch-based flow has nothing to match and drifts; near the region's
-    outline (within `ring_px` of it) the flow is reliable. Each region's motion is fitted (robustly,
-    one reweighting pass) to its reliable outline pixels and then fills the whole region. Ink and
-    edge pixels (label 0) keep their own flow.
-    """
-    count = int(labels.max()) + 1
-    inside = labels > 0
-    dist = cv2.distanceTransform(inside.astype(np.uint8), cv2.DIST_L2, 3)
-    ring = inside & (dist <= ring_px) & reliable
-    weight = ring.astype(np.float64)
-    h, w = labels.shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
-    models = centres = support = None
-    for _ in range(2):
-        models, centres, support = _fit_affine(labels, weight, flow, count, ridge)
-        lab = labels
-        dx, dy = xs - centres[lab, 0], ys - centres[lab, 1]
-        m = models[lab]
-        pred_x = m[..., 0, 0] * dx + m[..., 0, 1] * dy + m[..., 0, 2]
-        pred_y = m[..., 1, 0] * dx + m[..., 1, 1] * dy + m[..., 1, 2]
-        residual = np.hypot(flow[..., 0] - pred_x, flow[..., 1] - pred_y)
-        weight = ring / (1.0 + (residual / 2.0) ** 2)
-    area = np.bincount(labels.ravel(), minlength=count)
-    big = area > big_fraction * h * w
-    big[0] = False
-    use = inside & (support[labels] >= min_support) & ~big[labels]
-    out = flow.copy()
-    out[..., 0] = np.where(use, pred_x, flow[..., 0])
-    out[..., 1] = np.where(use, pred_y, flow[..., 1])
-    # Big areas (paper, sky, ground) hold other things moving over them, so an affine fit to their
-    # outline is pulled along; their inner parts take the robust (median) motion of the outline.
-    for label in np.flatnonzero(big):
-        mask = labels == label
-        samples = flow[mask & ring]
-        if len(samples) < min_support:
-            continue
-        far = mask & (dist > ring_px)
-        out[far] = np.median(samples, axis=0)
-    return out.astype(np.float32)

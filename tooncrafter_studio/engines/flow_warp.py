@@ -1,20 +1,21 @@
 """The optical-flow in-betweener's numerics: flow once per segment, then a cheap frame per time.
 
-Outline (all numpy / OpenCV, float32):
-1. Dense flow both ways (start->end, end->start) with OpenCV DIS on a luminance image that keeps
-   ink lines and flat-colour borders, at a working resolution bounded for speed; the coarse DIS
-   pyramid handles large motion.
-2. Forward-backward consistency per pixel of each key: a pixel whose flow comes back is visible in
-   the other key; one that does not is being covered (or uncovered).
-3. For each time t, the *flow* (not the colours) is splatted forward to t: every key pixel writes
-   "where I came from" to the four pixels around where it lands at t. Collisions are decided by
-   depth order: consistent pixels in front of occluded ones, then larger motion in front (a moving
-   character over a still background). Holes of one side are filled from the other side's flow,
-   then by push-pull from the surroundings.
-4. Both keys are backward-warped with those flows (bilinear, so lines stay sharp) and blended by
-   time and visibility. Where the two warped keys disagree strongly (a line in one, paper in the
-   other) the blend leans to the more trusted side instead of averaging: one clean line, not two
-   ghost lines.
+Outline (numpy / OpenCV):
+1. Seeds for large motion (flow_regions.py): flat-colour regions between ink lines are matched
+   across the keys (colour, area, shape, distance); each match gives a similarity transform
+   (shift, turn of the principal axis, scale) and a camera pan is taken from phase correlation
+   when the background agrees. Unmatched regions (half hidden, split) try the main motions.
+2. Dense flow both ways with OpenCV DIS, started from those seeds, on luminance at a working
+   resolution bounded for speed (the warp itself runs at full resolution).
+3. Per key pixel a confidence: its flow comes back (forward-backward consistency) and lands on
+   the same colour in the other key.
+4. For each time t the *flow* (not the colours) is splatted forward: every key pixel writes
+   "where I came from" to the four pixels around where it lands at t. Collisions follow depth
+   order: consistent pixels in front of occluded ones, then larger motion in front (a character
+   over a still background). Holes of one side take the other side's flow, then push-pull fill.
+5. Both keys are backward-warped (bilinear: lines stay sharp) and blended by time and
+   confidence; where the two warps disagree strongly the blend leans to the heavier side, so a
+   line comes out once instead of as two half-dark ghosts.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import cv2
 import numpy as np
 
 from ..core.errors import InputError
-from .flow_regions import keep_seeds_inside, region_motion, seed_flows
+from .flow_regions import seed_flows
 
 # Longest side of the image the flow is computed and splatted on; larger keys are scaled down for
 # the flow only (the warp itself runs at full resolution).
@@ -35,29 +36,19 @@ DEFAULT_FLOW_SIDE = 512
 @dataclass
 class FlowSettings:
     flow_side: int = DEFAULT_FLOW_SIDE
-    consistency_px: float = 1.5  # forward-backward error below this counts as visible
-    decisive: float = 0.3  # 0: plain weighted blend; 1: hard choice where the warps disagree
-    disagreement: float = 0.12  # colour difference (0..1) from which the blend becomes decisive
-    occluded_px: float = 1e9  # forward-backward error above this (+ rel * |flow|) is an occlusion
-    occluded_rel: float = 0.3
-    background_px: float = 2.0  # occluded pixels take the flow of surroundings slower by ~this
-    region_seeds: bool = True
+    region_seeds: bool = True  # start DIS from matched flat-colour regions (large motion)
+    test_unmatched: bool = True  # unmatched regions try the picture's main motions
+    consistency_px: float = 1.5  # forward-backward error scale for "visible in the other key"
     photo_sigma: float = 10.0  # colour mismatch (0..255) at which a flow's confidence drops to 1/e
     photo_window: int = 5
-    choose_by_confidence: bool = False  # where the warps disagree, the more trusted side wins
-    time_bias: float = 0.5
-    fuse: bool = False  # also run DIS unseeded and keep, per pixel, the better-matching flow
-    fuse_window: int = 7
-    seed_interiors: bool = False  # matched flat regions keep their matched motion inside
-    seed_ring_px: float = 3.0
-    region_fit: bool = False  # flat regions move by one affine motion fitted to their outline
-    reliable_px: float = 2.0
-    ring_px: float = 3.0
-    dis_finest_scale: int = 0  # 0: full working resolution; 1: half (faster, DIS upsamples)
+    hole_weight: float = 0.05  # weight of a sample that only fills a hole of its key's splat
+    decisive: float = 0.15  # 0: plain weighted blend; 1: hard choice where the warps disagree
+    disagreement: float = 0.12  # colour difference (0..1) from which the blend becomes decisive
+    dis_finest_scale: int = 0  # 0: full working resolution; 1: half (faster)
     dis_patch: int = 8
     dis_stride: int = 3
     dis_iterations: int = 25
-    dis_refine: int = 5  # seed the flow with matched flat-colour regions (large motion)
+    dis_refine: int = 5  # variational refinement iterations per scale
 
 
 # Presets selectable through request.params["quality"]: "best" (default) and "fast" (previews,
@@ -128,25 +119,6 @@ def dense_flows(a8: np.ndarray, b8: np.ndarray, init_ab: np.ndarray | None = Non
     return f_ab[:h, :w], f_ba[:h, :w]
 
 
-def fuse_flows(candidates: list[np.ndarray], a_rgb: np.ndarray, b_rgb: np.ndarray, window: int) -> np.ndarray:
-    """Per pixel, the candidate flow a->b whose warp of b matches a best over a small window."""
-    h, w = a_rgb.shape[:2]
-    xs, ys = _grid(h, w)
-    a16 = a_rgb.astype(np.int16)
-    errors = []
-    for flow in candidates:
-        warped = cv2.remap(b_rgb, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
-        diff = np.abs(warped.astype(np.int16) - a16).sum(axis=2).astype(np.float32)
-        errors.append(cv2.boxFilter(diff, -1, (window, window)))
-    choice = np.argmin(np.stack(errors), axis=0)
-    out = candidates[0].copy()
-    for k in range(1, len(candidates)):
-        pick = choice == k
-        out[pick] = candidates[k][pick]
-    return out
-
-
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
     return xs, ys
@@ -156,17 +128,14 @@ def consistency_error(f_ab: np.ndarray, f_ba: np.ndarray, xs: np.ndarray, ys: np
     """|f_ab(x) + f_ba(x + f_ab(x))| per pixel of a: small where the pixel is visible in b."""
     back = cv2.remap(f_ba, xs + f_ab[..., 0], ys + f_ab[..., 1], cv2.INTER_LINEAR,
                      borderMode=cv2.BORDER_CONSTANT, borderValue=(1e4, 1e4))
-    return np.linalg.norm(f_ab + back, axis=2)
+    return cv2.magnitude(*cv2.split(f_ab + back))
 
 
-def push_pull_fill(values: np.ndarray, valid: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
-    """Fill invalid pixels of HxWxC `values` from the valid ones around them (coarse to fine).
-
-    `weight` (optional, per pixel) lets some valid pixels count more than others when filling.
-    """
+def push_pull_fill(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Fill invalid pixels of HxWxC `values` from the valid ones around them (coarse to fine)."""
     if valid.all() or not valid.any():
         return values if valid.any() else np.zeros_like(values)
-    weight = valid.astype(np.float32) if weight is None else (valid * weight).astype(np.float32)
+    weight = valid.astype(np.float32)
     levels = [(values * weight[..., None], weight)]
     while True:
         v, w = levels[-1]
@@ -202,7 +171,7 @@ class _Splatter:
         # Depth priority: visible (consistent) pixels in front; among equals, larger motion in
         # front (characters move over still backgrounds). Quantised into the high bits of a key
         # whose low bits hold the source index, so np.maximum.at picks the front pixel.
-        magnitude = np.linalg.norm(flow, axis=2).ravel()
+        magnitude = cv2.magnitude(*cv2.split(flow)).ravel()
         priority = visible.ravel().astype(np.int64) * (1 << 12) + np.minimum(magnitude * 8, 4095).astype(np.int64)
         key = (priority << 32) | np.arange(h * w, dtype=np.int64)
         # Rank of every source pixel in depth order: np.maximum.at on the ranks picks the front one.
@@ -255,32 +224,12 @@ class SegmentInterpolator:
             small_a = small_a.astype(np.float32) * np.float32(1 / 255)
             small_b = small_b.astype(np.float32) * np.float32(1 / 255)
         a8, b8 = _luma8(small_a), _luma8(small_b)
-        seeds = seed_flows(_rgb8(small_a), _rgb8(small_b)) if self.settings.region_seeds else None
+        seeds = (seed_flows(_rgb8(small_a), _rgb8(small_b), self.settings.test_unmatched)
+                 if self.settings.region_seeds else None)
         f01, f10 = dense_flows(a8, b8, seeds and seeds.flow_ab, seeds and seeds.flow_ba, self.settings)
-        if seeds is not None and self.settings.fuse:
-            # Region seeds can be wrong (a mismatched region): where the unseeded flow or the seed
-            # itself explains the pixels better, take that instead.
-            g01, g10 = dense_flows(a8, b8, None, None, self.settings)
-            a_rgb, b_rgb = _rgb8(small_a), _rgb8(small_b)
-            f01 = fuse_flows([f01, g01, seeds.flow_ab], a_rgb, b_rgb, self.settings.fuse_window)
-            f10 = fuse_flows([f10, g10, seeds.flow_ba], b_rgb, a_rgb, self.settings.fuse_window)
-        if seeds is not None and self.settings.seed_interiors:
-            f01 = keep_seeds_inside(f01, seeds.flow_ab, seeds.known_a, seeds.labels_a, self.settings.seed_ring_px)
-            f10 = keep_seeds_inside(f10, seeds.flow_ba, seeds.known_b, seeds.labels_b, self.settings.seed_ring_px)
-        labels0, labels1 = (seeds.labels_a, seeds.labels_b) if seeds is not None else (None, None)
         xs, ys = _grid(fh, fw)
         err0 = consistency_error(f01, f10, xs, ys)
         err1 = consistency_error(f10, f01, xs, ys)
-        if self.settings.region_fit and labels0 is not None:
-            lim = self.settings.reliable_px
-            f01n = region_motion(f01, labels0, err0 < lim, self.settings.ring_px)
-            f10n = region_motion(f10, labels1, err1 < lim, self.settings.ring_px)
-            f01, f10 = f01n, f10n
-            err0 = consistency_error(f01, f10, xs, ys)
-            err1 = consistency_error(f10, f01, xs, ys)
-        f01 = self._fill_occluded(f01, err0 < self._occlusion_limit(f01))
-        f10 = self._fill_occluded(f10, err1 < self._occlusion_limit(f10))
-        self.f01, self.f10 = f01, f10
         conf0 = conf1 = None
         if self.settings.photo_sigma > 0:
             a_rgb, b_rgb = _rgb8(small_a), _rgb8(small_b)
@@ -297,23 +246,10 @@ class SegmentInterpolator:
         s = self.settings
         warped = cv2.remap(b_rgb, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
                            borderMode=cv2.BORDER_REPLICATE)
-        diff = cv2.absdiff(warped, a_rgb).astype(np.float32).mean(axis=2)
+        diff = cv2.transform(cv2.absdiff(warped, a_rgb).astype(np.float32), np.full((1, 3), 1 / 3, np.float32))
         photo = cv2.boxFilter(diff, -1, (s.photo_window, s.photo_window))
         consistent = np.exp(-((error / s.consistency_px) ** 2))
         return (consistent * np.exp(-photo / s.photo_sigma)).astype(np.float32)
-
-    def _occlusion_limit(self, flow: np.ndarray) -> np.ndarray:
-        s = self.settings
-        return s.occluded_px + s.occluded_rel * np.linalg.norm(flow, axis=2)
-
-    def _fill_occluded(self, flow: np.ndarray, visible: np.ndarray) -> np.ndarray:
-        """Pixels hidden in the other key have no trustworthy flow: give them the motion of the
-        slowest visible surroundings (what gets covered is usually the background)."""
-        if visible.all() or not visible.any():
-            return flow
-        slowness = np.exp(-np.linalg.norm(flow, axis=2) / self.settings.background_px)
-        filled = push_pull_fill(flow, visible, slowness)
-        return filled
 
     def _flows_at(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         b0, hit0, vis0 = self.splat0.splat(t)
@@ -327,7 +263,8 @@ class SegmentInterpolator:
         if not either.all():
             both = push_pull_fill(np.concatenate([b0, b1], axis=2), either)
             b0, b1 = both[..., :2], both[..., 2:]
-        return b0, b1, vis0 * hit0, vis1 * hit1
+        hole = self.settings.hole_weight
+        return b0, b1, hit0 * vis0 + hole, hit1 * vis1 + hole
 
     def _to_full(self, field: np.ndarray, multiply: bool) -> np.ndarray:
         if (self.fh, self.fw) == (self.h, self.w):
@@ -344,8 +281,8 @@ class SegmentInterpolator:
         b0 = self._to_full(b0, True)
         b1 = self._to_full(b1, True)
         vis = self._to_full(np.dstack([vis0, vis1]), False)
-        w0 = (1.0 - t) * (0.05 + vis[..., 0])
-        w1 = t * (0.05 + vis[..., 1])
+        w0 = (1.0 - t) * vis[..., 0]
+        w1 = t * vis[..., 1]
         warp0 = self._warp(self.start, b0)
         warp1 = self._warp(self.end, b1)
         share0 = w0 / (w0 + w1)
@@ -358,11 +295,7 @@ class SegmentInterpolator:
                     diff, np.full((1, diff.shape[2]), 1.0 / diff.shape[2], np.float32))
             gain = s.decisive / max(s.disagreement, 1e-3) / self.peak
             strength = np.clip(diff.astype(np.float32) * gain - s.decisive, 0.0, s.decisive)
-            if s.choose_by_confidence:
-                c0, c1 = vis[..., 0] * (1.0 - t) ** s.time_bias, vis[..., 1] * t ** s.time_bias
-                hard = (c0 >= c1).astype(np.float32)
-            else:
-                hard = (share0 > 0.5).astype(np.float32)
+            hard = (share0 > 0.5).astype(np.float32)
             share0 = share0 + (hard - share0) * strength
         return cv2.blendLinear(warp0, warp1, share0, 1.0 - share0)
 

@@ -32,6 +32,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     # File
     CommandSpec("new_project", "&New Project…", ("Ctrl+N",), "File", True,
                 tip="Make a project from an image sequence, a video or loose images"),
+    CommandSpec("new_from_pattern", "New Project from a Sequence &Pattern…", ("Ctrl+Shift+N",), "File",
+                tip="e.g. /shots/sc01/frame.####.png or frame_%04d.png"),
     CommandSpec("open_project", "&Open Project…", ("Ctrl+O",), "File", True),
     CommandSpec("save", "&Save", ("Ctrl+S",), "File", True),
     CommandSpec("save_as", "Save &As…", ("Ctrl+Shift+S",), "File"),

@@ -4,20 +4,16 @@ work itself lives in the Qt-free layers (project, pipeline, export)."""
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
-import shutil
 import sys
-from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer
-from PySide6.QtGui import QCloseEvent, QColor, QDragEnterEvent, QDropEvent, QGuiApplication
+from PySide6.QtGui import QCloseEvent, QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication,
     QDockWidget,
     QFileDialog,
-    QInputDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
@@ -26,54 +22,39 @@ from PySide6.QtWidgets import (
 )
 
 from ..core.errors import StudioError
-from ..core.paths import resources_dir, user_data_dir
 from ..core.settings import Settings, load_settings, save_settings
 from ..engines.registry import engine_ids
-from ..media import import_source
-from ..project.commands import DeleteFrames, InsertFrames, SetExposure, SetFrameStatus, SetKeys, SetTakeStatus
 from ..project.document import ReviewStatus
-from ..project.project import PROJECT_FILE, Project, find_recovery, new_project, recover
-from ..project.resolve import ImageRef, ResolvedFrame, SegmentSpan, cell_at
+from ..project.resolve import SegmentSpan
 from .actions import ActionRegistry
+from .editing import EditingMixin
 from .export_dialog import ExportDialog
 from .frames import FrameProvider
 from .generation import GenerationController
 from .inspector import SegmentInspector
 from .jobs_panel import JobsPanel
 from .log_panel import LogPanel, diagnostics
-from .review import TakesPanel, next_pending, take_frame_at
+from .project_files import APP_NAME, ProjectFilesMixin, freeze_long_lived_objects
+from .review import TakesPanel, next_pending
 from .session import Session
 from .settings_dialog import SettingsDialog
 from .thumbnails import DisplayImage, ImageLoader
-from .timeline import COLORS, TimelineView
-from .viewer import (
-    LIGHT_TABLE_A,
-    LIGHT_TABLE_B,
-    ONION_AFTER,
-    ONION_BEFORE,
-    Layer,
-    Playback,
-    ViewerWidget,
-    tinted,
-)
-from .worker import Task, Worker
+from .timeline import TimelineView
+from .viewer import Playback, ViewerWidget, tinted
+from .viewer_state import ViewerMixin
+from .worker import Worker
 
 log = logging.getLogger(__name__)
 
-APP_NAME = "ToonCrafter Studio"
-FIRST_RUN_HINT = ("Welcome! This is the sample shot. Keys are marked ◆ on the timeline: click between two keys, "
-                  "press G to generate in-betweens, then A / X to accept or reject. File ▸ New Project imports yours.")
 ONION_SIDE = 960  # onion skin and light table layers are drawn from images this size (fast to tint)
 UI_SWITCH_INTERVAL_S = 0.0005
-PREFETCH_PLAYING = 16
-PREFETCH_PAUSED = 3
 
 
 def _tint(image: DisplayImage, rgb: tuple[int, int, int]) -> DisplayImage:
     return tinted(image, QColor(*rgb))
 
 
-class MainWindow(QMainWindow):
+class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
     def __init__(self, settings: Settings | None = None, persist_settings: bool = True) -> None:
         super().__init__()
         self.setObjectName("main_window")
@@ -145,6 +126,8 @@ class MainWindow(QMainWindow):
         self.session.error.connect(self.show_message)
         self.timeline.current_frame_changed.connect(self.set_current_frame)
         self.timeline.selection_changed.connect(lambda *_: self._selection_changed())
+        self.timeline.exposure_dragged.connect(self._exposure_dragged)
+        self.timeline.exposure_drag_finished.connect(self._exposure_drag_finished)
         self.playback.frame.connect(self._playback_frame)
         self.playback.state_changed.connect(self._playback_state)
         self.frames.ready.connect(self._image_ready)
@@ -177,6 +160,7 @@ class MainWindow(QMainWindow):
         a = self.actions
         bindings = {
             "new_project": self.new_project_dialog, "open_project": self.open_project_dialog,
+            "new_from_pattern": self.new_from_pattern_dialog,
             "save": self.save, "save_as": self.save_as_dialog, "export": self.export_dialog,
             "settings": self.settings_dialog, "quit": self.close,
             "undo": self.session.undo, "redo": self.session.redo,
@@ -250,201 +234,6 @@ class MainWindow(QMainWindow):
         if QGuiApplication.platformName() != "offscreen":
             QMessageBox.warning(self, title, text)
 
-    # ------------------------------------------------------------------ projects
-    def open_project(self, folder: str | Path, offer_recovery: bool = True) -> bool:
-        """Open a project folder; offers the recovery copy when autosave left a newer one."""
-        if not self._confirm_discard():
-            return False
-        try:
-            recovery = find_recovery(folder) if offer_recovery else None
-            if recovery is not None and self.ask(
-                    "Recover unsaved work?",
-                    f"{APP_NAME} found changes to {Path(folder).name} that were not saved (autosaved "
-                    f"{recovery.saved_at}). Recover them? (No keeps the last saved version.)"):
-                project = recover(folder)
-                self.show_message("Recovered the autosaved changes; save to keep them.")
-            else:
-                project = Project.open(folder)
-        except StudioError as exc:
-            self.show_error("Cannot open the project", exc)
-            return False
-        self._set_project(project)
-        return True
-
-    def _set_project(self, project: Project | None) -> None:
-        for task in self.worker.active_tasks():
-            if task.kind == "generate":
-                self.worker.cancel(task)
-        self.playback.stop()
-        for loader in (self.thumbnails, self.frames, self.tints):
-            loader.invalidate()
-        self.session.set_project(project)
-        if project is not None:
-            self.settings.add_recent(str(project.folder))
-            self._save_settings()
-            self._update_recent_menu()
-
-    def create_project(self, source: str | Path | list, folder: str | Path, detect_holds: bool = False,
-                       fps: float | None = None) -> Task | None:
-        """Import a source on the worker thread, then make the project folder from it."""
-        if not self._confirm_discard():
-            return None
-        paths = [str(p) for p in source] if isinstance(source, list) else str(source)
-        self.show_message("Importing…")
-
-        def run(progress, cancel):
-            return import_source(paths, detect_holds=detect_holds, progress=progress, cancel=cancel,
-                                 default_fps=fps or 24.0)
-
-        return self.worker.submit("Import", run, "import", payload=Path(folder))
-
-    def _import_finished(self, task, result) -> None:
-        if task.kind != "import":
-            return
-        try:
-            project = new_project(task.payload, result.source, result.groups)
-        except StudioError as exc:
-            self.show_error("Cannot create the project", exc)
-            return
-        for warning in getattr(result, "warnings", []) or []:
-            log.warning("%s", warning)
-        self._set_project(project)
-        self.show_message(f"New project {project.folder.name}: {project.shot.frame_count} frames. "
-                          "Set keys with K, then select a key pair and press G.")
-
-    def _import_failed(self, task, message: str, _details: str) -> None:
-        if task.kind == "import":
-            self.show_error("Import failed", StudioError(message))
-
-    def new_project_dialog(self) -> None:
-        source = QFileDialog.getExistingDirectory(self, "Folder with the image sequence")
-        if not source:
-            source, _ = QFileDialog.getOpenFileName(
-                self, "A frame of the sequence, or a video", "",
-                "Images and videos (*.png *.jpg *.jpeg *.tif *.tiff *.webp *.bmp *.mp4 *.mov *.avi *.mkv *.webm)")
-        if not source:
-            return
-        default = str(Path(source).parent / f"{Path(source).stem}_project")
-        folder = QFileDialog.getSaveFileName(self, "New project folder", default)[0]
-        if folder:
-            self.create_project(source, folder, detect_holds=self.ask("Hold detection",
-                                "Detect held drawings (identical frames become one drawing on 2s, 3s…)?"))
-
-    def open_project_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Open project folder")
-        if folder:
-            self.open_project(folder)
-
-    def save(self) -> bool:
-        project = self.session.project
-        if project is None:
-            return False
-        try:
-            project.save()
-        except StudioError as exc:
-            self.show_error("Cannot save", exc)
-            return False
-        self.show_message(f"Saved {project.project_file}")
-        self._update_title()
-        return True
-
-    def save_as(self, folder: str | Path) -> bool:
-        project = self.session.project
-        if project is None:
-            return False
-        try:
-            project.save_as(folder)
-        except StudioError as exc:
-            self.show_error("Cannot save", exc)
-            return False
-        self.settings.add_recent(str(project.folder))
-        self._save_settings()
-        self._update_recent_menu()
-        self._update_title()
-        return True
-
-    def save_as_dialog(self) -> None:
-        folder = QFileDialog.getSaveFileName(self, "Save project as (a new folder)")[0]
-        if folder:
-            self.save_as(folder)
-
-    def autosave(self) -> bool:
-        project = self.session.project
-        if project is None:
-            return False
-        try:
-            return project.autosave()
-        except StudioError as exc:
-            self.show_message(f"Autosave failed: {exc}")
-            return False
-
-    def _confirm_discard(self) -> bool:
-        if not self.session.modified:
-            return True
-        answer = self.ask_unsaved()
-        if answer == "save":
-            return self.save()
-        if answer == "discard":
-            if self.session.project is not None:
-                self.session.project.discard_recovery()
-            return True
-        return False
-
-    def _update_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        for path in self.settings.recent_projects:
-            action = self.recent_menu.addAction(path)
-            action.triggered.connect(lambda _c=False, p=path: self.open_project(p))
-        self.recent_menu.setEnabled(bool(self.settings.recent_projects))
-
-    def _update_title(self) -> None:
-        project = self.session.project
-        if project is None:
-            self.setWindowTitle(APP_NAME)
-        else:
-            self.setWindowTitle(f"{project.shot.name} — {project.folder}[*] — {APP_NAME}")
-        self.setWindowModified(self.session.modified)
-        a = self.actions
-        a["undo"].setEnabled(project is not None and project.stack.can_undo)
-        a["redo"].setEnabled(project is not None and project.stack.can_redo)
-        a["undo"].setText(f"&Undo {project.stack.undo_label}" if project and project.stack.can_undo else "&Undo")
-        a["redo"].setText(f"&Redo {project.stack.redo_label}" if project and project.stack.can_redo else "&Redo")
-
-    def open_startup(self, project_arg: str | None = None) -> None:
-        """Open --project, else the last project, else the sample shot with the first-run hint."""
-        candidates = [project_arg] if project_arg else [self.settings.last_project]
-        for path in candidates:
-            if path and (Path(path) / PROJECT_FILE).exists() and self.open_project(path):
-                return
-        if project_arg:
-            self.show_message(f"{project_arg} is not a project folder; opened the sample shot instead.")
-        sample = sample_project_folder()
-        if sample is not None and self.open_project(sample):
-            self.first_run_hint = FIRST_RUN_HINT
-            self.viewer.set_hint(FIRST_RUN_HINT)
-            return
-        self.viewer.set_hint("No shot open. File ▸ New Project imports an image sequence or a video; "
-                             "you can also drop frames on this window.")
-
-    # drag and drop: frames or a video dropped on the window become a new project next to them
-    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
-        if event.mimeData().hasUrls():
-            event.acceptProposedAction()
-
-    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
-        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
-        if not paths:
-            return
-        if len(paths) == 1 and (Path(paths[0]) / PROJECT_FILE).exists():
-            self.open_project(paths[0])
-            return
-        first = Path(paths[0])
-        default = first.parent / f"{first.stem if len(paths) == 1 else first.parent.name}_project"
-        folder = QFileDialog.getSaveFileName(self, "New project folder", str(default))[0] \
-            if QGuiApplication.platformName() != "offscreen" else str(default)
-        if folder:
-            self.create_project(paths if len(paths) > 1 else paths[0], folder)
-
     # ------------------------------------------------------------------ document -> widgets
     def _project_opened(self) -> None:
         shot = self.session.shot
@@ -498,285 +287,6 @@ class MainWindow(QMainWindow):
             stop = next_pending(self.session.frames(), span.start_frame)
             if stop is not None and stop < span.start_frame + span.gap:
                 self.set_current_frame(stop)
-
-    # ------------------------------------------------------------------ current frame and viewer
-    def set_current_frame(self, frame: int, force: bool = False) -> None:
-        count = self.timeline.frame_count
-        if not count:
-            self.viewer.show_frame(None)
-            return
-        frame = min(max(1, int(frame)), count)
-        if frame == self.current_frame and not force:
-            self.show_current()
-            return
-        self.current_frame = frame
-        self.playback.current = frame
-        self.timeline.set_current_frame(frame, emit=False)
-        if self.timeline.selection[0] == self.timeline.selection[1] and not self.playback.playing:
-            self._selection_changed()
-        self.show_current()
-
-    def _playback_frame(self, frame: int) -> None:
-        self.current_frame = frame
-        self.timeline.set_current_frame(frame, emit=False)
-        self.show_current()
-
-    def step(self, delta: int) -> None:
-        self.playback.stop()
-        count = self.timeline.frame_count
-        if count:
-            self.set_current_frame((self.current_frame - 1 + delta) % count + 1)
-
-    def step_drawing(self, delta: int) -> None:
-        """Jump to the start of the next / previous drawing (skips holds)."""
-        frames = self.session.frames()
-        starts = [f.frame for f in frames if f.new_drawing]
-        if not starts:
-            return
-        if delta > 0:
-            after = [s for s in starts if s > self.current_frame]
-            self.set_current_frame(after[0] if after else starts[0])
-        else:
-            before = [s for s in starts if s < self.current_frame]
-            self.set_current_frame(before[-1] if before else starts[-1])
-
-    def toggle_play(self) -> None:
-        self.playback.fps = self.session.shot.fps if self.session.shot is not None else 24.0
-        self.playback.current = self.current_frame
-        self.playback.toggle()
-
-    def _loop_toggled(self) -> None:
-        self.playback.loop = self.actions["loop"].isChecked()
-
-    def _range_toggled(self) -> None:
-        self.playback.range = self.timeline.selection if self.actions["play_range"].isChecked() else None
-
-    def _playback_state(self, playing: bool) -> None:
-        self.status_label.setText("▶ playing" if playing else "")
-        if not playing:
-            self._selection_changed()
-
-    def _image_ready(self, key) -> None:
-        if key in self._wanted:  # prefetched frames and thumbnails elsewhere need no repaint
-            self.show_current(prefetch=False)
-
-    def _onion_layers(self, frames: list[ResolvedFrame], index: int) -> list[Layer]:
-        before = max(0, int(self.settings.onion_skin_before))
-        after = max(0, int(self.settings.onion_skin_after))
-        nearest = float(self.settings.onion_skin_opacity)
-        layers: list[Layer] = []
-        current_image = frames[index].image
-        for direction, count, color in ((-1, before, ONION_BEFORE), (1, after, ONION_AFTER)):
-            seen = [current_image]
-            i = index
-            opacity = nearest
-            while len([s for s in seen if s != current_image]) < count:
-                i += direction
-                if not 0 <= i < len(frames):
-                    break
-                image = frames[i].image
-                if image in seen:
-                    continue
-                seen.append(image)
-                key = (image, color.getRgb()[:3])
-                self._wanted.add(key)
-                tinted_image = self.tints.get(key)
-                if tinted_image is not None:
-                    layers.append(Layer(tinted_image, opacity))
-                opacity *= 0.6  # falloff: each drawing further away is fainter
-        return layers
-
-    def _key_ref(self, drawing_id: str) -> ImageRef:
-        drawing = self.session.shot.drawings[drawing_id]
-        return ImageRef("source", drawing.source_id, drawing.source_frame)
-
-    def _compare_ref(self, frame: ResolvedFrame) -> tuple[ImageRef, str] | None:
-        """The B side of A/B flip: the compared take's frame here, else the nearest key."""
-        shot = self.session.shot
-        span = self.session.span_at(frame.frame)
-        if span is None:
-            return None
-        compare = self.takes.compare_take
-        if compare and compare in shot.takes:
-            take = shot.takes[compare]
-            offset = frame.frame - span.start_frame
-            candidates = [(tf.offset, i) for i, tf in enumerate(take.frames) if tf.offset <= offset]
-            if candidates:
-                index = max(candidates)[1]
-                return ImageRef("take", compare, index), f"B: take {take.label or take.id} #{index + 1}"
-            return self._key_ref(span.start_key), "B: start key"
-        if frame.frame - span.start_frame <= span.gap / 2:
-            return self._key_ref(span.start_key), "B: start key"
-        return self._key_ref(span.end_key), "B: end key"
-
-    def show_current(self, prefetch: bool = True) -> None:
-        frames = self.session.frames()
-        if not frames:
-            self.viewer.show_frame(None)
-            return
-        index = min(self.current_frame, len(frames)) - 1
-        frame = frames[index]
-        ref, badge = frame.image, ""
-        if self.actions["ab_flip"].isChecked():
-            compare = self._compare_ref(frame)
-            if compare is not None:
-                ref, badge = compare
-        self._wanted = {ref}
-        if prefetch:  # the frame changed: loads queued for earlier positions are not wanted any more
-            self.frames.drop_pending()
-        image = self.frames.get(ref, priority=10)
-        if image is None:  # show the thumbnail (or keep the last picture) until the frame is decoded
-            thumb = self.thumbnails.get(ref, priority=10)
-            image = thumb if thumb is not None else self.viewer.image
-        layers: list[Layer] = []
-        if self.actions["onion_skin"].isChecked() and not badge:
-            layers += self._onion_layers(frames, index)
-        if self.actions["light_table"].isChecked():
-            span = self.session.span_at(frame.frame)
-            if span is not None:
-                for drawing_id, color in ((span.start_key, LIGHT_TABLE_A), (span.end_key, LIGHT_TABLE_B)):
-                    key = (self._key_ref(drawing_id), color.getRgb()[:3])
-                    self._wanted.add(key)
-                    key_image = self.tints.get(key)
-                    if key_image is not None:
-                        layers.append(Layer(key_image, 0.55))
-                badge = (badge + "  " if badge else "") + "LIGHT TABLE"
-        kind = {"key": "key", "drawing": "drawing", "inbetween": "in-between"}.get(frame.kind, frame.kind)
-        status = f" {frame.status.value}" if frame.status is not None and frame.take_id else ""
-        note = f" — {frame.note}" if frame.note else ""
-        caption = f"{frame.frame} / {len(frames)}   {frame.label}   {kind}{status}{note}"
-        border = COLORS[frame.status] if frame.status is not None and frame.take_id else None
-        self.viewer.show_frame(image, layers, caption, badge, border, moving=prefetch)
-        if prefetch:
-            self._prefetch(frames, index)
-
-    def _prefetch(self, frames: list[ResolvedFrame], index: int) -> None:
-        ahead = PREFETCH_PLAYING if self.playback.playing else PREFETCH_PAUSED
-        count = len(frames)
-        first, last = self.playback.bounds() if self.playback.playing else (1, count)
-        for step in range(1, ahead + 1):
-            i = index + step
-            if i > last - 1:
-                if not self.playback.playing or not self.playback.loop:
-                    break
-                i = first - 1 + (i - (last - 1) - 1) % (last - first + 1)
-            self.frames.get(frames[i].image, priority=5 - min(step, 5))
-        if not self.playback.playing:
-            for step in range(1, PREFETCH_PAUSED + 1):
-                if index - step >= 0:
-                    self.frames.get(frames[index - step].image, priority=0)
-
-    # ------------------------------------------------------------------ timeline edits
-    def _frames_in_selection(self) -> list[int]:
-        first, last = self.timeline.selection
-        if first == last:
-            return [self.current_frame]
-        return list(range(first, last + 1))
-
-    def set_keys(self, is_key: bool) -> None:
-        shot = self.session.shot
-        if shot is None:
-            return
-        frames = self._frames_in_selection()
-        if len(frames) > 1 and is_key:  # a range: mark every drawing in it
-            frames = [f for f in frames if f == frames[0] or cell_at(shot, f)[1] == f]
-        try:
-            command = SetKeys.at_frames(shot, frames, is_key)
-        except StudioError as exc:
-            self.show_message(str(exc))
-            return
-        self.session.push(command)
-
-    def set_exposure(self, length: int) -> None:
-        shot = self.session.shot
-        if shot is None:
-            return
-        try:
-            command = SetExposure.at_frames(shot, self._frames_in_selection(), length)
-        except StudioError as exc:
-            self.show_message(str(exc))
-            return
-        self.session.push(command)
-
-    def exposure_dialog(self) -> None:
-        length, ok = QInputDialog.getInt(self, "Exposure", "Hold each selected drawing for (frames):", 2, 1, 1000)
-        if ok:
-            self.set_exposure(length)
-
-    def insert_frame(self) -> None:
-        if self.session.shot is not None:
-            self.session.push(InsertFrames(self.current_frame, 1))
-
-    def delete_frames(self) -> None:
-        if self.session.shot is None:
-            return
-        first, last = self.timeline.selection
-        if first == last:
-            first = last = self.current_frame
-        if self.session.push(DeleteFrames(first, last - first + 1)) is not None:
-            self.timeline.set_selection(first, first)
-
-    def select_pair(self) -> None:
-        span = self.session.span_at(self.current_frame)
-        if span is None:
-            self.show_message("The current frame is not between two keys.")
-            return
-        self.timeline.select_span(span)
-
-    # ------------------------------------------------------------------ generation and review
-    def generate_selection(self) -> None:
-        spans = self.timeline.selected_spans() or ([s] if (s := self.session.span_at(self.current_frame)) else [])
-        self.generation.generate(spans)
-
-    def generate_all(self) -> None:
-        self.generation.generate(self.session.spans())
-
-    def regenerate(self) -> None:
-        span = self.current_span()
-        self.generation.generate([span] if span else [], new_seed=True)
-
-    def regenerate_rejected(self) -> None:
-        span = self.current_span()
-        if span is None:
-            self.show_message("Select a key pair first.")
-            return
-        self.generation.regenerate_rejected(span)
-
-    def _take_frame_here(self) -> tuple[str, int] | None:
-        shot = self.session.shot
-        if shot is None:
-            return None
-        return take_frame_at(shot, self.session.span_at(self.current_frame), self.current_frame)
-
-    def review_frame(self, status: ReviewStatus) -> None:
-        found = self._take_frame_here()
-        if found is None:
-            self.show_message("The current frame is not a generated in-between.")
-            return
-        take_id, index = found
-        if self.session.push(SetFrameStatus(take_id, [index], status)) is None:
-            return
-        if status != ReviewStatus.PENDING:
-            span = self.session.span_at(self.current_frame)
-            stop = next_pending(self.session.frames(), self.current_frame)
-            if stop is not None and span is not None and span.start_frame < stop < span.start_frame + span.gap:
-                self.set_current_frame(stop)
-
-    def review_take(self, status: ReviewStatus) -> None:
-        span = self.current_span()
-        shot = self.session.shot
-        segment = shot.segments.get(span.key) if shot is not None and span is not None else None
-        if segment is None or segment.active_take is None:
-            self.show_message("This key pair has no take to review.")
-            return
-        self.session.push(SetTakeStatus(segment.active_take, status))
-
-    def goto_pending(self, forward: bool) -> None:
-        stop = next_pending(self.session.frames(), self.current_frame, forward)
-        if stop is None:
-            self.show_message("No pending in-betweens: everything is reviewed.")
-            return
-        self.set_current_frame(stop)
 
     # ------------------------------------------------------------------ engines, settings, export
     def _probes_ready(self, probes, capabilities) -> None:
@@ -850,37 +360,3 @@ class MainWindow(QMainWindow):
             loader.shutdown()
         self.log_panel.detach()
         self._save_settings()
-
-
-def freeze_long_lived_objects() -> None:
-    """Move everything alive now (modules, the document) out of the garbage collector's sight.
-
-    With torch and Qt imported a full collection walks millions of objects and can freeze the
-    UI for a quarter of a second; what exists at start-up and after opening a shot lives on anyway.
-    """
-    gc.freeze()
-
-
-def sample_project_folder() -> Path | None:
-    """The sample shot, copied (or imported) into the user's data folder on first use so that it can
-    be edited without touching the installed files."""
-    target = user_data_dir() / "sample_shot"
-    if (target / PROJECT_FILE).exists():
-        return target
-    package_resources = Path(__file__).resolve().parents[1] / "resources"
-    for base in (resources_dir(), package_resources):
-        sample = base / "sample_shot"
-        if not sample.is_dir():
-            continue
-        try:
-            if (sample / PROJECT_FILE).exists():
-                shutil.copytree(sample, target, dirs_exist_ok=True)
-                return target
-            frames = next((f for f in (sample / "frames", sample) if f.is_dir() and any(f.glob("*.png"))), None)
-            if frames is not None:
-                imported = import_source(frames, detect_holds=True)
-                new_project(target, imported.source, imported.groups, name="sample_shot")
-                return target
-        except (OSError, StudioError) as exc:
-            log.warning("Could not set up the sample shot from %s: %s", sample, exc)
-    return None

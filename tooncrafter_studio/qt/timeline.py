@@ -87,6 +87,10 @@ class TimelineView(QAbstractScrollArea):
 
     current_frame_changed = Signal(int)
     selection_changed = Signal(int, int)  # first, last frame (inclusive)
+    # dragging the right edge of a drawing's cell: (frame where the cell starts, new length);
+    # `exposure_drag_finished` ends the gesture (one undo step for the whole drag)
+    exposure_dragged = Signal(int, int)
+    exposure_drag_finished = Signal()
 
     def __init__(self, loader: ImageLoader | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -99,6 +103,7 @@ class TimelineView(QAbstractScrollArea):
         self.selection: tuple[int, int] = (1, 1)
         self._anchor = 1
         self._scrubbing = False
+        self._exposure_drag: Run | None = None
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
@@ -254,6 +259,11 @@ class TimelineView(QAbstractScrollArea):
                 self.select_span(span)
                 self.set_current_frame(frame)
             return
+        edge = self.run_edge_at(pos.x())
+        if edge is not None:
+            self._exposure_drag = edge
+            self.setCursor(Qt.CursorShape.SizeHorCursor)
+            return
         if event.modifiers() & Qt.KeyboardModifier.ShiftModifier:
             self.set_selection(self._anchor, frame)
         else:
@@ -262,7 +272,25 @@ class TimelineView(QAbstractScrollArea):
         self._scrubbing = True
         self.set_current_frame(frame)
 
+    def run_edge_at(self, x: float, tolerance: float = 4.0) -> Run | None:
+        """The drawing cell whose right edge is under `x` (drag it to change the exposure)."""
+        if self.frame_w < 8:
+            return None
+        frame = self.frame_at(x)
+        for run in self._runs_between(frame - 1, frame + 1):
+            if run.frame.kind == "inbetween" or not run.frame.new_drawing or run.frame.take_id:
+                continue
+            edge = self.frame_x(run.last + 1)
+            if abs(x - edge) <= tolerance:
+                return run
+        return None
+
     def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._exposure_drag is not None:
+            run = self._exposure_drag
+            length = max(1, round((event.position().x() - self.frame_x(run.first)) / self.frame_w))
+            self.exposure_dragged.emit(run.first, length)
+            return
         if self._scrubbing:
             frame = self.frame_at(event.position().x())
             if event.position().y() >= RULER_H:
@@ -270,6 +298,10 @@ class TimelineView(QAbstractScrollArea):
             self.set_current_frame(frame)
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self._exposure_drag is not None:
+            self._exposure_drag = None
+            self.unsetCursor()
+            self.exposure_drag_finished.emit()
         self._scrubbing = False
         super().mouseReleaseEvent(event)
 

@@ -1,0 +1,268 @@
+"""Opening, creating, saving and recovering projects, start-up and drag-and-drop (MainWindow part)."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import shutil
+from pathlib import Path
+
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
+from PySide6.QtWidgets import QFileDialog, QInputDialog
+
+from ..core.errors import StudioError
+from ..core.paths import resources_dir, user_data_dir
+from ..media import import_source
+from ..project.project import PROJECT_FILE, Project, find_recovery, new_project, recover
+from .worker import Task
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "ToonCrafter Studio"
+FIRST_RUN_HINT = ("Welcome! This is the sample shot. Keys are marked ◆ on the timeline: click between two keys, "
+                  "press G to generate in-betweens, then A / X to accept or reject. File ▸ New Project imports yours.")
+
+
+def freeze_long_lived_objects() -> None:
+    """Move everything alive now (modules, the document) out of the garbage collector's sight.
+
+    With torch and Qt imported a full collection walks millions of objects and can freeze the
+    UI for a quarter of a second; what exists at start-up and after opening a shot lives on anyway.
+    """
+    gc.freeze()
+
+
+def sample_project_folder() -> Path | None:
+    """The sample shot, copied (or imported) into the user's data folder on first use so that it can
+    be edited without touching the installed files."""
+    target = user_data_dir() / "sample_shot"
+    if (target / PROJECT_FILE).exists():
+        return target
+    package_resources = Path(__file__).resolve().parents[1] / "resources"
+    for base in (resources_dir(), package_resources):
+        sample = base / "sample_shot"
+        if not sample.is_dir():
+            continue
+        try:
+            if (sample / PROJECT_FILE).exists():
+                shutil.copytree(sample, target, dirs_exist_ok=True)
+                return target
+            frames = next((f for f in (sample / "frames", sample) if f.is_dir() and any(f.glob("*.png"))), None)
+            if frames is not None:
+                imported = import_source(frames, detect_holds=True)
+                new_project(target, imported.source, imported.groups, name="sample_shot")
+                return target
+        except (OSError, StudioError) as exc:
+            log.warning("Could not set up the sample shot from %s: %s", sample, exc)
+    return None
+
+
+class ProjectFilesMixin:
+    """Part of MainWindow (a mixin): uses the window's session, widgets, loaders and actions."""
+
+    # ------------------------------------------------------------------ projects
+    def open_project(self, folder: str | Path, offer_recovery: bool = True) -> bool:
+        """Open a project folder; offers the recovery copy when autosave left a newer one."""
+        if not self._confirm_discard():
+            return False
+        try:
+            recovery = find_recovery(folder) if offer_recovery else None
+            if recovery is not None and self.ask(
+                    "Recover unsaved work?",
+                    f"{APP_NAME} found changes to {Path(folder).name} that were not saved (autosaved "
+                    f"{recovery.saved_at}). Recover them? (No keeps the last saved version.)"):
+                project = recover(folder)
+                self.show_message("Recovered the autosaved changes; save to keep them.")
+            else:
+                project = Project.open(folder)
+        except StudioError as exc:
+            self.show_error("Cannot open the project", exc)
+            return False
+        self._set_project(project)
+        return True
+
+    def _set_project(self, project: Project | None) -> None:
+        for task in self.worker.active_tasks():
+            if task.kind == "generate":
+                self.worker.cancel(task)
+        self.playback.stop()
+        for loader in (self.thumbnails, self.frames, self.tints):
+            loader.invalidate()
+        self.session.set_project(project)
+        if project is not None:
+            self.settings.add_recent(str(project.folder))
+            self._save_settings()
+            self._update_recent_menu()
+
+    def create_project(self, source: str | Path | list, folder: str | Path, detect_holds: bool = False,
+                       fps: float | None = None) -> Task | None:
+        """Import a source on the worker thread, then make the project folder from it."""
+        if not self._confirm_discard():
+            return None
+        paths = [str(p) for p in source] if isinstance(source, list) else str(source)
+        self.show_message("Importing…")
+
+        def run(progress, cancel):
+            return import_source(paths, detect_holds=detect_holds, progress=progress, cancel=cancel,
+                                 default_fps=fps or 24.0)
+
+        return self.worker.submit("Import", run, "import", payload=Path(folder))
+
+    def _import_finished(self, task, result) -> None:
+        if task.kind != "import":
+            return
+        try:
+            project = new_project(task.payload, result.source, result.groups)
+        except StudioError as exc:
+            self.show_error("Cannot create the project", exc)
+            return
+        for warning in getattr(result, "warnings", []) or []:
+            log.warning("%s", warning)
+        self._set_project(project)
+        self.show_message(f"New project {project.folder.name}: {project.shot.frame_count} frames. "
+                          "Set keys with K, then select a key pair and press G.")
+
+    def _import_failed(self, task, message: str, _details: str) -> None:
+        if task.kind == "import":
+            self.show_error("Import failed", StudioError(message))
+
+    def new_project_dialog(self) -> None:
+        source = QFileDialog.getExistingDirectory(self, "Folder with the image sequence")
+        if not source:
+            source, _ = QFileDialog.getOpenFileName(
+                self, "A frame of the sequence, or a video", "",
+                "Images and videos (*.png *.jpg *.jpeg *.tif *.tiff *.webp *.bmp *.mp4 *.mov *.avi *.mkv *.webm)")
+        if not source:
+            return
+        default = str(Path(source).parent / f"{Path(source).stem}_project")
+        folder = QFileDialog.getSaveFileName(self, "New project folder", default)[0]
+        if folder:
+            self.create_project(source, folder, detect_holds=self.ask("Hold detection",
+                                "Detect held drawings (identical frames become one drawing on 2s, 3s…)?"))
+
+    def new_from_pattern_dialog(self) -> None:
+        pattern, ok = QInputDialog.getText(
+            self, "New project from a sequence pattern",
+            "Pattern of the frames (name.####.png, name_%04d.png, or one numbered file):")
+        if not ok or not pattern.strip():
+            return
+        pattern = pattern.strip()
+        default = str(Path(pattern).parent / f"{Path(pattern).name.split('.')[0].split('%')[0].rstrip('_#')}_project")
+        folder = QFileDialog.getSaveFileName(self, "New project folder", default)[0]
+        if folder:
+            self.create_project(pattern, folder)
+
+    def open_project_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Open project folder")
+        if folder:
+            self.open_project(folder)
+
+    def save(self) -> bool:
+        project = self.session.project
+        if project is None:
+            return False
+        try:
+            project.save()
+        except StudioError as exc:
+            self.show_error("Cannot save", exc)
+            return False
+        self.show_message(f"Saved {project.project_file}")
+        self._update_title()
+        return True
+
+    def save_as(self, folder: str | Path) -> bool:
+        project = self.session.project
+        if project is None:
+            return False
+        try:
+            project.save_as(folder)
+        except StudioError as exc:
+            self.show_error("Cannot save", exc)
+            return False
+        self.settings.add_recent(str(project.folder))
+        self._save_settings()
+        self._update_recent_menu()
+        self._update_title()
+        return True
+
+    def save_as_dialog(self) -> None:
+        folder = QFileDialog.getSaveFileName(self, "Save project as (a new folder)")[0]
+        if folder:
+            self.save_as(folder)
+
+    def autosave(self) -> bool:
+        project = self.session.project
+        if project is None:
+            return False
+        try:
+            return project.autosave()
+        except StudioError as exc:
+            self.show_message(f"Autosave failed: {exc}")
+            return False
+
+    def _confirm_discard(self) -> bool:
+        if not self.session.modified:
+            return True
+        answer = self.ask_unsaved()
+        if answer == "save":
+            return self.save()
+        if answer == "discard":
+            if self.session.project is not None:
+                self.session.project.discard_recovery()
+            return True
+        return False
+
+    def _update_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.settings.recent_projects:
+            action = self.recent_menu.addAction(path)
+            action.triggered.connect(lambda _c=False, p=path: self.open_project(p))
+        self.recent_menu.setEnabled(bool(self.settings.recent_projects))
+
+    def _update_title(self) -> None:
+        project = self.session.project
+        if project is None:
+            self.setWindowTitle(APP_NAME)
+        else:
+            self.setWindowTitle(f"{project.shot.name} — {project.folder}[*] — {APP_NAME}")
+        self.setWindowModified(self.session.modified)
+        a = self.actions
+        a["undo"].setEnabled(project is not None and project.stack.can_undo)
+        a["redo"].setEnabled(project is not None and project.stack.can_redo)
+        a["undo"].setText(f"&Undo {project.stack.undo_label}" if project and project.stack.can_undo else "&Undo")
+        a["redo"].setText(f"&Redo {project.stack.redo_label}" if project and project.stack.can_redo else "&Redo")
+
+    def open_startup(self, project_arg: str | None = None) -> None:
+        """Open --project, else the last project, else the sample shot with the first-run hint."""
+        candidates = [project_arg] if project_arg else [self.settings.last_project]
+        for path in candidates:
+            if path and (Path(path) / PROJECT_FILE).exists() and self.open_project(path):
+                return
+        if project_arg:
+            self.show_message(f"{project_arg} is not a project folder; opened the sample shot instead.")
+        sample = sample_project_folder()
+        if sample is not None and self.open_project(sample):
+            self.first_run_hint = FIRST_RUN_HINT
+            self.viewer.set_hint(FIRST_RUN_HINT)
+            return
+        self.viewer.set_hint("No shot open. File ▸ New Project imports an image sequence or a video; "
+                             "you can also drop frames on this window.")
+
+    # drag and drop: frames or a video dropped on the window become a new project next to them
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if not paths:
+            return
+        if len(paths) == 1 and (Path(paths[0]) / PROJECT_FILE).exists():
+            self.open_project(paths[0])
+            return
+        first = Path(paths[0])
+        default = first.parent / f"{first.stem if len(paths) == 1 else first.parent.name}_project"
+        folder = QFileDialog.getSaveFileName(self, "New project folder", str(default))[0] \
+            if QGuiApplication.platformName() != "offscreen" else str(default)
+        if folder:
+            self.create_project(paths if len(paths) > 1 else paths[0], folder)

@@ -1,0 +1,191 @@
+"""What the viewer shows for the current frame: onion skin, light table, A/B flip, prefetch (MainWindow part)."""
+
+from __future__ import annotations
+
+import logging
+
+from ..project.resolve import ImageRef, ResolvedFrame
+from .timeline import COLORS
+from .viewer import (
+    LIGHT_TABLE_A,
+    LIGHT_TABLE_B,
+    ONION_AFTER,
+    ONION_BEFORE,
+    Layer,
+)
+
+log = logging.getLogger(__name__)
+
+PREFETCH_PLAYING = 16
+PREFETCH_PAUSED = 3
+
+
+class ViewerMixin:
+    """Part of MainWindow (a mixin): uses the window's session, widgets, loaders and actions."""
+
+    # ------------------------------------------------------------------ current frame and viewer
+    def set_current_frame(self, frame: int, force: bool = False) -> None:
+        count = self.timeline.frame_count
+        if not count:
+            self.viewer.show_frame(None)
+            return
+        frame = min(max(1, int(frame)), count)
+        if frame == self.current_frame and not force:
+            self.show_current()
+            return
+        self.current_frame = frame
+        self.playback.current = frame
+        self.timeline.set_current_frame(frame, emit=False)
+        if self.timeline.selection[0] == self.timeline.selection[1] and not self.playback.playing:
+            self._selection_changed()
+        self.show_current()
+
+    def _playback_frame(self, frame: int) -> None:
+        self.current_frame = frame
+        self.timeline.set_current_frame(frame, emit=False)
+        self.show_current()
+
+    def step(self, delta: int) -> None:
+        self.playback.stop()
+        count = self.timeline.frame_count
+        if count:
+            self.set_current_frame((self.current_frame - 1 + delta) % count + 1)
+
+    def step_drawing(self, delta: int) -> None:
+        """Jump to the start of the next / previous drawing (skips holds)."""
+        frames = self.session.frames()
+        starts = [f.frame for f in frames if f.new_drawing]
+        if not starts:
+            return
+        if delta > 0:
+            after = [s for s in starts if s > self.current_frame]
+            self.set_current_frame(after[0] if after else starts[0])
+        else:
+            before = [s for s in starts if s < self.current_frame]
+            self.set_current_frame(before[-1] if before else starts[-1])
+
+    def toggle_play(self) -> None:
+        self.playback.fps = self.session.shot.fps if self.session.shot is not None else 24.0
+        self.playback.current = self.current_frame
+        self.playback.toggle()
+
+    def _loop_toggled(self) -> None:
+        self.playback.loop = self.actions["loop"].isChecked()
+
+    def _range_toggled(self) -> None:
+        self.playback.range = self.timeline.selection if self.actions["play_range"].isChecked() else None
+
+    def _playback_state(self, playing: bool) -> None:
+        self.status_label.setText("▶ playing" if playing else "")
+        if not playing:
+            self._selection_changed()
+
+    def _image_ready(self, key) -> None:
+        if key in self._wanted:  # prefetched frames and thumbnails elsewhere need no repaint
+            self.show_current(prefetch=False)
+
+    def _onion_layers(self, frames: list[ResolvedFrame], index: int) -> list[Layer]:
+        before = max(0, int(self.settings.onion_skin_before))
+        after = max(0, int(self.settings.onion_skin_after))
+        nearest = float(self.settings.onion_skin_opacity)
+        layers: list[Layer] = []
+        current_image = frames[index].image
+        for direction, count, color in ((-1, before, ONION_BEFORE), (1, after, ONION_AFTER)):
+            seen = [current_image]
+            i = index
+            opacity = nearest
+            while len([s for s in seen if s != current_image]) < count:
+                i += direction
+                if not 0 <= i < len(frames):
+                    break
+                image = frames[i].image
+                if image in seen:
+                    continue
+                seen.append(image)
+                key = (image, color.getRgb()[:3])
+                self._wanted.add(key)
+                tinted_image = self.tints.get(key)
+                if tinted_image is not None:
+                    layers.append(Layer(tinted_image, opacity))
+                opacity *= 0.6  # falloff: each drawing further away is fainter
+        return layers
+
+    def _key_ref(self, drawing_id: str) -> ImageRef:
+        drawing = self.session.shot.drawings[drawing_id]
+        return ImageRef("source", drawing.source_id, drawing.source_frame)
+
+    def _compare_ref(self, frame: ResolvedFrame) -> tuple[ImageRef, str] | None:
+        """The B side of A/B flip: the compared take's frame here, else the nearest key."""
+        shot = self.session.shot
+        span = self.session.span_at(frame.frame)
+        if span is None:
+            return None
+        compare = self.takes.compare_take
+        if compare and compare in shot.takes:
+            take = shot.takes[compare]
+            offset = frame.frame - span.start_frame
+            candidates = [(tf.offset, i) for i, tf in enumerate(take.frames) if tf.offset <= offset]
+            if candidates:
+                index = max(candidates)[1]
+                return ImageRef("take", compare, index), f"B: take {take.label or take.id} #{index + 1}"
+            return self._key_ref(span.start_key), "B: start key"
+        if frame.frame - span.start_frame <= span.gap / 2:
+            return self._key_ref(span.start_key), "B: start key"
+        return self._key_ref(span.end_key), "B: end key"
+
+    def show_current(self, prefetch: bool = True) -> None:
+        frames = self.session.frames()
+        if not frames:
+            self.viewer.show_frame(None)
+            return
+        index = min(self.current_frame, len(frames)) - 1
+        frame = frames[index]
+        ref, badge = frame.image, ""
+        if self.actions["ab_flip"].isChecked():
+            compare = self._compare_ref(frame)
+            if compare is not None:
+                ref, badge = compare
+        self._wanted = {ref}
+        if prefetch:  # the frame changed: loads queued for earlier positions are not wanted any more
+            self.frames.drop_pending()
+        image = self.frames.get(ref, priority=10)
+        if image is None:  # show the thumbnail (or keep the last picture) until the frame is decoded
+            thumb = self.thumbnails.get(ref, priority=10)
+            image = thumb if thumb is not None else self.viewer.image
+        layers: list[Layer] = []
+        if self.actions["onion_skin"].isChecked() and not badge:
+            layers += self._onion_layers(frames, index)
+        if self.actions["light_table"].isChecked():
+            span = self.session.span_at(frame.frame)
+            if span is not None:
+                for drawing_id, color in ((span.start_key, LIGHT_TABLE_A), (span.end_key, LIGHT_TABLE_B)):
+                    key = (self._key_ref(drawing_id), color.getRgb()[:3])
+                    self._wanted.add(key)
+                    key_image = self.tints.get(key)
+                    if key_image is not None:
+                        layers.append(Layer(key_image, 0.55))
+                badge = (badge + "  " if badge else "") + "LIGHT TABLE"
+        kind = {"key": "key", "drawing": "drawing", "inbetween": "in-between"}.get(frame.kind, frame.kind)
+        status = f" {frame.status.value}" if frame.status is not None and frame.take_id else ""
+        note = f" — {frame.note}" if frame.note else ""
+        caption = f"{frame.frame} / {len(frames)}   {frame.label}   {kind}{status}{note}"
+        border = COLORS[frame.status] if frame.status is not None and frame.take_id else None
+        self.viewer.show_frame(image, layers, caption, badge, border, moving=prefetch)
+        if prefetch:
+            self._prefetch(frames, index)
+
+    def _prefetch(self, frames: list[ResolvedFrame], index: int) -> None:
+        ahead = PREFETCH_PLAYING if self.playback.playing else PREFETCH_PAUSED
+        count = len(frames)
+        first, last = self.playback.bounds() if self.playback.playing else (1, count)
+        for step in range(1, ahead + 1):
+            i = index + step
+            if i > last - 1:
+                if not self.playback.playing or not self.playback.loop:
+                    break
+                i = first - 1 + (i - (last - 1) - 1) % (last - first + 1)
+            self.frames.get(frames[i].image, priority=5 - min(step, 5))
+        if not self.playback.playing:
+            for step in range(1, PREFETCH_PAUSED + 1):
+                if index - step >= 0:
+                    self.frames.get(frames[index - step].image, priority=0)
