@@ -169,13 +169,12 @@ class _Splatter:
         self.ys = ys.ravel()
         visible = error < consistency_px
         # Depth priority: visible (consistent) pixels in front; among equals, larger motion in
-        # front (characters move over still backgrounds). Quantised into the high bits of a key
-        # whose low bits hold the source index, so np.maximum.at picks the front pixel.
+        # front (characters move over still backgrounds). A stable sort of the small integer
+        # priorities (a radix sort) gives the depth order; np.maximum.at on the ranks then picks
+        # the front pixel wherever several land on one place.
         magnitude = cv2.magnitude(*cv2.split(flow)).ravel()
-        priority = visible.ravel().astype(np.int64) * (1 << 12) + np.minimum(magnitude * 8, 4095).astype(np.int64)
-        key = (priority << 32) | np.arange(h * w, dtype=np.int64)
-        # Rank of every source pixel in depth order: np.maximum.at on the ranks picks the front one.
-        self.order = np.argsort(key).astype(np.int32)
+        priority = visible.ravel().astype(np.int16) * 4096 + np.minimum(magnitude * 8, 4095).astype(np.int16)
+        self.order = np.argsort(priority, kind="stable").astype(np.int32)
         self.rank = np.empty(h * w, np.int32)
         self.rank[self.order] = np.arange(h * w, dtype=np.int32)
         self.visible = (visible if confidence is None else confidence).ravel().astype(np.float32)
@@ -297,7 +296,10 @@ class SegmentInterpolator:
             strength = np.clip(diff.astype(np.float32) * gain - s.decisive, 0.0, s.decisive)
             hard = (share0 > 0.5).astype(np.float32)
             share0 = share0 + (hard - share0) * strength
-        return cv2.blendLinear(warp0, warp1, share0, 1.0 - share0)
+        if warp0.dtype == np.uint8:  # OpenCV's blend adds 1e-5 to its divisor: harmless in 8 bits
+            return cv2.blendLinear(warp0, warp1, share0, 1.0 - share0)
+        share0 = share0[..., None]
+        return warp0 * share0 + warp1 * (1.0 - share0)
 
     def _warp(self, image: np.ndarray, back: np.ndarray) -> np.ndarray:
         """Sample `image` at (pixel + back flow), bilinear."""
