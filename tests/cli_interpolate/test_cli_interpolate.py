@@ -162,7 +162,7 @@ def test_unavailable_engine_gives_its_reason(keys, tmp_path, capsys, fake_engine
     out = tmp_path / "o"
     _fails(["interpolate", *keys, "--count", "2", "--engine", "nope", "--out", str(out)], capsys,
            "no CUDA device was found")
-    assert not out.exists() or _pngs(out) == []
+    assert not out.exists()
 
 
 def test_unknown_engine(keys, tmp_path, capsys):
@@ -300,3 +300,18 @@ def test_failed_write_removes_what_was_written(keys, tmp_path, capsys, monkeypat
     out = tmp_path / "o"
     _fails(["interpolate", *keys, "--count", "3", "--out", str(out), "--quiet"], capsys, "disk is full")
     assert _pngs(out) == []
+
+
+def test_tooncrafter_unavailable_here_exits_2_with_reason(keys, tmp_path, capsys):
+    from tooncrafter_studio.engines.registry import create_engine
+
+    engine = create_engine("tooncrafter")
+    engine.configure({"model": str(tmp_path / "no-such-model.ckpt"), "device": "cpu"})
+    if engine.probe().available:
+        pytest.skip("a ToonCrafter model is available here")
+    out = tmp_path / "o"
+    err = _fails(["interpolate", *keys, "--count", "2", "--engine", "tooncrafter", "--out", str(out),
+                  "--model", str(tmp_path / "no-such-model.ckpt"), "--device", "cpu"], capsys,
+                 "The tooncrafter engine is not available")
+    assert len(err.strip()) > len("error: The tooncrafter engine is not available: ")  # a reason follows
+    assert not out.exists()

@@ -69,3 +69,46 @@ def test_convert_then_check(tmp_path, reduced_ckpt, capsys):
 def test_missing_file(tmp_path, capsys):
     assert run_cli(["models", "check", str(tmp_path / "none.ckpt")]) == 2
     assert "No model file" in capsys.readouterr().err
+
+
+def _sparse_512_safetensors(path, shapes):
+    """A full-size 512-model .safetensors file whose data is a hole (no disk space used)."""
+    import math
+    import struct
+
+    header, offset = {}, 0
+    for key, shape in shapes.items():
+        dtype, size = ("F32", 4) if "." not in key else ("F16", 2)
+        n = math.prod(shape) * size
+        header[key] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + n]}
+        offset += n
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(raw)) + raw)
+        handle.truncate(8 + len(raw) + offset)
+    if path.stat().st_blocks * 512 > 64 << 20:
+        path.unlink()
+        pytest.skip("this filesystem has no sparse files")
+    return offset
+
+
+def test_check_a_full_size_512_file_without_the_real_weights(tmp_path, capsys):
+    """Every key and shape of the real model at full size (5.25 GB of fp16, stored as a hole)."""
+    from tooncrafter_studio.diffusion.checkpoint import ExpectedKeys
+
+    expected = ExpectedKeys.for_config()
+    path = tmp_path / "tooncrafter_512.safetensors"
+    payload = _sparse_512_safetensors(path, expected.used)
+    assert run_cli(["models", "check", str(path), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ok"] and data["payload_bytes"] == payload
+    assert data["parameters"] == 2_625_430_449 - 66_681_366 - 9_000
+    assert data["components"]["UNet"]["parameters"] == 1_438_854_980
+    assert len(data["dropped_unused"]) == 34
+    # the same file without the text encoder (a "pruned" variant) is refused by name
+    pruned = tmp_path / "pruned.safetensors"
+    _sparse_512_safetensors(pruned, {k: s for k, s in expected.used.items() if not k.startswith("cond_stage_model.")})
+    assert run_cli(["models", "check", str(pruned)]) == 2
+    err = capsys.readouterr().err
+    assert "without the CLIP text encoder" in err and "cond_stage_model.model." in err

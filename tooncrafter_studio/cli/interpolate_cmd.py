@@ -201,9 +201,6 @@ def run_interpolate(args: argparse.Namespace) -> int:
     start = read_key(args.start)
     end = read_key(args.end)
     start, end = match_keys(start, end, args.resize, args.start, args.end)
-    out = Path(args.out)
-    check_output_folder(out)
-
     params = {k: getattr(args, k) for k in TOONCRAFTER_PARAMS if getattr(args, k, None) is not None}
     engine = create_engine(args.engine)
     configure = getattr(engine, "configure", None)
@@ -214,6 +211,9 @@ def run_interpolate(args: argparse.Namespace) -> int:
         raise EngineUnavailable(f"The {args.engine} engine is not available: {probe.reason}")
     if args.prompt and not engine.capabilities.supports_prompt and not quiet:
         print(f"note: the {args.engine} engine ignores --prompt.", file=sys.stderr)
+
+    out = Path(args.out)
+    check_output_folder(out)  # before the (possibly long) run, after the cheap checks
 
     request = InterpolationRequest(start=start, end=end, times=times, params=params, seed=args.seed,
                                    prompt=args.prompt)
