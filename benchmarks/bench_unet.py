@@ -27,8 +27,9 @@ def _child() -> None:
     import torch
 
     from tooncrafter_studio.diffusion.fill import fill_module
-    from tooncrafter_studio.diffusion.unet import UNet3D
+    from tooncrafter_studio.diffusion.unet import UNet3D, keep_cpu_heap_small
 
+    keep_cpu_heap_small()  # what build_model does for a CPU model (the fill's temporaries go back too)
     start = time.perf_counter()
     with torch.device("meta"):
         unet = UNet3D()

@@ -17,7 +17,7 @@ from .clip import ImageEmbedder, TextEncoder
 from .config import ToonCrafterConfig
 from .resampler import Resampler
 from .schedule import schedule_buffers
-from .unet import UNet3D
+from .unet import UNet3D, keep_cpu_heap_small
 
 # Component attribute -> checkpoint prefix.
 COMPONENT_PREFIXES: dict[str, str] = {
@@ -117,6 +117,8 @@ def build_model(
                        model.image_proj_model):
             module.to(dtype=dtype)
     device = torch.device(device)
+    if device.type == "cpu":
+        keep_cpu_heap_small()
     if device.type != "meta":
         model.to_empty(device=device)
         with torch.no_grad():

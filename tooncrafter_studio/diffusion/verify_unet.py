@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from .fill import fill_module
-from .unet import UNet3D, UNetConfig
+from .unet import UNet3D, UNetConfig, keep_cpu_heap_small
 from .verify import Comparison, compare, compare_probe, register
 
 PREFIX = "model.diffusion_model."
@@ -26,6 +26,7 @@ def probe_names(config: UNetConfig) -> list[str]:
 def build_filled_unet(config: UNetConfig) -> UNet3D:
     """The UNet with the fill rule's weights, built on meta and filled tensor by tensor (no
     throw-away random initialisation, so the full width needs only its 5.8 GB of weights)."""
+    keep_cpu_heap_small()
     with torch.device("meta"):
         unet = UNet3D(config)
     unet = unet.to_empty(device="cpu").eval()

@@ -41,6 +41,10 @@ class FlowSettings:
     consistency_px: float = 1.5  # forward-backward error scale for "visible in the other key"
     photo_sigma: float = 10.0  # colour mismatch (0..255) at which a flow's confidence drops to 1/e
     photo_window: int = 5
+    source_median: int = 0  # median filter (3 or 5) on the DIS flows; 0: off
+    time_power: float = 1.0  # blend weight of a key ~ (closeness in time) ** this
+    flow_median: int = 5  # median filter (3 or 5) on the splatted flows; 0: off
+    weight_blur: float = 0.0  # Gaussian sigma (px) on the blend weights; 0: off
     hole_weight: float = 0.05  # weight of a sample that only fills a hole of its key's splat
     decisive: float = 0.15  # 0: plain weighted blend; 1: hard choice where the warps disagree
     disagreement: float = 0.12  # colour difference (0..1) from which the blend becomes decisive
@@ -226,6 +230,9 @@ class SegmentInterpolator:
         seeds = (seed_flows(_rgb8(small_a), _rgb8(small_b), self.settings.test_unmatched)
                  if self.settings.region_seeds else None)
         f01, f10 = dense_flows(a8, b8, seeds and seeds.flow_ab, seeds and seeds.flow_ba, self.settings)
+        if self.settings.source_median:
+            f01 = cv2.medianBlur(np.ascontiguousarray(f01), self.settings.source_median)
+            f10 = cv2.medianBlur(np.ascontiguousarray(f10), self.settings.source_median)
         xs, ys = _grid(fh, fw)
         err0 = consistency_error(f01, f10, xs, ys)
         err1 = consistency_error(f10, f01, xs, ys)
@@ -262,8 +269,15 @@ class SegmentInterpolator:
         if not either.all():
             both = push_pull_fill(np.concatenate([b0, b1], axis=2), either)
             b0, b1 = both[..., :2], both[..., 2:]
-        hole = self.settings.hole_weight
-        return b0, b1, hit0 * vis0 + hole, hit1 * vis1 + hole
+        s = self.settings
+        if s.flow_median:  # splat collisions leave single-pixel outliers: speckles in the frame
+            b0 = cv2.medianBlur(np.ascontiguousarray(b0), s.flow_median)
+            b1 = cv2.medianBlur(np.ascontiguousarray(b1), s.flow_median)
+        w0, w1 = hit0 * vis0 + s.hole_weight, hit1 * vis1 + s.hole_weight
+        if s.weight_blur:
+            w0 = cv2.GaussianBlur(w0, (0, 0), s.weight_blur)
+            w1 = cv2.GaussianBlur(w1, (0, 0), s.weight_blur)
+        return b0, b1, w0, w1
 
     def _to_full(self, field: np.ndarray, multiply: bool) -> np.ndarray:
         if (self.fh, self.fw) == (self.h, self.w):
@@ -280,8 +294,8 @@ class SegmentInterpolator:
         b0 = self._to_full(b0, True)
         b1 = self._to_full(b1, True)
         vis = self._to_full(np.dstack([vis0, vis1]), False)
-        w0 = (1.0 - t) * vis[..., 0]
-        w1 = t * vis[..., 1]
+        w0 = (1.0 - t) ** s.time_power * vis[..., 0]
+        w1 = t ** s.time_power * vis[..., 1]
         warp0 = self._warp(self.start, b0)
         warp1 = self._warp(self.end, b1)
         share0 = w0 / (w0 + w1)
