@@ -2,8 +2,8 @@
 rounding) as `VideoDecoder.forward`.
 
 Where the plain decoder holds several full-resolution temporaries at once (norm, SiLU and conv
-outputs of a 16-frame 320x512 chunk are 0.7-1.3 GB each in fp16), this path keeps at most three
-full-size activations alive and computes everything else in pieces:
+outputs of a 16-frame 320x512 chunk are 0.7-1.3 GB each in fp16), this path keeps at most the input
+and the output of one block alive at full size and computes everything else in pieces:
 
 - per-frame work (the spatial ResnetBlocks, upsampling, the mid attention, the fusion attention's
   queries, norm_out, conv_out) runs a few frames at a time, because every one of those operations,
@@ -11,7 +11,8 @@ full-size activations alive and computes everything else in pieces:
 - the temporal res-blocks (`time_stack`), whose GroupNorms take statistics across all frames of the
   chunk, first gather those statistics in a pass over row bands (float64 accumulation), then apply
   norm, SiLU and the (k,1,1) temporal convolution band by band: that convolution has no spatial
-  extent, so a band of rows over all frames is an exact piece of the result.
+  extent, so a band of rows over all frames is an exact piece of the result. The inner activation
+  of a temporal block is recomputed band by band rather than stored (one extra cheap conv).
 
 Results differ from the plain path only by float summation order (~1e-7 relative in float32).
 """
@@ -52,22 +53,29 @@ def _per_frame(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, budg
     return out
 
 
-def _group_stats(x: torch.Tensor, groups: int, eps: float, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and 1/sqrt(var + eps) per (batch, group) of a (B, C, T, H, W) tensor, over (C/G, T, H, W),
-    accumulated over bands of `rows` rows in float64 (two passes: mean, then centred squares)."""
-    b, c, t, h, w = x.shape
-    count = (c // groups) * t * h * w
-    total = torch.zeros(b, groups, dtype=torch.float64, device=x.device)
-    for r in range(0, h, rows):
-        band = x[:, :, :, r : r + rows].double().reshape(b, groups, -1)
-        total += band.sum(-1)
-    mean = total / count
-    squares = torch.zeros_like(total)
-    for r in range(0, h, rows):
-        band = x[:, :, :, r : r + rows].double().reshape(b, groups, -1)
-        squares += ((band - mean[..., None]) ** 2).sum(-1)
-    inv_std = torch.rsqrt(squares / count + eps)
-    return mean.float(), inv_std.float()
+class _GroupMoments:
+    """Running per-(batch, group) sums of x and x² in float64, fed band by band."""
+
+    def __init__(self, batch: int, groups: int, device: torch.device) -> None:
+        self.groups = groups
+        self.sum = torch.zeros(batch, groups, dtype=torch.float64, device=device)
+        self.squares = torch.zeros_like(self.sum)
+        self.count = 0
+
+    def add(self, band: torch.Tensor) -> None:
+        values = band.double().reshape(band.shape[0], self.groups, -1)
+        self.sum += values.sum(-1)
+        self.squares += (values * values).sum(-1)
+        self.count += values.shape[-1]
+
+    def mean_inv_std(self, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = self.sum / self.count
+        var = (self.squares / self.count - mean * mean).clamp_min(0.0)
+        return mean.float(), torch.rsqrt(var + eps).float()
+
+
+def _bands(h: int, rows: int) -> list[slice]:
+    return [slice(r, min(r + rows, h)) for r in range(0, h, rows)]
 
 
 def _apply_group_norm(band: torch.Tensor, norm: torch.nn.GroupNorm, mean: torch.Tensor,
@@ -82,23 +90,32 @@ def _apply_group_norm(band: torch.Tensor, norm: torch.nn.GroupNorm, mean: torch.
 
 
 def _temporal_mix_inplace(block: VideoResBlock, spatial: torch.Tensor, rows: int) -> None:
-    """spatial (B, C, T, H, W) <- alpha·time_stack(spatial) + (1-alpha)·spatial, band by band."""
+    """spatial (B, C, T, H, W) <- alpha·time_stack(spatial) + (1-alpha)·spatial, band by band.
+
+    The inner activation (after the first temporal conv) is never stored whole: a first pass over
+    the bands gathers its statistics, the second recomputes each band (one extra (k,1,1) conv)."""
     stack: TemporalResBlock = block.time_stack
     norm1, conv1 = stack.in_layers[0], stack.in_layers[2]
     norm2, conv2 = stack.out_layers[0], stack.out_layers[3]
-    h = spatial.shape[3]
-    mean1, inv1 = _group_stats(spatial, norm1.num_groups, norm1.eps, rows)
-    inner = torch.empty_like(spatial)
-    for r in range(0, h, rows):
-        band = spatial[:, :, :, r : r + rows]
-        inner[:, :, :, r : r + rows] = conv1(F.silu(_apply_group_norm(band, norm1, mean1, inv1)))
-    mean2, inv2 = _group_stats(inner, norm2.num_groups, norm2.eps, rows)
+    b, h = spatial.shape[0], spatial.shape[3]
+    bands = _bands(h, rows)
+    moments = _GroupMoments(b, norm1.num_groups, spatial.device)
+    for band in bands:
+        moments.add(spatial[:, :, :, band])
+    mean1, inv1 = moments.mean_inv_std(norm1.eps)
+
+    def inner(band: slice) -> torch.Tensor:
+        return conv1(F.silu(_apply_group_norm(spatial[:, :, :, band], norm1, mean1, inv1)))
+
+    moments = _GroupMoments(b, norm2.num_groups, spatial.device)
+    for band in bands:
+        moments.add(inner(band))
+    mean2, inv2 = moments.mean_inv_std(norm2.eps)
     alpha = torch.sigmoid(block.mix_factor).to(spatial.dtype)
-    for r in range(0, h, rows):
-        band = spatial[:, :, :, r : r + rows]
-        stacked = band + conv2(F.silu(_apply_group_norm(inner[:, :, :, r : r + rows], norm2, mean2, inv2)))
-        spatial[:, :, :, r : r + rows] = alpha * stacked + (1.0 - alpha) * band
-    del inner
+    for band in bands:
+        x = spatial[:, :, :, band]
+        stacked = x + conv2(F.silu(_apply_group_norm(inner(band), norm2, mean2, inv2)))
+        spatial[:, :, :, band] = alpha * stacked + (1.0 - alpha) * x
 
 
 def _rows_for(x: torch.Tensor, frames: int, budget: int) -> int:
@@ -107,12 +124,13 @@ def _rows_for(x: torch.Tensor, frames: int, budget: int) -> int:
     return max(1, min(h, budget // max(1, frames * c * w)))
 
 
-def video_res_block(block: VideoResBlock, x: torch.Tensor, frames: int, budget: int) -> torch.Tensor:
-    spatial = _per_frame(lambda piece: ResnetBlock.forward(block, piece), x, budget)
+def video_res_block(block: VideoResBlock, slot: list[torch.Tensor], frames: int, budget: int) -> None:
+    """slot[0] <- the block's output; the input is released as soon as the spatial part is done."""
+    spatial = _per_frame(lambda piece: ResnetBlock.forward(block, piece), slot.pop(), budget)
+    slot.append(spatial)
     bt, c, h, w = spatial.shape
     video = spatial.view(bt // frames, frames, c, h, w).permute(0, 2, 1, 3, 4)  # a view, no copy
     _temporal_mix_inplace(block, video, _rows_for(spatial, frames, budget))
-    return spatial
 
 
 def decode_lean(decoder, z: torch.Tensor, references: list[torch.Tensor], frames: int,
@@ -123,24 +141,26 @@ def decode_lean(decoder, z: torch.Tensor, references: list[torch.Tensor], frames
     if z.shape[0] != frames:
         raise ValueError("decode_lean decodes one video chunk at a time")
     budget = piece_elements
-    h = _per_frame(decoder.conv_in, z, budget)
-    h = video_res_block(decoder.mid.block_1, h, frames, budget)
+    # `slot` holds the one live activation, so each step can drop its input before the next pass.
+    slot = [_per_frame(decoder.conv_in, z, budget)]
+    video_res_block(decoder.mid.block_1, slot, frames, budget)
     mid_attn: AttnBlock = decoder.mid.attn_1
-    h = _per_frame(mid_attn, h, budget)
-    h = video_res_block(decoder.mid.block_2, h, frames, budget)
+    slot.append(_per_frame(mid_attn, slot.pop(), budget))
+    video_res_block(decoder.mid.block_2, slot, frames, budget)
     levels = len(decoder.up)
     for level in reversed(range(levels)):
         stage = decoder.up[level]
         for block in stage.block:
-            h = video_res_block(block, h, frames, budget)
-        h = _refine(decoder.attn_refinement[level], h, references[level], budget)
+            video_res_block(block, slot, frames, budget)
+        _refine(decoder.attn_refinement[level], slot[0], references[level], budget)
         if hasattr(stage, "upsample"):
             upsample: Upsample = stage.upsample
-            h = _per_frame(upsample, h, budget // 4)  # its output is 4x its input
+            slot.append(_per_frame(upsample, slot.pop(), budget // 4))  # its output is 4x its input
+    h = slot.pop()
     norm_out = decoder.norm_out
     for piece in _frame_pieces(h.shape[0], _frames_per_piece(h, budget)):
         h[piece] = F.silu(norm_out(h[piece]))
-    h = _refine(decoder.attn_refinement[levels], h, references[levels], budget)
+    _refine(decoder.attn_refinement[levels], h, references[levels], budget)
     conv_out = decoder.conv_out
     y = _per_frame(lambda piece: F.conv2d(piece, conv_out.weight, conv_out.bias, padding=1), h, budget)
     del h
@@ -153,13 +173,13 @@ def _frames_per_piece(x: torch.Tensor, budget: int) -> int:
     return max(1, budget // max(1, x[0].numel()))
 
 
-def _refine(module, h: torch.Tensor, reference: torch.Tensor, budget: int) -> torch.Tensor:
+def _refine(module, h: torch.Tensor, reference: torch.Tensor, budget: int) -> None:
+    """In place: the reference injection of one level."""
     if isinstance(module, Combiner):
         h[0] += module.conv(reference[:, :, 0])[0]
         h[-1] += module.conv(reference[:, :, -1])[0]
-        return h
+        return
     assert isinstance(module, FusionAttention)
     # Every frame's queries attend to the same reference tokens: frame pieces are exact.
     for piece in _frame_pieces(h.shape[0], _frames_per_piece(h, budget)):
         h[piece] = module(h[piece], reference, piece.stop - piece.start)
-    return h

@@ -11,8 +11,9 @@ Outline (numpy / OpenCV):
    the same colour in the other key.
 4. For each time t the *flow* (not the colours) is splatted forward: every key pixel writes
    "where I came from" to the four pixels around where it lands at t. Collisions follow depth
-   order: consistent pixels in front of occluded ones, then larger motion in front (a character
-   over a still background). Holes of one side take the other side's flow, then push-pull fill.
+   order: trusted pixels in front of ones hidden in the other key, then larger motion in front
+   (a character over a still background). A median filter removes single-pixel collision
+   outliers. Holes of one side take the other side's flow, then push-pull fill.
 5. Both keys are backward-warped (bilinear: lines stay sharp) and blended by time and
    confidence; where the two warps disagree strongly the blend leans to the heavier side, so a
    line comes out once instead of as two half-dark ghosts.
@@ -38,11 +39,12 @@ class FlowSettings:
     flow_side: int = DEFAULT_FLOW_SIDE
     region_seeds: bool = True  # start DIS from matched flat-colour regions (large motion)
     test_unmatched: bool = True  # unmatched regions try the picture's main motions
-    consistency_px: float = 1.5  # forward-backward error scale for "visible in the other key"
+    consistency_px: float = 3.0  # forward-backward error scale for "visible in the other key"
     photo_sigma: float = 10.0  # colour mismatch (0..255) at which a flow's confidence drops to 1/e
     photo_window: int = 5
     source_median: int = 0  # median filter (3 or 5) on the DIS flows; 0: off
     time_power: float = 1.0  # blend weight of a key ~ (closeness in time) ** this
+    graded_depth: bool = True  # depth order by graded confidence (else visible yes/no)
     flow_median: int = 5  # median filter (3 or 5) on the splatted flows; 0: off
     weight_blur: float = 0.0  # Gaussian sigma (px) on the blend weights; 0: off
     hole_weight: float = 0.05  # weight of a sample that only fills a hole of its key's splat
@@ -164,7 +166,7 @@ class _Splatter:
     """Forward splatting of one key's flow to any time, with a precomputed depth order."""
 
     def __init__(self, flow: np.ndarray, error: np.ndarray, consistency_px: float,
-                 confidence: np.ndarray | None = None) -> None:
+                 confidence: np.ndarray | None = None, graded: bool = False) -> None:
         h, w = flow.shape[:2]
         self.h, self.w = h, w
         self.flow = flow.reshape(-1, 2)
@@ -177,7 +179,11 @@ class _Splatter:
         # priorities (a radix sort) gives the depth order; np.maximum.at on the ranks then picks
         # the front pixel wherever several land on one place.
         magnitude = cv2.magnitude(*cv2.split(flow)).ravel()
-        priority = visible.ravel().astype(np.int16) * 4096 + np.minimum(magnitude * 8, 4095).astype(np.int16)
+        if graded and confidence is not None:
+            level = np.round(confidence.ravel() * 15).astype(np.int16)
+            priority = level * 512 + np.minimum(magnitude * 4, 511).astype(np.int16)
+        else:
+            priority = visible.ravel().astype(np.int16) * 4096 + np.minimum(magnitude * 8, 4095).astype(np.int16)
         self.order = np.argsort(priority, kind="stable").astype(np.int32)
         self.rank = np.empty(h * w, np.int32)
         self.rank[self.order] = np.arange(h * w, dtype=np.int32)
@@ -241,8 +247,8 @@ class SegmentInterpolator:
             a_rgb, b_rgb = _rgb8(small_a), _rgb8(small_b)
             conf0 = self._confidence(a_rgb, b_rgb, f01, err0, xs, ys)
             conf1 = self._confidence(b_rgb, a_rgb, f10, err1, xs, ys)
-        self.splat0 = _Splatter(f01, err0, self.settings.consistency_px, conf0)
-        self.splat1 = _Splatter(f10, err1, self.settings.consistency_px, conf1)
+        self.splat0 = _Splatter(f01, err0, self.settings.consistency_px, conf0, self.settings.graded_depth)
+        self.splat1 = _Splatter(f10, err1, self.settings.consistency_px, conf1, self.settings.graded_depth)
         self.full_grid = np.dstack(_grid(h, w))
 
     def _confidence(self, a_rgb: np.ndarray, b_rgb: np.ndarray, flow: np.ndarray, error: np.ndarray,

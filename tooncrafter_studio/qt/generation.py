@@ -163,11 +163,11 @@ class GenerationController(QObject):
             self.message.emit("No frame of this take is rejected: press X on a frame to reject it.")
             return None
         try:
-            job = segment_job(project, span, times=[tf.time for tf in rejected], seed=draw_seed())
+            job = segment_job(project, span, times=[tf.time for tf in rejected],
+                              offsets=[tf.offset for tf in rejected], seed=draw_seed())
         except StudioError as exc:
             self.message.emit(str(exc))
             return None
-        job.offsets = [tf.offset for tf in rejected]
         keep = [replace(tf) for tf in take.frames if tf.status != ReviewStatus.REJECTED]
         return self._submit(job, keep_from=(take.id, keep))
 
