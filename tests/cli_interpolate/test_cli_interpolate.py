@@ -158,6 +158,29 @@ def test_seed_prompt_and_tooncrafter_options_reach_the_engine(keys, tmp_path, fa
     assert request.times == pytest.approx([1 / 3, 2 / 3])
 
 
+def test_fit_dtype_and_colour_match_reach_the_engine(keys, tmp_path, fake_engines):
+    out = tmp_path / "o"
+    assert run_cli(["interpolate", *keys, "--count", "1", "--engine", "recorder", "--out", str(out),
+                    "--fit", "crop", "--dtype", "bf16", "--no-colour-match", "--quiet"]) == 0
+    assert _Recorder.last.params == {"fit": "crop", "dtype": "bf16", "colour_match": False}
+
+
+def test_flow_quality_reaches_the_flow_engine_only(keys, tmp_path, monkeypatch):
+    from tooncrafter_studio.engines import flow
+
+    seen = []
+    real = flow.FlowEngine.interpolate
+
+    def spy(self, request, progress=None, cancel=None):
+        seen.append(dict(request.params))
+        return real(self, request, progress, cancel)
+
+    monkeypatch.setattr(flow.FlowEngine, "interpolate", spy)
+    assert run_cli(["interpolate", *keys, "--count", "1", "--out", str(tmp_path / "o"), "--quality", "fast",
+                    "--steps", "9", "--quiet"]) == 0
+    assert seen == [{"quality": "fast"}]
+
+
 def test_unavailable_engine_gives_its_reason(keys, tmp_path, capsys, fake_engines):
     out = tmp_path / "o"
     _fails(["interpolate", *keys, "--count", "2", "--engine", "nope", "--out", str(out)], capsys,
@@ -287,16 +310,16 @@ def test_failed_write_removes_what_was_written(keys, tmp_path, capsys, monkeypat
     from tooncrafter_studio.cli import interpolate_cmd
     from tooncrafter_studio.core.errors import ExportError
 
-    real = interpolate_cmd.atomic_write_bytes
+    real = interpolate_cmd.write_png
     calls = []
 
-    def full_disk_on_second(path, data, error=ExportError):
+    def full_disk_on_second(path, frame, error=ExportError):
         calls.append(path)
         if len(calls) == 2:
             raise error(f"The disk is full: could not write {path}.")
-        real(path, data, error=error)
+        real(path, frame, error=error)
 
-    monkeypatch.setattr(interpolate_cmd, "atomic_write_bytes", full_disk_on_second)
+    monkeypatch.setattr(interpolate_cmd, "write_png", full_disk_on_second)
     out = tmp_path / "o"
     _fails(["interpolate", *keys, "--count", "3", "--out", str(out), "--quiet"], capsys, "disk is full")
     assert _pngs(out) == []

@@ -19,71 +19,31 @@ import cv2
 import numpy as np
 
 from ..core.errors import EngineUnavailable, ExportError, InputError, MediaError, StudioError
-from ..core.fsio import atomic_write_bytes
 from ..core.progress import CancelToken
 from ..engines.base import InterpolationRequest
 from ..engines.registry import create_engine
+from ..media import read_image, write_png
 from ..project.spacing import MAX_INBETWEENS, SPACINGS, inbetween_times
 from .progress import TqdmProgress
 
 SEPARATORS = {".": ".", "_": "_", "-": "-", "none": ""}
 
 # Options handed to the ToonCrafter engine in request.params (name in params -> argparse dest).
-TOONCRAFTER_PARAMS = ("model", "steps", "cfg", "eta", "frame_stride", "memory", "device")
+TOONCRAFTER_PARAMS = ("model", "steps", "cfg", "eta", "frame_stride", "memory", "device", "dtype", "fit",
+                      "colour_match")
+FLOW_PARAMS = ("quality",)
 
 
-# --------------------------------------------------------------------------- image I/O (local)
+# --------------------------------------------------------------------------- argument checks
 
-def read_key(path: str) -> np.ndarray:
-    """An image file as HxWx3/4 RGB(A), uint8 or uint16; MediaError naming the file otherwise."""
+def _read_key(path: str) -> np.ndarray:
     file = Path(path)
     if not file.exists():
         raise MediaError(f"{path} does not exist.")
     if not file.is_file():
         raise MediaError(f"{path} is not a file.")
-    try:
-        data = np.fromfile(str(file), dtype=np.uint8)  # works with any path encoding
-    except OSError as exc:
-        raise MediaError(f"Could not read {path}: {exc.strerror or exc}.") from None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        image = _read_with_pillow(path)
-    else:
-        if image.ndim == 2:
-            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-        elif image.shape[2] == 3:
-            image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        elif image.shape[2] == 4:
-            image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA)
-        else:
-            raise MediaError(f"{path} has {image.shape[2]} channels; RGB or RGBA images are needed.")
-    if image.dtype not in (np.uint8, np.uint16):
-        raise MediaError(f"{path} has {image.dtype} samples; 8- or 16-bit images are needed.")
-    return np.ascontiguousarray(image)
+    return read_image(file)
 
-
-def _read_with_pillow(path: str) -> np.ndarray:
-    try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            im.load()
-            has_alpha = im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info
-            im = im.convert("RGBA" if has_alpha else "RGB")
-            return np.asarray(im).copy()
-    except Exception:
-        raise MediaError(f"{path} is not a readable image (damaged, or not an image file).") from None
-
-
-def encode_png(frame: np.ndarray, name: str) -> bytes:
-    code = cv2.COLOR_RGBA2BGRA if frame.shape[2] == 4 else cv2.COLOR_RGB2BGR
-    ok, buffer = cv2.imencode(".png", cv2.cvtColor(frame, code))
-    if not ok:
-        raise ExportError(f"Could not encode {name} as PNG.")
-    return buffer.tobytes()
-
-
-# --------------------------------------------------------------------------- argument checks
 
 def _parse_times(text: str) -> list[float]:
     values = []
@@ -172,6 +132,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--frame-stride", type=int, help="frame stride conditioning (default 10)")
     g.add_argument("--memory", choices=("auto", "high", "balanced", "low"), help="GPU memory mode (default auto)")
     g.add_argument("--device", choices=("cuda", "cpu"), help="device (default cuda)")
+    g.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), help="weight precision on CUDA (default fp16)")
+    g.add_argument("--fit", choices=("letterbox", "crop"), help="fit the keys into 512x320 (default letterbox)")
+    g.add_argument("--no-colour-match", dest="colour_match", action="store_false", default=None,
+                   help="keep the model's colours instead of matching them to the keys")
+    f = p.add_argument_group("flow engine")
+    f.add_argument("--quality", choices=("best", "fast"), help="flow quality (default best; fast is ~5x quicker)")
     p.set_defaults(handler=run_interpolate)
 
 
@@ -198,10 +164,11 @@ def run_interpolate(args: argparse.Namespace) -> int:
     quiet = bool(getattr(args, "quiet", False))
     _check_naming(args)
     times = resolve_times(args)
-    start = read_key(args.start)
-    end = read_key(args.end)
+    start = _read_key(args.start)
+    end = _read_key(args.end)
     start, end = match_keys(start, end, args.resize, args.start, args.end)
-    params = {k: getattr(args, k) for k in TOONCRAFTER_PARAMS if getattr(args, k, None) is not None}
+    names = FLOW_PARAMS if args.engine == "flow" else TOONCRAFTER_PARAMS
+    params = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
     engine = create_engine(args.engine)
     configure = getattr(engine, "configure", None)
     if callable(configure):  # engines whose availability depends on options (model path, device)
@@ -235,7 +202,7 @@ def run_interpolate(args: argparse.Namespace) -> int:
             if frame.shape[:2] != start.shape[:2]:  # engines must return the keys' size; be safe
                 frame = cv2.resize(frame, (start.shape[1], start.shape[0]), interpolation=cv2.INTER_AREA)
             path = out / name
-            atomic_write_bytes(path, encode_png(frame, name), error=ExportError)
+            write_png(path, frame, error=ExportError)
             written.append(path)
     except BaseException:
         for path in written:
