@@ -7,7 +7,8 @@ and the output of one block alive at full size and computes everything else in p
 
 - per-frame work (the spatial ResnetBlocks, upsampling, the mid attention, the fusion attention's
   queries, norm_out, conv_out) runs a few frames at a time, because every one of those operations,
-  including its GroupNorm, sees one frame only;
+  including its GroupNorm, sees one frame only; each upsampling is fused into the next block's
+  spatial pass, so its 4x larger output never exists whole;
 - the temporal res-blocks (`time_stack`), whose GroupNorms take statistics across all frames of the
   chunk, first gather those statistics in a pass over row bands (float64 accumulation), then apply
   norm, SiLU and the (k,1,1) temporal convolution band by band: that convolution has no spatial
@@ -124,9 +125,15 @@ def _rows_for(x: torch.Tensor, frames: int, budget: int) -> int:
     return max(1, min(h, budget // max(1, frames * c * w)))
 
 
-def video_res_block(block: VideoResBlock, slot: list[torch.Tensor], frames: int, budget: int) -> None:
-    """slot[0] <- the block's output; the input is released as soon as the spatial part is done."""
-    spatial = _per_frame(lambda piece: ResnetBlock.forward(block, piece), slot.pop(), budget)
+def video_res_block(block: VideoResBlock, slot: list[torch.Tensor], frames: int, budget: int,
+                    upsample: Upsample | None = None) -> None:
+    """slot[0] <- the block's output; the input is released as soon as the spatial part is done.
+    `upsample` (per frame) is fused in front of the spatial part, so its 4x larger output never
+    exists whole."""
+    if upsample is None:
+        spatial = _per_frame(lambda piece: ResnetBlock.forward(block, piece), slot.pop(), budget)
+    else:
+        spatial = _per_frame(lambda piece: ResnetBlock.forward(block, upsample(piece)), slot.pop(), budget // 4)
     slot.append(spatial)
     bt, c, h, w = spatial.shape
     video = spatial.view(bt // frames, frames, c, h, w).permute(0, 2, 1, 3, 4)  # a view, no copy
@@ -148,14 +155,17 @@ def decode_lean(decoder, z: torch.Tensor, references: list[torch.Tensor], frames
     slot.append(_per_frame(mid_attn, slot.pop(), budget))
     video_res_block(decoder.mid.block_2, slot, frames, budget)
     levels = len(decoder.up)
+    pending: Upsample | None = None  # an upsample fused into the next block
     for level in reversed(range(levels)):
         stage = decoder.up[level]
         for block in stage.block:
-            video_res_block(block, slot, frames, budget)
+            video_res_block(block, slot, frames, budget, pending)
+            pending = None
         _refine(decoder.attn_refinement[level], slot[0], references[level], budget)
         if hasattr(stage, "upsample"):
-            upsample: Upsample = stage.upsample
-            slot.append(_per_frame(upsample, slot.pop(), budget // 4))  # its output is 4x its input
+            pending = stage.upsample
+    if pending is not None:  # a config whose last level upsamples (not ToonCrafter's)
+        slot.append(_per_frame(pending, slot.pop(), budget // 4))
     h = slot.pop()
     norm_out = decoder.norm_out
     for piece in _frame_pieces(h.shape[0], _frames_per_piece(h, budget)):
