@@ -55,6 +55,7 @@ class FlowSettings:
     dis_stride: int = 3
     dis_iterations: int = 25
     dis_refine: int = 5  # variational refinement iterations per scale
+    seed_side: int = 0  # longest side the region seeds are matched on (0: the flow's resolution)
 
 
 # Presets selectable through request.params["quality"]: "best" (default) and "fast" (previews,
@@ -233,9 +234,10 @@ class SegmentInterpolator:
             small_a = small_a.astype(np.float32) * np.float32(1 / 255)
             small_b = small_b.astype(np.float32) * np.float32(1 / 255)
         a8, b8 = _luma8(small_a), _luma8(small_b)
-        seeds = (seed_flows(_rgb8(small_a), _rgb8(small_b), self.settings.test_unmatched)
-                 if self.settings.region_seeds else None)
-        f01, f10 = dense_flows(a8, b8, seeds and seeds.flow_ab, seeds and seeds.flow_ba, self.settings)
+        init_ab = init_ba = None
+        if self.settings.region_seeds:
+            init_ab, init_ba = self._seeds(small_a, small_b)
+        f01, f10 = dense_flows(a8, b8, init_ab, init_ba, self.settings)
         if self.settings.source_median:
             f01 = cv2.medianBlur(np.ascontiguousarray(f01), self.settings.source_median)
             f10 = cv2.medianBlur(np.ascontiguousarray(f10), self.settings.source_median)
@@ -250,6 +252,23 @@ class SegmentInterpolator:
         self.splat0 = _Splatter(f01, err0, self.settings.consistency_px, conf0, self.settings.graded_depth)
         self.splat1 = _Splatter(f10, err1, self.settings.consistency_px, conf1, self.settings.graded_depth)
         self.full_grid = np.dstack(_grid(h, w))
+
+    def _seeds(self, small_a: np.ndarray, small_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Initial flows from matched regions; matched at a lower resolution when `seed_side` asks
+        (regions are large: matching them on a quarter of the pixels finds the same motions)."""
+        s = self.settings
+        fh, fw = self.fh, self.fw
+        scale = min(1.0, s.seed_side / max(fh, fw)) if s.seed_side else 1.0
+        sh, sw = max(8, round(fh * scale)), max(8, round(fw * scale))
+        if (sh, sw) != (fh, fw):
+            small_a = cv2.resize(small_a, (sw, sh), interpolation=cv2.INTER_AREA)
+            small_b = cv2.resize(small_b, (sw, sh), interpolation=cv2.INTER_AREA)
+        seeds = seed_flows(_rgb8(small_a), _rgb8(small_b), s.test_unmatched)
+        if (sh, sw) == (fh, fw):
+            return seeds.flow_ab, seeds.flow_ba
+        gain = np.array([fw / sw, fh / sh], np.float32)
+        return tuple(cv2.resize(f, (fw, fh), interpolation=cv2.INTER_LINEAR) * gain
+                     for f in (seeds.flow_ab, seeds.flow_ba))  # type: ignore[return-value]
 
     def _confidence(self, a_rgb: np.ndarray, b_rgb: np.ndarray, flow: np.ndarray, error: np.ndarray,
                     xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
