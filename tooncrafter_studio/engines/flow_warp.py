@@ -55,6 +55,8 @@ class FlowSettings:
     dis_stride: int = 3
     dis_iterations: int = 25
     dis_refine: int = 5  # variational refinement iterations per scale
+    full_refine: int = 0  # with dis_finest_scale > 0: fixed-point iterations of a full-resolution
+    # variational refinement after DIS (much cheaper than DIS's patch search at full resolution)
     seed_side: int = 0  # longest side the region seeds are matched on (0: the flow's resolution)
 
 
@@ -120,9 +122,19 @@ def dense_flows(a8: np.ndarray, b8: np.ndarray, init_ab: np.ndarray | None = Non
         def pad(img):
             return None if img is None else cv2.copyMakeBorder(img, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
         a8, b8, init_ab, init_ba = pad(a8), pad(b8), pad(init_ab), pad(init_ba)
-    dis = _dis(settings or FlowSettings())
+    settings = settings or FlowSettings()
+    dis = _dis(settings)
     f_ab = dis.calc(a8, b8, None if init_ab is None else np.array(init_ab, np.float32))  # DIS writes into it
     f_ba = dis.calc(b8, a8, None if init_ba is None else np.array(init_ba, np.float32))
+    if settings.full_refine and settings.dis_finest_scale > 0:
+        refine = cv2.VariationalRefinement_create()
+        refine.setFixedPointIterations(settings.full_refine)
+        refine.setSorIterations(5)
+        refine.setAlpha(dis.getVariationalRefinementAlpha())
+        refine.setDelta(dis.getVariationalRefinementDelta())
+        refine.setGamma(dis.getVariationalRefinementGamma())
+        f_ab = refine.calc(a8, b8, f_ab)
+        f_ba = refine.calc(b8, a8, f_ba)
     return f_ab[:h, :w], f_ba[:h, :w]
 
 
@@ -148,18 +160,22 @@ def push_pull_fill(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
         v, w = levels[-1]
         if (w > 0).all() or min(w.shape) <= 2:
             break
-        levels.append((cv2.pyrDown(v).reshape(*cv2.pyrDown(w).shape, -1), cv2.pyrDown(w)))
+        w_down = cv2.pyrDown(w)
+        levels.append((cv2.pyrDown(v).reshape(*w_down.shape, -1), w_down))
     # Coarsest level: normalise what is there, zeros elsewhere.
     v, w = levels[-1]
     filled = np.where(w[..., None] > 1e-6, v / np.maximum(w, 1e-6)[..., None], 0.0).astype(np.float32)
-    for v, w in reversed(levels[:-1]):
+    for v, w in reversed(levels[1:-1]):
         up = cv2.resize(filled, (w.shape[1], w.shape[0]), interpolation=cv2.INTER_LINEAR)
         up = up.reshape(w.shape[0], w.shape[1], -1)
         own = v / np.maximum(w, 1e-6)[..., None]
         blend = np.clip(w, 0.0, 1.0)[..., None]
         filled = (own * blend + up * (1.0 - blend)).astype(np.float32)
-    out = values.copy()
-    out[~valid] = filled[~valid]
+    # Finest level: the weights are the 0/1 mask, so valid pixels keep their values and the
+    # others take the upsampled fill (no blend needed at full resolution).
+    up = cv2.resize(filled, (valid.shape[1], valid.shape[0]), interpolation=cv2.INTER_LINEAR)
+    out = values.astype(np.float32, copy=True)
+    np.copyto(out, up.reshape(out.shape), where=~valid[..., None])
     return out
 
 
@@ -185,29 +201,44 @@ class _Splatter:
             priority = level * 512 + np.minimum(magnitude * 4, 511).astype(np.int16)
         else:
             priority = visible.ravel().astype(np.int16) * 4096 + np.minimum(magnitude * 8, 4095).astype(np.int16)
-        self.order = np.argsort(priority, kind="stable").astype(np.int32)
+        order = np.argsort(priority, kind="stable").astype(np.int32)
         self.rank = np.empty(h * w, np.int32)
-        self.rank[self.order] = np.arange(h * w, dtype=np.int32)
-        self.visible = (visible if confidence is None else confidence).ravel().astype(np.float32)
+        self.rank[order] = np.arange(h * w, dtype=np.int32)
+        # Per rank (plus one empty row at the end for "nothing landed here", index -1) the flow
+        # and the visibility, so a splat is a single gather with no masking.
+        self.fx = np.ascontiguousarray(self.flow[:, 0])
+        self.fy = np.ascontiguousarray(self.flow[:, 1])
+        self.ranked_flow = np.zeros((h * w + 1, 2), np.float32)
+        self.ranked_flow[:-1] = self.flow[order]
+        visibility = (visible if confidence is None else confidence).ravel().astype(np.float32)
+        self.ranked_visible = np.zeros(h * w + 1, np.float32)
+        self.ranked_visible[:-1] = visibility[order]
 
     def splat(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(flow from the time-t frame back into this key, hit mask, visibility) at time t."""
         h, w = self.h, self.w
         pw = w + 3  # a border catches everything that lands outside
-        x0 = np.clip(np.floor(self.xs + t * self.flow[:, 0]), -1, w).astype(np.int32) + 1
-        y0 = np.clip(np.floor(self.ys + t * self.flow[:, 1]), -1, h).astype(np.int32) + 1
-        base = y0 * pw + x0
+        x = self.xs + np.float32(t) * self.fx
+        np.floor(x, out=x)
+        np.clip(x, -1, w, out=x)
+        y = self.ys + np.float32(t) * self.fy
+        np.floor(y, out=y)
+        np.clip(y, -1, h, out=y)
+        base = y.astype(np.int32)
+        base += 1
+        base *= pw
+        base += x.astype(np.int32)
+        base += 1
         best = np.full((h + 3) * pw, -1, np.int32)
         for offset in (0, 1, pw, pw + 1):
-            np.maximum.at(best, base + offset, self.rank)
+            np.maximum.at(best, base + offset if offset else base, self.rank)
         best = best.reshape(h + 3, pw)[1:h + 1, 1:w + 1].ravel()
         hit = best >= 0
-        source = self.order[best[hit]]
-        back = np.zeros((h * w, 2), np.float32)
-        # Locally constant motion: the target pixel p came from p - t * flow(source).
-        back[hit] = self.flow[source] * np.float32(-t)
-        vis = np.zeros(h * w, np.float32)
-        vis[hit] = self.visible[source]
+        # Locally constant motion: the target pixel p came from p - t * flow(source); -1 (no
+        # hit) reads the empty last row.
+        back = self.ranked_flow[best]
+        back *= np.float32(-t)
+        vis = self.ranked_visible[best]
         return back.reshape(h, w, 2), hit.reshape(h, w), vis.reshape(h, w)
 
 
@@ -286,10 +317,11 @@ class SegmentInterpolator:
         b0, hit0, vis0 = self.splat0.splat(t)
         b1, hit1, vis1 = self.splat1.splat(1.0 - t)
         # Holes of one side from the other side under linear motion: F_t0 = -t/(1-t) F_t1.
-        fill0 = hit1 & ~hit0
-        b0[fill0] = b1[fill0] * (-t / (1.0 - t))
-        fill1 = hit0 & ~hit1
-        b1[fill1] = b0[fill1] * (-(1.0 - t) / t)
+        fill0 = (hit1 & ~hit0)[..., None]
+        fill1 = (hit0 & ~hit1)[..., None]
+        from1 = b1 * np.float32(-t / (1.0 - t))
+        np.copyto(b1, b0 * np.float32(-(1.0 - t) / t), where=fill1)
+        np.copyto(b0, from1, where=fill0)
         either = hit0 | hit1
         if not either.all():
             both = push_pull_fill(np.concatenate([b0, b1], axis=2), either)
