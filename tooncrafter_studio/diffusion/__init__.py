@@ -16,6 +16,8 @@ _EXPORTS = {
     "ToonCrafterConfig": "config",
     "UNet3D": "unet",
     "UNetConfig": "unet",
+    "ToonCrafterPipeline": "pipeline",
+    "load_model": "checkpoint",
 }
 
 __all__ = sorted(_EXPORTS)
