@@ -42,6 +42,7 @@ import numpy as np
 
 from .. import __version__
 from ..core.errors import Cancelled, ExportError, StudioError
+from ..core.fsio import fsync_dir
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from ..media.imageio import encode_png, plain_png_layout, probe_image, read_image
 from ..media.importer import conform, frame_path, read_frame
@@ -404,7 +405,7 @@ def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Expo
         with contextlib.suppress(OSError):
             (out_dir / name).unlink()
             report.removed_stale.append(name)
-    _fsync_dir(out_dir)
+    fsync_dir(out_dir)
     report.seconds = clock() - started
     with contextlib.suppress(Cancelled):  # too late to cancel: the export is complete
         progress(ProgressEvent("finish", len(targets), len(targets), "done"))
@@ -463,19 +464,6 @@ def _listdir(folder: Path) -> list[str]:
         return os.listdir(folder)
     except OSError:
         return []
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _encode_all(plan: _Plan, loader: _PictureLoader, temp: Path, options: ExportOptions, workers: int,
