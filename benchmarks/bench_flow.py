@@ -112,6 +112,43 @@ def speed() -> None:
                 best_cpu = min(best_cpu, time.process_time() - cpu)
             print(f"  {quality:<4} {w}x{h}: {len(times) / best_wall:6.1f} in-betweens/s (goal >= {goal:g}); "
                   f"{best_wall * 1000:.0f} ms wall, {best_cpu * 1000:.0f} ms CPU per segment")
+            print("       " + _stage_split(sa, sb, quality, times))
+
+
+def _stage_split(a: np.ndarray, b: np.ndarray, quality: str, times: list[float]) -> str:
+    """Where a segment's time goes (best of 3): region seeds, the two DIS flows, the rest of the
+    per-segment set-up (confidence, depth order), and each in-between (splat, fill, warp, blend)."""
+    from tooncrafter_studio.engines import flow_warp
+
+    spent: dict[str, float] = {}
+
+    def timed(name, func):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - start
+        return wrapper
+
+    seeds, flows = flow_warp.SegmentInterpolator._seeds, flow_warp.dense_flows
+    best: dict[str, float] = {}
+    try:
+        flow_warp.SegmentInterpolator._seeds = timed("seeds", seeds)
+        flow_warp.dense_flows = timed("DIS", flows)
+        for _ in range(3):
+            spent.clear()
+            start = time.perf_counter()
+            segment = flow_warp.SegmentInterpolator(a, b, flow_warp.settings_for(quality))
+            spent["set-up"] = time.perf_counter() - start - spent.get("seeds", 0.0) - spent.get("DIS", 0.0)
+            start = time.perf_counter()
+            for t in times:
+                segment.frame(t)
+            spent["per in-between"] = (time.perf_counter() - start) / len(times)
+            best = {k: min(v, best.get(k, float("inf"))) for k, v in spent.items()}
+    finally:
+        flow_warp.SegmentInterpolator._seeds, flow_warp.dense_flows = seeds, flows
+    return ", ".join(f"{name} {seconds * 1000:.0f} ms" for name, seconds in best.items())
 
 
 def run() -> None:

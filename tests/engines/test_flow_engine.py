@@ -167,3 +167,52 @@ def test_unknown_quality_is_an_input_error():
     a = disc_frame((50.0, 48.0))
     with pytest.raises(InputError, match="quality"):
         FlowEngine().interpolate(InterpolationRequest(a, a, [0.5], params={"quality": "ultra"}))
+
+
+def test_push_pull_keeps_valid_values_and_fills_a_gradient_smoothly():
+    ys, xs = np.mgrid[0:48, 0:64].astype(np.float32)
+    values = np.dstack([xs * 0.5, ys * -0.25]).astype(np.float32)
+    valid = np.ones((48, 64), bool)
+    valid[20:26, 30:36] = False
+    broken = values.copy()
+    broken[~valid] = 1e3
+    filled = push_pull_fill(broken, valid)
+    assert filled.dtype == np.float32
+    np.testing.assert_array_equal(filled[valid], values[valid])
+    # A hole in a smooth field is filled with values from its surroundings, not the garbage.
+    assert np.abs(filled[~valid] - values[~valid]).max() < 3.0
+
+
+def test_splat_moves_pixels_by_t_times_their_flow_and_the_faster_one_wins():
+    from tooncrafter_studio.engines.flow_warp import _Splatter
+
+    h, w = 12, 16
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[4, 2] = (8.0, 0.0)  # one pixel moves 8 px right, over still pixels
+    error = np.zeros((h, w), np.float32)
+    back, hit, vis = _Splatter(flow, error, 3.0).splat(0.5)
+    # It lands at x = 6 and, being the faster one, is in front there (and on the pixel
+    # beside it, which the bilinear footprint also touches).
+    np.testing.assert_allclose(back[4, 6], (-4.0, 0.0))
+    assert hit[4, 6] and vis[4, 6] == 1.0
+    np.testing.assert_allclose(back[8, 8], (0.0, 0.0))
+    # A uniform shift by 3 px at t = 1: the first three columns are left empty and get no flow
+    # and no visibility; every other pixel comes from 3 px to its left.
+    flow[:] = (3.0, 0.0)
+    back, hit, vis = _Splatter(flow, error, 3.0).splat(1.0)
+    assert not hit[:, :3].any() and hit[:, 3:].all()
+    assert (back[:, :3] == 0).all() and (vis[:, :3] == 0).all()
+    np.testing.assert_array_equal(back[:, 3:, 0], -3.0)
+    np.testing.assert_array_equal(back[:, 3:, 1], 0.0)
+    assert (vis[:, 3:] == 1.0).all()
+
+
+@pytest.mark.parametrize("overrides", [{"test_unmatched": True}, {"seed_side": 64}])
+def test_optional_seed_settings_follow_the_motion(overrides):
+    from tooncrafter_studio.engines.flow_warp import FlowSettings
+
+    a = disc_frame((40.0, 48.0))
+    b = disc_frame((80.0, 48.0))
+    frame = FlowEngine(FlowSettings(**overrides)).interpolate(InterpolationRequest(a, b, [0.5])).frames[0]
+    x, _ = fill_centroid(frame)
+    assert abs(x - fill_centroid(disc_frame((60.0, 48.0)))[0]) <= 1.0
