@@ -38,8 +38,8 @@ DTYPES = ("fp16", "bf16", "fp32")
 # model code changes; a test checks they stay close to a fresh trace's figures.
 TRACED_PEAK_BYTES_FP16: dict[str, int] = {
     "high": int(10.61 * GiB),
-    "balanced": int(3.82 * GiB),
-    "low": int(3.78 * GiB),
+    "balanced": int(3.68 * GiB),
+    "low": int(2.31 * GiB),
 }
 # What the trace cannot see: the CUDA context, allocator rounding and fragmentation, cuDNN workspaces.
 OVERHEAD_FRACTION = 0.10

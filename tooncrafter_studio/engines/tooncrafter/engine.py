@@ -280,8 +280,9 @@ class ToonCrafterEngine(Engine):
         if self._injected is None:
             missing = _missing_packages()
             if missing:
-                return ProbeResult(False, f"The ToonCrafter engine needs {', '.join(missing)}, which "
-                                          "is not installed: install the 'tooncrafter' extra "
+                verb = "is" if len(missing) == 1 else "are"
+                return ProbeResult(False, f"The ToonCrafter engine needs {', '.join(missing)}, which {verb} "
+                                          "not installed: install the 'tooncrafter' extra "
                                           "(pip install 'tooncrafter-studio[tooncrafter]').")
         device_note = self._probe_device(s)
         if device_note is not None and not device_note[0]:
