@@ -57,8 +57,9 @@ def run_export(args: argparse.Namespace) -> int:
     print(f"Wrote {len(report.files)} {what} to {report.out_dir}: {report.first} .. {report.last}"
           + (f" and {', '.join(report.sheets)}" if report.sheets else "") + f" in {report.seconds:.1f} s.")
     if report.held_in_place:
-        print(f"{len(report.held_in_place)} frame(s) hold the previous drawing in place of an in-between "
-              "that is rejected or not included (see the timing sheet).")
+        # one entry per in-between left out (its first frame), however long its exposure
+        print(f"{len(report.held_in_place)} in-between(s) rejected or not included: the previous drawing "
+              "is held in their place (see the timing sheet).")
     if report.removed_stale:
         print(f"Removed {len(report.removed_stale)} file(s) of the earlier export that are no longer in the shot.")
     return 0

@@ -113,13 +113,15 @@ def plan_inbetweens(gap: int, settings: SegmentSettings, count: int | None = Non
         else:
             mode, n = "derived", derived_count(gap, settings.exposure)
             if n < 1:
-                raise InputError(f"The keys are {gap} frame{'s' if gap != 1 else ''} apart: no in-between fits "
-                                 f"on {settings.exposure}s. Set a count or a shorter exposure.")
+                advice = ("Set a count or a shorter exposure." if gap > 1
+                          else "Insert frames between the keys first.")  # a count cannot help
+                raise InputError(f"The keys are {_frames(gap)} apart: no in-between fits "
+                                 f"on {settings.exposure}s. {advice}")
         values = inbetween_times(n, spacing_name)
     n = len(values)
     if n > gap - 1:
-        raise InputError(f"{n} in-betweens do not fit between keys {gap} frames apart "
-                         f"(at most {max(0, gap - 1)}, one per frame).")
+        raise InputError(f"{n} in-between{'s do' if n != 1 else ' does'} not fit between keys "
+                         f"{_frames(gap)} apart (at most {max(0, gap - 1)}, one per frame).")
     exposure = max(1, int(settings.exposure))
     if offsets is not None:
         placed = [int(o) for o in offsets]
@@ -134,6 +136,10 @@ def plan_inbetweens(gap: int, settings: SegmentSettings, count: int | None = Non
     else:
         offsets = _spread(gap, n)
     return InbetweenPlan(values, offsets, mode)
+
+
+def _frames(n: int) -> str:
+    return f"{n} frame{'s' if n != 1 else ''}"
 
 
 def _key_ref(shot: Shot, drawing_id: str, frame: int) -> KeyRef:

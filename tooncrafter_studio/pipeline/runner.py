@@ -99,8 +99,8 @@ def check_engine(engine: Engine) -> None:
     """Raise EngineUnavailable with the engine's own reason when it cannot run here."""
     probe = engine.probe()
     if not probe.available:
-        raise EngineUnavailable(f"The {engine.label or engine.id} engine is not available: "
-                                f"{probe.reason or 'no reason given'}.")
+        reason = (probe.reason or "no reason given").rstrip().rstrip(".")  # reasons are sentences
+        raise EngineUnavailable(f"The {engine.label or engine.id} engine is not available: {reason}.")
 
 
 def _forwarding(progress: ProgressCallback) -> ProgressCallback:

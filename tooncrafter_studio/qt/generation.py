@@ -16,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from ..core.errors import StudioError
+from ..core.paths import find_model
 from ..core.progress import CancelToken, ProgressCallback
 from ..core.settings import Settings
 from ..engines.base import Engine, ProbeResult
@@ -47,8 +48,24 @@ def configure_engine(engine: Engine, settings: Settings) -> Engine:
     return engine
 
 
+def model_identity(settings: Settings) -> dict[str, Any] | None:
+    """Path, size and cheap fingerprint of the model file the settings lead to (None: no file found).
+    Reads a few MB at most, and imports torch (through the checkpoint module) when it is installed:
+    call it off the UI thread."""
+    path, _looked = find_model(settings.model_path)
+    if path is None:
+        return None
+    from ..engines.tooncrafter.engine import model_fingerprint  # the same identity a take records
+
+    try:
+        return model_fingerprint(path)
+    except OSError as exc:
+        return {"file": str(path), "error": f"cannot be read ({exc.strerror or exc})"}
+
+
 class _ProbeSignals(QObject):
     done = Signal(object, object)  # {id: ProbeResult}, {id: capabilities}
+    identity = Signal(object, object)  # model path setting, model_identity() result
 
 
 class _ProbeJob(QRunnable):
@@ -71,6 +88,14 @@ class _ProbeJob(QRunnable):
                 self.signals.done.emit(dict(probes), dict(capabilities))
             except RuntimeError:  # the window closed meanwhile
                 return
+        try:
+            identity = model_identity(self.settings)
+        except Exception as exc:  # diagnostics must not fail because of a strange file
+            identity = {"error": f"{type(exc).__name__}: {exc}"}
+        try:
+            self.signals.identity.emit(self.settings.model_path, identity)
+        except RuntimeError:  # the window closed meanwhile
+            return
 
 
 class GenerationController(QObject):
@@ -85,12 +110,15 @@ class GenerationController(QObject):
         self.settings = settings
         self.probes: dict[str, ProbeResult] = {}
         self.capabilities: dict[str, Any] = {}
+        self.model_identity: dict[str, Any] | None = None
+        self.model_identity_known = False  # False until the probe pool has looked at the model file
         self._engines: dict[str, Engine] = {}  # touched only on the worker thread
         self._probe_pool = QThreadPool(self)
         self._probe_pool.setMaxThreadCount(1)
         track_pool(self._probe_pool)
         self._probe_signals = _ProbeSignals()
         self._probe_signals.done.connect(self._probed)
+        self._probe_signals.identity.connect(self._identified)
         worker.task_finished.connect(self._finished)
         worker.task_failed.connect(self._failed)
         worker.task_cancelled.connect(self._cancelled)
@@ -104,9 +132,15 @@ class GenerationController(QObject):
         self.capabilities = capabilities
         self.probes_ready.emit(probes, capabilities)
 
+    def _identified(self, model_path: str | None, identity: dict[str, Any] | None) -> None:
+        if model_path == self.settings.model_path:  # an answer for an older setting is dropped
+            self.model_identity = identity
+            self.model_identity_known = True
+
     def settings_changed(self, settings: Settings) -> None:
         """New model path / device: engines are rebuilt at the next job, probes run again."""
         self.settings = settings
+        self.model_identity, self.model_identity_known = None, False
         if not self.worker.busy:
             self._engines = {}
         self.probe_engines()

@@ -37,7 +37,7 @@ def format_eta(seconds: float | None) -> str:
 
 
 class JobsPanel(QWidget):
-    preview_ready = Signal(object, object)  # task, DisplayImage
+    preview_ready = Signal(object, object, object)  # task, DisplayImage, ProgressEvent
 
     def __init__(self, worker: Worker, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -153,7 +153,7 @@ class JobsPanel(QWidget):
             except Exception:  # a preview in an unexpected shape is only skipped
                 return
             self._show_preview(image)
-            self.preview_ready.emit(task, image)
+            self.preview_ready.emit(task, image, event)
 
     def _show_preview(self, image: DisplayImage) -> None:
         from PySide6.QtGui import QPixmap

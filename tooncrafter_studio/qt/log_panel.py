@@ -7,6 +7,7 @@ import os
 import platform
 import sys
 from importlib import metadata
+from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
@@ -72,7 +73,23 @@ def _version(distribution: str) -> str:
         return "not installed"
 
 
-def diagnostics(probes: dict[str, ProbeResult], model_path: str | None, project: str | None) -> str:
+def describe_model(identity: dict[str, Any] | None, known: bool = True) -> str:
+    """One line naming the model file: path, size and fingerprint (what the probe pool found)."""
+    if not known:
+        return "Model file: (still being checked)"
+    if identity is None:
+        return "Model file: none found"
+    parts = [str(identity.get("file", "?"))]
+    if "size_bytes" in identity:
+        parts.append(f"{identity['size_bytes']:,} bytes")
+    for field in ("fingerprint", "architecture", "format", "error"):
+        if identity.get(field):
+            parts.append(f"{field} {identity[field]}")
+    return "Model file: " + ", ".join(parts)
+
+
+def diagnostics(probes: dict[str, ProbeResult], model_path: str | None, project: str | None,
+                model: str = "") -> str:
     """Versions, device and model identity, for a bug report. Torch is never imported for this: the
     engines' probe results say what the device and model are."""
     from PySide6 import __version__ as pyside_version
@@ -88,6 +105,7 @@ def diagnostics(probes: dict[str, ProbeResult], model_path: str | None, project:
         f"torchvision {_version('torchvision')}, open_clip {_version('open_clip_torch')}",
         f"CPU cores: {os.cpu_count()}",
         f"Model path setting: {model_path or '(search the usual places)'}",
+        *([model] if model else []),
         f"Project: {project or '(none)'}",
         "Engines:",
     ]

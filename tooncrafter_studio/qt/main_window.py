@@ -33,7 +33,8 @@ from .frames import FrameProvider
 from .generation import GenerationController
 from .inspector import SegmentInspector
 from .jobs_panel import JobsPanel
-from .log_panel import LogPanel, diagnostics
+from .layout_store import restore_layout, save_layout
+from .log_panel import LogPanel, describe_model, diagnostics
 from .project_files import APP_NAME, ProjectFilesMixin, freeze_long_lived_objects
 from .review import TakesPanel, next_pending
 from .session import Session
@@ -134,6 +135,11 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.tints.ready.connect(self._image_ready)
         self.thumbnails.ready.connect(self._image_ready)
         self.generation.message.connect(self.show_message)
+        self.job_preview = None  # the latest denoising preview of a running job (viewer_state.JobPreview)
+        self.jobs.preview_ready.connect(self._job_preview)
+        self.worker.task_finished.connect(self._job_ended)
+        self.worker.task_failed.connect(self._job_ended)
+        self.worker.task_cancelled.connect(self._job_ended)
         self.worker.task_finished.connect(self._import_finished)
         self.worker.task_failed.connect(self._import_failed)
         self.generation.probes_ready.connect(self._probes_ready)
@@ -146,6 +152,8 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.inspector.set_engines(engine_ids(), {})
         self._update_recent_menu()
         self._update_title()
+        if self.persist_settings:
+            restore_layout(self)
         self.generation.probe_engines()
 
     # ------------------------------------------------------------------ set-up helpers
@@ -237,6 +245,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
     # ------------------------------------------------------------------ document -> widgets
     def _project_opened(self) -> None:
         shot = self.session.shot
+        self.job_preview = None  # a job still running for the previous project shows nothing here
         self.viewer.set_hint("")
         self.first_run_hint = ""
         self.current_frame = 1
@@ -330,8 +339,9 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
 
     def copy_diagnostics(self) -> str:
         project = self.session.project
+        model = describe_model(self.generation.model_identity, self.generation.model_identity_known)
         text = diagnostics(self.generation.probes, self.settings.model_path,
-                           str(project.folder) if project else None)
+                           str(project.folder) if project else None, model)
         QApplication.clipboard().setText(text)
         self.show_message("Diagnostics copied to the clipboard.")
         return text
@@ -360,3 +370,5 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             loader.shutdown()
         self.log_panel.detach()
         self._save_settings()
+        if self.persist_settings:
+            save_layout(self)

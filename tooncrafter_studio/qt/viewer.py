@@ -63,6 +63,7 @@ class ViewerWidget(QWidget):
         self.badge = ""  # e.g. "B", "LIGHT TABLE"
         self.border: QColor | None = None
         self.hint = ""
+        self.overlay = ""  # e.g. "preview — step 12/50": says the picture is not a drawing of the shot
         self.fit = True
         self.scale = 1.0
         self.pan = QPointF(0, 0)
@@ -83,9 +84,11 @@ class ViewerWidget(QWidget):
 
     # -- content
     def show_frame(self, image: DisplayImage | None, layers: list[Layer] | None = None, caption: str = "",
-                   badge: str = "", border: QColor | None = None, moving: bool = False) -> None:
+                   badge: str = "", border: QColor | None = None, moving: bool = False,
+                   overlay: str = "") -> None:
         """Show a picture. `moving`: frames are changing quickly (playback, scrubbing), so scale
-        without smoothing until they settle, then repaint smoothly."""
+        without smoothing until they settle, then repaint smoothly. `overlay`: a banner across the
+        middle of the picture (denoising previews)."""
         if moving:
             self._moving = True
             self._settle.start()
@@ -94,7 +97,10 @@ class ViewerWidget(QWidget):
         self.caption = caption
         self.badge = badge
         self.border = border
-        if image is not None:
+        self.overlay = overlay
+        # a preview (overlay) is usually the model's size, not the shot's: it is stretched over the
+        # frame's place so zoom and pan do not jump while it shows
+        if image is not None and (not overlay or self.frame_size.isEmpty()):
             self.frame_size = QSize(image.width, image.height)
         self.update()
 
@@ -223,6 +229,18 @@ class ViewerWidget(QWidget):
             painter.fillRect(rect, QColor(200, 120, 20, 220))
             painter.setPen(QColor(255, 255, 255))
             painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, self.badge)
+        if self.overlay:
+            font.setPixelSize(16)
+            font.setBold(True)
+            painter.setFont(font)
+            width = painter.fontMetrics().horizontalAdvance(self.overlay) + 28
+            rect = QRectF((self.width() - width) / 2, 36, width, 30)
+            painter.fillRect(rect, QColor(120, 40, 160, 225))
+            painter.setPen(QColor(255, 255, 255))
+            painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, self.overlay)
+            font.setPixelSize(13)
+            font.setBold(False)
+            painter.setFont(font)
         if self.hint and self.image is not None:
             flags = Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap
             bounds = painter.boundingRect(QRectF(16, 0, self.width() - 32, self.height()), flags, self.hint)

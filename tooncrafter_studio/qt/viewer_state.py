@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
+from ..core.progress import ProgressEvent
 from ..project.resolve import ImageRef, ResolvedFrame
+from .thumbnails import DisplayImage
 from .timeline import COLORS
 from .viewer import (
     LIGHT_TABLE_A,
@@ -18,6 +21,31 @@ log = logging.getLogger(__name__)
 
 PREFETCH_PLAYING = 16
 PREFETCH_PAUSED = 3
+
+
+@dataclass
+class JobPreview:
+    """The latest denoising preview of a running generation job, for the segment `key`."""
+
+    task_id: int
+    key: tuple[str, str]
+    image: DisplayImage
+    done: int
+    total: int
+
+    @property
+    def label(self) -> str:
+        return f"preview — step {self.done}/{self.total}" if self.total else "preview"
+
+
+def job_segment_key(task) -> tuple[str, str] | None:
+    """The (start key, end key) drawing ids a generation task works on, or None for other tasks."""
+    job = (task.payload or {}).get("job") if isinstance(task.payload, dict) else None
+    if job is None:
+        return None
+    if job.segment is not None:
+        return tuple(job.segment)
+    return (job.start.drawing_id, job.end.drawing_id)
 
 
 class ViewerMixin:
@@ -79,6 +107,29 @@ class ViewerMixin:
         self.status_label.setText("▶ playing" if playing else "")
         if not playing:
             self._selection_changed()
+
+    # ------------------------------------------------------------------ denoising previews
+    def _job_preview(self, task, image: DisplayImage, event: ProgressEvent) -> None:
+        """A running job sent a preview: keep the latest, and show it if its segment is on screen."""
+        key = job_segment_key(task)
+        job = task.payload.get("job") if key is not None else None
+        if key is None or task.state != "running" or job.project is not self.session.project:
+            return
+        self.job_preview = JobPreview(task.id, key, image, int(event.done), int(event.total))
+        self.show_current(prefetch=False)
+
+    def _job_ended(self, task, *_args) -> None:
+        """Finished, failed or cancelled: its preview goes, the real frames come back."""
+        if self.job_preview is not None and self.job_preview.task_id == task.id:
+            self.job_preview = None
+            self.show_current(prefetch=False)
+
+    def _preview_on_screen(self) -> JobPreview | None:
+        preview = self.job_preview
+        if preview is None or self.playback.playing:
+            return None
+        span = self.session.span_at(self.current_frame)
+        return preview if span is not None and span.key == preview.key else None
 
     def _image_ready(self, key) -> None:
         if key in self._wanted:  # prefetched frames and thumbnails elsewhere need no repaint
@@ -170,6 +221,10 @@ class ViewerMixin:
         note = f" — {frame.note}" if frame.note else ""
         caption = f"{frame.frame} / {len(frames)}   {frame.label}   {kind}{status}{note}"
         border = COLORS[frame.status] if frame.status is not None and frame.take_id else None
+        preview = self._preview_on_screen()
+        if preview is not None:  # the job for this segment is running: show where it has got to
+            self.viewer.show_frame(preview.image, [], caption, badge, None, moving=False, overlay=preview.label)
+            return
         self.viewer.show_frame(image, layers, caption, badge, border, moving=prefetch)
         if prefetch:
             self._prefetch(frames, index)
