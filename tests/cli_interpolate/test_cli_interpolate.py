@@ -338,3 +338,17 @@ def test_tooncrafter_unavailable_here_exits_2_with_reason(keys, tmp_path, capsys
                  "The tooncrafter engine is not available")
     assert len(err.strip()) > len("error: The tooncrafter engine is not available: ")  # a reason follows
     assert not out.exists()
+
+
+def test_existing_files_are_not_overwritten_without_the_flag(keys, tmp_path, capsys):
+    out = tmp_path / "o"
+    out.mkdir()
+    mine = out / "inbetween.0002.png"
+    mine.write_bytes(b"an animator's own drawing")
+    _fails(["interpolate", *keys, "--count", "3", "--out", str(out), "--quiet"], capsys,
+           "already holds inbetween.0002.png", "--overwrite")
+    assert mine.read_bytes() == b"an animator's own drawing"
+    assert _pngs(out) == ["inbetween.0002.png"]
+    assert run_cli(["interpolate", *keys, "--count", "3", "--out", str(out), "--overwrite", "--quiet"]) == 0
+    assert _pngs(out) == ["inbetween.0001.png", "inbetween.0002.png", "inbetween.0003.png"]
+    assert _read(mine).ndim == 3

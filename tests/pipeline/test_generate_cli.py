@@ -175,3 +175,19 @@ def test_generate_with_the_built_in_flow_engine(tmp_path, capsys):
 
     frame = read_image(project.folder / take.frames[1].file)
     assert frame.shape == (24, 32, 3)
+
+
+def test_generate_all_skips_a_pair_without_room_and_says_so(tmp_path, capsys):
+    project = make_project(tmp_path, keys=(1, 9, 10))  # keys 9 and 10 are adjacent: no room
+    code, out, err = _run(capsys, "generate", project.folder, "--engine", "test-blend", "-q")
+    assert code == 0, err
+    assert "skipped frames 9-10" in err
+    shot = Project.open(project.folder).shot
+    assert [(t.start_key, t.end_key) for t in shot.takes.values()] == [("d0001", "d0009")]
+    assert "1 take saved" in out
+
+
+def test_generate_pair_without_room_is_still_an_error(tmp_path, capsys):
+    project = make_project(tmp_path, keys=(1, 9, 10))
+    code, out, err = _run(capsys, "generate", project.folder, "--pair", "9:10", "--engine", "test-blend", "-q")
+    assert code == 2 and err.count("\n") == 1 and "Insert frames" in err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from ..core.errors import InputError
@@ -88,7 +89,14 @@ def run_generate(args: argparse.Namespace) -> int:
     else:
         chosen = spans
 
-    # Plan every job before running any, so a bad option fails before work is done.
+    # Plan every job before running any, so a bad option fails before work is done. With --all, a key
+    # pair with no room for in-betweens is skipped with a note instead of stopping the batch.
+    if not args.pair:
+        crowded = [span for span in chosen if span.gap < 2]
+        for span in crowded:
+            print(f"skipped frames {span.start_frame}-{span.start_frame + span.gap}: the keys are adjacent, "
+                  "so no in-between fits; insert frames between them first.", file=sys.stderr)
+        chosen = [span for span in chosen if span.gap >= 2] or chosen  # all crowded: let the job say why
     jobs = [segment_job(project, span, count=args.count, spacing=args.spacing, times=times, engine=args.engine,
                         params=params, seed=args.seed, prompt=args.prompt) for span in chosen]
     quiet = getattr(args, "quiet", False)

@@ -123,6 +123,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="random seed for engines that use one")
     p.add_argument("--prompt", default="", help="text prompt for engines that take one")
     p.add_argument("--resize", action="store_true", help="scale END to START's size when they differ")
+    p.add_argument("--overwrite", action="store_true", help="replace files of the same names in --out")
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     g = p.add_argument_group("tooncrafter engine")
     g.add_argument("--model", help="model checkpoint (model.ckpt or .safetensors)")
@@ -181,6 +182,12 @@ def run_interpolate(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     check_output_folder(out)  # before the (possibly long) run, after the cheap checks
+    planned = frame_names(len(times), args.name, SEPARATORS[args.separator], args.padding, args.start_number)
+    taken = [name for name in planned if (out / name).exists()]
+    if taken and not args.overwrite:
+        shown = ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
+        raise ExportError(f"{out} already holds {shown}; pass --overwrite to replace them, or choose "
+                          "another --out or --name.")
 
     request = InterpolationRequest(start=start, end=end, times=times, params=params, seed=args.seed,
                                    prompt=args.prompt)
