@@ -88,7 +88,7 @@ class ExportReport:
     sheets: list[str]  # timing sheets and sidecar written
     frame_count: int  # timeline frames covered
     drawing_count: int  # distinct pictures encoded
-    held_in_place: list[int] = field(default_factory=list)  # frames holding the previous picture
+    held_in_place: list[int] = field(default_factory=list)  # first frame of each in-between held over
     removed_stale: list[str] = field(default_factory=list)  # our older files no longer in the sequence
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0

@@ -172,7 +172,8 @@ class ExportDialog(QDialog):
         self.task = None
         self.report = report
         self.progress.setValue(self.progress.maximum())
-        held = f"; {len(report.held_in_place)} frames hold the previous drawing" if report.held_in_place else ""
+        held = (f"; {len(report.held_in_place)} in-between(s) rejected or not included: the previous drawing is "
+                "held in their place" if report.held_in_place else "")
         self.status.setText(f"Wrote {len(report.files)} files to {report.out_dir} ({report.first} … {report.last})"
                             f"{held}.")
         self.cancel_button.setText("Close")
