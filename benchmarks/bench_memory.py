@@ -26,7 +26,7 @@ def run() -> None:
         seconds = time.perf_counter() - start
         s = result.stages
         planned = (memory.estimate_peak_bytes(mode) if mode in memory.MODES
-                   else result.peak_bytes * (1 + memory.OVERHEAD_FRACTION) + memory.OVERHEAD_BYTES)
+                   else memory.with_overhead(result.peak_bytes))
         goal = GOALS.get(mode)
         verdict = "" if goal is None else ("met" if result.peak_bytes <= goal else "MISSED")
         print(f"{mode:9s} {result.peak_bytes / GiB:9.2f} {s['encode'] / GiB:8.2f} {s['unet step'] / GiB:8.2f} "

@@ -22,7 +22,9 @@ from ..core.errors import EngineUnavailable, ExportError, InputError, MediaError
 from ..core.progress import CancelToken
 from ..engines.base import InterpolationRequest
 from ..engines.registry import create_engine
+from ..export.naming import Naming
 from ..media import read_image, write_png
+from ..media.imageio import to_bit_depth, to_channels
 from ..project.spacing import MAX_INBETWEENS, SPACINGS, inbetween_times
 from .progress import TqdmProgress
 
@@ -70,17 +72,10 @@ def match_keys(start: np.ndarray, end: np.ndarray, resize: bool, start_path: str
         shrink = end.shape[0] * end.shape[1] > start.shape[0] * start.shape[1]
         end = cv2.resize(end, (start.shape[1], start.shape[0]),
                          interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)
-    if start.dtype != end.dtype:  # promote the 8-bit key to 16-bit
-        if start.dtype == np.uint8:
-            start = start.astype(np.uint16) * 257
-        else:
-            end = end.astype(np.uint16) * 257
-    if start.shape[2] != end.shape[2]:  # give the RGB key an opaque matte
-        opaque = np.iinfo(start.dtype).max
-        if start.shape[2] == 3:
-            start = np.dstack([start, np.full(start.shape[:2], opaque, start.dtype)])
-        else:
-            end = np.dstack([end, np.full(end.shape[:2], opaque, end.dtype)])
+    depth = 16 if np.uint16 in (start.dtype, end.dtype) else 8  # promote an 8-bit key to 16-bit
+    alpha = 4 in (start.shape[2], end.shape[2])  # give an RGB key an opaque matte
+    start = to_channels(to_bit_depth(start, depth), alpha)
+    end = to_channels(to_bit_depth(end, depth), alpha)
     return start, end
 
 
@@ -98,7 +93,8 @@ def check_output_folder(out: Path) -> None:
 
 
 def frame_names(count: int, name: str, separator: str, padding: int, start_number: int) -> list[str]:
-    return [f"{name}{separator}{start_number + i:0{padding}d}.png" for i in range(count)]
+    naming = Naming(name, separator, padding, start_number)
+    return [naming.file_name(i) for i in range(count)]
 
 
 # --------------------------------------------------------------------------- the command
@@ -202,7 +198,7 @@ def run_interpolate(args: argparse.Namespace) -> int:
     if len(frames) != len(times):
         raise StudioError(f"The {args.engine} engine returned {len(frames)} frames for {len(times)} times.")
 
-    names = frame_names(len(frames), args.name, SEPARATORS[args.separator], args.padding, args.start_number)
+    names = planned
     written: list[Path] = []
     try:
         for name, frame in zip(names, frames):

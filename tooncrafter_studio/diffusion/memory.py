@@ -71,7 +71,12 @@ def estimate_peak_bytes(mode: str, dtype: str = "fp16") -> int:
     traced = TRACED_PEAK_BYTES_FP16[mode]
     if dtype == "fp32":  # weights and activations both double
         traced *= 2
-    return int(traced * (1 + OVERHEAD_FRACTION)) + OVERHEAD_BYTES
+    return with_overhead(traced)
+
+
+def with_overhead(traced_bytes: float) -> int:
+    """A traced peak plus the allocator and CUDA-context allowance: what is compared with free VRAM."""
+    return int(traced_bytes * (1 + OVERHEAD_FRACTION)) + OVERHEAD_BYTES
 
 
 def format_gib(nbytes: float) -> str:
@@ -140,28 +145,23 @@ def run_with_oom_retry(attempt: Callable[[str], T], mode: str, dtype: str = "fp1
     lowest mode fails too, OutOfMemory names the mode and the memory it would need.
     """
     check_mode(mode, MODES)
-    try:
-        return attempt(mode)
-    except Exception as exc:
-        if not is_out_of_memory(exc):
-            raise
-        # Keep only the text: the exception's traceback holds the failed run's GPU tensors.
-        first_error = f"{type(exc).__name__}: {exc}"
-    lower = lower_mode(mode)
-    if lower is None:
-        log.warning("Out of GPU memory in the %s mode: %s", mode, first_error)
-        raise _oom_error(mode, dtype, free_bytes)
-    log.warning("Out of GPU memory in the %s mode (%s); retrying in the %s mode.", mode, first_error, lower)
-    if on_retry is not None:
-        on_retry(mode, lower)
-    try:
-        return attempt(lower)
-    except Exception as exc:
-        if not is_out_of_memory(exc):
-            raise
-        second_error = f"{type(exc).__name__}: {exc}"
-    log.warning("Out of GPU memory in the %s mode too: %s", lower, second_error)
-    raise _oom_error(lower, dtype, free_bytes)
+    failed, error = "", ""
+    for current in (mode, lower_mode(mode)):
+        if current is None:
+            break
+        if failed:
+            log.warning("Out of GPU memory in the %s mode (%s); retrying in the %s mode.", failed, error, current)
+            if on_retry is not None:
+                on_retry(failed, current)
+        try:
+            return attempt(current)
+        except Exception as exc:
+            if not is_out_of_memory(exc):
+                raise
+            # Keep only the text: the exception's traceback holds the failed run's GPU tensors.
+            failed, error = current, f"{type(exc).__name__}: {exc}"
+    log.warning("Out of GPU memory in the %s mode: %s", failed, error)
+    raise _oom_error(failed, dtype, free_bytes)
 
 
 def _oom_error(mode: str, dtype: str, free_bytes: Callable[[], int | None] | None) -> OutOfMemory:

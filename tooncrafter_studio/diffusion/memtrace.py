@@ -80,15 +80,6 @@ class StorageTracker(TorchDispatchMode):
         self.live += nbytes
         self._bump()
 
-    def track_existing(self, *tensors: torch.Tensor) -> None:
-        """Count tensors made before the trace (inputs) as live until they are freed."""
-        for tensor in tensors:
-            self._track(tensor)
-
-    def set_resident(self, nbytes: int) -> None:
-        self.resident = int(nbytes)
-        self._bump()
-
     @contextlib.contextmanager
     def stage(self, name: str, resident: int | None = None) -> Iterator[None]:
         previous = self.resident

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..core.errors import InputError
-from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, StageReporter
+from ..core.progress import CancelToken, ProgressCallback, StageReporter
 from .autoencoder import concat_condition, decode_interpolation, encode_pair
 from .ddim import NoiseSource, generator_noise, replay_noise, sample_ddim
 from .preprocess import image_to_tensor, tensor_to_images
@@ -305,9 +305,3 @@ class ToonCrafterPipeline:
         end_t = image_to_tensor(end)
         return self.generate(start_t, end_t, prompt, steps, cfg_scale, eta, frame_stride, seed, callback=callback,
                              cancel=cancel, **kwargs)
-
-
-def progress_counter() -> tuple[list[ProgressEvent], ProgressCallback]:
-    """A list and a callback that appends to it (handy in tests and benchmarks)."""
-    events: list[ProgressEvent] = []
-    return events, events.append

@@ -16,6 +16,11 @@ from ..core.errors import InputError
 from ..core.progress import CancelToken, ProgressCallback
 
 
+def full_scale(dtype: np.dtype) -> float:
+    """The value of full intensity (and of opaque alpha) for a key's dtype: 255.0 or 65535.0."""
+    return float(np.iinfo(dtype).max)
+
+
 @dataclass(frozen=True)
 class EngineCapabilities:
     needs_gpu: bool = False

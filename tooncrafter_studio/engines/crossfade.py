@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.progress import CancelToken, ProgressCallback, StageReporter
-from .base import Engine, EngineCapabilities, InterpolationRequest, InterpolationResult, ProbeResult
+from .base import (
+    Engine,
+    EngineCapabilities,
+    InterpolationRequest,
+    InterpolationResult,
+    ProbeResult,
+    full_scale,
+)
 
 
 class CrossfadeEngine(Engine):
@@ -26,7 +33,7 @@ class CrossfadeEngine(Engine):
         request.validate()
         reporter = StageReporter(progress, cancel, "interpolate", len(request.times))
         reporter.start()
-        peak = 65535.0 if request.start.dtype == np.uint16 else 255.0
+        peak = full_scale(request.start.dtype)
         a = request.start.astype(np.float32)
         b = request.end.astype(np.float32)
         if a.shape[2] == 4:  # blend premultiplied so a fully transparent key adds no colour

@@ -12,7 +12,14 @@ import cv2
 import numpy as np
 
 from ..core.progress import CancelToken, ProgressCallback, StageReporter
-from .base import Engine, EngineCapabilities, InterpolationRequest, InterpolationResult, ProbeResult
+from .base import (
+    Engine,
+    EngineCapabilities,
+    InterpolationRequest,
+    InterpolationResult,
+    ProbeResult,
+    full_scale,
+)
 from .flow_warp import FlowSettings, SegmentInterpolator, settings_for
 
 log = logging.getLogger(__name__)
@@ -22,12 +29,11 @@ VERSION = "1"
 
 def to_float(image: np.ndarray) -> np.ndarray:
     """uint8/uint16 -> float32 in [0, 1]."""
-    peak = 65535.0 if image.dtype == np.uint16 else 255.0
-    return image.astype(np.float32) * np.float32(1.0 / peak)
+    return image.astype(np.float32) * np.float32(1.0 / full_scale(image.dtype))
 
 
 def from_float(image: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    peak = 65535.0 if dtype == np.uint16 else 255.0
+    peak = full_scale(dtype)
     return np.clip(image * peak + 0.5, 0, peak).astype(dtype)
 
 

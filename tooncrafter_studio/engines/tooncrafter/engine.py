@@ -31,6 +31,7 @@ import numpy as np
 from ...core.errors import EngineUnavailable, InputError, ModelError, OutOfMemory, StudioError
 from ...core.paths import find_model
 from ...core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
+from ...media.imageio import to_bit_depth
 from ..base import Engine, EngineCapabilities, InterpolationRequest, InterpolationResult, ProbeResult
 from . import colour, timing
 from .fit import FIT_MODES, MODEL_HEIGHT, MODEL_WIDTH, plan_fit
@@ -140,7 +141,7 @@ def _to_rgb8(image: np.ndarray) -> np.ndarray:
 
 def _like_key(frame8: np.ndarray, key: np.ndarray, alpha_from: np.ndarray) -> np.ndarray:
     """A generated 8-bit RGB frame in the key's depth, with the nearer key's alpha when it has one."""
-    out = frame8.astype(np.uint16) * 257 if key.dtype == np.uint16 else frame8
+    out = to_bit_depth(frame8, 16 if key.dtype == np.uint16 else 8)
     if key.shape[2] == 4:
         out = np.dstack([out, alpha_from[..., 3]])
     return np.ascontiguousarray(out.astype(key.dtype))
