@@ -135,9 +135,11 @@ def cell_at(shot: Shot, frame: int) -> tuple[int, int]:
     raise IndexError(frame)
 
 
-def span_containing(shot: Shot, frame: int) -> SegmentSpan | None:
-    """The segment whose keys bound `frame` (start key's cell included, end key excluded)."""
-    for span in key_spans(shot):
+def span_containing(shot: Shot, frame: int, spans: list[SegmentSpan] | None = None) -> SegmentSpan | None:
+    """The segment whose keys bound `frame` (start key's cell included, end key excluded).
+
+    Pass `spans` (key_spans of the same shot) when the caller already has them cached."""
+    for span in key_spans(shot) if spans is None else spans:
         if span.start_frame <= frame < span.start_frame + span.gap:
             return span
     return None

@@ -14,11 +14,9 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QProgressBar,
-    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -28,6 +26,7 @@ from ..core.errors import StudioError
 from ..core.progress import ProgressEvent
 from ..export import PRESETS, ExportOptions, ExportReport, export_sequence, preview_names
 from ..project.document import Shot
+from .form_rows import path_row
 from .worker import Task, Worker
 
 log = logging.getLogger(__name__)
@@ -49,11 +48,7 @@ class ExportDialog(QDialog):
         self.report: ExportReport | None = None
 
         self.out_dir = QLineEdit(out_dir or str(self.project_folder / "export"))
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        out_row = QHBoxLayout()
-        out_row.addWidget(self.out_dir, 1)
-        out_row.addWidget(browse)
+        out_row = path_row(self.out_dir, self._browse)
         self.preset = QComboBox()
         for preset_id, preset in PRESETS.items():
             self.preset.addItem(f"{preset.tool}  ({preset_id})", preset_id)

@@ -66,7 +66,7 @@ class Session(QObject):
         return self._spans
 
     def span_at(self, frame: int) -> SegmentSpan | None:
-        return span_containing(self.shot, frame) if self.shot is not None else None
+        return span_containing(self.shot, frame, self.spans()) if self.shot is not None else None
 
     def _invalidate(self) -> None:
         self._frames = None

@@ -14,10 +14,8 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
@@ -28,6 +26,7 @@ from PySide6.QtWidgets import (
 
 from ..core.settings import Settings
 from .actions import COMMANDS, SPECS
+from .form_rows import path_row
 
 
 class SettingsDialog(QDialog):
@@ -37,11 +36,7 @@ class SettingsDialog(QDialog):
         self.original = settings
         self.model_path = QLineEdit(settings.model_path or "")
         self.model_path.setPlaceholderText("models/ or the user models folder (searched in that order)")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        model_row = QHBoxLayout()
-        model_row.addWidget(self.model_path, 1)
-        model_row.addWidget(browse)
+        model_row = path_row(self.model_path, self._browse)
         self.default_engine = QComboBox()
         for engine_id in engine_ids:
             self.default_engine.addItem(engine_id, engine_id)
