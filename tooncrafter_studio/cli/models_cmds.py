@@ -49,6 +49,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _resolve(path: str) -> Path:
+    given = Path(path)
+    if given.exists() and not (given.is_file() or given.is_dir()):  # a FIFO, a device: reading never ends
+        raise InputError(f"{path} is not a regular file, so it cannot be a model file.")
     found, _looked = find_model(path)
     if found is None:
         raise InputError(f"No model file at {path}.")
@@ -74,7 +77,13 @@ def _size(n: float) -> str:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from ..diffusion.checkpoint import CheckpointMismatch, WeightFile, file_sha256, summarize
+    from ..diffusion.checkpoint import (
+        CheckpointMismatch,
+        NonFiniteWeights,
+        WeightFile,
+        file_sha256,
+        summarize,
+    )
 
     path = _resolve(args.path)
     expected = _expected(args.config)
@@ -84,12 +93,13 @@ def run_check(args: argparse.Namespace) -> int:
     if args.hash:
         with TqdmProgress(quiet=args.quiet) as progress:
             sha = file_sha256(path, progress)
-    problem: CheckpointMismatch | None = None
+    problem: CheckpointMismatch | NonFiniteWeights | None = None
     report = None
     try:
         report = weights.check(expected)
-    except CheckpointMismatch as exc:
+    except (CheckpointMismatch, NonFiniteWeights) as exc:
         problem = exc
+    mismatch = problem.report if isinstance(problem, CheckpointMismatch) else None
 
     if args.json:
         print(json.dumps({
@@ -100,9 +110,11 @@ def run_check(args: argparse.Namespace) -> int:
             "components": {c.name: {"prefix": c.prefix, "tensors": c.tensors, "parameters": c.elements,
                                     "bytes": c.nbytes} for c in info.components},
             "ok": problem is None,
-            "missing": problem.report.missing if problem else [],
-            "unexpected": problem.report.unexpected if problem else [],
-            "wrong_shape": [k for k, _, _ in problem.report.mismatched] if problem else [],
+            "problem": str(problem) if problem else None,
+            "missing": mismatch.missing if mismatch else [],
+            "unexpected": mismatch.unexpected if mismatch else [],
+            "wrong_shape": [k for k, _, _ in mismatch.mismatched] if mismatch else [],
+            "non_finite": problem.keys if isinstance(problem, NonFiniteWeights) else [],
             "dropped_unused": report.dropped_unused if report else [],
         }))
     else:

@@ -36,6 +36,7 @@ from torch import nn
 from ..core.errors import ModelError
 from ..core.fsio import atomic_open
 from ..core.progress import CancelToken, ProgressCallback, StageReporter
+from .safetensors_header import read_header
 
 log = logging.getLogger(__name__)
 
@@ -253,11 +254,16 @@ def _torch_load(path: Path) -> Any:
             f"{path.name} was refused: it is not a plain weights file and loading it would need to run code "
             f"({str(exc).splitlines()[-1][:160]}). It was not executed."
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, struct.error) as exc:
+    except MemoryError:
+        raise
+    except Exception as exc:  # truncated, damaged or malformed (memo misses, stack underflow, bad zip, ...)
         size = path.stat().st_size if path.exists() else 0
+        first_line = (str(exc).splitlines() or [""])[0]
+        detail = (first_line if isinstance(exc, RuntimeError) and first_line
+                  else f"{type(exc).__name__}: {first_line}".rstrip(": "))[:120]
         raise ModelError(
             f"{path.name} cannot be read as a PyTorch checkpoint ({size:,} bytes): the file is truncated, "
-            f"damaged or of another kind ({str(exc).splitlines()[0][:120]}). Download it again."
+            f"damaged or of another kind ({detail}). Download it again."
         ) from exc
 
 
@@ -288,49 +294,24 @@ def _rename_legacy(state: dict[str, torch.Tensor], expected: ExpectedKeys | None
     return {k.replace("framestride_embed", "fps_embedding"): v for k, v in state.items()}
 
 
-def _read_safetensors_header(path: Path) -> tuple[dict[str, Any], bytes, int]:
-    """(header dict, raw header bytes, data length) with a size check that catches truncation."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        head = handle.read(8)
-        if len(head) < 8:
-            raise ModelError(f"{path.name} is too short to be a safetensors file ({size} bytes): truncated or empty.")
-        (length,) = struct.unpack("<Q", head)
-        if length > min(size - 8, 100_000_000):
-            raise ModelError(f"{path.name} is not a valid safetensors file (header of {length:,} bytes): damaged "
-                             "or of another kind.")
-        raw = handle.read(length)
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelError(f"{path.name} is not a valid safetensors file (unreadable header).") from exc
-    data_end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
-    if 8 + length + data_end > size:
-        raise ModelError(
-            f"{path.name} is truncated: it should hold {8 + length + data_end:,} bytes but has {size:,}. "
-            "Convert or download it again."
-        )
-    return header, raw, data_end
-
-
 class WeightFile:
     """An opened weight file: key -> shape / dtype without reading data; tensors on demand."""
 
     def __init__(self, path: str | os.PathLike, expected: ExpectedKeys | None = None) -> None:
         self.path = Path(path)
-        if not self.path.is_file():
+        if not self.path.exists():
             raise ModelError(f"Model file {self.path} does not exist.")
+        if not self.path.is_file():  # a folder, FIFO, device (a link to /dev/zero would never end)
+            raise ModelError(f"{self.path} is not a regular file, so it cannot be a model file.")
         self.metadata: dict[str, str] = {}
         self._safe = None
         if self.path.suffix.lower() in SAFETENSORS_SUFFIXES:
             self.format, self.layout = "safetensors", "safetensors"
-            header, self._header_raw, _ = _read_safetensors_header(self.path)
-            self.metadata = dict(header.pop("__metadata__", {}) or {})
-            self._shapes = {k: tuple(v["shape"]) for k, v in header.items()}
-            unknown = sorted({v["dtype"] for v in header.values()} - set(_SAFETENSORS_DTYPES))
-            if unknown:
-                raise ModelError(f"{self.path.name} holds tensors of unsupported type {unknown}.")
-            self._dtypes = {k: _SAFETENSORS_DTYPES[v["dtype"]] for k, v in header.items()}
+            header = read_header(self.path)
+            self._header_raw = header.raw
+            self.metadata = header.metadata
+            self._shapes = {k: e.shape for k, e in header.entries.items()}
+            self._dtypes = {k: _SAFETENSORS_DTYPES[e.dtype] for k, e in header.entries.items()}
             self._tensors: dict[str, torch.Tensor] = {}
         else:
             self.format = "ckpt"
@@ -378,11 +359,55 @@ class WeightFile:
         for key in self._shapes:
             yield key, self.tensor(key)
 
-    def check(self, expected: ExpectedKeys) -> KeyReport:
-        """Strict key/shape check; raises CheckpointMismatch naming the offending keys."""
+    def check(self, expected: ExpectedKeys, values: str = "sample") -> KeyReport:
+        """The one validation of a weight file, shared by `models check`, `models convert`, the engine's
+        pre-flight and loading. The header was checked on opening; here the keys and shapes are
+        checked strictly (CheckpointMismatch names the offending keys) and, with values="sample",
+        the first and last elements of every weight are read (a few MB of a 10 GB file) so that a file
+        of NaN or infinite weights is refused before a run writes black frames. Convert and load also
+        check every value of every tensor they stream (`require_finite`)."""
         report = compare_keys(self._shapes, expected)
         raise_for_report(report, self._shapes, self.path, expected)
+        if values == "sample":
+            bad = [key for key in self._shapes if _is_weight(key) and not _sample_is_finite(self.tensor(key))]
+            if bad:
+                raise NonFiniteWeights(self.path, bad)
+        elif values != "none":
+            raise ValueError(f"values must be 'sample' or 'none', not {values!r}")
         return report
+
+    def require_finite(self, key: str, tensor: torch.Tensor, source: torch.Tensor | None = None) -> None:
+        """Every value of a streamed weight is finite. `source` is the stored tensor `tensor` was cast
+        from: when only the cast overflowed, the message names the precision, not a damaged file."""
+        if not _is_weight(key) or not tensor.dtype.is_floating_point or bool(torch.isfinite(tensor).all()):
+            return
+        if source is not None and bool(torch.isfinite(source).all()):
+            name = str(tensor.dtype).replace("torch.", "")
+            raise ModelError(f"{self.path.name}: weight {key} is too large for {name} (it overflows to infinity); "
+                             "choose bf16 or fp32.")
+        raise NonFiniteWeights(self.path, [key])
+
+
+class NonFiniteWeights(ModelError):
+    """Weights that are NaN or infinite: a damaged file (or a failed training run), never usable."""
+
+    def __init__(self, path: Path, keys: list[str]) -> None:
+        super().__init__(f"{path.name} holds NaN or infinite weights ({len(keys)} tensor"
+                         f"{'s' if len(keys) != 1 else ''}: {_examples(keys, 2)}): the file is damaged. "
+                         "Download or convert it again.")
+        self.keys = keys
+
+
+def _is_weight(key: str) -> bool:
+    return "." in key  # schedule buffers (no dot) are recomputed and compared separately
+
+
+def _sample_is_finite(tensor: torch.Tensor, count: int = 1024) -> bool:
+    if not tensor.dtype.is_floating_point or tensor.numel() == 0:
+        return True
+    flat = tensor.reshape(-1)
+    sample = flat if flat.numel() <= 2 * count else torch.cat([flat[:count], flat[-count:]])
+    return bool(torch.isfinite(sample).all())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -532,7 +557,9 @@ def load_into_model(
         is_buffer = "." not in key
         want = torch.float32 if is_buffer else (dtype or target.dtype)
         if key in weights._shapes:
-            state[key] = weights.tensor(key).to(device=device, dtype=want)
+            stored = weights.tensor(key)
+            state[key] = stored.to(device=device, dtype=want)
+            weights.require_finite(key, state[key], source=stored)
         else:  # dropped by conversion: inference never reads it
             state[key] = torch.zeros(target.shape, dtype=want, device=device)
         reporter.step()
@@ -662,7 +689,10 @@ def convert(
         handle.write(struct.pack("<Q", len(raw)))
         handle.write(raw)
         for key in keys:
-            tensor = weights.tensor(key).to(stored_dtype(key))
+            stored = weights.tensor(key)
+            tensor = stored.to(stored_dtype(key))
+            weights.require_finite(key, tensor, source=stored)
+            del stored
             handle.write(_tensor_bytes(tensor))
             del tensor
             reporter.step(message=key.rsplit(".", 2)[0][-40:])
