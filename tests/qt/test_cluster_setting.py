@@ -41,7 +41,7 @@ def test_generate_with_a_cluster_address_runs_one_batch_off_the_ui_thread(qtbot,
     window.timeline.setFocus()
     spans = window.session.spans()
     window.generation.generate(spans)
-    qtbot.waitUntil(lambda: calls, timeout=10_000)
+    qtbot.waitUntil(lambda: bool(calls), timeout=10_000)
     assert calls == [(2, "ray://head:1", False)]
     qtbot.keyClick(window.timeline, Qt.Key.Key_Right)  # the window still answers
     assert window.session.shot.takes == {}
