@@ -41,11 +41,33 @@ def _project(folder: Path):
     return project
 
 
-def _jobs(project):
+def _jobs(project, engine: str = "flow"):
     from tooncrafter_studio.pipeline.jobs import segment_job
     from tooncrafter_studio.project.resolve import key_spans
 
-    return [segment_job(project, span, engine="flow", seed=1, count=3) for span in key_spans(project.shot)]
+    return [segment_job(project, span, engine=engine, seed=1, count=3) for span in key_spans(project.shot)]
+
+
+def _local(project, engine_id: str) -> float:
+    from tooncrafter_studio.engines.registry import create_engine
+    from tooncrafter_studio.pipeline.runner import run_job
+
+    engine = create_engine(engine_id)
+    engine.load()
+    run_job(_jobs(project, engine_id)[0], engine, apply=False)  # warm caches
+    start = time.perf_counter()
+    for job in _jobs(project, engine_id):
+        run_job(job, engine, apply=False)
+    return time.perf_counter() - start
+
+
+def _on_ray(project, engine_id: str, workers: int) -> float:
+    from tooncrafter_studio.pipeline.cluster_ray import run_on_ray
+
+    start = time.perf_counter()
+    results = list(run_on_ray(_jobs(project, engine_id), workers=workers))
+    assert len(results) == PAIRS
+    return time.perf_counter() - start
 
 
 def run() -> None:
@@ -54,25 +76,22 @@ def run() -> None:
     except ImportError:
         print("ray is not installed (pip install .[cluster]); skipped")
         return
-    from tooncrafter_studio.engines.registry import create_engine
     from tooncrafter_studio.pipeline.cluster_ray import run_on_ray
     from tooncrafter_studio.pipeline.farm_formats import write_farm_job
     from tooncrafter_studio.pipeline.farm_plan import make_plan
-    from tooncrafter_studio.pipeline.runner import run_job
 
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         project = _project(Path(tmp))
-        engine = create_engine("flow")
-        engine.load()
-        run_job(_jobs(project)[0], engine, apply=False)  # warm caches
-        start = time.perf_counter()
-        for job in _jobs(project):
-            run_job(job, engine, apply=False)
-        local = time.perf_counter() - start
-        print(f"local: {PAIRS} pairs in {local:.2f} s ({PAIRS / local:.2f} pairs/s, {local / PAIRS * 1000:.0f} ms/pair)")
+        # Ray workers run with OMP_NUM_THREADS=1; the local figures use the same, for a fair comparison
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import cv2
+
+        cv2.setNumThreads(1)
+        local = {engine_id: _local(project, engine_id) for engine_id in ("flow", "crossfade")}
+        print(f"local, flow: {PAIRS} pairs in {local['flow']:.2f} s ({PAIRS / local['flow']:.2f} pairs/s)")
 
         start = time.perf_counter()
-        make_plan(project, None, seeds=1, seed=1, engine="flow")
         write_farm_job(make_plan(project, None, seeds=1, seed=1, engine="flow"), "openjd", Path(tmp) / "job")
         print(f"farm export (OpenJD, validated): {(time.perf_counter() - start) * 1000:.0f} ms for {PAIRS} tasks")
 
@@ -82,17 +101,16 @@ def run() -> None:
         ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         print(f"ray start-up: {time.perf_counter() - start:.1f} s (once per session, not per batch)")
         try:
-            list(run_on_ray(_jobs(project)[:2], workers=2))  # the workers' first import, not measured
-            times = {}
-            for workers in (1, 2):
-                start = time.perf_counter()
-                results = list(run_on_ray(_jobs(project), workers=workers))
-                times[workers] = time.perf_counter() - start
-                assert len(results) == PAIRS
-                print(f"ray, {workers} worker{'s' if workers > 1 else ''}: {PAIRS} pairs in {times[workers]:.2f} s "
-                      f"({PAIRS / times[workers]:.2f} pairs/s)")
-            print(f"speed-up 2 workers vs 1: {times[1] / times[2]:.2f}x")
-            print(f"cluster overhead per task vs local: {(times[1] - local) / PAIRS * 1000:.0f} ms "
-                  f"(includes starting the worker for this batch)")
+            list(run_on_ray(_jobs(project)[:2], workers=2))  # the workers' first imports, not measured
+            times = {workers: _on_ray(project, "flow", workers) for workers in (1, 2)}
+            for workers, seconds in times.items():
+                print(f"ray, flow, {workers} worker{'s' if workers > 1 else ''}: {PAIRS} pairs in {seconds:.2f} s "
+                      f"({PAIRS / seconds:.2f} pairs/s)")
+            print(f"speed-up 2 workers vs 1: {times[1] / times[2]:.2f}x (2 cores, shared with the driver)")
+            # crossfade does almost no work: what is left is the cluster path's own cost
+            crossfade = _on_ray(project, "crossfade", 1)
+            print(f"cluster overhead per task vs local (crossfade engine, 1 worker, worker start-up included): "
+                  f"{(crossfade - local['crossfade']) / PAIRS * 1000:.0f} ms "
+                  f"(local {local['crossfade'] / PAIRS * 1000:.0f} ms/pair, ray {crossfade / PAIRS * 1000:.0f} ms/pair)")
         finally:
             ray.shutdown()

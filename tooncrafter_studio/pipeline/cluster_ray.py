@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 EngineFactory = Callable[[], Engine]
 WAIT_S = 0.1  # how often waiting threads look at the cancel token
-TASK_RETRIES = 2  # Ray retries a task whose worker died this often, then we hand it to another worker
+TASK_RETRIES = 2  # Ray restarts a dead worker and retries its task this often...
+MAX_REPLACED = 4  # ...then a new worker takes the task over; an engine whose workers die this often fails
 
 
 class ClusterError(StudioError):
@@ -129,33 +130,38 @@ class _RemoteEngine(Engine):
 class _Dispatcher:
     """Worker threads, one per actor, taking request indexes from a queue per engine."""
 
-    def __init__(self, factories: dict[str, EngineFactory], counts: dict[str, int],
-                 requests: list[tuple[str, InterpolationRequest]], cancel: CancelToken,
-                 progress: ProgressCallback) -> None:
+    def __init__(self, factories: dict[str, EngineFactory], counts: dict[str, int], jobs: list[Job],
+                 cancel: CancelToken, progress: ProgressCallback) -> None:
         ray = _ray()
         self.user_cancel = cancel
         self.stop = CancelToken()
         self.progress = progress
-        self.requests = requests
-        self.futures: list[Future] = [Future() for _ in requests]
+        self.jobs = jobs
+        self.futures: list[Future] = [Future() for _ in jobs]
         self.done = 0
         self._lock = threading.Lock()
         self.queues: dict[str, queue.Queue[int]] = {engine_id: queue.Queue() for engine_id in counts}
-        for index, (engine_id, _) in enumerate(requests):
-            self.queues[engine_id].put(index)
+        for index, job in enumerate(jobs):
+            self.queues[job.engine_id].put(index)
+        self.factories = factories
+        self.replaced = dict.fromkeys(counts, 0)
         self.actor_class = ray.remote(num_gpus=1, max_restarts=TASK_RETRIES,
                                       max_task_retries=TASK_RETRIES)(EngineWorker)
         self.actors: list[Any] = []
         self.threads = []
         for engine_id, count in counts.items():
             for _ in range(count):
-                actor = self.actor_class.remote(factories[engine_id])
-                self.actors.append(actor)
+                actor = self._new_actor(engine_id)
                 thread = threading.Thread(target=self._serve, args=(engine_id, actor), daemon=True,
                                           name=f"ray-{engine_id}-{len(self.threads)}")
                 self.threads.append(thread)
         for thread in self.threads:
             thread.start()
+
+    def _new_actor(self, engine_id: str) -> Any:
+        actor = self.actor_class.remote(self.factories[engine_id])
+        self.actors.append(actor)
+        return actor
 
     @property
     def cancelled(self) -> bool:
@@ -165,11 +171,27 @@ class _Dispatcher:
         ray = _ray()
         while True:
             if self.cancelled:
-                ray.cancel(ref, force=False)
+                try:
+                    ray.cancel(ref, force=False)
+                except Exception:  # finished meanwhile, or the worker is gone: nothing to stop
+                    log.debug("Could not cancel a cluster task", exc_info=True)
                 return None
             ready, _ = ray.wait([ref], timeout=WAIT_S)
             if ready:
                 return ray.get(ready[0])
+
+    def _settle(self, index: int, value: Any = None, error: BaseException | None = None) -> None:
+        future = self.futures[index]
+        if future.done():  # already failed for the whole engine
+            return
+        if error is not None:
+            future.set_exception(error)
+            return
+        future.set_result(value)
+        with self._lock:
+            self.done += 1
+            done = self.done
+        self.progress(ProgressEvent("cluster", done, len(self.jobs), f"{done} of {len(self.jobs)}"))
 
     def _serve(self, engine_id: str, actor: Any) -> None:
         ray = _ray()
@@ -181,35 +203,36 @@ class _Dispatcher:
                 ray.kill(actor)
                 return
             try:
-                value = self._wait(actor.interpolate.remote(self.requests[index][1]))
+                value = self._wait(actor.interpolate.remote(_request(self.jobs[index])))
             except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as exc:
-                log.warning("A %s worker was lost (%s); its task goes to another worker", engine_id, exc)
+                # Ray already restarted the worker and retried the task TASK_RETRIES times: put the
+                # task back and carry on with a new worker, wherever the cluster places it
                 pending.put(index)
-                self._give_up_if_last(engine_id, exc)
-                return
+                with self._lock:
+                    self.replaced[engine_id] += 1
+                    too_many = self.replaced[engine_id] > MAX_REPLACED
+                if too_many:
+                    self._fail_pending(engine_id, ClusterError(
+                        f"{engine_id} workers on the cluster kept failing ({MAX_REPLACED} replaced): {exc}"))
+                    return
+                log.warning("A %s worker was lost (%s); its task goes to a new worker", engine_id, exc)
+                actor = self._new_actor(engine_id)
+                continue
             except BaseException as exc:  # the engine's own error (bad params, out of memory...)
-                self.futures[index].set_exception(_unwrap(exc))
+                self._settle(index, error=_unwrap(exc))
                 continue
             if value is None:  # cancelled
                 return
-            self.futures[index].set_result(value)
-            with self._lock:
-                self.done += 1
-                done = self.done
-            self.progress(ProgressEvent("cluster", done, len(self.requests), f"{done} of {len(self.requests)}"))
+            self._settle(index, value)
 
-    def _give_up_if_last(self, engine_id: str, exc: BaseException) -> None:
-        alive = [t for t in self.threads if t.is_alive() and t.name.startswith(f"ray-{engine_id}-")
-                 and t is not threading.current_thread()]
-        if alive:
-            return
+    def _fail_pending(self, engine_id: str, error: BaseException) -> None:
         pending = self.queues[engine_id]
         while True:
             try:
                 index = pending.get_nowait()
             except queue.Empty:
                 return
-            self.futures[index].set_exception(ClusterError(f"Every {engine_id} worker on the cluster was lost: {exc}"))
+            self._settle(index, error=error)
 
     def close(self) -> None:
         ray = _ray()
@@ -221,6 +244,14 @@ class _Dispatcher:
                 ray.kill(actor)
             except Exception:  # already gone
                 log.debug("Could not free a worker", exc_info=True)
+
+
+def _request(job: Job) -> InterpolationRequest:
+    """The engine's input for a job, made when a worker is free (keys are not all held at once)."""
+    request = InterpolationRequest(_load_key(job.start, job), _load_key(job.end, job), list(job.times),
+                                   dict(job.params), job.seed, job.prompt)
+    request.validate()
+    return request
 
 
 def _unwrap(exc: BaseException) -> BaseException:
@@ -256,11 +287,6 @@ def run_on_ray(jobs: list[Job], address: str = "ray", *, progress_factory: Calla
         for job in jobs:  # fixed here so a retried task makes the same frames
             if job.seed is None:
                 job.seed = draw_seed()
-        requests = [(job.engine_id, InterpolationRequest(_load_key(job.start, job), _load_key(job.end, job),
-                                                         list(job.times), dict(job.params), job.seed, job.prompt))
-                    for job in jobs]
-        for _, request in requests:
-            request.validate()
         factories = {job.engine_id: (factories or {}).get(job.engine_id)
                      or functools.partial(create_engine, job.engine_id) for job in jobs}
         per_engine: dict[str, int] = {}
@@ -268,7 +294,7 @@ def run_on_ray(jobs: list[Job], address: str = "ray", *, progress_factory: Calla
             per_engine[job.engine_id] = per_engine.get(job.engine_id, 0) + 1
         limit = max(1, workers or gpus)
         counts = {engine_id: min(n, limit) for engine_id, n in per_engine.items()}
-        dispatcher = _Dispatcher(factories, counts, requests, cancel, progress or no_progress)
+        dispatcher = _Dispatcher(factories, counts, jobs, cancel, progress or no_progress)
         for index, job in enumerate(jobs):
             engine = _RemoteEngine(job.engine_id, dispatcher.futures[index], cancel)
             if progress_factory is None:
