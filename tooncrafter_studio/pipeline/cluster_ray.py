@@ -32,7 +32,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from ..core.errors import EngineUnavailable, InputError, StudioError
+from ..core.errors import Cancelled, EngineUnavailable, InputError, StudioError
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from ..engines.base import Engine, InterpolationRequest, InterpolationResult, ProbeResult
 from ..engines.registry import create_engine
@@ -103,11 +103,11 @@ class EngineWorker:
 class _RemoteEngine(Engine):
     """What run_job sees: the result computed on the cluster for this job, and that engine's identity."""
 
-    def __init__(self, engine_id: str, future: Future, cancel: CancelToken) -> None:
+    def __init__(self, engine_id: str, future: Future, dispatcher: _Dispatcher) -> None:
         self.id = engine_id
         self.label = engine_id
         self._future = future
-        self._cancel = cancel
+        self._dispatcher = dispatcher
         self._identity: dict[str, Any] = {"engine": engine_id}
 
     def probe(self) -> ProbeResult:
@@ -118,7 +118,8 @@ class _RemoteEngine(Engine):
 
     def interpolate(self, request, progress=None, cancel=None) -> InterpolationResult:
         while True:
-            self._cancel.raise_if_cancelled()
+            if self._dispatcher.cancelled:
+                raise Cancelled()
             try:
                 result, identity = self._future.result(timeout=WAIT_S)
             except FutureTimeout:
@@ -191,7 +192,10 @@ class _Dispatcher:
         with self._lock:
             self.done += 1
             done = self.done
-        self.progress(ProgressEvent("cluster", done, len(self.jobs), f"{done} of {len(self.jobs)}"))
+        try:
+            self.progress(ProgressEvent("cluster", done, len(self.jobs), f"{done} of {len(self.jobs)}"))
+        except Cancelled:  # a callback may cancel by raising (the GUI worker's does)
+            self.stop.cancel()
 
     def _serve(self, engine_id: str, actor: Any) -> None:
         ray = _ray()
@@ -296,7 +300,7 @@ def run_on_ray(jobs: list[Job], address: str = "ray", *, progress_factory: Calla
         counts = {engine_id: min(n, limit) for engine_id, n in per_engine.items()}
         dispatcher = _Dispatcher(factories, counts, jobs, cancel, progress or no_progress)
         for index, job in enumerate(jobs):
-            engine = _RemoteEngine(job.engine_id, dispatcher.futures[index], cancel)
+            engine = _RemoteEngine(job.engine_id, dispatcher.futures[index], dispatcher)
             if progress_factory is None:
                 result = run_job(job, engine, None, cancel, apply=False)
             else:
