@@ -117,3 +117,34 @@ def test_task_id_checks():
         check_task_id("")
     with pytest.raises(InputError):
         check_task_id("a\nb")
+
+
+def test_task_id_is_for_one_pair(tmp_path, capsys):
+    from tooncrafter_studio.cli.main import run_cli
+
+    project = make_project(tmp_path)
+    assert run_cli(["generate", str(project.folder), "--all", "--task-id", "x", "-q"]) == 2
+    assert "exactly one --pair" in capsys.readouterr().err
+    assert Project.open(project.folder).shot.takes == {}
+
+
+def test_write_lock_excludes_threads_of_one_process(tmp_path):
+    import threading
+
+    inside = threading.Event()
+    leave = threading.Event()
+
+    def hold():
+        with project_write_lock(tmp_path):
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert inside.wait(10)
+    with pytest.raises(ProjectError), project_write_lock(tmp_path, timeout_s=0.1):
+        pass
+    leave.set()
+    thread.join()
+    with project_write_lock(tmp_path, timeout_s=1):
+        pass
