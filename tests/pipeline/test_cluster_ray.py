@@ -103,7 +103,7 @@ def test_tiny_tooncrafter_on_the_cluster_matches_the_local_run(cluster, tmp_path
 
 def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(cluster, tmp_path):
     marks = tmp_path / "marks"
-    factory = functools.partial(MarkedBlend, str(marks), 0.4)
+    factory = functools.partial(MarkedBlend, str(marks), 1.0)
     register_engine("test-marked", factory)
     try:
         local = make_project(tmp_path / "local", keys=KEYS, count=25)
@@ -120,7 +120,7 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(cluster, tmp_path
             started = sorted(marks.iterdir()) if marks.exists() else []
             if started:
                 pid = int(started[0].name.split("-")[0])
-                os.kill(pid, signal.SIGKILL)  # mid-task: the engine sleeps 0.4 s per frame
+                os.kill(pid, signal.SIGKILL)  # mid-task: the engine sleeps 1 s per frame
                 killed.append(pid)
             time.sleep(0.02)
 
