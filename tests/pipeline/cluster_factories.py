@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pipeline_factories import BlendEngine
 
+from tooncrafter_studio.core.errors import InputError
+
 
 class MarkedBlend(BlendEngine):
     """BlendEngine that notes each request it starts (a file named after its process) and takes
@@ -24,6 +26,15 @@ class MarkedBlend(BlendEngine):
     def interpolate(self, request, progress=None, cancel=None):
         self.marks.mkdir(parents=True, exist_ok=True)
         (self.marks / f"{os.getpid()}-{time.monotonic_ns()}").touch()
+        return super().interpolate(request, progress, cancel)
+
+
+class FailingBlend(MarkedBlend):
+    """Refuses a request with params["fail"], the way an engine refuses a bad parameter."""
+
+    def interpolate(self, request, progress=None, cancel=None):
+        if "fail" in request.params:
+            raise InputError(f"this engine refuses fail={request.params['fail']!r}.")
         return super().interpolate(request, progress, cancel)
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster_factories import MarkedBlend, tiny_tooncrafter
+from cluster_factories import FailingBlend, MarkedBlend, tiny_tooncrafter
 from pipeline_factories import make_project
 from test_farm_export import KEYS, assert_same_takes, takes_by_segment
 
@@ -156,6 +156,16 @@ def test_cancel_keeps_finished_takes_and_frees_the_workers(cluster, tmp_path):
     while ray.available_resources().get("GPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert ray.available_resources().get("GPU", 0) == 2
+
+
+def test_an_engine_error_on_a_worker_reads_as_the_engine_wrote_it(cluster, tmp_path):
+    project = make_project(tmp_path, keys=(1, 9), count=9)
+    jobs = _jobs(project, "test-marked", params={"fail": "bad value"})
+    factory = functools.partial(FailingBlend, str(tmp_path / "marks"))
+    with pytest.raises(InputError, match="this engine refuses fail='bad value'"):
+        list(cluster_ray.run_on_ray(jobs, factories={"test-marked": factory}))
+    takes = project.folder / "takes"
+    assert not takes.exists() or list(takes.iterdir()) == []  # nothing written for a failed job
 
 
 def test_cluster_address_is_checked():

@@ -56,6 +56,11 @@ def assert_same_takes(a: dict, b: dict) -> None:
                 np.testing.assert_array_equal(x, y)
 
 
+def _openjd_start(*argv) -> subprocess.Popen:
+    return subprocess.Popen([OPENJD, "run", *map(str, argv)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 def _openjd(*argv) -> subprocess.CompletedProcess:
     return subprocess.run([OPENJD, "run", *map(str, argv)], capture_output=True, text=True, timeout=300,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
@@ -74,8 +79,14 @@ def test_openjd_job_run_locally_fills_the_project_like_generate_all(tmp_path, ca
     assert "6 tasks" in out
     template = tmp_path / "job" / "job.template.json"
     params = f"file://{tmp_path / 'job' / 'job.params.json'}"
-    run = _openjd(template, "-p", params)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    # two hosts take three tasks each, at the same time, on the one shared project
+    spans = [(1, 5), (5, 9), (9, 13), (13, 17), (17, 21), (21, 25)]
+    halves = [json.dumps([{"Pair": f"{a}:{b}", "Seed": 7} for a, b in spans[i::2]]) for i in (0, 1)]
+    hosts = [_openjd_start(template, "-p", params, "--tasks", half) for half in halves]
+    for host in hosts:
+        out, err = host.communicate(timeout=300)
+        assert host.returncode == 0, out[-3000:] + err[-3000:]
+        assert out.count("take T1 with 1 in-between") == 3
     expected = takes_by_segment(local.folder)
     assert len(expected) == 6 and all(len(t) == 1 for t in expected.values())
     assert_same_takes(takes_by_segment(farm.folder), expected)
