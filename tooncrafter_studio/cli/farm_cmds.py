@@ -9,6 +9,13 @@ from pathlib import Path
 from ..core.errors import InputError
 
 FORMATS = ("openjd", "deadline", "opencue", "flamenco")
+SUBMIT = {
+    "openjd": "openjd run {out}/job.template.json -p file://{out}/job.params.json (or your OpenJD farm's submitter)",
+    "deadline": "deadlinecommand {out}/job_info.job {out}/plugin_info.job {out}/commands.txt",
+    "opencue": "python {out}/submit_opencue.py (with the OpenCue client installed)",
+    "flamenco": "copy {out}/tooncrafter.js into the Flamenco Manager's scripts/ folder, restart it, "
+                "and submit a job of that type",
+}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -57,4 +64,5 @@ def run_farm_export(args: argparse.Namespace) -> int:
           f"{project.folder}:")
     for path in files:
         print(f"  {path}")
+    print(f"submit: {SUBMIT[args.format].format(out=out)}")
     return 0
