@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from ..core.errors import InputError
@@ -31,7 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="engine parameter (VALUE read as JSON when it parses, else text); repeatable")
     p.add_argument("--seed", type=int, default=None, help="seed (default: the segment's, or a fresh one)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="takes per pair, with seeds SEED, SEED+1, ... (default 1)")
     p.add_argument("--prompt", default=None, help="text prompt for engines that take one")
+    p.add_argument("--task-id", default=None, metavar="ID",
+                   help="farm task id (one --pair): a re-run of the task replaces or keeps its take, never adds "
+                        "a second one")
+    p.add_argument("--cluster", default=None, metavar="ray[://ADDRESS]",
+                   help="run the pairs as tasks on a Ray cluster ('ray' alone: a local one, or RAY_ADDRESS)")
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     p.set_defaults(handler=run_generate)
 
@@ -57,9 +65,15 @@ def parse_times(text: str) -> list[float]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from ..engines.registry import create_engine
     from ..pipeline.jobs import parse_pair, segment_job
-    from ..pipeline.runner import check_engine, run_job
+    from ..pipeline.runner import draw_seed
+    from ..pipeline.shared_project import (
+        check_task_id,
+        clear_failed_attempt,
+        commit_take,
+        registered_take,
+        task_take_id,
+    )
     from ..project.resolve import key_spans
     from .project_cmds import open_for_editing
 
@@ -97,9 +111,54 @@ def run_generate(args: argparse.Namespace) -> int:
             print(f"skipped frames {span.start_frame}-{span.start_frame + span.gap}: the keys are adjacent, "
                   "so no in-between fits; insert frames between them first.", file=sys.stderr)
         chosen = [span for span in chosen if span.gap >= 2] or chosen  # all crowded: let the job say why
-    jobs = [segment_job(project, span, count=args.count, spacing=args.spacing, times=times, engine=args.engine,
-                        params=params, seed=args.seed, prompt=args.prompt) for span in chosen]
+    if args.seeds < 1:
+        raise InputError(f"--seeds must be at least 1, not {args.seeds}.")
+    task_id = check_task_id(args.task_id) if args.task_id is not None else None
+    if task_id is not None and (len(chosen) != 1 or args.seeds != 1 or args.cluster):
+        raise InputError("--task-id is for one farm task: give exactly one --pair, and no --seeds or --cluster.")
+    jobs = []
+    for span in chosen:
+        first = segment_job(project, span, count=args.count, spacing=args.spacing, times=times,
+                            engine=args.engine, params=params, seed=args.seed, prompt=args.prompt)
+        jobs.append(first)
+        if args.seeds > 1:
+            first.seed = first.seed if first.seed is not None else draw_seed()
+            jobs += [segment_job(project, span, count=args.count, spacing=args.spacing, times=times,
+                                 engine=args.engine, params=params, seed=first.seed + i, prompt=args.prompt)
+                     for i in range(1, args.seeds)]
+    if task_id is not None:
+        job = jobs[0]
+        project.release_take_id(job.take_id or "")
+        job.take_id = task_take_id(task_id)
+        done = registered_take(project, task_id)
+        if done is not None:
+            print(f"task {task_id} already made take {done.label} ({project.folder / 'takes' / done.id}); "
+                  "nothing to do.")
+            return 0
+        clear_failed_attempt(project.folder, job.take_id)
     quiet = getattr(args, "quiet", False)
+    try:
+        if args.cluster:
+            from ..pipeline.cluster_ray import run_on_ray
+
+            results = run_on_ray(jobs, args.cluster, progress_factory=lambda: TqdmProgress(quiet=quiet))
+        else:
+            results = _run_locally(jobs, quiet)
+        for result in results:
+            take, _ = commit_take(result, task_id)  # each finished take is kept even if a later job fails
+            _report(result, take, project.folder)
+    finally:
+        for job in jobs:
+            project.release_take_id(job.take_id or "")
+    print(f"{len(jobs)} take{'s' if len(jobs) != 1 else ''} saved in {project.project_file}.")
+    return 0
+
+
+def _run_locally(jobs: list, quiet: bool) -> Iterator:
+    """Run the jobs one after another with one engine per engine id; yields each result."""
+    from ..engines.registry import create_engine
+    from ..pipeline.runner import check_engine, run_job
+
     engines = {}
     try:
         for job in jobs:
@@ -109,18 +168,15 @@ def run_generate(args: argparse.Namespace) -> int:
                 engines[job.engine_id] = engine
         for job in jobs:
             with TqdmProgress(quiet=quiet) as progress:
-                result = run_job(job, engines[job.engine_id], progress)
-            project.save()  # each finished take is kept even if a later job fails
-            take = result.take
-            assert take is not None
-            count = len(take.frames)
-            print(f"frames {job.start.frame}-{job.end.frame}: take {take.label} with {count} "
-                  f"in-between{'' if count == 1 else 's'} (engine {job.engine_id}, seed {result.seed}) in "
-                  f"{project.folder / 'takes' / take.id}")
+                yield run_job(job, engines[job.engine_id], progress, apply=False)
     finally:
-        for job in jobs:
-            project.release_take_id(job.take_id or "")
         for engine in engines.values():
             engine.unload()
-    print(f"{len(jobs)} take{'s' if len(jobs) != 1 else ''} saved in {project.project_file}.")
-    return 0
+
+
+def _report(result, take, folder) -> None:
+    job = result.job
+    count = len(take.frames)
+    print(f"frames {job.start.frame}-{job.end.frame}: take {take.label} with {count} "
+          f"in-between{'' if count == 1 else 's'} (engine {job.engine_id}, seed {result.seed}) in "
+          f"{folder / 'takes' / take.id}")

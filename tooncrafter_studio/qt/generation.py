@@ -171,13 +171,16 @@ class GenerationController(QObject):
             self.message.emit("Select a key pair first: set keys with K, then click between two keys.")
             return []
         tasks = []
+        jobs = []
         for span in spans:
             try:
-                job = segment_job(project, span, seed=draw_seed() if new_seed else None, **overrides)
+                jobs.append(segment_job(project, span, seed=draw_seed() if new_seed else None, **overrides))
             except StudioError as exc:
                 self.message.emit(str(exc))
-                continue
-            tasks.append(self._submit(job))
+        if jobs and self.settings.cluster_address:
+            tasks.append(self._submit_to_cluster(jobs, self.settings.cluster_address))
+        else:
+            tasks += [self._submit(job) for job in jobs]
         if tasks:
             self.message.emit(f"Queued {len(tasks)} generation job{'s' if len(tasks) != 1 else ''}.")
         return tasks
@@ -212,7 +215,21 @@ class GenerationController(QObject):
         label = self.job_label(job) + (" (rejected frames)" if keep_from else "")
         return self.worker.submit(label, run, "generate", payload={"job": job, "keep_from": keep_from})
 
+    def _submit_to_cluster(self, jobs: list[Job], address: str) -> Task:
+        """One task for the batch: the worker thread waits on the cluster, the UI keeps working."""
+        def run(progress: ProgressCallback, cancel: CancelToken) -> list[JobResult]:
+            from ..pipeline.cluster_ray import run_on_ray
+
+            return list(run_on_ray(jobs, address, cancel=cancel, progress=progress))
+
+        label = f"{len(jobs)} key pair{'s' if len(jobs) != 1 else ''} on the cluster {address}"
+        return self.worker.submit(label, run, "generate", payload={"jobs": jobs})
+
     def _finished(self, task: Task, result: Any) -> None:
+        if task.kind == "generate" and isinstance(result, list):  # a cluster batch
+            for item in result:
+                self._finished(task, item)
+            return
         if task.kind != "generate" or not isinstance(result, JobResult):
             return
         project = self.session.project

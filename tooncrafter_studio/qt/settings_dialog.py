@@ -65,6 +65,11 @@ class SettingsDialog(QDialog):
         self.autosave.setSpecialValueText("off")
         self.autosave.setValue(settings.autosave_interval_s)
 
+        self.cluster_address = QLineEdit(settings.cluster_address)
+        self.cluster_address.setPlaceholderText("empty: this machine; ray://head:10001 for a Ray cluster")
+        self.cluster_address.setToolTip("Generate on a Ray cluster's GPUs (pip install tooncrafter-studio[cluster]); "
+                                        "'ray' uses RAY_ADDRESS. The project must be on this machine.")
+
         general = QWidget()
         form = QFormLayout(general)
         form.addRow("Model file", model_row)
@@ -75,6 +80,7 @@ class SettingsDialog(QDialog):
         form.addRow("Onion skin: drawings after", self.onion_after)
         form.addRow("Onion skin: nearest opacity", self.onion_opacity)
         form.addRow("Autosave every", self.autosave)
+        form.addRow("Cluster address", self.cluster_address)
 
         self.shortcuts = QTableWidget(len(COMMANDS), 2)
         self.shortcuts.setHorizontalHeaderLabels(["Command", "Keys (separate with ;)"])
@@ -148,4 +154,5 @@ class SettingsDialog(QDialog):
             onion_skin_opacity=round(self.onion_opacity.value(), 3),
             autosave_interval_s=self.autosave.value(),
             shortcuts=self.shortcut_overrides(),
+            cluster_address=self.cluster_address.text().strip(),
         )

@@ -1,0 +1,131 @@
+"""A batch of generations as farm tasks: one task per (key pair, seed), each a `generate` command.
+
+The plan is what every farm format translates (farm_formats.py). A task's command line names the
+project folder, one key pair by timeline frames, a seed and a task id; everything else comes from
+the project's segment settings, read by the task when it runs. The project folder is what the farm
+shares: sources inside it are referenced relative to it, so only the folder's own path has to be
+mapped between the submitting machine and the workers.
+
+Seeds are fixed when the plan is made (the segment's seed, --seed, or a fresh one), so a re-run of
+a task after a failure makes the same frames, and its task id (batch, pair, seed) lets it find the
+take an earlier attempt registered (shared_project.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import InputError
+from ..project.commands import segment_settings
+from ..project.project import Project
+from ..project.resolve import SegmentSpan, key_spans
+from .jobs import parse_pair, plan_inbetweens
+from .runner import draw_seed
+
+log = logging.getLogger(__name__)
+
+DEFAULT_EXECUTABLE = ("tooncrafter-studio",)
+MAX_TASKS = 100_000
+
+
+@dataclass(frozen=True)
+class FarmTask:
+    pair: str  # "START:END" timeline frames of two neighbouring keys
+    seed: int
+    task_id: str
+
+    @property
+    def name(self) -> str:
+        start, end = self.pair.split(":")
+        return f"frames-{start}-{end}-seed-{self.seed}"
+
+
+@dataclass
+class FarmPlan:
+    name: str  # the shot's name: the job's name on the farm
+    project_dir: str  # where the project is on the submitting machine (a path to map on the farm)
+    batch: str  # a short id shared by the tasks of one export
+    tasks: list[FarmTask]
+    options: list[str] = field(default_factory=list)  # generate options every task gets (--engine...)
+    executable: list[str] = field(default_factory=lambda: list(DEFAULT_EXECUTABLE))
+    gpus_per_task: int = 0  # 1 when the engine needs a GPU
+    outside_sources: list[str] = field(default_factory=list)  # footage the farm must see at its own path
+
+    def arguments(self, task: FarmTask, project_dir: str | None = None) -> list[str]:
+        """The generate arguments of one task (without the executable)."""
+        return ["generate", project_dir or self.project_dir, "--pair", task.pair, "--seed", str(task.seed),
+                "--task-id", task.task_id, "--quiet", *self.options]
+
+    def command(self, task: FarmTask, project_dir: str | None = None) -> list[str]:
+        return [*self.executable, *self.arguments(task, project_dir)]
+
+    def shell_command(self, task: FarmTask, project_dir: str | None = None) -> str:
+        return shlex.join(self.command(task, project_dir))
+
+
+def _pair_text(span: SegmentSpan) -> str:
+    return f"{span.start_frame}:{span.start_frame + span.gap}"
+
+
+def make_plan(project: Project, pairs: list[str] | None = None, seeds: int = 1, seed: int | None = None,
+              engine: str | None = None, params: list[str] | None = None, executable: str | None = None,
+              batch: str | None = None) -> FarmPlan:
+    """Plan `seeds` tasks per key pair (`pairs` like "1:9", or every pair with room for in-betweens).
+
+    Every chosen segment is planned now, so a pair that cannot be generated fails here, not on the farm.
+    """
+    from ..engines.registry import create_engine
+
+    if seeds < 1:
+        raise InputError(f"--seeds must be at least 1, not {seeds}.")
+    shot = project.shot
+    spans = key_spans(shot)
+    if not spans:
+        raise InputError(f"{project.folder} has fewer than two keys; mark them first, e.g. "
+                         "tooncrafter-studio keys PROJECT_DIR --frames 1,9,17.")
+    if pairs:
+        chosen: list[SegmentSpan] = []
+        for text in pairs:
+            span = parse_pair(shot, text)
+            if span not in chosen:
+                chosen.append(span)
+    else:
+        chosen = [span for span in spans if span.gap >= 2]
+        if not chosen:
+            raise InputError("Every key pair is adjacent: no in-between fits anywhere; insert frames first.")
+    if len(chosen) * seeds > MAX_TASKS:
+        raise InputError(f"{len(chosen) * seeds} tasks is more than one job should hold ({MAX_TASKS}).")
+    engines = set()
+    tasks = []
+    batch = batch or os.urandom(3).hex()
+    for span in chosen:
+        settings = segment_settings(shot, span.key)
+        plan_inbetweens(span.gap, settings)  # raises a clear error for a segment that cannot be made
+        engines.add(engine or settings.engine or "flow")
+        base = seed if seed is not None else settings.seed if settings.seed is not None else draw_seed()
+        for i in range(seeds):
+            pair = _pair_text(span)
+            tasks.append(FarmTask(pair, base + i, f"{batch}-{pair}-s{base + i}"))
+    options: list[str] = []
+    if engine:
+        options += ["--engine", engine]
+    for item in params or []:
+        options += ["--param", item]
+    gpus = 0
+    for engine_id in sorted(engines):
+        if create_engine(engine_id).capabilities.needs_gpu:
+            gpus = 1
+    outside = [source.path for source in shot.sources.values() if Path(source.path).is_absolute()]
+    return FarmPlan(name=shot.name or project.folder.name, project_dir=str(project.folder), batch=batch,
+                    tasks=tasks, options=options, executable=shlex.split(executable) if executable
+                    else list(DEFAULT_EXECUTABLE), gpus_per_task=gpus, outside_sources=outside)
+
+
+def plan_summary(plan: FarmPlan) -> dict[str, Any]:
+    return {"name": plan.name, "project_dir": plan.project_dir, "batch": plan.batch, "tasks": len(plan.tasks),
+            "gpus_per_task": plan.gpus_per_task}
