@@ -283,8 +283,9 @@ class ToonCrafterEngine(Engine):
             if missing:
                 verb = "is" if len(missing) == 1 else "are"
                 return ProbeResult(False, f"The ToonCrafter engine needs {', '.join(missing)}, which {verb} "
-                                          "not installed: install the 'tooncrafter' extra "
-                                          "(pip install 'tooncrafter-studio[tooncrafter]').")
+                                          "not installed: press 'Install the ToonCrafter engine' in the app, run "
+                                          "`tooncrafter-studio engine install`, or install the 'tooncrafter' "
+                                          "extra (pip install 'tooncrafter-studio[tooncrafter]').")
         device_note = self._probe_device(s)
         if device_note is not None and not device_note[0]:
             return ProbeResult(False, device_note[1])
