@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 TORCH_PINS = ("torch==2.14.1", "torchvision==0.29.1")
 STACK_PINS = ("open_clip_torch==3.3.0", "safetensors==0.8.0")
 # What our own package needs in the worker (no Qt there).
-WORKER_DEPS = ("numpy>=1.26", "pillow>=10", "opencv-python-headless>=4.9", "platformdirs>=4")
+WORKER_DEPS = ("numpy>=1.26", "pillow>=10", "opencv-python-headless>=4.9", "platformdirs>=4", "tqdm>=4.66")
 PYTHON_VERSION = "3.11"
 
 PYPI_INDEX = "https://pypi.org/simple"
