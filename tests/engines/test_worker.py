@@ -43,6 +43,7 @@ def test_worker_gives_the_same_frames_and_progress_as_in_process(crossfade_worke
     assert remote.info["times"] == [0.25, 0.5, 0.75]
     assert [e.done for e in events] == [0, 1, 2, 3] and events[-1].total == 3
     assert crossfade_worker.probe().available
+    assert crossfade_worker.worker_info["package"] == str(SOURCE_ROOT / "tooncrafter_studio")
     # the same process serves the next request
     pid = crossfade_worker._process.pid
     crossfade_worker.interpolate(InterpolationRequest(start, end, [0.5]))

@@ -145,20 +145,20 @@ def test_convert_runs_in_the_engine_environment_when_torch_is_not_here(tmp_path,
     import json
     import sys
 
-    from tooncrafter_studio.cli import download_cmd
     from tooncrafter_studio.core import engine_env
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(download_cmd.importlib.util, "find_spec", lambda n, *a: None if n == "torch" else real(n, *a))
-    assert download_cmd.convert_command(tmp_path / "model.ckpt", tmp_path / "x.safetensors") is None
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "torch" else real(n, *a))
+    assert md.convert_command(tmp_path / "model.ckpt", tmp_path / "x.safetensors") is None
     env_dir = tmp_path / "env"
     python = engine_env.env_python(env_dir)
     python.parent.mkdir(parents=True)
     python.symlink_to(sys.executable)
     (env_dir / engine_env.MARKER_FILE).write_text(json.dumps({"version": 1, "backend": "cpu", "variant": "cpu"}))
     monkeypatch.setenv(engine_env.ENV_DIR_ENV, str(env_dir))
-    command = download_cmd.convert_command(tmp_path / "model.ckpt", tmp_path / "x.safetensors")
-    assert command[0] == str(python) and command[1:5] == ["-m", "tooncrafter_studio", "models", "convert"]
+    command = md.convert_command(tmp_path / "model.ckpt", tmp_path / "x.safetensors")
+    assert command[0] == str(python) and command[1:3] == ["-m", "tooncrafter_studio"]
+    assert command[4:6] == ["models", "convert"]
     with pytest.raises(Exception, match="engine install"):
         monkeypatch.delenv(engine_env.ENV_DIR_ENV)
-        download_cmd.run_convert_step(tmp_path / "model.ckpt", delete_original=False)
+        md.convert_download(tmp_path / "model.ckpt")

@@ -11,20 +11,16 @@ to fp16 safetensors (half the size, never unpickled).
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
-from ..core.engine_env import package_source_root, ready_env
-from ..core.errors import InputError, StudioError
-from ..core.paths import MODEL_FILE_NAMES, user_models_dir
+from ..core.errors import InputError
+from ..core.paths import user_models_dir
 from ..pipeline import model_download as md
 from .progress import TqdmProgress
 
-CONVERTED_NAME = MODEL_FILE_NAMES[0]
+CONVERTED_NAME = md.CONVERTED_NAME
 
 
 def add_download_parser(sub: argparse._SubParsersAction) -> None:
@@ -48,30 +44,6 @@ def _ask(question: str, assume_yes: bool) -> bool:
     if not sys.stdin.isatty():
         raise InputError("Not asking without a terminal: add --yes to download.")
     return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
-
-
-def convert_command(source: Path, out: Path) -> list[str] | None:
-    """How to run `models convert`: here when torch is importable, else in the engine environment."""
-    args = ["-m", "tooncrafter_studio", "models", "convert", str(source), "--out", str(out), "--dtype", "fp16"]
-    if importlib.util.find_spec("torch") is not None and not getattr(sys, "frozen", False):
-        return [sys.executable, *args]
-    env = ready_env()
-    return [str(env.python), *args] if env is not None else None
-
-
-def run_convert_step(source: Path, delete_original: bool) -> Path:
-    out = source.with_name(CONVERTED_NAME)
-    command = convert_command(source, out)
-    if command is None:
-        raise StudioError("Converting needs the ToonCrafter engine's torch: run `tooncrafter-studio engine install`, "
-                          f"then `tooncrafter-studio models convert {source} --out {out}`.")
-    environment = dict(os.environ, PYTHONPATH=str(package_source_root()))
-    if subprocess.run(command, env=environment).returncode != 0:
-        raise StudioError(f"The conversion failed; {source} is untouched.")
-    if delete_original:
-        source.unlink()
-        print(f"deleted {source}")
-    return out
 
 
 def run_download(args: argparse.Namespace) -> int:
@@ -104,6 +76,7 @@ def run_download(args: argparse.Namespace) -> int:
             f"Convert it to fp16 {CONVERTED_NAME} (about half the size, faster to load)?", False))):
         delete = args.delete_original or (sys.stdin.isatty() and not args.yes and _ask(
             f"Delete {dest.name} after converting?", False))
-        converted = run_convert_step(dest, delete)
-        print(f"converted: {converted}")
+        print("converting (this reads the whole file; a few minutes)...")
+        converted = md.convert_download(dest, delete)
+        print(f"converted: {converted}" + (f" (deleted {dest.name})" if delete else ""))
     return 0

@@ -176,7 +176,8 @@ def worker_main(argv: list[str] | None = None) -> int:
         protocol_out.write(json.dumps({"event": "error", "type": type(exc).__name__, "message": str(exc)}) + "\n")
         return 2
     worker = _Worker(engine, protocol_out)
-    worker.send(event="hello", protocol=PROTOCOL, engine=engine_id, python=sys.executable, pid=os.getpid())
+    worker.send(event="hello", protocol=PROTOCOL, engine=engine_id, python=sys.executable, pid=os.getpid(),
+                package=str(Path(__file__).resolve().parents[1]))
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -216,6 +217,7 @@ class WorkerEngine(Engine):
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
         self._lock = threading.Lock()  # one request at a time
         self._configured: dict[str, Any] | None = None
+        self.worker_info: dict[str, Any] = {}  # the worker's hello: its python, pid, package folder
 
     # -- the process ----------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -231,7 +233,7 @@ class WorkerEngine(Engine):
         try:
             self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                              stderr=subprocess.PIPE, text=True, encoding="utf-8",
-                                             errors="replace", env=env, bufsize=1)
+                                             errors="replace", env=env, bufsize=1, cwd=self.source_root)
         except OSError as exc:
             raise EngineUnavailable(f"The engine environment's Python could not start ({self.python}: "
                                     f"{exc.strerror or exc}). Run the engine install again.") from exc
@@ -243,6 +245,7 @@ class WorkerEngine(Engine):
         if hello.get("event") != "hello" or hello.get("protocol") != PROTOCOL:
             self._raise_error(hello)
             raise EngineUnavailable(f"The engine worker speaks another protocol ({hello}).")
+        self.worker_info = hello
 
     def _read_stdout(self, process: subprocess.Popen) -> None:
         assert process.stdout is not None

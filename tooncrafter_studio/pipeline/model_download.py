@@ -26,6 +26,8 @@ import logging
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -34,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ..core.engine_env import is_frozen, package_source_root, ready_env
 from ..core.errors import Cancelled, InputError, StudioError
 from ..core.fsio import atomic_write_text, fsync_dir
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
@@ -42,6 +45,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_REPO = "Doubiiu/ToonCrafter"
 DEFAULT_FILE = "model.ckpt"
+CONVERTED_NAME = "tooncrafter_512.safetensors"  # the first name core/paths.py looks for
 CHUNK = 1 << 20
 DISK_MARGIN = 256 << 20  # leave this much free besides the file
 RETRIES = 3  # a dropped connection is resumed this many times before giving up
@@ -284,3 +288,39 @@ def download(info: RemoteFile, dest_dir: str | os.PathLike, progress: ProgressCa
     with contextlib.suppress(FileNotFoundError):
         meta.unlink()
     return dest
+
+
+# --------------------------------------------------------------------------------------------------
+# After the download: the conversion to fp16 safetensors, in whichever Python has torch
+
+
+def convert_command(source: Path, out: Path) -> list[str] | None:
+    """How to run `models convert`: here when torch is importable, else in the engine environment."""
+    import importlib.util
+
+    args = ["-m", "tooncrafter_studio", "--quiet", "models", "convert", str(source), "--out", str(out),
+            "--dtype", "fp16"]
+    if not is_frozen() and importlib.util.find_spec("torch") is not None:
+        return [sys.executable, *args]
+    env = ready_env()
+    return [str(env.python), *args] if env is not None else None
+
+
+def convert_download(source: Path, delete_original: bool = False) -> Path:
+    """Convert a downloaded checkpoint to fp16 safetensors beside it; the original is deleted only
+    when asked and only after the conversion succeeded."""
+    source = Path(source)
+    out = source.with_name(CONVERTED_NAME)
+    command = convert_command(source, out)
+    if command is None:
+        raise StudioError("Converting needs the ToonCrafter engine's torch: install the engine first "
+                          f"(`tooncrafter-studio engine install`), then convert {source} to {out}.")
+    environment = dict(os.environ, PYTHONPATH=str(package_source_root()))
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=str(package_source_root()))
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise StudioError(f"The conversion failed ({last}); {source.name} is untouched.")
+    if delete_original:
+        source.unlink()
+        log.info("Deleted %s after converting it to %s", source, out)
+    return out
