@@ -37,6 +37,7 @@ class HubState:
 def _handler(state: HubState):
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = 2  # an idle keep-alive connection ends soon, so that closing the server joins its thread
 
         def log_message(self, *args):  # quiet
             pass
@@ -118,7 +119,7 @@ class HubServer:
     def __init__(self) -> None:
         self.state = HubState()
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(self.state))
-        self.httpd.daemon_threads = True
+        self.httpd.daemon_threads = False  # server_close() waits for the request threads
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property

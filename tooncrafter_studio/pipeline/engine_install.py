@@ -450,11 +450,13 @@ def _steps(plan: InstallPlan) -> list[str]:
 
 
 def run_install(plan: InstallPlan, progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
-                reachable: Callable[[Sequence[str]], None] = check_reachable,
-                verify_script: str = VERIFY_SCRIPT) -> EngineEnv:
+                reachable: Callable[[Sequence[str]], None] | None = None,
+                verify_script: str | None = None) -> EngineEnv:
     """Carry out `plan`; returns the ready environment. Re-running a finished plan changes nothing."""
     progress = progress or no_progress
     cancel = cancel or CancelToken()
+    reachable = reachable or check_reachable
+    verify_script = verify_script or VERIFY_SCRIPT
     env_dir = plan.env_dir
     existing = read_marker(env_dir)
     ready = ready_env(env_dir)
