@@ -230,10 +230,13 @@ class WorkerEngine(Engine):
         env["PYTHONUNBUFFERED"] = "1"
         env.update(self._extra_env)
         command = [self.python, "-m", "tooncrafter_studio.engines.worker", self.id]
+        # the windowed app on Windows would otherwise open a console window for the worker
+        flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
         try:
             self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                              stderr=subprocess.PIPE, text=True, encoding="utf-8",
-                                             errors="replace", env=env, bufsize=1, cwd=self.source_root)
+                                             errors="replace", env=env, bufsize=1, cwd=self.source_root,
+                                             creationflags=flags)
         except OSError as exc:
             raise EngineUnavailable(f"The engine environment's Python could not start ({self.python}: "
                                     f"{exc.strerror or exc}). Run the engine install again.") from exc

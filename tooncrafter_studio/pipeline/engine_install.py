@@ -366,8 +366,8 @@ def _subprocess_env() -> dict[str, str]:
 
 
 def _popen_group_kwargs() -> dict[str, object]:
-    if sys.platform == "win32":
-        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP}
+    if sys.platform == "win32":  # no console window pops up from the windowed app
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW}
     return {"start_new_session": True}
 
 

@@ -316,7 +316,9 @@ def convert_download(source: Path, delete_original: bool = False) -> Path:
         raise StudioError("Converting needs the ToonCrafter engine's torch: install the engine first "
                           f"(`tooncrafter-studio engine install`), then convert {source} to {out}.")
     environment = dict(os.environ, PYTHONPATH=str(package_source_root()))
-    done = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=str(package_source_root()))
+    flags = getattr(subprocess, "CREATE_NO_WINDOW", 0) if sys.platform == "win32" else 0
+    done = subprocess.run(command, env=environment, capture_output=True, text=True, cwd=str(package_source_root()),
+                          creationflags=flags)
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no message"])[-1]
         raise StudioError(f"The conversion failed ({last}); {source.name} is untouched.")
