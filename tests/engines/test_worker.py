@@ -119,3 +119,15 @@ def test_registry_uses_the_private_environment_when_torch_is_missing_here(tmp_pa
     engine = create_engine("tooncrafter")
     assert isinstance(engine, WorkerEngine) and engine.python == str(python) and "[cpu]" in engine.label
     assert engine.capabilities.supports_prompt
+
+
+def test_the_real_tooncrafter_engine_answers_through_a_worker(tmp_path):
+    """configure and probe of the ToonCrafter engine itself, across the boundary (no torch import:
+    the CPU device and a missing model file are decided before)."""
+    engine = WorkerEngine("tooncrafter", sys.executable, SOURCE_ROOT)
+    try:
+        engine.configure({"device": "cpu", "model": tmp_path / "nope.ckpt"})
+        result = engine.probe()
+        assert not result.available and "nope.ckpt" in result.reason
+    finally:
+        engine.close()

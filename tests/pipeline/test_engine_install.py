@@ -229,3 +229,22 @@ def test_real_cpu_install_from_the_registry(tmp_path):
 
     verified = read_marker(env.path)["verified"]
     assert verified["torch"].startswith("2.14.1") and verified["cuda_available"] is False
+
+
+def test_real_uv_creates_the_environment_and_installs_from_pypi(tmp_path):
+    """The real uv commands of a plan (flags, paths) work; only the package list is cut to one small
+    wheel from PyPI, so that CI downloads a few hundred KB instead of torch."""
+    if ei.find_uv() is None:
+        pytest.skip("uv is not installed")
+    try:
+        ei.check_reachable([ei.PYPI_INDEX], timeout=5)
+    except ei.OfflineError:
+        pytest.skip("PyPI is not reachable")
+    plan = ei.plan_install("cpu", machine=ei.MachineInfo("linux", "x86_64"), env_dir=tmp_path / "env", tool="uv")
+    create, _torch, stack = plan.commands
+    small = stack[:stack.index("--index-url") + 2] + ("tqdm>=4.66",)
+    real = dataclasses.replace(plan, commands=(create, small))
+    env = ei.run_install(real, reachable=_no_network_check,
+                         verify_script="import json, tqdm; print('VERIFY ' + json.dumps({'torch': tqdm.__version__}))")
+    assert env.python.exists() and str(env.python).startswith(str(tmp_path))
+    assert ready_env(plan.env_dir) is not None
