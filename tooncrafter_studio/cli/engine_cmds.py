@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from ..core.engine_env import engine_env_dir, read_marker, ready_env
+from ..core.progress import ProgressEvent
 from ..pipeline.engine_install import BACKENDS, CUDA_BUILDS, plan_install, run_install
-from .progress import TqdmProgress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -43,14 +43,14 @@ def run_install_cmd(args: argparse.Namespace) -> int:
     print(plan.describe())
     if args.dry_run:
         return 0
-    with TqdmProgress(quiet=args.quiet) as bar:
-        def progress(event) -> None:
-            bar(event)
-            if event.message and (args.quiet is False) and event.message.startswith(("downloading", "Installed")):
-                bar.close()
-                print(f"  {event.message}")
+    seen: set[str] = set()
 
-        env = run_install(plan, progress)
+    def progress(event: ProgressEvent) -> None:  # one line per step and per download (with its size)
+        if not args.quiet and event.message and event.message not in seen:
+            seen.add(event.message)
+            print(f"  [{event.done}/{event.total}] {event.message}", flush=True)
+
+    env = run_install(plan, progress)
     print(f"The ToonCrafter engine environment is ready: {env.description}")
     return 0
 
