@@ -248,3 +248,20 @@ def test_real_uv_creates_the_environment_and_installs_from_pypi(tmp_path):
                          verify_script="import json, tqdm; print('VERIFY ' + json.dumps({'torch': tqdm.__version__}))")
     assert env.python.exists() and str(env.python).startswith(str(tmp_path))
     assert ready_env(plan.env_dir) is not None
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake environment's python is a shell script")
+def test_cli_install_prints_steps_and_sizes_then_status_says_ready(tmp_path, monkeypatch, capsys):
+    from tooncrafter_studio.cli import engine_cmds
+
+    monkeypatch.setenv(ENV_DIR_ENV, str(tmp_path / "env"))
+    scripted = _plan(tmp_path, _script("print('Downloading torch (846.2MiB)')"), _script("print('Installed 3 packages')"))
+    monkeypatch.setattr(engine_cmds, "plan_install", lambda backend, env_dir=None, tool=None: scripted)
+    monkeypatch.setattr(ei, "check_reachable", lambda urls: None)
+    monkeypatch.setattr(ei, "VERIFY_SCRIPT", FAKE_VERIFY)
+    assert run_cli(["engine", "install", "--backend", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "downloading torch (846.2MiB)" in out and "Installed 3 packages" in out
+    assert "engine environment is ready: cpu (cpu)" in out
+    assert run_cli(["engine", "status"]) == 0
+    assert "ready, cpu (cpu)" in capsys.readouterr().out
