@@ -51,8 +51,8 @@ def run() -> None:
     if frozen.exists():
         size = folder_size(bundle)
         internal = bundle / "_internal"
-        parts = sorted(((folder_size(p) if p.is_dir() else p.stat().st_size, p.name) for p in internal.iterdir()),
-                       reverse=True)[:6]
+        parts = sorted(((folder_size(p) if p.is_dir() else p.lstat().st_size, p.name) for p in internal.iterdir()
+                        if not p.is_symlink()), reverse=True)[:6]
         print(f"bundle {bundle}: {size / 1e6:.0f} MB on disk")
         print("  largest parts: " + ", ".join(f"{name} {n / 1e6:.0f} MB" for n, name in parts))
         commands["frozen"] = [str(frozen), "--gui", "--smoke-test"]

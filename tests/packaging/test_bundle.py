@@ -70,6 +70,10 @@ def test_version_and_help(bundle, env):
     run = _run(bundle, "--version", env=env)
     assert run.returncode == 0 and run.stdout.strip() == f"tooncrafter-studio {__version__}"
     assert "engine" in _run(bundle, "--help", env=env).stdout
+    doctor = _run(bundle, "doctor", env=env).stdout
+    assert doctor.startswith(f"ToonCrafter Studio {__version__}")
+    opencv = next(line for line in doctor.splitlines() if "opencv-python-headless" in line)
+    assert "not installed" not in opencv and "engine install" in doctor
 
 
 def test_the_frozen_app_opens_the_sample_shot_then_the_cli_generates_with_flow(bundle, env, tmp_path):
