@@ -23,6 +23,15 @@ def _run(*command, cwd=None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=600, cwd=cwd, **kwargs)
 
 
+def _setuptools_at_least(major: int) -> bool:
+    try:
+        from importlib.metadata import version
+
+        return int(version("setuptools").split(".")[0]) >= major
+    except Exception:
+        return False
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     work = tmp_path_factory.mktemp("wheel")
@@ -33,7 +42,11 @@ def installed(tmp_path_factory):
         shutil.copy2(ROOT / name, source / name)
     shutil.copytree(ROOT / "tooncrafter_studio", source / "tooncrafter_studio",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+    # the installed setuptools when it is new enough for pyproject's licence field (offline), else
+    # pip's isolated build (fetches setuptools from PyPI; a fresh Python 3.11 venv has 65.x)
+    isolation = [] if _setuptools_at_least(77) else ["--use-pep517"]
+    no_isolation = ["--no-build-isolation"] if not isolation else []
+    built = _run(sys.executable, "-m", "pip", "wheel", "--no-deps", *no_isolation, *isolation, "-q",
                  "-w", work / "dist", source, cwd=work)
     assert built.returncode == 0, built.stderr
     wheel = next((work / "dist").glob("tooncrafter_studio-*.whl"))
