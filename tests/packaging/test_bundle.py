@@ -122,3 +122,26 @@ def test_the_shipped_worker_sources_run_an_engine(bundle):
         assert engine.worker_info["package"] == str((bundle / "_internal" / "worker_src" / "tooncrafter_studio").resolve())
     finally:
         engine.close()
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in environment's python is a shell script")
+def test_the_frozen_app_runs_tooncrafter_in_the_engine_environment(bundle, env, tmp_path):
+    """With a ready engine environment (here: a stand-in whose python is this test's, which has torch)
+    the frozen app, which has no torch, reaches the ToonCrafter engine through the worker."""
+    from tooncrafter_studio.core.engine_env import ENV_DIR_ENV, MARKER_FILE
+
+    engine_env = tmp_path / "engine-env"
+    python = engine_env / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    python.chmod(0o755)
+    (engine_env / MARKER_FILE).write_text(json.dumps({"version": 1, "backend": "cpu", "variant": "cpu",
+                                                      "index_url": "x", "pins": {}}))
+    frames = bundle / "_internal" / "tooncrafter_studio" / "resources" / "sample_shot" / "frames"
+    args = ("interpolate", frames / "ball.0001.png", frames / "ball.0005.png", "--count", "1", "--out",
+            tmp_path / "out", "--engine", "tooncrafter", "--device", "cpu", "--model", tmp_path / "absent.ckpt")
+    alone = _run(bundle, *args, env=env)
+    assert alone.returncode == 2 and "needs torch" in alone.stderr
+    through_worker = _run(bundle, *args, env=dict(env, **{ENV_DIR_ENV: str(engine_env)}))
+    assert through_worker.returncode == 2
+    assert "No ToonCrafter model was found" in through_worker.stderr and "absent.ckpt" in through_worker.stderr
