@@ -77,3 +77,24 @@ def test_download_button_asks_with_the_size_then_downloads(qtbot, env_dir, monke
     assert (user_models_dir() / "model.ckpt").read_bytes() == payload
     assert "Downloaded and verified" in dialog.model.message.text()
     assert dialog.model.status.text().startswith("Found:")
+
+
+def test_the_inspector_offers_the_set_up_where_the_engine_is_unavailable(qtbot, window, env_dir, project_folder):
+    from tooncrafter_studio.engines.base import ProbeResult
+
+    window.open_project(project_folder)
+    inspector = window.inspector
+    inspector.set_span(window.session.spans()[0])
+    missing = ProbeResult(False, "The ToonCrafter engine needs torch, which is not installed: run "
+                                 "`tooncrafter-studio engine install`.")
+    inspector.set_engines(["flow", "tooncrafter"], {"flow": ProbeResult(True, "CPU"), "tooncrafter": missing})
+    inspector._refresh_engine("tooncrafter")
+    assert inspector.setup_button.isVisibleTo(inspector)
+    inspector._refresh_engine("flow")
+    assert not inspector.setup_button.isVisibleTo(inspector)
+    inspector._refresh_engine("tooncrafter")
+    with qtbot.waitSignal(inspector.setup_engine):
+        inspector.setup_button.click()
+    dialogs = [w for w in window.findChildren(EngineSetupDialog)]
+    assert dialogs and dialogs[-1].isVisible()
+    dialogs[-1].reject()

@@ -145,6 +145,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.generation.probes_ready.connect(self._probes_ready)
         self.generation.take_added.connect(self._take_added)
         self.inspector.locate_model.connect(self.locate_model)
+        self.inspector.setup_engine.connect(self.engine_setup_dialog)
         self.takes.compare_changed.connect(lambda _t: self.show_current())
         self.log_panel.copy_button.clicked.connect(self.copy_diagnostics)
         self.current_frame = 1
