@@ -91,3 +91,26 @@ def test_the_installed_app_opens_the_sample_shot(installed):
     assert run.returncode == 0, run.stderr
     report = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("{")))
     assert report["project"] == "sample_shot" and report["frames"] > 0
+
+
+def test_an_installed_wheel_gives_the_worker_a_folder_with_only_our_package(installed):
+    """site-packages must not shadow the engine environment's packages: the worker gets a copy."""
+    found = _run(installed["python"], "-c", "from tooncrafter_studio.core.engine_env import package_source_root; "
+                 "print(package_source_root())", env=installed["env"])
+    root = Path(found.stdout.strip())
+    assert root.is_relative_to(installed["work"] / "home") and [p.name for p in root.iterdir()] == ["tooncrafter_studio"]
+    assert (root / "tooncrafter_studio" / "engines" / "worker.py").exists()
+    assert not (root / "tooncrafter_studio" / "qt").exists()
+
+    import numpy as np
+
+    from tooncrafter_studio.engines.base import InterpolationRequest
+    from tooncrafter_studio.engines.worker import WorkerEngine
+
+    engine = WorkerEngine("crossfade", installed["python"], root)
+    try:
+        keys = np.zeros((4, 4, 3), np.uint8), np.full((4, 4, 3), 100, np.uint8)
+        assert int(engine.interpolate(InterpolationRequest(*keys, [0.5])).frames[0][0, 0, 0]) == 50
+        assert engine.worker_info["package"] == str(root / "tooncrafter_studio")
+    finally:
+        engine.close()

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .paths import user_data_dir
+from .paths import user_cache_dir, user_data_dir
 
 ENV_DIR_ENV = "TOONCRAFTER_STUDIO_ENGINE_ENV"  # overrides the location (tests, portable installs)
 MARKER_FILE = "tooncrafter-env.json"
@@ -81,9 +82,23 @@ def is_frozen() -> bool:
 
 
 def package_source_root() -> Path:
-    """The folder that holds our `tooncrafter_studio` package as plain .py files, for the worker's
-    sys.path. The frozen bundle keeps its modules in an archive, so it ships a copy of the sources
-    under `worker_src/`."""
+    """A folder that holds our `tooncrafter_studio` package as plain .py files, for the worker's
+    sys.path (first on it). The frozen bundle keeps its modules in an archive, so it ships a copy of
+    the sources under `worker_src/`. An installed wheel lives among the app's other packages in
+    site-packages, which must not shadow the engine environment's: a copy of just our package is
+    kept in the user cache folder (per version)."""
     if is_frozen():
         return Path(getattr(sys, "_MEIPASS", Path(sys.executable).parent)) / "worker_src"
-    return Path(__file__).resolve().parents[2]
+    package = Path(__file__).resolve().parents[1]
+    if package.parent.name not in ("site-packages", "dist-packages"):
+        return package.parent  # a source checkout
+    from .. import __version__
+
+    root = user_cache_dir() / "engine-src" / __version__
+    if not (root / package.name / "__init__.py").exists():
+        staging = root.with_name(f".{__version__}.{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(package, staging / package.name, ignore=shutil.ignore_patterns("__pycache__", "qt", "resources"))
+        shutil.rmtree(root, ignore_errors=True)
+        os.replace(staging, root)
+    return root
