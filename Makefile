@@ -44,4 +44,4 @@ package: $(STAMP)
 	@du -sh dist/tooncrafter-studio
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache
