@@ -231,16 +231,17 @@ def test_real_cpu_install_from_the_registry(tmp_path):
     assert verified["torch"].startswith("2.14.1") and verified["cuda_available"] is False
 
 
-def test_real_uv_creates_the_environment_and_installs_from_pypi(tmp_path):
-    """The real uv commands of a plan (flags, paths) work; only the package list is cut to one small
-    wheel from PyPI, so that CI downloads a few hundred KB instead of torch."""
-    if ei.find_uv() is None:
+@pytest.mark.parametrize("tool", ["uv", "pip"])
+def test_real_installer_creates_the_environment_and_installs_from_pypi(tmp_path, tool):
+    """The real commands of a plan (flags, paths) work with uv and with the pip fallback; only the
+    package list is cut to one small wheel from PyPI, so that CI downloads a few hundred KB, not torch."""
+    if tool == "uv" and ei.find_uv() is None:
         pytest.skip("uv is not installed")
     try:
         ei.check_reachable([ei.PYPI_INDEX], timeout=5)
     except ei.OfflineError:
         pytest.skip("PyPI is not reachable")
-    plan = ei.plan_install("cpu", machine=ei.MachineInfo("linux", "x86_64"), env_dir=tmp_path / "env", tool="uv")
+    plan = ei.plan_install("cpu", machine=ei.MachineInfo("linux", "x86_64"), env_dir=tmp_path / "env", tool=tool)
     create, _torch, stack = plan.commands
     small = stack[:stack.index("--index-url") + 2] + ("tqdm>=4.66",)
     real = dataclasses.replace(plan, commands=(create, small))
