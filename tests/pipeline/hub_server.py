@@ -42,6 +42,12 @@ def _handler(state: HubState):
         def log_message(self, *args):  # quiet
             pass
 
+        def end_headers(self):
+            # one request per connection: closing the server never waits on an idle keep-alive
+            self.send_header("Connection", "close")
+            self.close_connection = True
+            super().end_headers()
+
         def _resolve(self, head: bool) -> None:
             found = re.match(r"^/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<name>.+)$", self.path)
             assert found
