@@ -266,3 +266,20 @@ def test_cli_install_prints_steps_and_sizes_then_status_says_ready(tmp_path, mon
     assert "engine environment is ready: cpu (cpu)" in out
     assert run_cli(["engine", "status"]) == 0
     assert "ready, cpu (cpu)" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake environment's python is a shell script")
+def test_a_half_made_environment_of_another_backend_is_started_afresh(tmp_path):
+    failing = _plan(tmp_path, _script("raise SystemExit(1)"))
+    cuda = dataclasses.replace(failing, backend="cuda", variant="cu128",
+                               index_url="https://download.pytorch.org/whl/cu128")
+    with pytest.raises(ei.InstallError):
+        ei.run_install(cuda, reachable=_no_network_check, verify_script=FAKE_VERIFY)
+    leftover = cuda.env_dir / "leftover-from-cu128"
+    leftover.write_text("torch 2.14.1+cu128")
+    cpu = _plan(tmp_path, _script("pass"))  # same folder, the CPU build now
+    events = []
+    ei.run_install(cpu, events.append, reachable=_no_network_check, verify_script=FAKE_VERIFY)
+    assert not leftover.exists() and "environment already there; continuing" not in [e.message for e in events]
+    assert ready_env(cpu.env_dir).variant == "cpu"
+    assert not (cpu.env_dir / ei.PENDING_FILE).exists()

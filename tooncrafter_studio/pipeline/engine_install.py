@@ -436,6 +436,17 @@ def _failure(step: str, code: int, tail: list[str]) -> InstallError:
     return InstallError(f"The engine install failed while {step} (exit code {code}): {detail.strip()}")
 
 
+PENDING_FILE = "tooncrafter-env.pending.json"  # the plan an unfinished install was carrying out
+
+
+def _read_json(path: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def _same_plan(marker: dict[str, object], plan: InstallPlan) -> bool:
     return {k: v for k, v in marker.items() if k != "verified"} == plan.marker()
 
@@ -463,10 +474,21 @@ def run_install(plan: InstallPlan, progress: ProgressCallback | None = None, can
     if ready is not None and existing is not None and _same_plan(existing, plan):
         progress(ProgressEvent("install", 1, 1, f"already installed: {ready.description}"))
         return ready
-    if existing is not None:  # another backend or other pins: start afresh (uv's cache keeps the downloads)
-        log.info("Replacing the engine environment at %s (%s -> %s)", env_dir, existing.get("variant"), plan.variant)
-        shutil.rmtree(env_dir)
+    pending_file = env_dir / PENDING_FILE
+    pending = _read_json(pending_file)
+    # A finished or half-made environment of another plan (backend, pins) is started afresh: a torch
+    # 2.14.1+cu128 already there would satisfy `torch==2.14.1` from the CPU index. uv's cache keeps
+    # the downloads.
+    other = existing if existing is not None else pending
+    if other is not None and not _same_plan(other, plan) and env_dir.exists():
+        log.info("Replacing the engine environment at %s (%s -> %s)", env_dir, other.get("variant"), plan.variant)
+        try:
+            shutil.rmtree(env_dir)
+        except OSError as exc:
+            raise InstallError(f"Could not replace the engine environment at {env_dir} ({exc.strerror or exc}); "
+                               "close anything still using it (a running generation) and try again.") from exc
     reachable([plan.index_url, PYPI_INDEX])
+    atomic_write_text(pending_file, json.dumps(plan.marker()), error=InstallError)
     steps = _steps(plan)
     total = len(steps) + 1
     downloads: dict[str, str] = {}
@@ -502,6 +524,7 @@ def run_install(plan: InstallPlan, progress: ProgressCallback | None = None, can
         raise _failure("checking the installed packages", code, tail)
     marker = plan.marker() | {"verified": found}
     atomic_write_text(env_dir / MARKER_FILE, json.dumps(marker, indent=2), error=InstallError)
+    pending_file.unlink(missing_ok=True)
     env = ready_env(env_dir)
     assert env is not None
     if plan.backend == "cuda" and not found.get("cuda_available"):
