@@ -3,11 +3,11 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-EXTRAS ?= dev,tooncrafter,farm,cluster
+EXTRAS ?= dev,tooncrafter,farm,cluster,package
 
 export QT_QPA_PLATFORM ?= $(if $(DISPLAY)$(WAYLAND_DISPLAY),,offscreen)
 
-.PHONY: run test lint bench sample screenshots clean
+.PHONY: run test lint bench sample screenshots package clean
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed ($(PYTHON) not found); set PYTHON=..."; exit 1; }
@@ -37,5 +37,11 @@ sample: $(STAMP)
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/python tools/screenshots.py
 
+# The app bundle for this platform (no torch): dist/tooncrafter-studio/ (+ .app on macOS).
+# Then packaging/linux/build_appimage.sh, or iscc packaging/windows/tooncrafter-studio.iss.
+package: $(STAMP)
+	$(BIN)/python -m PyInstaller --noconfirm --distpath dist --workpath build/pyinstaller packaging/tooncrafter_studio.spec
+	@du -sh dist/tooncrafter-studio
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .ruff_cache

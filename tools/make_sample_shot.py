@@ -1,6 +1,6 @@
 """Draw the project's sample shot and make a ready-to-open project of it.
 
-    python tools/make_sample_shot.py [--out resources/sample_shot] [--frames-only]
+    python tools/make_sample_shot.py [--out tooncrafter_studio/resources/sample_shot] [--frames-only]
 
 A cartoon ball (flat colours, dark outlines, a face) hops across a simple landscape on an arc with
 squash and stretch, animated on 2s: 24 timeline frames, 12 drawings, each written twice, 512x320.
@@ -155,7 +155,7 @@ def make_project(folder: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=REPO / "resources" / "sample_shot")
+    parser.add_argument("--out", type=Path, default=REPO / "tooncrafter_studio" / "resources" / "sample_shot")
     parser.add_argument("--frames-only", action="store_true", help="draw the frames, make no project")
     args = parser.parse_args(argv)
     paths = write_frames(args.out / "frames")

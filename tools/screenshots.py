@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 
     window.open_startup(None)
     if window.session.project is None:
-        print("The sample shot is missing (resources/sample_shot); nothing to photograph.", file=sys.stderr)
+        print("The sample shot is missing (tooncrafter_studio/resources/sample_shot); nothing to photograph.", file=sys.stderr)
         return 1
     settle(1.5, until=lambda: "flow" in window.generation.probes)
     shoot("first_run")

@@ -15,6 +15,7 @@ import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
+from ..core.engine_env import ready_env
 from ..core.errors import InputError
 from ..core.paths import find_model
 
@@ -94,9 +95,13 @@ def _diagnose(args: argparse.Namespace) -> int:
     for name in PACKAGES[1:]:
         print(f"  {name:24s} {_version(name) or 'not installed'}")
     ok = True
-    if _torch_missing():
-        print("PyTorch: not installed — the ToonCrafter engine is unavailable (install the 'tooncrafter' extra); "
-              "the flow engine works without it.")
+    engine_env = ready_env()
+    if _torch_missing() and engine_env is not None:
+        print(f"PyTorch: in the engine environment, {engine_env.description} (ToonCrafter runs there as a "
+              "worker process; `tooncrafter-studio engine status`)")
+    elif _torch_missing():
+        print("PyTorch: not installed — the ToonCrafter engine is unavailable (run `tooncrafter-studio engine "
+              "install`, or install the 'tooncrafter' extra); the flow engine works without it.")
         ok = False
     else:
         from ..diffusion import memory

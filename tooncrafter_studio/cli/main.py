@@ -12,6 +12,7 @@ import logging
 import sys
 import traceback
 
+from .. import __version__
 from ..core.errors import Cancelled, StudioError
 from ..core.logging import configure_logging
 
@@ -25,6 +26,7 @@ COMMAND_MODULES = (
     "tooncrafter_studio.cli.interpolate_cmd",
     "tooncrafter_studio.cli.export_cmd",
     "tooncrafter_studio.cli.farm_cmds",
+    "tooncrafter_studio.cli.engine_cmds",
 )
 
 EXIT_OK = 0
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "Run without a command to open the app.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:

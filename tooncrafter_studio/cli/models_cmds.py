@@ -4,6 +4,7 @@
                                              every key and shape fits the model (exit 2 if not)
     models convert PATH --out FILE.safetensors [--dtype fp16|bf16|fp32] [--keep-unused]
                                              streaming, bounded memory, progress bar, atomic write
+    models download [--repo R] [--file F]    from the hub, asked for (cli/download_cmd.py)
 
 Weight files are never unpickled beyond plain tensors (torch weights_only) or are safetensors.
 """
@@ -46,6 +47,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     convert.add_argument("--config", choices=CONFIG_CHOICES, default="512", help=argparse.SUPPRESS)
     convert.set_defaults(handler=run_convert)
+
+    from .download_cmd import add_download_parser
+
+    add_download_parser(sub)
 
 
 def _resolve(path: str) -> Path:

@@ -52,8 +52,9 @@ def repo_models_dir() -> Path:
 
 
 def resources_dir() -> Path:
-    """The repo's `resources/` folder (sample shot, icons)."""
-    return Path(__file__).resolve().parents[2] / "resources"
+    """The package's `resources/` folder (sample shot, icons): package data, so wheels and the frozen
+    bundle carry it."""
+    return Path(__file__).resolve().parents[1] / "resources"
 
 
 @dataclass(frozen=True)

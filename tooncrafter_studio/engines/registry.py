@@ -18,7 +18,7 @@ ENTRY_POINT_GROUP = "tooncrafter_studio.engines"
 _BUILTINS: dict[str, str] = {
     "flow": "tooncrafter_studio.engines.flow:FlowEngine",
     "crossfade": "tooncrafter_studio.engines.crossfade:CrossfadeEngine",
-    "tooncrafter": "tooncrafter_studio.engines.tooncrafter:ToonCrafterEngine",
+    "tooncrafter": "tooncrafter_studio.engines.tooncrafter:create_tooncrafter_engine",
 }
 
 _extra: dict[str, Callable[[], Engine]] = {}

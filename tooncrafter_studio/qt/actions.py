@@ -84,6 +84,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("regenerate", "&Regenerate (New Seed)", ("R",), "Generate"),
     CommandSpec("regenerate_rejected", "Regenerate Re&jected Frames", ("Shift+R",), "Generate"),
     CommandSpec("cancel_jobs", "&Cancel All Jobs", ("Ctrl+Shift+X",), "Generate"),
+    CommandSpec("engine_setup", "ToonCrafter &Engine…", (), "Generate",
+                tip="Install the ToonCrafter engine for your GPU and download the model"),
     # Review
     CommandSpec("accept_frame", "&Accept Frame", ("A",), "Review"),
     CommandSpec("reject_frame", "Re&ject Frame", ("X",), "Review"),

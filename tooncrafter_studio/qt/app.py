@@ -20,6 +20,8 @@ def parse_args(args: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="tooncrafter-studio", description="ToonCrafter Studio (desktop app)")
     parser.add_argument("--project", help="open this project folder")
     parser.add_argument("--debug", action="store_true", help="log debug messages")
+    # packaging checks: open, paint once, print what opened (one JSON line on stdout), quit
+    parser.add_argument("--smoke-test", action="store_true", help=argparse.SUPPRESS)
     known, _unknown = parser.parse_known_args(args)  # Qt's own options (-platform ...) pass through
     return known
 
@@ -39,7 +41,41 @@ def run_app(args: list[str] | None = None) -> int:
     window = MainWindow()
     window.show()
     window.open_startup(options.project)
+    if options.smoke_test:
+        _report_and_quit(app, window)
     code = app.exec()
     if window.isVisible():  # the loop ended without a close (e.g. a signal): still stop the threads
         window.shutdown()
     return int(code)
+
+
+def _report_and_quit(app, window) -> None:
+    """For `make bench` and the packaged smoke test: what opened and when the first paint happened."""
+    import json
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    def report() -> None:
+        window.grab()  # one full paint of the window
+        project = window.session.project
+        sys.stdout.write(json.dumps({"smoke": "ok", "project": project.folder.name if project else None,
+                                     "frames": window.timeline.frame_count, "title": window.windowTitle(),
+                                     "seconds_since_start": time.time() - _process_start()}) + "\n")
+        sys.stdout.flush()
+        window.close()
+        app.quit()
+
+    QTimer.singleShot(0, report)
+
+
+def _process_start() -> float:
+    """When this process started (wall clock), for cold-start figures that include the imports."""
+    try:
+        import psutil
+
+        return psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - psutil missing: measure from here
+        import time
+
+        return time.time()

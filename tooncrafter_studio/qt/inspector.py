@@ -131,6 +131,7 @@ class SpacingChart(QWidget):
 
 class SegmentInspector(QWidget):
     locate_model = Signal()
+    setup_engine = Signal()  # install the engine / download the model (qt/engine_setup.py)
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -160,6 +161,8 @@ class SegmentInspector(QWidget):
         self.engine_status.setObjectName("engine_status")
         self.locate_button = QPushButton("Locate model…")
         self.locate_button.setVisible(False)
+        self.setup_button = QPushButton("Install engine / Download model…")
+        self.setup_button.setVisible(False)
         self.prompt = QLineEdit()
         self.prompt.setPlaceholderText("e.g. a girl turns her head, anime")
         self.fixed_seed = QCheckBox("fixed")
@@ -195,6 +198,7 @@ class SegmentInspector(QWidget):
         form.addRow("Engine", self.engine)
         form.addRow("", self.engine_status)
         form.addRow("", self.locate_button)
+        form.addRow("", self.setup_button)
         form.addRow("Prompt", self.prompt)
         form.addRow("Seed", seed_row)
         form.addRow("Steps", self.steps)
@@ -227,6 +231,7 @@ class SegmentInspector(QWidget):
         self.memory_mode.currentIndexChanged.connect(
             lambda _i: self._edit_param("memory", self.memory_mode.currentData()))
         self.locate_button.clicked.connect(self.locate_model.emit)
+        self.setup_button.clicked.connect(self.setup_engine.emit)
         self.set_engines([], {})
         self.refresh()
 
@@ -326,6 +331,8 @@ class SegmentInspector(QWidget):
         self.engine_status.setStyleSheet(f"color: {color}")
         lowered = reason.lower()
         self.locate_button.setVisible(available is False and ("model" in lowered or "checkpoint" in lowered))
+        self.setup_button.setVisible(available is False and engine_id == "tooncrafter"
+                                     and ("install" in lowered or "no tooncrafter model" in lowered))
         caps = self.capabilities.get(engine_id)
         diffusion = caps is not None and getattr(caps, "supports_prompt", False)
         enabled = self.span is not None and self.session.shot is not None

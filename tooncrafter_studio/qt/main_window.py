@@ -145,6 +145,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.generation.probes_ready.connect(self._probes_ready)
         self.generation.take_added.connect(self._take_added)
         self.inspector.locate_model.connect(self.locate_model)
+        self.inspector.setup_engine.connect(self.engine_setup_dialog)
         self.takes.compare_changed.connect(lambda _t: self.show_current())
         self.log_panel.copy_button.clicked.connect(self.copy_diagnostics)
         self.current_frame = 1
@@ -170,7 +171,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             "new_project": self.new_project_dialog, "open_project": self.open_project_dialog,
             "new_from_pattern": self.new_from_pattern_dialog,
             "save": self.save, "save_as": self.save_as_dialog, "export": self.export_dialog,
-            "settings": self.settings_dialog, "quit": self.close,
+            "settings": self.settings_dialog, "quit": self.close, "engine_setup": self.engine_setup_dialog,
             "undo": self.session.undo, "redo": self.session.redo,
             "set_key": lambda: self.set_keys(True), "remove_key": lambda: self.set_keys(False),
             "exposure_1": lambda: self.set_exposure(1), "exposure_2": lambda: self.set_exposure(2),
@@ -312,6 +313,14 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.settings.model_path = path
         self._save_settings()
         self.generation.settings_changed(self.settings)
+
+    def engine_setup_dialog(self):
+        from .engine_setup import EngineSetupDialog
+
+        dialog = EngineSetupDialog(self, self.settings.model_path)
+        dialog.changed.connect(lambda: self.generation.settings_changed(self.settings))  # probe again
+        dialog.open()
+        return dialog
 
     def settings_dialog(self) -> SettingsDialog:
         dialog = SettingsDialog(self.settings, list(self.generation.probes) or ["flow"], self)

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 APP_NAME = "ToonCrafter Studio"
 FIRST_RUN_HINT = ("Welcome! This is the sample shot. Keys are marked ◆ on the timeline: click between two keys, "
-                  "press G to generate in-betweens, then A / X to accept or reject. File ▸ New Project imports yours.")
+                  "press G to generate in-betweens, then A / X to accept or reject. File ▸ New Project imports yours; "
+                  "Generate ▸ ToonCrafter Engine… sets up the generative engine.")
 
 
 def freeze_long_lived_objects() -> None:

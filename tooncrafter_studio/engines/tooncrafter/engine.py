@@ -283,8 +283,9 @@ class ToonCrafterEngine(Engine):
             if missing:
                 verb = "is" if len(missing) == 1 else "are"
                 return ProbeResult(False, f"The ToonCrafter engine needs {', '.join(missing)}, which {verb} "
-                                          "not installed: install the 'tooncrafter' extra "
-                                          "(pip install 'tooncrafter-studio[tooncrafter]').")
+                                          "not installed: press 'Install the ToonCrafter engine' (Generate ▸ ToonCrafter Engine…), run "
+                                          "`tooncrafter-studio engine install`, or install the 'tooncrafter' "
+                                          "extra (pip install 'tooncrafter-studio[tooncrafter]').")
         device_note = self._probe_device(s)
         if device_note is not None and not device_note[0]:
             return ProbeResult(False, device_note[1])
@@ -293,7 +294,8 @@ class ToonCrafterEngine(Engine):
         if self._injected is None and not s.model_is_object:
             path, looked = find_model(s.model)
             if path is None:
-                return ProbeResult(False, "No ToonCrafter model was found (nothing is downloaded). Looked in: "
+                return ProbeResult(False, "No ToonCrafter model was found (nothing is downloaded on its own: "
+                                          "Generate ▸ ToonCrafter Engine… ▸ Download model…). Looked in: "
                                           + "; ".join(looked) + ". Put model.ckpt in one of these places or pass --model.")
             problem = self._checked(path)
             if problem:
@@ -352,7 +354,8 @@ class ToonCrafterEngine(Engine):
         if not settings.model_is_object:
             path, looked = find_model(settings.model)
             if path is None:
-                raise ModelError("No ToonCrafter model was found (nothing is downloaded). Looked in: "
+                raise ModelError("No ToonCrafter model was found (nothing is downloaded on its own: "
+                                          "Generate ▸ ToonCrafter Engine… ▸ Download model…). Looked in: "
                                  + "; ".join(looked) + ".")
             model = self._load_file(path, settings)
         return PipelineBackend(model, mode, settings.device, settings.dtype)
@@ -373,7 +376,8 @@ class ToonCrafterEngine(Engine):
             return
         path, looked = find_model(s.model)
         if path is None:
-            raise ModelError("No ToonCrafter model was found (nothing is downloaded). Looked in: "
+            raise ModelError("No ToonCrafter model was found (nothing is downloaded on its own: "
+                                          "Generate ▸ ToonCrafter Engine… ▸ Download model…). Looked in: "
                              + "; ".join(looked) + ".")
         self._load_file(path, s, progress, cancel)
 
