@@ -71,7 +71,7 @@ def open_for_editing(folder: str):
     from ..project.project import find_recovery, open_project
 
     project = open_project(folder)
-    if find_recovery(project.folder) is not None:
+    if find_recovery(project.folder, lambda text: print(f"warning: {text}", file=sys.stderr)) is not None:
         print(f"warning: {project.folder} has unsaved changes from an earlier session (a recovery copy); "
               "open it in the app to recover them.", file=sys.stderr)
     return project

@@ -22,6 +22,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -317,29 +318,48 @@ def _take_folders(takes: list[Take]) -> set[str]:
 # -------------------------------------------------------------------- recovery
 
 
-def find_recovery(folder: str | os.PathLike) -> Recovery | None:
+def set_aside(path: Path) -> Path | None:
+    """Rename a damaged file to `<name>.damaged-<UTC time><suffix>` beside it (never deleted)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    for n in range(100):
+        target = path.with_name(f"{path.stem}.damaged-{stamp}{f'-{n}' if n else ''}{path.suffix}")
+        if os.path.lexists(target):
+            continue
+        try:
+            os.rename(path, target)
+        except OSError as exc:
+            log.warning("Could not set aside %s: %s", path, exc)
+            return None
+        return target
+    return None
+
+
+def find_recovery(folder: str | os.PathLike, on_damaged: Callable[[str], None] | None = None) -> Recovery | None:
     """A recovery copy that is newer than project.json and differs from it, or None.
 
-    A damaged recovery copy is ignored (and logged): it cannot help.
+    A damaged recovery copy cannot help but must not stop the project from opening: it is set aside
+    (renamed, not deleted) and `on_damaged` (default: a logged warning) gets one sentence saying so.
     """
     root = _project_folder(folder)
     path = recovery_path(root)
-    copy_id = file_identity(path)
-    if copy_id is None:
+    if not os.path.lexists(path):
         return None
+    copy_id = file_identity(path)
     saved_id = file_identity(root / PROJECT_FILE)
-    if saved_id is not None and copy_id[0] < saved_id[0]:
+    if copy_id is not None and saved_id is not None and copy_id[0] < saved_id[0]:
         return None
     try:
         shot, envelope = read_document(path, root)
     except ProjectError as exc:
-        log.warning("Ignoring a damaged recovery copy: %s", exc)
+        moved = set_aside(path)
+        where = f"; it was set aside as {moved.name}" if moved is not None else ""
+        (on_damaged or log.warning)(f"The recovery copy is damaged and was not used{where}: {exc}")
         return None
     project_saved_at = ""
     if saved_id is not None:
         try:
             saved_shot, saved_envelope = read_document(root / PROJECT_FILE, root)
-        except ProjectError:
+        except ProjectError:  # the saved file is damaged: the copy is worth offering
             saved_shot, saved_envelope = None, {}
         if saved_shot is not None and shot_to_dict(saved_shot, root) == shot_to_dict(shot, root):
             return None  # nothing to recover

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QPushButton,
     QToolBar,
     QWidget,
 )
@@ -112,6 +113,20 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         toolbar.setIconSize(QSize(16, 16))
         self.actions.build_toolbar(toolbar)
         self.addToolBar(toolbar)
+        # shown only when a project could not be opened at start-up: the reason and a way out
+        self.problem_bar = QToolBar("Problem")
+        self.problem_bar.setObjectName("problem_bar")
+        self.problem_bar.setMovable(False)
+        self.problem_label = QLabel()
+        self.problem_label.setWordWrap(True)
+        self.problem_bar.addWidget(self.problem_label)
+        self.open_other_button = QPushButton("Open another project…")
+        self.open_other_button.clicked.connect(self.open_project_dialog)
+        self.problem_bar.addWidget(self.open_other_button)
+        self.addToolBarBreak()
+        self.addToolBar(self.problem_bar)
+        self.problem_bar.hide()
+        self.last_open_error = ""
         self.status_label = QLabel()
         self.statusBar().addPermanentWidget(self.status_label)
         self._bind_actions()
@@ -154,6 +169,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self._update_title()
         if self.persist_settings:
             restore_layout(self)
+            self.problem_bar.hide()  # a saved layout may have it shown
         self.generation.probe_engines()
 
     # ------------------------------------------------------------------ set-up helpers
@@ -247,6 +263,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         shot = self.session.shot
         self.job_preview = None  # a job still running for the previous project shows nothing here
         self.viewer.set_hint("")
+        self.problem_bar.hide()
         self.first_run_hint = ""
         self.current_frame = 1
         self.timeline.current_frame = 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -65,8 +66,9 @@ class ProjectFilesMixin:
         """Open a project folder; offers the recovery copy when autosave left a newer one."""
         if not self._confirm_discard():
             return False
+        damaged: list[str] = []
         try:
-            recovery = find_recovery(folder) if offer_recovery else None
+            recovery = find_recovery(folder, damaged.append) if offer_recovery else None
             if recovery is not None and self.ask(
                     "Recover unsaved work?",
                     f"{APP_NAME} found changes to {Path(folder).name} that were not saved (autosaved "
@@ -75,11 +77,26 @@ class ProjectFilesMixin:
                 self.show_message("Recovered the autosaved changes; save to keep them.")
             else:
                 project = Project.open(folder)
-        except StudioError as exc:
+        except Exception as exc:  # noqa: BLE001 - a damaged file must never take the app down
+            if not isinstance(exc, StudioError):
+                log.error("Opening %s failed unexpectedly", folder, exc_info=True)
+                exc = StudioError(f"{folder} cannot be opened ({type(exc).__name__}: {exc}); "
+                                  f"the details are in the log.")
+            self.last_open_error = str(exc)
             self.show_error("Cannot open the project", exc)
             return False
+        self.last_open_error = ""
         self._set_project(project)
+        for text in damaged:
+            self.show_message(text, 15000)
+            log.warning("%s", text)
         return True
+
+    def show_open_problem(self, text: str) -> None:
+        """No shot open because one could not be: say why, and offer to open another."""
+        self.viewer.set_hint(f"{text}\n\nFile ▸ Open Project… opens another project.")
+        self.problem_label.setText(text)
+        self.problem_bar.show()
 
     def _set_project(self, project: Project | None) -> None:
         for task in self.worker.active_tasks():
@@ -236,7 +253,11 @@ class ProjectFilesMixin:
         """Open --project, else the last project, else the sample shot with the first-run hint."""
         candidates = [project_arg] if project_arg else [self.settings.last_project]
         for path in candidates:
-            if path and (Path(path) / PROJECT_FILE).exists() and self.open_project(path):
+            if path and os.path.lexists(Path(path) / PROJECT_FILE):
+                if self.open_project(path):
+                    return
+                # a damaged project: open nothing rather than something else, and say why
+                self.show_open_problem(self.last_open_error or f"{path} cannot be opened.")
                 return
         if project_arg:
             self.show_message(f"{project_arg} is not a project folder; opened the sample shot instead.")
