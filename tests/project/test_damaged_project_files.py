@@ -118,3 +118,27 @@ def test_cli_reports_a_damaged_project_in_one_line(folder, capsys):
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and str(folder / PROJECT_FILE) in err
     assert (folder / PROJECT_FILE).read_bytes() == before
+
+
+def test_keys_with_a_billion_frame_range_is_refused_before_listing(folder, capsys):
+    from tooncrafter_studio.cli.main import run_cli
+
+    before = (folder / PROJECT_FILE).read_bytes()
+    assert run_cli(["keys", str(folder), "--frames", "1-1000000000"]) == 2
+    err = capsys.readouterr().err
+    assert "beyond the limit of 100,000 frames" in err and err.count("\n") == 1
+    assert (folder / PROJECT_FILE).read_bytes() == before
+
+
+def test_exposure_edits_cannot_make_a_shot_too_long_to_reopen(folder):
+    from tooncrafter_studio.core.errors import InputError
+    from tooncrafter_studio.project.commands import InsertFrames, SetExposure
+
+    project = Project.open(folder)
+    with pytest.raises(InputError, match="at most 10000"):
+        project.push(SetExposure([0], 10_001))
+    project.push(SetExposure([0, 1, 2, 3, 4], 10_000))
+    with pytest.raises(InputError, match="at most 10000"):
+        project.push(InsertFrames(1, 5))
+    project.save()
+    assert Project.open(folder).shot.frame_count == 50_000

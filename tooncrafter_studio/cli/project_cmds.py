@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 from ..core.errors import InputError
+from ..core.limits import MAX_SHOT_FRAMES
 from .progress import TqdmProgress
 
 
@@ -53,7 +54,11 @@ def parse_frames(text: str) -> list[int]:
                 first, last = (int(x) for x in part.split("-", 1))
                 if last < first:
                     raise ValueError
+                if last > MAX_SHOT_FRAMES:  # checked before the range becomes a list
+                    raise InputError(f"Frame {last} is beyond the limit of {MAX_SHOT_FRAMES:,} frames for a shot.")
                 frames.extend(range(first, last + 1))
+                if len(frames) > MAX_SHOT_FRAMES:
+                    raise InputError(f"More than {MAX_SHOT_FRAMES:,} frames were given.")
             else:
                 frames.append(int(part))
         except ValueError:

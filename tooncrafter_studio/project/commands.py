@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import InputError
+from ..core.limits import MAX_EXPOSURE, MAX_SHOT_FRAMES
 from .document import Cell, ReviewStatus, Segment, SegmentSettings, Shot, Spacing, Take
 from .resolve import cell_at
 
@@ -170,6 +171,11 @@ class SetKeys(Command):
         return Change(keys=True, drawings=frozenset(self._before))
 
 
+def _check_shot_length(frames: int) -> None:
+    if frames > MAX_SHOT_FRAMES:
+        raise InputError(f"The shot would be {frames:,} frames long, more than the limit of {MAX_SHOT_FRAMES:,}.")
+
+
 class SetExposure(Command):
     """Set the exposure (length in frames) of cells: 1s, 2s, 3s or any n >= 1."""
 
@@ -187,11 +193,14 @@ class SetExposure(Command):
     def do(self, shot: Shot) -> Change:
         if self.length < 1:
             raise InputError(f"An exposure must be at least 1 frame, not {self.length}.")
-        if self.length > 10_000:
-            raise InputError(f"An exposure of {self.length} frames is too long (at most 10000).")
+        if self.length > MAX_EXPOSURE:
+            raise InputError(f"An exposure of {self.length} frames is too long (at most {MAX_EXPOSURE}).")
         if not self.cell_indices:
             raise InputError("No cells were selected.")
         bad = [i for i in self.cell_indices if not 0 <= i < len(shot.cells)]
+        if not bad:
+            grown = sum(self.length - shot.cells[i].length for i in set(self.cell_indices))
+            _check_shot_length(shot.frame_count + grown)
         if bad:
             raise InputError(f"Cell {bad[0] + 1} does not exist (the shot has {len(shot.cells)} cells).")
         self._before = {i: shot.cells[i].length for i in self.cell_indices}
@@ -254,6 +263,10 @@ class InsertFrames(_CellsSnapshot):
         if frame == shot.frame_count + 1:
             frame -= 1
         index = _cell_index(shot, frame)
+        if shot.cells[index].length + self.count > MAX_EXPOSURE:
+            raise InputError(f"A drawing held for {shot.cells[index].length + self.count} frames is too long "
+                             f"(at most {MAX_EXPOSURE}).")
+        _check_shot_length(shot.frame_count + self.count)
         cells = copy.deepcopy(shot.cells)
         cells[index].length += self.count
         return cells
