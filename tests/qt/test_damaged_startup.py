@@ -55,3 +55,17 @@ def test_opening_another_project_clears_the_problem(qtbot, window, project_folde
     assert window.problem_bar.isVisible()
     assert window.open_project(other)
     assert not window.problem_bar.isVisible() and window.viewer.hint == ""
+
+
+def test_missing_drawings_are_reported_and_located_undoably(qtbot, window, project_folder, tmp_path):
+    import shutil
+
+    shutil.move(project_folder / "src", tmp_path / "moved")
+    assert window.open_project(project_folder)
+    assert window.problem_bar.isVisible() and "9 drawings are missing" in window.problem_label.text()
+    assert window.locate_button.isVisible() and not window.open_other_button.isVisible()
+    assert window.locate_missing_drawings(tmp_path) == 9
+    assert not window.problem_bar.isVisible()
+    assert window.session.modified
+    assert window.actions["undo"].text() == "&Undo Locate Missing Drawings"
+    assert sorted(p.name for p in (tmp_path / "moved").iterdir())[0] == "frame.0001.png"  # left in place

@@ -42,6 +42,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clear", action="store_true", help="unmark every key first")
     p.set_defaults(handler=run_keys)
 
+    p = subparsers.add_parser("relink", help="find missing drawings in another folder (nothing is copied)",
+                              description="Point the project at the folder where its drawings are now, e.g. "
+                                          "after copying the project to another disk or machine. Folders "
+                                          "under --source are searched for the same file names with the same "
+                                          "content; files stay where they are.")
+    p.add_argument("project", metavar="PROJECT_DIR")
+    p.add_argument("--source", required=True, metavar="DIR", help="folder that holds the drawings (searched "
+                   "a few levels deep)")
+    p.set_defaults(handler=run_relink)
+
 
 def parse_frames(text: str) -> list[int]:
     """'1,9,17' or '1-5,9' -> frame numbers (1-based)."""
@@ -108,6 +118,7 @@ def describe(project) -> dict[str, Any]:
     from ..pipeline.jobs import plan_inbetweens
     from ..project.commands import segment_settings
     from ..project.project import find_recovery
+    from ..project.relink import missing_drawings
     from ..project.resolve import key_spans
     from ..project.serialize import SCHEMA_VERSION
 
@@ -168,7 +179,8 @@ def describe(project) -> dict[str, Any]:
         "keys": keys,
         "segments": segments,
         "takes": len(shot.takes),
-        "recovery_available": find_recovery(project.folder) is not None,
+        "missing_drawings": len(missing_drawings(shot, project.folder)),
+        "recovery_available": find_recovery(project.folder, _warn) is not None,
     }
 
 
@@ -202,6 +214,9 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"    {mark} take {take['label'] or take['id']} ({take['id']}): {_plural(take['frames'], 'frame')}, "
                   f"{take['accepted']} accepted, {take['rejected']} rejected, {take['pending']} pending; "
                   f"{take['engine']}, seed {take['seed']}")
+    if data["missing_drawings"]:
+        print(f"  {_plural(data['missing_drawings'], 'drawing')} missing: their files are not where the project "
+              f"says; find them with: tooncrafter-studio relink {data['project']} --source DIR")
     if data["recovery_available"]:
         print("  a recovery copy with unsaved changes exists; open the project in the app to recover it")
     return 0
@@ -233,6 +248,34 @@ def run_keys(args: argparse.Namespace) -> int:
             print(f"note: frame {frame} holds the drawing of frame {start}; that drawing is the key.")
     key_frames = describe_keys(project)
     print("Keys at frames " + (", ".join(str(f) for f in key_frames) if key_frames else "(none)") + ".")
+    return 0
+
+
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
+def run_relink(args: argparse.Namespace) -> int:
+    from ..project.relink import RelinkSources, missing_drawings, relink_plan
+
+    project = open_for_editing(args.project)
+    shot = project.shot
+    before = len(missing_drawings(shot, project.folder))
+    if not before:
+        print(f"No drawings are missing from {project.folder}; nothing to relink.")
+        return 0
+    plan = relink_plan(shot, project.folder, args.source)
+    for note in plan.notes:
+        _warn(note)
+    if not plan.paths:
+        raise InputError(f"None of the {_plural(before, 'missing drawing')} of {project.folder} is under "
+                         f"{args.source} (same file names and content).")
+    project.push(RelinkSources(plan.paths))
+    project.save()
+    after = len(missing_drawings(shot, project.folder))
+    for source_id, found in plan.found.items():
+        print(f"source {source_id}: {found}")
+    print(f"Relinked {_plural(before - after, 'drawing')}" + (f"; {after} still missing." if after else "."))
     return 0
 
 

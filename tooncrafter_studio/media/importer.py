@@ -24,6 +24,7 @@ import numpy as np
 from ..core.errors import MediaError
 from ..core.progress import CancelToken, ProgressCallback, StageReporter
 from ..project.document import Source, SourceKind
+from ..project.relink import fingerprint_source
 from . import holds as _holds
 from .holds import DEFAULT_MAX_CHANGED_FRACTION, DEFAULT_TOLERANCE
 from .imageio import MAX_PIXELS, ImageInfo, probe_image, read_image, to_bit_depth, to_channels
@@ -100,7 +101,15 @@ def _import_images(listing: SequenceListing, max_pixels: int, progress: Progress
         bit_depth=max(depths),
         gaps=list(listing.gaps),
     )
+    source.hashes = _fingerprints(source, folder)
     return source, warnings
+
+
+def _fingerprints(source: Source, location: Path) -> dict[str, str]:
+    try:
+        return fingerprint_source(source, location)
+    except OSError as exc:
+        raise MediaError(f"{location} cannot be read: {exc.strerror or exc}.") from None
 
 
 def _import_video(path: Path, default_fps: float) -> tuple[Source, list[str]]:
@@ -108,6 +117,7 @@ def _import_video(path: Path, default_fps: float) -> tuple[Source, list[str]]:
     warnings = [] if info.fps_from_file else [f"{path} does not state a frame rate; {default_fps:g} fps is used."]
     source = Source(id=new_source_id(), kind=SourceKind.VIDEO, path=str(path.resolve()), files=[],
                     width=info.width, height=info.height, fps=info.fps, frame_count=info.frame_count)
+    source.hashes = _fingerprints(source, path.resolve())
     return source, warnings
 
 

@@ -47,6 +47,7 @@ from .document import (
     Take,
     TakeFrame,
 )
+from .relink import portable_path
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +154,13 @@ def shot_to_dict(shot: Shot, folder: Path | None = None) -> dict[str, Any]:
     """The shot as plain JSON data (schema SCHEMA_VERSION, without the envelope)."""
 
     def source_path(path: str) -> str:
-        return relative_if_inside(path, folder) if folder is not None else path
+        return portable_path(path, folder) if folder is not None else path
+
+    def located(source: Source) -> dict[str, Any]:  # where it was, for a copy whose relative path breaks
+        if folder is None:
+            return {}
+        path = Path(source.path)
+        return {"absolute_path": str(path if path.is_absolute() else (folder / path).resolve())}
 
     return {
         "name": shot.name,
@@ -165,7 +172,8 @@ def shot_to_dict(shot: Shot, folder: Path | None = None) -> dict[str, Any]:
         "sources": [
             {"id": s.id, "kind": str(SourceKind(s.kind).value), "path": source_path(s.path), "files": list(s.files),
              "width": s.width, "height": s.height, "fps": s.fps, "frame_count": s.frame_count,
-             "has_alpha": s.has_alpha, "bit_depth": s.bit_depth, "gaps": list(s.gaps)}
+             "has_alpha": s.has_alpha, "bit_depth": s.bit_depth, "gaps": list(s.gaps), "hashes": dict(s.hashes),
+             **located(s)}
             for s in shot.sources.values()
         ],
         "drawings": [
@@ -310,6 +318,18 @@ def _read_settings(r: _Reader) -> SegmentSettings:
     return settings
 
 
+def _usable_location(relative: str, absolute: str, folder: Path) -> str:
+    """Where a source stored relative to the project is, as kept in memory: relative when inside the
+    project, absolute when outside it (`../plates` -> `/shows/plates`). When the relative path leads
+    nowhere but the absolute one recorded at saving still works (the project was copied elsewhere
+    and its drawings stayed where they were), that one."""
+    if not (folder / relative).exists() and absolute and Path(absolute).is_absolute() and Path(absolute).exists():
+        return absolute
+    if relative.replace("\\", "/").split("/", 1)[0] == "..":
+        return os.path.normpath(folder / relative)
+    return relative
+
+
 def _check_frame_size(where: str, width: int, height: int) -> None:
     if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
         raise _Bad(f"{where} claims frames of {width}x{height}, above the limit of {MAX_PIXELS / 1e6:g} Mpx "
@@ -341,7 +361,11 @@ def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
                         frame_count=s.int("frame_count", len(files), required=False, minimum=0,
                                           maximum=MAX_SHOT_FRAMES),
                         has_alpha=s.bool("has_alpha"), bit_depth=s.int("bit_depth", 8, required=False),
-                        gaps=[int(g) for g in gaps if isinstance(g, int)])
+                        gaps=[int(g) for g in gaps if isinstance(g, int)],
+                        hashes={k: v for k, v in s.dict("hashes").items() if isinstance(k, str) and isinstance(v, str)})
+        absolute = s.str("absolute_path", "", required=False) or ""
+        if folder is not None and not Path(source.path).is_absolute():
+            source.path = _usable_location(source.path, absolute, folder)
         _check_frame_size(s.where, source.width, source.height)
         shot.sources[source.id] = source
 

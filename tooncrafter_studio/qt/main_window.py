@@ -122,7 +122,10 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.problem_bar.addWidget(self.problem_label)
         self.open_other_button = QPushButton("Open another project…")
         self.open_other_button.clicked.connect(self.open_project_dialog)
-        self.problem_bar.addWidget(self.open_other_button)
+        self.open_other_action = self.problem_bar.addWidget(self.open_other_button)
+        self.locate_button = QPushButton("Locate missing drawings…")
+        self.locate_button.clicked.connect(lambda: self.locate_missing_drawings())
+        self.locate_action = self.problem_bar.addWidget(self.locate_button)
         self.addToolBarBreak()
         self.addToolBar(self.problem_bar)
         self.problem_bar.hide()
@@ -186,6 +189,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             "new_project": self.new_project_dialog, "open_project": self.open_project_dialog,
             "new_from_pattern": self.new_from_pattern_dialog,
             "save": self.save, "save_as": self.save_as_dialog, "export": self.export_dialog,
+            "locate_missing": self.locate_missing_drawings,
             "settings": self.settings_dialog, "quit": self.close,
             "undo": self.session.undo, "redo": self.session.redo,
             "set_key": lambda: self.set_keys(True), "remove_key": lambda: self.set_keys(False),
@@ -276,6 +280,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         if spans:
             self.timeline.select_span(spans[0])
         self.set_current_frame(1, force=True)
+        self.report_missing_drawings()
 
     def _document_changed(self, change) -> None:
         shot = self.session.shot

@@ -15,6 +15,7 @@ from ..core.errors import StudioError
 from ..core.paths import resources_dir, user_data_dir
 from ..media import import_source
 from ..project.project import PROJECT_FILE, Project, find_recovery, new_project, recover
+from ..project.relink import RelinkSources, missing_drawings, relink_plan
 from .worker import Task
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,61 @@ class ProjectFilesMixin:
         """No shot open because one could not be: say why, and offer to open another."""
         self.viewer.set_hint(f"{text}\n\nFile ▸ Open Project… opens another project.")
         self.problem_label.setText(text)
+        self.open_other_action.setVisible(True)
+        self.locate_action.setVisible(False)
         self.problem_bar.show()
+
+    def report_missing_drawings(self) -> int:
+        """Say how many drawings are missing (the bar offers to locate them); hide the bar when none are."""
+        project = self.session.project
+        missing = missing_drawings(project.shot, project.folder) if project is not None else []
+        if not missing:
+            self.problem_bar.hide()
+            return 0
+        count = len(missing)
+        text = (f"{count} drawing{'s are' if count != 1 else ' is'} missing: the files are not where the project "
+                "says. Locate them, or they show as blank frames.")
+        self.problem_label.setText(text)
+        self.open_other_action.setVisible(False)
+        self.locate_action.setVisible(True)
+        self.problem_bar.show()
+        self.show_message(text)
+        return count
+
+    def locate_missing_drawings(self, folder: str | Path | None = None) -> int:
+        """Relink the missing drawings from a folder (asked for when not given): one undoable step.
+        Returns how many drawings were found."""
+        project = self.session.project
+        if project is None:
+            self.show_message("Open a shot first.")
+            return 0
+        before = len(missing_drawings(project.shot, project.folder))
+        if not before:
+            self.show_message("No drawings are missing.")
+            return 0
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "Folder that holds the missing drawings")
+            if not folder:
+                return 0
+        try:
+            plan = relink_plan(project.shot, project.folder, folder)
+        except StudioError as exc:
+            self.show_error("Cannot locate the drawings", exc)
+            return 0
+        for note in plan.notes:
+            log.warning("%s", note)
+        if not plan.paths:
+            self.show_error("Drawings not found", StudioError(
+                f"None of the {before} missing drawings is in {folder} (same file names and content)."))
+            return 0
+        if self.session.push(RelinkSources(plan.paths)) is None:
+            return 0
+        for loader in (self.thumbnails, self.frames, self.tints):
+            loader.invalidate()
+        found = before - self.report_missing_drawings()
+        self.show_current()
+        self.show_message(f"Found {found} of {before} missing drawings in {folder}.")
+        return found
 
     def _set_project(self, project: Project | None) -> None:
         for task in self.worker.active_tasks():
