@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from ..core.errors import InputError
+from ..project.commands import check_seed
 from .progress import TqdmProgress
 
 SPACING_CHOICES = ("linear", "ease-in", "ease-out", "ease-in-out")
@@ -59,14 +60,13 @@ def parse_times(text: str) -> list[float]:
 def run_generate(args: argparse.Namespace) -> int:
     from ..engines.registry import create_engine
     from ..pipeline.jobs import parse_pair, segment_job
-    from ..pipeline.runner import check_engine, run_job
+    from ..pipeline.runner import check_engine, check_params, run_job
     from ..project.resolve import key_spans
     from .project_cmds import open_for_editing
 
     if args.count is not None and args.count < 1:
         raise InputError(f"--count must be at least 1, not {args.count}.")
-    if args.seed is not None and not 0 <= args.seed < 2**63:
-        raise InputError(f"--seed must be a whole number from 0 to 2^63-1, not {args.seed}.")
+    check_seed(args.seed)
     times = parse_times(args.times) if args.times is not None else None
     if times is not None and args.spacing is not None:
         raise InputError("--times and --spacing do not go together: explicit times already set the spacing.")
@@ -105,6 +105,7 @@ def run_generate(args: argparse.Namespace) -> int:
         for job in jobs:
             if job.engine_id not in engines:
                 engine = create_engine(job.engine_id)
+                check_params(engine, params)
                 check_engine(engine)
                 engines[job.engine_id] = engine
         for job in jobs:

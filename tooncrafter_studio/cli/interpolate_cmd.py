@@ -25,6 +25,7 @@ from ..engines.registry import create_engine
 from ..export.naming import Naming
 from ..media import read_image, write_png
 from ..media.imageio import to_bit_depth, to_channels
+from ..project.commands import check_seed
 from ..project.spacing import MAX_INBETWEENS, SPACINGS, inbetween_times
 from .progress import TqdmProgress
 
@@ -45,6 +46,13 @@ def _read_key(path: str) -> np.ndarray:
     if not file.is_file():
         raise MediaError(f"{path} is not a file.")
     return read_image(file)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _parse_times(text: str) -> list[float]:
@@ -159,6 +167,7 @@ def resolve_times(args: argparse.Namespace) -> list[float]:
 
 def run_interpolate(args: argparse.Namespace) -> int:
     quiet = bool(getattr(args, "quiet", False))
+    check_seed(args.seed)
     _check_naming(args)
     times = resolve_times(args)
     start = _read_key(args.start)
@@ -180,6 +189,11 @@ def run_interpolate(args: argparse.Namespace) -> int:
     check_output_folder(out)  # before the (possibly long) run, after the cheap checks
     planned = frame_names(len(times), args.name, SEPARATORS[args.separator], args.padding, args.start_number)
     taken = [name for name in planned if (out / name).exists()]
+    keys = [Path(args.start), Path(args.end)]
+    clobbered = [name for name in taken if any(_same_file(out / name, key) for key in keys)]
+    if clobbered:
+        raise InputError(f"{out / clobbered[0]} is a key of this command; in-betweens never replace their keys, "
+                         "whatever --overwrite says. Choose another --out or --name.")
     if taken and not args.overwrite:
         shown = ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
         raise ExportError(f"{out} already holds {shown}; pass --overwrite to replace them, or choose "

@@ -200,11 +200,36 @@ def _ours(out_dir: Path, name: str, previous: dict[str, int]) -> bool:
         return False
 
 
-def _check_targets(out_dir: Path, targets: list[str], previous: dict[str, int], overwrite: bool) -> None:
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+def project_files(shot: Shot, project_folder: Path) -> set[tuple[int, int]]:
+    """Identities (device, inode) of every file the project is made of: source drawings and videos,
+    take frames, project.json and its recovery copy. An export never replaces or removes one."""
+    paths: list[Path] = [project_folder / "project.json", project_folder / ".autosave" / "project.json"]
+    for source in shot.sources.values():
+        base = Path(source.path) if Path(source.path).is_absolute() else project_folder / source.path
+        paths.extend([base] if source.kind == SourceKind.VIDEO else [base / name for name in source.files])
+    for take in shot.takes.values():
+        paths.extend(project_folder / frame.file for frame in take.frames)
+    return {ident for ident in map(_file_id, paths) if ident is not None}
+
+
+def _check_targets(out_dir: Path, targets: list[str], previous: dict[str, int], overwrite: bool,
+                   protected: set[tuple[int, int]] | None = None) -> None:
     existing = [name for name in targets if (out_dir / name).exists()]
     for name in existing:
         if (out_dir / name).is_dir():
             raise ExportError(f"{out_dir / name} is a folder; the export cannot write a file there.")
+    inputs = [name for name in existing if protected and _file_id(out_dir / name) in protected]
+    if inputs:
+        raise ExportError(f"{out_dir / inputs[0]} is a file of this project (a source drawing or a generated frame); "
+                          "an export never replaces one, whatever --overwrite says. Choose another folder or name.")
     blocking = [name for name in existing if not _ours(out_dir, name, previous)]
     if blocking and not overwrite:
         shown = ", ".join(blocking[:5]) + (f" and {len(blocking) - 5} more" if len(blocking) > 5 else "")
@@ -357,8 +382,11 @@ def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Expo
     _prepare_out_dir(out_dir)
     _remove_abandoned_temp_folders(out_dir)
     previous = _previous_export_files(out_dir, plan.naming)
-    _check_targets(out_dir, targets, previous, options.overwrite)
-    stale = sorted(name for name in previous if name not in set(targets) and _ours(out_dir, name, previous))
+    protected = project_files(shot, project_folder) if any((out_dir / n).exists() for n in targets + list(previous)) \
+        else set()
+    _check_targets(out_dir, targets, previous, options.overwrite, protected)
+    stale = sorted(name for name in previous if name not in set(targets) and _ours(out_dir, name, previous)
+                   and _file_id(out_dir / name) not in protected)
 
     report = ExportReport(out_dir, plan.files, sheet_names, len(plan.frames), len(plan.jobs))
     report.held_in_place = [f.frame for f in plan.frames if f.note]

@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import logging
 import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -301,6 +302,13 @@ class DeleteFrames(_CellsSnapshot):
         return cells
 
 
+def check_seed(seed: int | None, what: str = "--seed") -> None:
+    """One rule for every seed, from any command or the project: a whole number in [0, 2^63)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or not 0 <= int(seed) < 2**63):
+        raise InputError(f"{what} must be a whole number from 0 to 2^63-1, not {seed}.")
+
+
 def validate_settings(settings: SegmentSettings) -> None:
     """Raise InputError for settings no generation could use (normalises spacing and times)."""
     if settings.count is not None and not (1 <= int(settings.count) <= 1000):
@@ -324,8 +332,7 @@ def validate_settings(settings: SegmentSettings) -> None:
         settings.times = times
     if settings.spacing == Spacing.EXPLICIT and not settings.times:
         raise InputError("Explicit spacing needs a list of times.")
-    if settings.seed is not None and not (0 <= int(settings.seed) < 2**63):
-        raise InputError(f"A seed must be a whole number from 0 to 2^63-1, not {settings.seed}.")
+    check_seed(settings.seed, "A seed")
     if not isinstance(settings.params, dict):
         raise InputError("Engine parameters must be a mapping of names to values.")
     if not settings.engine:
