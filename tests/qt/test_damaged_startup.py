@@ -69,3 +69,18 @@ def test_missing_drawings_are_reported_and_located_undoably(qtbot, window, proje
     assert window.session.modified
     assert window.actions["undo"].text() == "&Undo Locate Missing Drawings"
     assert sorted(p.name for p in (tmp_path / "moved").iterdir())[0] == "frame.0001.png"  # left in place
+
+
+def test_project_held_by_another_program_is_not_opened_twice(qtbot, window, project_folder):
+    import json
+
+    from tooncrafter_studio.project.ownership import LOCK_FILE
+
+    (project_folder / LOCK_FILE).write_text(json.dumps({"host": "render-node-7", "pid": 4242, "what": "the command "
+                                                        "'tooncrafter-studio generate'", "since": "now"}))
+    window.open_startup(str(project_folder))
+    assert window.session.project is None
+    assert "is open in the command 'tooncrafter-studio generate' on render-node-7" in window.problem_label.text()
+    (project_folder / LOCK_FILE).unlink()
+    assert window.open_project(project_folder)
+    assert json.loads((project_folder / LOCK_FILE).read_text())["what"] == "the ToonCrafter Studio app"

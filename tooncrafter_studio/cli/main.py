@@ -19,6 +19,7 @@ from ..core.errors import Cancelled, StudioError
 from ..core.fsio import describe_os_error
 from ..core.logging import configure_logging
 from ..core.paths import user_log_dir
+from ..project.ownership import release_all
 
 # Modules with a `register(subparsers)` function; missing ones are skipped so that a partly
 # installed tree still gives a working CLI.
@@ -88,36 +89,37 @@ def run_cli(argv: list[str]) -> int:
         return EXIT_USAGE
     try:
         return int(handler(args) or EXIT_OK)
-    except Cancelled:
-        print("Cancelled.", file=sys.stderr)
+    except BaseException as exc:
+        return _report(exc, args, argv)
+    finally:
+        release_all()  # claims on projects end with the command, however it ends
+
+
+def _report(exc: BaseException, args: argparse.Namespace, argv: list[str]) -> int:
+    """The exit code for an exception being handled, after one line on stderr (see EXIT_CODES)."""
+    if isinstance(exc, (SystemExit, GeneratorExit)):
+        raise exc
+    if isinstance(exc, (Cancelled, KeyboardInterrupt)):
+        print("Cancelled." if isinstance(exc, Cancelled) else "Interrupted.", file=sys.stderr)
         return EXIT_CANCELLED
-    except KeyboardInterrupt:
-        print("Interrupted.", file=sys.stderr)
-        return EXIT_CANCELLED
-    except StudioError as exc:
-        if args.debug:
-            traceback.print_exc()
+    if args.debug:
+        traceback.print_exc()
+    if isinstance(exc, StudioError):
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return EXIT_RESOURCE if exc.resource else EXIT_USAGE
-    except MemoryError:
-        if args.debug:
-            traceback.print_exc()
+    if isinstance(exc, MemoryError):
         print("error: not enough memory to finish; close other programs, or give smaller inputs.", file=sys.stderr)
         return EXIT_RESOURCE
-    except OSError as exc:  # a file problem no layer put into words: still one line naming the file
-        if args.debug:
-            traceback.print_exc()
+    if isinstance(exc, OSError):  # a file problem no layer put into words: still one line naming the file
         name = exc.filename if exc.filename is not None else "a file"
         print(f"error: {one_line(describe_os_error(name, exc, 'use'))}", file=sys.stderr)
         return EXIT_USAGE if exc.errno in _INPUT_ERRNOS else EXIT_RESOURCE
-    except Exception as exc:  # a bug: one line here, the traceback in the log file
-        if args.debug:
-            traceback.print_exc()
-        where = write_crash_log(argv)
-        detail = f"the traceback is in {where}" if where else "run with --debug for the traceback"
-        print(f"error: internal error ({type(exc).__name__}: {one_line(str(exc))[:200]}); this is a bug, "
-              f"{detail}.", file=sys.stderr)
-        return EXIT_FAILED
+    # a bug: one line here, the traceback in the log file
+    where = write_crash_log(argv)
+    detail = f"the traceback is in {where}" if where else "run with --debug for the traceback"
+    print(f"error: internal error ({type(exc).__name__}: {one_line(str(exc))[:200]}); this is a bug, {detail}.",
+          file=sys.stderr)
+    return EXIT_FAILED
 
 
 def one_line(text: str) -> str:

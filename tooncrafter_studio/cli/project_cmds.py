@@ -81,11 +81,12 @@ def parse_frames(text: str) -> list[int]:
     return list(dict.fromkeys(frames))
 
 
-def open_for_editing(folder: str):
+def open_for_editing(folder: str, command: str = "edit"):
     """Open a project for a headless edit, warning when a crashed session left unsaved work."""
     from ..project.project import find_recovery, open_project
 
     project = open_project(folder)
+    project.claim(f"the command 'tooncrafter-studio {command}'")
     if find_recovery(project.folder, lambda text: print(f"warning: {text}", file=sys.stderr)) is not None:
         print(f"warning: {project.folder} has unsaved changes from an earlier session (a recovery copy); "
               "open it in the app to recover them.", file=sys.stderr)
@@ -230,7 +231,7 @@ def run_keys(args: argparse.Namespace) -> int:
         raise InputError("Give --frames (e.g. --frames 1,9,17), --clear, or both.")
     if args.remove and args.clear:
         raise InputError("--remove and --clear do not go together; --clear already removes every key.")
-    project = open_for_editing(args.project)
+    project = open_for_editing(args.project, "keys")
     shot = project.shot
     frames = parse_frames(args.frames) if args.frames is not None else []
     for frame in frames:
@@ -258,7 +259,7 @@ def _warn(text: str) -> None:
 def run_relink(args: argparse.Namespace) -> int:
     from ..project.relink import RelinkSources, missing_drawings, relink_plan
 
-    project = open_for_editing(args.project)
+    project = open_for_editing(args.project, "relink")
     shot = project.shot
     before = len(missing_drawings(shot, project.folder))
     if not before:

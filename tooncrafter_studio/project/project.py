@@ -31,6 +31,7 @@ from ..core.errors import ProjectError
 from ..core.fsio import atomic_write_text
 from .commands import Change, Command, CommandStack
 from .document import Cell, Drawing, Shot, Source, Take
+from .ownership import Claim, claim
 from .serialize import (
     check_internal_path,
     document_to_json,
@@ -93,6 +94,7 @@ class Project:
         # Whether the recovery copy on disk is ours (written by this session or recovered from):
         # only then does a save remove it; another session's copy is left for the app to offer.
         self._owns_recovery = False
+        self.ownership: Claim | None = None
 
     # ---------------------------------------------------------------- opening
 
@@ -248,6 +250,7 @@ class Project:
                 with contextlib.suppress(OSError):
                     if now - path.stat().st_mtime > age_s:
                         path.unlink()
+                        log.info("Removed %s, left by a save that was interrupted", path)
 
     def save_as(self, folder: str | os.PathLike) -> None:
         """Save into another folder: take frames are copied, sources keep pointing at their files."""
@@ -302,6 +305,28 @@ class Project:
 
     def to_dict(self) -> dict:
         return shot_to_dict(self.shot, self.folder)
+
+    # ---------------------------------------------------------------- ownership
+
+    def claim(self, what: str) -> Claim:
+        """Claim the folder for writing (ownership.py); raises ProjectLocked when another program has it.
+
+        The first claim by this process also removes the temporary files of saves that were killed
+        mid-write: nobody else can be writing them now.
+        """
+        held = claim(self.folder, what)
+        if held.first:
+            self._remove_stale_temp_files(age_s=-1.0)
+        if self.ownership is not None:
+            self.ownership.release()
+        self.ownership = held
+        return held
+
+    def release(self) -> None:
+        """Give up the claim (closing the project in the app, or a command ending)."""
+        if self.ownership is not None:
+            self.ownership.release()
+            self.ownership = None
 
 
 def _take_folders(takes: list[Take]) -> set[str]:

@@ -391,6 +391,8 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         for loader in (self.thumbnails, self.frames, self.tints):
             loader.shutdown()
         self.log_panel.detach()
+        if self.session.project is not None:
+            self.session.project.release()
         self._save_settings()
         if self.persist_settings:
             save_layout(self)

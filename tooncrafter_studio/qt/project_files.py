@@ -21,6 +21,7 @@ from .worker import Task
 log = logging.getLogger(__name__)
 
 APP_NAME = "ToonCrafter Studio"
+OWNER_NAME = "the ToonCrafter Studio app"  # how another program names us when the project is ours
 FIRST_RUN_HINT = ("Welcome! This is the sample shot. Keys are marked ◆ on the timeline: click between two keys, "
                   "press G to generate in-betweens, then A / X to accept or reject. File ▸ New Project imports yours.")
 
@@ -78,6 +79,7 @@ class ProjectFilesMixin:
                 self.show_message("Recovered the autosaved changes; save to keep them.")
             else:
                 project = Project.open(folder)
+            project.claim(OWNER_NAME)  # a second window or a running command is told, not raced
         except Exception as exc:  # noqa: BLE001 - a damaged file must never take the app down
             if not isinstance(exc, StudioError):
                 log.error("Opening %s failed unexpectedly", folder, exc_info=True)
@@ -154,6 +156,9 @@ class ProjectFilesMixin:
         return found
 
     def _set_project(self, project: Project | None) -> None:
+        previous = self.session.project
+        if previous is not None and previous is not project:
+            previous.release()
         for task in self.worker.active_tasks():
             if task.kind == "generate":
                 self.worker.cancel(task)
@@ -185,6 +190,7 @@ class ProjectFilesMixin:
             return
         try:
             project = new_project(task.payload, result.source, result.groups)
+            project.claim(OWNER_NAME)
         except StudioError as exc:
             self.show_error("Cannot create the project", exc)
             return
@@ -251,6 +257,10 @@ class ProjectFilesMixin:
         except StudioError as exc:
             self.show_error("Cannot save", exc)
             return False
+        try:
+            project.claim(OWNER_NAME)
+        except StudioError as exc:
+            self.show_message(str(exc))
         self.settings.add_recent(str(project.folder))
         self._save_settings()
         self._update_recent_menu()

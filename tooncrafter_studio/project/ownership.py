@@ -1,0 +1,184 @@
+"""Who has a project open for writing: one owner at a time, told apart by host and process.
+
+The studio (while a project is open) and the CLI commands that change a project (keys, generate,
+relink) claim it with a small file `.owner.lock` in the project folder: {"host", "pid", "started",
+"what", "since"}. A second claimant is refused with a `ProjectLocked` error saying who holds it,
+instead of two writers racing over project.json. A lock left by a process that died on this
+host (its PID is gone, or now belongs to a process started later) is stale and is taken over; a
+lock from another host cannot be checked from here, so the message says how to clear it.
+
+Claims are re-entrant within a process (the app reopening its own project, tests): a count per
+folder, the file goes when the last claim is released. Short locks around single writes by farm
+tasks are another matter (project/locking.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ..core.errors import ProjectLocked
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".owner.lock"
+
+_held: dict[Path, int] = {}  # lock file -> claims by this process
+_held_lock = threading.Lock()
+_open: list[Claim] = []  # claims not released yet, for release_all
+_open_lock = threading.Lock()
+
+
+def _host() -> str:
+    return socket.gethostname() or "this computer"
+
+
+def _process_start(pid: int) -> str:
+    """When a process started (Linux: clock ticks since boot), to tell a reused PID; "" elsewhere."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return text.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def _alive(pid: int, started: str) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        pass
+    except OSError:
+        return True
+    return not (started and _process_start(pid) and _process_start(pid) != started)
+
+
+def read_owner(folder: str | os.PathLike) -> dict | None:
+    """The current lock's content, or None when nobody holds the project (or the file is unreadable)."""
+    try:
+        data = json.loads((Path(folder) / LOCK_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_stale(owner: dict) -> bool:
+    """A lock of this host whose process is gone."""
+    if owner.get("host") != _host():
+        return False
+    pid = owner.get("pid")
+    return not isinstance(pid, int) or not _alive(pid, str(owner.get("started", "")))
+
+
+def _describe(folder: Path, owner: dict) -> str:
+    what = owner.get("what") or "another program"
+    host, pid = owner.get("host", "?"), owner.get("pid", "?")
+    where = "on this computer" if host == _host() else f"on {host}"
+    advice = ("close it there first" if host == _host() else
+              f"close it there first; if that computer crashed, delete {folder / LOCK_FILE}")
+    return f"{folder} is open in {what} {where} (process {pid}, since {owner.get('since', '?')}); {advice}."
+
+
+@dataclass
+class Claim:
+    """A held claim; `release()` (or leaving a `with` block) gives it up."""
+
+    folder: Path
+    first: bool  # this process had not claimed the folder before (so nothing of ours is in flight)
+    released: bool = False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        with _open_lock, contextlib.suppress(ValueError):
+            _open.remove(self)
+        path = self.folder / LOCK_FILE
+        with _held_lock:
+            count = _held.get(path, 0) - 1
+            if count > 0:
+                _held[path] = count
+                return
+            _held.pop(path, None)
+        owner = read_owner(self.folder)
+        if owner is not None and owner.get("pid") == os.getpid() and owner.get("host") == _host():
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+    def __enter__(self) -> Claim:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.release()
+
+
+def claim(folder: str | os.PathLike, what: str) -> Claim:
+    """Claim the project folder for writing (see the module docstring); raises ProjectLocked."""
+    root = Path(folder).resolve()
+    path = root / LOCK_FILE
+    with _held_lock:
+        if path in _held:
+            _held[path] += 1
+            return _track(Claim(root, first=False))
+        record = {"host": _host(), "pid": os.getpid(), "started": _process_start(os.getpid()), "what": what,
+                  "since": datetime.now(UTC).isoformat(timespec="seconds")}
+        for _attempt in range(3):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            except FileExistsError:
+                owner = read_owner(root)
+                if owner is None and _age_s(path) < 5.0:  # being written by a claimant right now
+                    raise ProjectLocked(f"{root} is being opened by another program right now; try again.") \
+                        from None
+                if owner is None or is_stale(owner):
+                    # a dead owner, or a lock file cut short by a crash: take it over
+                    log.info("Taking over a stale lock of %s: %s", root, owner)
+                    with contextlib.suppress(OSError):
+                        path.unlink()
+                    continue
+                if owner.get("pid") == os.getpid() and owner.get("host") == _host():
+                    _held[path] = 1  # ours, from a claim whose count was lost: keep it
+                    return _track(Claim(root, first=False))
+                raise ProjectLocked(_describe(root, owner)) from None
+            except OSError as exc:  # a read-only project folder: nobody can write it, no lock needed
+                log.debug("No lock file in %s: %s", root, exc)
+                _held[path] = 1
+                return _track(Claim(root, first=True))
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(record, handle)
+            _held[path] = 1
+            return _track(Claim(root, first=True))
+    owner = read_owner(root) or {}
+    raise ProjectLocked(_describe(root, owner))
+
+
+def _age_s(path: Path) -> float:
+    try:
+        return datetime.now().timestamp() - path.stat().st_mtime
+    except OSError:
+        return 1e9
+
+
+def _track(held: Claim) -> Claim:
+    with _open_lock:
+        _open.append(held)
+    return held
+
+
+def release_all() -> None:
+    """Give up every claim this process still holds (the CLI, when a command ends)."""
+    with _open_lock:
+        claims = list(_open)
+        _open.clear()
+    for held in reversed(claims):
+        held.release()
