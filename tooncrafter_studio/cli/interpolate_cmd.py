@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..core.errors import EngineUnavailable, ExportError, InputError, MediaError, StudioError
+from ..core.limits import MAX_START_NUMBER
 from ..core.progress import CancelToken
 from ..engines.base import InterpolationRequest
 from ..engines.registry import create_engine
@@ -151,8 +152,8 @@ def _check_naming(args: argparse.Namespace) -> None:
         raise InputError(f"--name '{args.name}' cannot be used in a file name.")
     if not (1 <= args.padding <= 10):
         raise InputError(f"--padding must be between 1 and 10 (got {args.padding}).")
-    if args.start_number < 0:
-        raise InputError(f"--start-number cannot be negative (got {args.start_number}).")
+    if not 0 <= args.start_number <= MAX_START_NUMBER:
+        raise InputError(f"--start-number must be from 0 to {MAX_START_NUMBER:,} (got {args.start_number}).")
 
 
 def resolve_times(args: argparse.Namespace) -> list[float]:

@@ -14,6 +14,7 @@ MAX_EXPOSURE = 10_000  # timeline frames one cell holds its drawing for
 MAX_MISSING_FRAMES = 10_000  # frame numbers missing from an image sequence (a gap in its numbering)
 MAX_INBETWEENS = 1000  # in-betweens generated for one pair of keys
 MAX_FRAME_PADDING = 10  # digits of a frame number in a pattern or an export name
+MAX_START_NUMBER = 999_999_999  # the first frame number of an export or of interpolate's files
 MAX_PROJECT_FILE_BYTES = 64 << 20  # project.json and its recovery copy
 MAX_SETTINGS_FILE_BYTES = 4 << 20  # settings.json
 MAX_IMAGE_FILE_BYTES = 2 << 30  # one image file (an 80 Mpx 16-bit RGBA PNG stored raw is 640 MB)
@@ -28,6 +29,7 @@ def describe_limits() -> list[tuple[str, str]]:
         ("exposure of one cell", f"{MAX_EXPOSURE:,} frames"),
         ("frame numbers missing from a sequence", f"{MAX_MISSING_FRAMES:,}"),
         ("in-betweens per pair of keys", f"{MAX_INBETWEENS:,}"),
+        ("digits of a frame number; first number of an export", f"{MAX_FRAME_PADDING}; {MAX_START_NUMBER:,}"),
         ("project.json / recovery copy", f"{MAX_PROJECT_FILE_BYTES >> 20} MiB"),
         ("one image file", f"{MAX_IMAGE_FILE_BYTES >> 30} GiB"),
     ]

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from ..core.errors import ExportError
+from ..core.limits import MAX_START_NUMBER
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ def resolve_naming(name: str, preset: str | None = DEFAULT_PRESET, separator: st
         raise ExportError(f"Padding must be between 1 and 10 digits, not {pad}.")
     if start < 0:
         raise ExportError(f"The first frame number cannot be negative ({start}).")
+    if start > MAX_START_NUMBER:
+        raise ExportError(f"The first frame number {start} is above the limit of {MAX_START_NUMBER:,}.")
     if sep == "" and name[-1].isdigit():
         raise ExportError(f"The name {name!r} ends with a digit and has no separator, so the frame numbers "
                           "would run into it; add a separator or change the name.")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import MediaError
+from ..core.fsio import check_regular_file
 from ..core.limits import MAX_FRAME_PADDING, MAX_MISSING_FRAMES, MAX_SHOT_FRAMES
 from .imageio import IMAGE_EXTENSIONS
 
@@ -294,4 +295,6 @@ def list_sequence(path_or_paths: str | os.PathLike | list) -> SequenceListing:
         return list_numbered_file(path)
     if pattern_regex(path.name) is not None:
         return list_pattern(path)
+    if os.path.lexists(path):
+        check_regular_file(path, MediaError, "image or folder")  # says what it is instead (a device, a loop)
     raise MediaError(f"{path} does not exist.")

@@ -16,6 +16,11 @@ from ..core.errors import MediaError
 from ..core.fsio import check_regular_file
 from ..core.limits import MAX_PIXELS, MAX_SHOT_FRAMES, MAX_SIDE
 
+# FFmpeg's own messages ("moov atom not found") would reach the terminal beside ours, which say
+# the same in words an animator can use; quiet unless the environment asks otherwise. Read by
+# OpenCV when it first opens a video, so setting it here (before any capture) is enough.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".gif")
 
 
