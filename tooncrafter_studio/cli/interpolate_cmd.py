@@ -19,11 +19,12 @@ import cv2
 import numpy as np
 
 from ..core.errors import EngineUnavailable, ExportError, InputError, MediaError, StudioError
+from ..core.fsio import os_error
 from ..core.limits import MAX_START_NUMBER
 from ..core.progress import CancelToken
 from ..engines.base import InterpolationRequest
 from ..engines.registry import create_engine
-from ..export.naming import Naming
+from ..export.naming import Naming, check_name_length
 from ..media import read_image, write_png
 from ..media.imageio import to_bit_depth, to_channels
 from ..project.commands import check_seed
@@ -98,7 +99,7 @@ def check_output_folder(out: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise ExportError(f"Cannot write to the output folder {out}: {exc.strerror or exc}.") from None
+        raise os_error(ExportError, out, exc) from None
 
 
 def frame_names(count: int, name: str, separator: str, padding: int, start_number: int) -> list[str]:
@@ -150,6 +151,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _check_naming(args: argparse.Namespace) -> None:
     if not args.name or any(c in args.name for c in '/\\:*?"<>|\0'):
         raise InputError(f"--name '{args.name}' cannot be used in a file name.")
+    check_name_length(args.name, InputError)
     if not (1 <= args.padding <= 10):
         raise InputError(f"--padding must be between 1 and 10 (got {args.padding}).")
     if not 0 <= args.start_number <= MAX_START_NUMBER:

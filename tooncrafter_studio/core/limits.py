@@ -15,6 +15,7 @@ MAX_MISSING_FRAMES = 10_000  # frame numbers missing from an image sequence (a g
 MAX_INBETWEENS = 1000  # in-betweens generated for one pair of keys
 MAX_FRAME_PADDING = 10  # digits of a frame number in a pattern or an export name
 MAX_START_NUMBER = 999_999_999  # the first frame number of an export or of interpolate's files
+MAX_NAME_BYTES = 200  # a file-name stem given by the user (most file systems allow 255 bytes in all)
 MAX_PROJECT_FILE_BYTES = 64 << 20  # project.json and its recovery copy
 MAX_SETTINGS_FILE_BYTES = 4 << 20  # settings.json
 MAX_IMAGE_FILE_BYTES = 2 << 30  # one image file (an 80 Mpx 16-bit RGBA PNG stored raw is 640 MB)

@@ -42,7 +42,7 @@ import numpy as np
 
 from .. import __version__
 from ..core.errors import Cancelled, ExportError, StudioError
-from ..core.fsio import fsync_dir
+from ..core.fsio import RESOURCE_ERRNOS, fsync_dir
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from ..media.imageio import encode_png, plain_png_layout, probe_image, read_image
 from ..media.importer import conform, frame_path, read_frame
@@ -241,7 +241,7 @@ def _prepare_out_dir(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ExportError(_os_error_message(out_dir, exc)) from exc
+        raise _os_error(out_dir, exc) from exc
     if not out_dir.is_dir():
         raise ExportError(f"{out_dir} is not a folder.")
 
@@ -254,6 +254,12 @@ def _os_error_message(path: Path, exc: OSError) -> str:
     return f"Could not write {path}: {exc.strerror or exc}."
 
 
+def _os_error(path: Path, exc: OSError) -> ExportError:
+    error = ExportError(_os_error_message(path, exc))
+    error.resource = exc.errno in RESOURCE_ERRNOS  # a full or read-only disk: exit code 3, not bad input
+    return error
+
+
 def _write_file(path: Path, data: bytes, fsync: bool) -> None:
     try:
         with open(path, "xb") as handle:
@@ -262,7 +268,7 @@ def _write_file(path: Path, data: bytes, fsync: bool) -> None:
                 handle.flush()
                 os.fsync(handle.fileno())
     except OSError as exc:
-        raise ExportError(_os_error_message(path, exc)) from exc
+        raise _os_error(path, exc) from exc
 
 
 class _PictureLoader:
@@ -401,7 +407,7 @@ def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Expo
         temp = Path(out_dir) / f"{_TEMP_PREFIX}{uuid.uuid4().hex[:8]}"
         temp.mkdir()
     except OSError as exc:
-        raise ExportError(_os_error_message(out_dir, exc)) from exc
+        raise _os_error(out_dir, exc) from exc
     try:
         loader = _PictureLoader(shot, project_folder)
         sizes = _encode_all(plan, loader, temp, options, workers, progress, cancel)
@@ -426,7 +432,7 @@ def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Expo
     except BaseException as exc:
         shutil.rmtree(temp, ignore_errors=True)
         if isinstance(exc, OSError):
-            raise ExportError(_os_error_message(out_dir, exc)) from exc
+            raise _os_error(out_dir, exc) from exc
         raise
     shutil.rmtree(temp, ignore_errors=True)
     for name in stale:

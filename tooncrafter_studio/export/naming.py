@@ -16,8 +16,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..core.errors import ExportError
-from ..core.limits import MAX_START_NUMBER
+from ..core.errors import ExportError, StudioError
+from ..core.limits import MAX_NAME_BYTES, MAX_START_NUMBER
+
+
+def check_name_length(name: str, error: type[StudioError] = ExportError) -> None:
+    """Refuse a name stem too long for a file name before any folder is made for it."""
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise error(f"The name {name[:40]}… is too long for a file name ({len(name)} characters; at most "
+                    f"{MAX_NAME_BYTES} bytes).")
 
 
 @dataclass(frozen=True)
@@ -80,6 +87,7 @@ def resolve_naming(name: str, preset: str | None = DEFAULT_PRESET, separator: st
     name = name.strip()
     if not name or _BAD_NAME_CHARS.search(name) or name in (".", ".."):
         raise ExportError(f"{name!r} cannot be used as a file name; avoid \\ / : * ? \" < > |.")
+    check_name_length(name)
     sep = base.separator if separator is None else parse_separator(separator)
     pad = base.padding if padding is None else int(padding)
     start = base.start_number if start_number is None else int(start_number)

@@ -160,6 +160,7 @@ def _write_take(job: Job, frames: list[np.ndarray], progress: ProgressCallback, 
         raise StudioError(f"{final} already exists; the take cannot be written there.")
     reporter = StageReporter(progress, cancel, "write", len(frames))
     reporter.start(f"writing {len(frames)} frames")
+    made_takes = not takes.exists()
     try:
         temp.mkdir(parents=True, exist_ok=False)
         for i, frame in enumerate(frames):
@@ -170,6 +171,9 @@ def _write_take(job: Job, frames: list[np.ndarray], progress: ProgressCallback, 
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(temp)
+        if made_takes:  # leave the project as it was: no empty takes/ either
+            with contextlib.suppress(OSError):
+                takes.rmdir()
         raise
     return final
 

@@ -154,8 +154,13 @@ def claim(folder: str | os.PathLike, what: str) -> Claim:
                 log.debug("No lock file in %s: %s", root, exc)
                 _held[path] = 1
                 return _track(Claim(root, first=True))
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(record, handle)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                    json.dump(record, handle)
+            except OSError as exc:  # a full disk: the command's own writes will say so clearly
+                log.debug("Could not write %s: %s", path, exc)
+                with contextlib.suppress(OSError):
+                    path.unlink()
             _held[path] = 1
             return _track(Claim(root, first=True))
     owner = read_owner(root) or {}
