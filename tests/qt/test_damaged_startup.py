@@ -84,3 +84,17 @@ def test_project_held_by_another_program_is_not_opened_twice(qtbot, window, proj
     (project_folder / LOCK_FILE).unlink()
     assert window.open_project(project_folder)
     assert json.loads((project_folder / LOCK_FILE).read_text())["what"] == "the ToonCrafter Studio app"
+
+
+def test_an_unexpected_error_while_opening_keeps_the_window_and_names_the_log(qtbot, window, project_folder,
+                                                                              monkeypatch):
+    from tooncrafter_studio.project.project import Project
+
+    def broken(folder):
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(Project, "open", classmethod(lambda cls, folder: broken(folder)))
+    window.open_startup(str(project_folder))
+    assert window.session.project is None and window.problem_bar.isVisible()
+    text = window.problem_label.text()
+    assert "RecursionError" in text and "this is a bug" in text and "studio.log" in text

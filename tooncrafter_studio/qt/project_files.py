@@ -12,7 +12,7 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 from ..core.errors import StudioError
-from ..core.paths import resources_dir, user_data_dir
+from ..core.paths import resources_dir, user_data_dir, user_log_dir
 from ..media import import_source
 from ..project.project import PROJECT_FILE, Project, find_recovery, new_project, recover
 from ..project.relink import RelinkSources, missing_drawings, relink_plan
@@ -83,8 +83,8 @@ class ProjectFilesMixin:
         except Exception as exc:  # noqa: BLE001 - a damaged file must never take the app down
             if not isinstance(exc, StudioError):
                 log.error("Opening %s failed unexpectedly", folder, exc_info=True)
-                exc = StudioError(f"{folder} cannot be opened ({type(exc).__name__}: {exc}); "
-                                  f"the details are in the log.")
+                exc = StudioError(f"{folder} cannot be opened ({type(exc).__name__}: {exc}); this is a bug, "
+                                  f"the details are in {user_log_dir() / 'studio.log'}.")
             self.last_open_error = str(exc)
             self.show_error("Cannot open the project", exc)
             return False
