@@ -178,3 +178,27 @@ def test_writing_commands_meet_a_live_owner(tmp_path, capsys):
         child.kill()
         child.wait()
     assert digest(shot / "takes") == {str(shot / "takes"): "absent"}
+
+
+def test_planted_pipes_never_hang_a_command_or_the_app(tmp_path, capsys):
+    from tooncrafter_studio.core.settings import Settings, load_settings
+
+    shot = make_project(tmp_path)
+    os.mkfifo(tmp_path / "settings.json")
+    assert load_settings(tmp_path / "settings.json") == Settings()  # defaults, at once
+    out = tmp_path / "out"
+    out.mkdir()
+    os.mkfifo(out / "shot.export.json")  # where an earlier export's sidecar would be
+    code, _out, err = cli(capsys, "--quiet", "export", shot, "--out", out, "--timing-sheet", "none")
+    assert code == 2 and "shot.export.json" in err  # refused to replace it, not hung reading it
+    os.mkfifo(shot / ".owner.lock")
+    os.utime(shot / ".owner.lock", (0, 0))  # an old leftover: treated as stale
+    code, _out, err = cli(capsys, "keys", shot, "--frames", "3")
+    assert code == 0, err
+
+
+def test_absurd_param_values_are_input_errors(tmp_path, capsys):
+    shot = make_project(tmp_path)
+    for value in ("[" * 100_000, "9" * 5000):
+        refused(capsys, ["generate", shot, "--all", "--engine", "crossfade", "--param", f"x={value}", "-q"], 2,
+                ("--param x",), tmp_path)

@@ -47,6 +47,8 @@ def parse_params(items: list[str]) -> dict[str, Any]:
             params[name.strip()] = json.loads(value)
         except json.JSONDecodeError:
             params[name.strip()] = value
+        except (ValueError, RecursionError):  # 5,000-digit numbers, absurd nesting
+            raise InputError(f"--param {name.strip()}: the value is not a usable number or JSON value.") from None
     return params
 
 

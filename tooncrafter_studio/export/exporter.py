@@ -42,7 +42,8 @@ import numpy as np
 
 from .. import __version__
 from ..core.errors import Cancelled, ExportError, StudioError
-from ..core.fsio import RESOURCE_ERRNOS, fsync_dir
+from ..core.fsio import RESOURCE_ERRNOS, fsync_dir, read_regular_file
+from ..core.limits import MAX_PROJECT_FILE_BYTES
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from ..media.imageio import encode_png, plain_png_layout, probe_image, read_image
 from ..media.importer import conform, frame_path, read_frame
@@ -179,11 +180,13 @@ def _sheet_names(naming: Naming, options: ExportOptions) -> list[str]:
 def _previous_export_files(out_dir: Path, naming: Naming) -> dict[str, int]:
     """Files (name -> size) that our previous export into this folder wrote, from its sidecar."""
     sidecar = out_dir / f"{naming.name}{SIDECAR_SUFFIX}"
-    try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    if not sidecar.exists():
+        return {}
+    try:  # a sidecar that is a pipe, huge or absurdly nested is not ours: ignore it
+        data = json.loads(read_regular_file(sidecar, MAX_PROJECT_FILE_BYTES, ExportError, "sidecar"))
         written = {entry["name"]: int(entry["size"]) for entry in data["written"]}
         written[sidecar.name] = sidecar.stat().st_size
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, ExportError):
         return {}
     # Only plain names of this sequence and its sheets: an edited sidecar must never make us
     # replace or delete anything else (no paths, no other files).

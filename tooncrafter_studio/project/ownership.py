@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..core.errors import ProjectLocked
+from ..core.fsio import read_regular_file
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +66,9 @@ def _alive(pid: int, started: str) -> bool:
 
 def read_owner(folder: str | os.PathLike) -> dict | None:
     """The current lock's content, or None when nobody holds the project (or the file is unreadable)."""
-    try:
-        data = json.loads((Path(folder) / LOCK_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+    try:  # regular and small only: a planted FIFO must not hang whoever opens the project
+        data = json.loads(read_regular_file(Path(folder) / LOCK_FILE, 1 << 16, ProjectLocked, "lock file"))
+    except (OSError, ValueError, RecursionError, ProjectLocked):
         return None
     return data if isinstance(data, dict) else None
 
