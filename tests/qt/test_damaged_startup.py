@@ -98,3 +98,15 @@ def test_an_unexpected_error_while_opening_keeps_the_window_and_names_the_log(qt
     assert window.session.project is None and window.problem_bar.isVisible()
     text = window.problem_label.text()
     assert "RecursionError" in text and "this is a bug" in text and "studio.log" in text
+
+
+def test_undoing_the_relink_shows_the_missing_drawings_again(qtbot, window, project_folder, tmp_path):
+    import shutil
+
+    shutil.move(project_folder / "src", tmp_path / "moved")
+    assert window.open_project(project_folder)
+    assert window.locate_missing_drawings(tmp_path) == 9 and not window.problem_bar.isVisible()
+    window.actions["undo"].trigger()
+    assert window.problem_bar.isVisible() and "9 drawings are missing" in window.problem_label.text()
+    window.actions["redo"].trigger()
+    assert not window.problem_bar.isVisible()

@@ -49,6 +49,7 @@ class Change:
     segments: segments whose settings, take list or active take changed.
     takes: takes whose frames' review status or label changed.
     drawings: drawings whose own fields (key mark, label) changed.
+    sources: where footage files are looked for changed (relinking), so every picture may differ.
     """
 
     timeline: bool = False
@@ -57,14 +58,17 @@ class Change:
     segments: frozenset[SegmentKey] = frozenset()
     takes: frozenset[str] = frozenset()
     drawings: frozenset[str] = frozenset()
+    sources: bool = False
 
     def __or__(self, other: Change) -> Change:
         return Change(self.timeline or other.timeline, self.keys or other.keys, self.shot or other.shot,
-                      self.segments | other.segments, self.takes | other.takes, self.drawings | other.drawings)
+                      self.segments | other.segments, self.takes | other.takes, self.drawings | other.drawings,
+                      self.sources or other.sources)
 
     @property
     def empty(self) -> bool:
-        return not (self.timeline or self.keys or self.shot or self.segments or self.takes or self.drawings)
+        return not (self.timeline or self.keys or self.shot or self.segments or self.takes or self.drawings
+                    or self.sources)
 
 
 NO_CHANGE = Change()

@@ -188,9 +188,9 @@ class RelinkSources(Command):
         self._before = {i: shot.sources[i].path for i in self.paths}
         for source_id, path in self.paths.items():
             shot.sources[source_id].path = path
-        return Change(timeline=True)
+        return Change(timeline=True, sources=True)
 
     def undo(self, shot: Shot) -> Change:
         for source_id, path in self._before.items():
             shot.sources[source_id].path = path
-        return Change(timeline=True)
+        return Change(timeline=True, sources=True)

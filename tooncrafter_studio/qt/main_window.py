@@ -286,6 +286,10 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         shot = self.session.shot
         if change.shot and shot is not None:
             self.playback.fps = shot.fps
+        if change.sources:
+            for loader in (self.thumbnails, self.frames, self.tints):
+                loader.invalidate()
+            self.report_missing_drawings()  # relinking (or undoing it) changes which drawings are missing
         self._refresh_document()
         self.show_current()
 

@@ -146,12 +146,9 @@ class ProjectFilesMixin:
             self.show_error("Drawings not found", StudioError(
                 f"None of the {before} missing drawings is in {folder} (same file names and content)."))
             return 0
-        if self.session.push(RelinkSources(plan.paths)) is None:
+        if self.session.push(RelinkSources(plan.paths)) is None:  # the change refreshes pictures and the bar
             return 0
-        for loader in (self.thumbnails, self.frames, self.tints):
-            loader.invalidate()
-        found = before - self.report_missing_drawings()
-        self.show_current()
+        found = before - len(missing_drawings(project.shot, project.folder))
         self.show_message(f"Found {found} of {before} missing drawings in {folder}.")
         return found
 
