@@ -135,3 +135,15 @@ def test_many_problems_in_one_folder_still_name_the_first(tmp_path, capsys):
     (footage / "walk.0003.png").write_bytes(b"junk")
     code, _out, err = cli(capsys, "new", tmp_path / "shot", "--source", footage, "-q")
     assert code == 2 and "walk.0002.png" in err and "walk.0003.png" not in err
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file names are bytes")
+def test_file_names_that_are_not_text(tmp_path, capsys):
+    footage = os.fsdecode(os.fsencode(str(tmp_path)) + b"/f\xffootage")
+    make_footage(__import__("pathlib").Path(footage), count=2)
+    refused(capsys, ["new", tmp_path / "shot", "--source", footage, "-q"], 2, ("not valid text",), tmp_path)
+    good = make_footage(tmp_path / "good", count=2)
+    project = os.fsdecode(os.fsencode(str(tmp_path)) + b"/sh\xfeot")  # never stored: allowed, printed escaped
+    code, out, err = cli(capsys, "new", project, "--source", good, "-q")
+    assert code == 0 and "sh\\udcfeot" in out, err  # the shot is named "sh\ufffdot"
+    assert cli(capsys, "info", project)[0] == 0

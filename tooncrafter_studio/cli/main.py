@@ -7,8 +7,10 @@ its sub-commands and sets `handler=` (a function taking the parsed args, returni
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import importlib
+import io
 import logging
 import sys
 import traceback
@@ -79,7 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _printable_streams() -> None:
+    """File names from other systems (bytes that are not UTF-8) are printed escaped, never a crash."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError, io.UnsupportedOperation):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def run_cli(argv: list[str]) -> int:
+    _printable_streams()
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(logging.DEBUG if args.debug else logging.WARNING)
@@ -131,7 +141,7 @@ def write_crash_log(argv: list[str]) -> Path | None:
     path = user_log_dir() / "cli.log"
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as handle:
+        with open(path, "a", encoding="utf-8", errors="backslashreplace") as handle:
             handle.write(f"--- {datetime.now(UTC).isoformat(timespec='seconds')} tooncrafter-studio "
                          f"{' '.join(argv)}\n{traceback.format_exc()}\n")
     except OSError:

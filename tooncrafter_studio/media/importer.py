@@ -101,8 +101,20 @@ def _import_images(listing: SequenceListing, max_pixels: int, progress: Progress
         bit_depth=max(depths),
         gaps=list(listing.gaps),
     )
+    for name in [source.path, *files]:
+        _check_text(name)
     source.hashes = _fingerprints(source, folder)
     return source, warnings
+
+
+def _check_text(name: str) -> None:
+    """A path must be storable in project.json (UTF-8): names in another system's encoding are not."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "backslashreplace").decode()
+        raise MediaError(f"{shown} has a name that is not valid text (bytes from another system's encoding); "
+                         "rename it first.") from None
 
 
 def _fingerprints(source: Source, location: Path) -> dict[str, str]:
@@ -115,6 +127,7 @@ def _fingerprints(source: Source, location: Path) -> dict[str, str]:
 def _import_video(path: Path, default_fps: float) -> tuple[Source, list[str]]:
     info = probe_video(path, default_fps)
     warnings = [] if info.fps_from_file else [f"{path} does not state a frame rate; {default_fps:g} fps is used."]
+    _check_text(str(path.resolve()))
     source = Source(id=new_source_id(), kind=SourceKind.VIDEO, path=str(path.resolve()), files=[],
                     width=info.width, height=info.height, fps=info.fps, frame_count=info.frame_count)
     source.hashes = _fingerprints(source, path.resolve())

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..core.errors import ProjectError
-from ..core.fsio import atomic_write_text
+from ..core.fsio import atomic_write_text, os_error
 from .commands import Change, Command, CommandStack
 from .document import Cell, Drawing, Shot, Source, Take
 from .ownership import Claim, claim
@@ -119,14 +119,21 @@ class Project:
             raise ProjectError(f"{root} is already a project; open it instead, or choose another folder.")
         if root.exists() and not root.is_dir():
             raise ProjectError(f"{root} is a file, not a folder.")
+        made = [parent for parent in [root, *root.parents] if not parent.exists()]
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ProjectError(f"Cannot create the project folder {root}: {exc.strerror or exc}.") from None
+            raise os_error(ProjectError, root, exc, "create the project folder") from None
         for source in shot.sources.values():
             source.path = relative_if_inside(source.path, root)
         project = cls(root, shot)
-        project.save()
+        try:
+            project.save()
+        except BaseException:
+            for folder in made:  # a failed create leaves no empty folders behind
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
         return project
 
     # ---------------------------------------------------------------- state
@@ -450,7 +457,9 @@ def new_project(folder: str | os.PathLike, source: Source, groups: list[tuple[in
     fps: the shot's frame rate; None = the source's.
     """
     root = _project_folder(folder)
-    shot = shot_from_source(source, groups, fps, name or root.name)
+    # a folder name in another system's encoding still makes a storable shot name
+    default = root.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    shot = shot_from_source(source, groups, fps, name or default)
     return Project.create(root, shot)
 
 

@@ -205,7 +205,13 @@ def document_to_json(shot: Shot, folder: Path | None = None, extra: dict[str, An
         envelope.update(extra)
     envelope["shot"] = shot_to_dict(shot, folder)
     try:
-        return json.dumps(envelope, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+        text = json.dumps(envelope, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError as exc:  # a file name that is not valid text (bytes from another system)
+        bad = exc.object[max(0, exc.start - 40):exc.end + 10].encode("utf-8", "backslashreplace").decode()
+        raise ProjectError(f"The project cannot be saved: a file name is not valid text (…{bad}…); rename it.") \
+            from None
     except (TypeError, ValueError) as exc:  # a parameter that JSON cannot hold: a bug upstream
         raise ProjectError(f"The project cannot be saved: a value is not storable as JSON ({exc}).") from exc
 
