@@ -92,3 +92,12 @@ def test_claims_are_reentrant_within_a_process(folder):
 def test_reading_commands_do_not_need_the_lock(folder, capsys):
     _lock(folder, host="render-node-7", pid=4242)
     assert run_cli(["info", str(folder)]) == 0
+
+
+def test_shared_writers_take_no_exclusive_claim_but_respect_one(folder, capsys, monkeypatch):
+    monkeypatch.setenv("TOONCRAFTER_STUDIO_SHARED_WRITES", "1")
+    assert run_cli(["keys", str(folder), "--frames", "3"]) == 0
+    assert not (folder / LOCK_FILE).exists()
+    _lock(folder, host="workstation-2", pid=77)
+    assert run_cli(["keys", str(folder), "--frames", "2"]) == 3
+    assert "on workstation-2" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from typing import Any
@@ -81,12 +82,17 @@ def parse_frames(text: str) -> list[int]:
     return list(dict.fromkeys(frames))
 
 
+SHARED_WRITES_ENV = "TOONCRAFTER_STUDIO_SHARED_WRITES"
+
+
 def open_for_editing(folder: str, command: str = "edit"):
     """Open a project for a headless edit, warning when a crashed session left unsaved work."""
     from ..project.project import find_recovery, open_project
 
     project = open_project(folder)
-    project.claim(f"the command 'tooncrafter-studio {command}'")
+    # Farm tasks that coordinate with short write locks set TOONCRAFTER_STUDIO_SHARED_WRITES=1.
+    project.claim(f"the command 'tooncrafter-studio {command}'",
+                  shared=os.environ.get(SHARED_WRITES_ENV, "") not in ("", "0"))
     if find_recovery(project.folder, lambda text: print(f"warning: {text}", file=sys.stderr)) is not None:
         print(f"warning: {project.folder} has unsaved changes from an earlier session (a recovery copy); "
               "open it in the app to recover them.", file=sys.stderr)

@@ -123,10 +123,23 @@ class Claim:
         self.release()
 
 
-def claim(folder: str | os.PathLike, what: str) -> Claim:
-    """Claim the project folder for writing (see the module docstring); raises ProjectLocked."""
+def claim(folder: str | os.PathLike, what: str, shared: bool = False) -> Claim:
+    """Claim the project folder for writing (see the module docstring); raises ProjectLocked.
+
+    shared: for writers that coordinate among themselves with short write locks (farm tasks running
+    `generate` on different key pairs at once): they take no exclusive claim, but are still refused
+    while the app or an exclusive command holds the project.
+    """
     root = Path(folder).resolve()
     path = root / LOCK_FILE
+    if shared:
+        owner = read_owner(root)
+        if owner is not None and not is_stale(owner) and not (owner.get("pid") == os.getpid()
+                                                               and owner.get("host") == _host()):
+            raise ProjectLocked(_describe(root, owner))
+        with _held_lock:
+            _held[path] = _held.get(path, 0) + 1
+        return _track(Claim(root, first=False))
     with _held_lock:
         if path in _held:
             _held[path] += 1

@@ -315,13 +315,13 @@ class Project:
 
     # ---------------------------------------------------------------- ownership
 
-    def claim(self, what: str) -> Claim:
+    def claim(self, what: str, shared: bool = False) -> Claim:
         """Claim the folder for writing (ownership.py); raises ProjectLocked when another program has it.
 
         The first claim by this process also removes the temporary files of saves that were killed
         mid-write: nobody else can be writing them now.
         """
-        held = claim(self.folder, what)
+        held = claim(self.folder, what, shared)
         if held.first:
             self._remove_stale_temp_files(age_s=-1.0)
         if self.ownership is not None:
