@@ -101,3 +101,22 @@ def test_shared_writers_take_no_exclusive_claim_but_respect_one(folder, capsys, 
     _lock(folder, host="workstation-2", pid=77)
     assert run_cli(["keys", str(folder), "--frames", "2"]) == 3
     assert "on workstation-2" in capsys.readouterr().err
+
+
+def test_generate_is_a_shared_writer(folder, capsys):
+    """Farm tasks run generate side by side on one project: no exclusive claim, but the app's is respected."""
+    from tooncrafter_studio.project.ownership import claim as take
+
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        _lock(folder, pid=other.pid, started="")  # a live generate elsewhere would hold nothing: a live app does
+        assert run_cli(["generate", str(folder), "--all", "--engine", "crossfade", "-q"]) == 3
+        assert "is open in the ToonCrafter Studio app" in capsys.readouterr().err
+    finally:
+        other.kill()
+        other.wait()
+    (folder / LOCK_FILE).unlink()
+    with take(folder, "first generate", shared=True):  # (this shot has no pictures: it fails later, not on the lock)
+        assert run_cli(["generate", str(folder), "--all", "--engine", "crossfade", "-q"]) == 2
+        assert "is open in" not in capsys.readouterr().err
+    assert not (folder / LOCK_FILE).exists()

@@ -76,7 +76,7 @@ def run_generate(args: argparse.Namespace) -> int:
         raise InputError(f"--count {args.count} does not match the {len(times)} --times given.")
     params = parse_params(args.param)
 
-    project = open_for_editing(args.project, "generate")
+    project = open_for_editing(args.project, "generate", shared=True)
     shot = project.shot
     spans = key_spans(shot)
     if not spans:

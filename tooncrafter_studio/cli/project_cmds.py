@@ -85,14 +85,15 @@ def parse_frames(text: str) -> list[int]:
 SHARED_WRITES_ENV = "TOONCRAFTER_STUDIO_SHARED_WRITES"
 
 
-def open_for_editing(folder: str, command: str = "edit"):
+def open_for_editing(folder: str, command: str = "edit", shared: bool = False):
     """Open a project for a headless edit, warning when a crashed session left unsaved work."""
     from ..project.project import find_recovery, open_project
 
     project = open_project(folder)
-    # Farm tasks that coordinate with short write locks set TOONCRAFTER_STUDIO_SHARED_WRITES=1.
+    # shared: writers that coordinate with short write locks (generate: farm tasks fill one project side by
+    # side); TOONCRAFTER_STUDIO_SHARED_WRITES=1 makes every command one. All respect an exclusive owner.
     project.claim(f"the command 'tooncrafter-studio {command}'",
-                  shared=os.environ.get(SHARED_WRITES_ENV, "") not in ("", "0"))
+                  shared=shared or os.environ.get(SHARED_WRITES_ENV, "") not in ("", "0"))
     if find_recovery(project.folder, lambda text: print(f"warning: {text}", file=sys.stderr)) is not None:
         print(f"warning: {project.folder} has unsaved changes from an earlier session (a recovery copy); "
               "open it in the app to recover them.", file=sys.stderr)
