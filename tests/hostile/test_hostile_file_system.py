@@ -202,3 +202,19 @@ def test_absurd_param_values_are_input_errors(tmp_path, capsys):
     for value in ("[" * 100_000, "9" * 5000):
         refused(capsys, ["generate", shot, "--all", "--engine", "crossfade", "--param", f"x={value}", "-q"], 2,
                 ("--param x",), tmp_path)
+
+
+def test_failed_runs_leave_no_empty_output_folders(tmp_path, capsys):
+    shot = make_project(tmp_path)
+    register_engine("test-failing", lambda: _Failing(MemoryError()))
+    try:
+        footage = tmp_path / "footage"
+        refused(capsys, ["interpolate", footage / "walk.0001.png", footage / "walk.0005.png", "--count", "1",
+                         "--engine", "test-failing", "--out", tmp_path / "new" / "inb", "-q"], 3, ("memory",), tmp_path)
+    finally:
+        unregister_engine("test-failing")
+    (tmp_path / "footage" / "walk.0003.png").write_bytes(b"")  # a drawing damaged after import
+    before = digest(tmp_path)
+    code, _out, err = cli(capsys, "--quiet", "export", shot, "--out", tmp_path / "exports" / "v1")
+    assert_refused(code, err, 2, "walk.0003.png")
+    assert digest(tmp_path) == before and not (tmp_path / "exports").exists()

@@ -189,6 +189,18 @@ def run_interpolate(args: argparse.Namespace) -> int:
         print(f"note: the {args.engine} engine ignores --prompt.", file=sys.stderr)
 
     out = Path(args.out)
+    made = [p for p in [out, *out.parents] if not os.path.lexists(p)]
+    try:
+        return _interpolate_into(out, args, engine, start, end, times, params, quiet)
+    except BaseException:
+        for folder in made:  # a failed run leaves no empty output folders behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _interpolate_into(out: Path, args: argparse.Namespace, engine, start: np.ndarray, end: np.ndarray,
+                      times: list[float], params: dict, quiet: bool) -> int:
     check_output_folder(out)  # before the (possibly long) run, after the cheap checks
     planned = frame_names(len(times), args.name, SEPARATORS[args.separator], args.padding, args.start_number)
     taken = [name for name in planned if (out / name).exists()]

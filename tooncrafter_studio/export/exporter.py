@@ -373,7 +373,23 @@ def _provenance(shot: Shot, options: ExportOptions, plan: _Plan, written: list[t
 def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: ExportOptions,
                     progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
                     clock: Callable[[], float] | None = None) -> ExportReport:
-    """Export the shot as a PNG sequence (see the module docstring). Raises ExportError or Cancelled."""
+    """Export the shot as a PNG sequence (see the module docstring). Raises ExportError or Cancelled.
+
+    A failed or cancelled export also removes the output folders it created (when they are empty)."""
+    out_dir = Path(options.out_dir) if str(options.out_dir).strip() else None
+    made = [] if out_dir is None else [p for p in [out_dir, *out_dir.parents] if not os.path.lexists(p)]
+    try:
+        return _export_sequence(project_folder, shot, options, progress, cancel, clock)
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _export_sequence(project_folder: str | os.PathLike, shot: Shot, options: ExportOptions,
+                     progress: ProgressCallback | None, cancel: CancelToken | None,
+                     clock: Callable[[], float] | None) -> ExportReport:
     clock = clock or time.perf_counter
     started = clock()
     progress = progress or no_progress
