@@ -120,3 +120,21 @@ def test_generate_is_a_shared_writer(folder, capsys):
         assert run_cli(["generate", str(folder), "--all", "--engine", "crossfade", "-q"]) == 2
         assert "is open in" not in capsys.readouterr().err
     assert not (folder / LOCK_FILE).exists()
+
+
+def test_an_exclusive_claim_waits_for_live_shared_writers(folder, capsys):
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    marker = folder / f".owner-shared.render-7.{other.pid}.lock"
+    try:
+        marker.write_text(json.dumps({"host": socket.gethostname(), "pid": other.pid, "started": "",
+                                      "what": "the command 'tooncrafter-studio generate'", "since": "now"}))
+        leftover = folder / ".project.json.x.tmp"
+        leftover.write_text("{")  # maybe the live generate's save in flight: must not be removed
+        assert run_cli(["keys", str(folder), "--frames", "3"]) == 3
+        assert "tooncrafter-studio generate" in capsys.readouterr().err
+        assert leftover.exists() and not (folder / LOCK_FILE).exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert run_cli(["keys", str(folder), "--frames", "3"]) == 0  # its marker is stale now: removed
+    assert not marker.exists() and not leftover.exists()
