@@ -27,7 +27,6 @@ from tooncrafter_studio.project.document import ReviewStatus, Source, SourceKind
 from tooncrafter_studio.project.project import (
     PROJECT_FILE,
     Project,
-    discard_recovery,
     find_recovery,
     new_project,
     recover,
@@ -418,11 +417,11 @@ def test_stale_identical_or_damaged_recovery_copies_are_not_offered(tmp_path):
     old = time.time() - 100
     os.utime(recovery_path(folder), (old, old))
     assert find_recovery(folder) is None
-    # damaged
+    # damaged: set aside (renamed, kept for a person to look at), never offered
     recovery_path(folder).write_text("{broken")
     assert find_recovery(folder) is None
-    discard_recovery(folder)
-    assert not recovery_path(folder).parent.exists()
+    assert not recovery_path(folder).exists()
+    assert [p.read_text() for p in recovery_path(folder).parent.glob("project.damaged-*.json")] == ["{broken"]
 
 
 # ------------------------------------------------------------------ take folders

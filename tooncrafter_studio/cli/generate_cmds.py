@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core.errors import InputError
+from ..project.commands import check_seed
 from .progress import TqdmProgress
 
 SPACING_CHOICES = ("linear", "ease-in", "ease-out", "ease-in-out")
@@ -54,6 +55,8 @@ def parse_params(items: list[str]) -> dict[str, Any]:
             params[name.strip()] = json.loads(value)
         except json.JSONDecodeError:
             params[name.strip()] = value
+        except (ValueError, RecursionError):  # 5,000-digit numbers, absurd nesting
+            raise InputError(f"--param {name.strip()}: the value is not a usable number or JSON value.") from None
     return params
 
 
@@ -79,8 +82,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     if args.count is not None and args.count < 1:
         raise InputError(f"--count must be at least 1, not {args.count}.")
-    if args.seed is not None and not 0 <= args.seed < 2**63:
-        raise InputError(f"--seed must be a whole number from 0 to 2^63-1, not {args.seed}.")
+    check_seed(args.seed)
     times = parse_times(args.times) if args.times is not None else None
     if times is not None and args.spacing is not None:
         raise InputError("--times and --spacing do not go together: explicit times already set the spacing.")
@@ -88,7 +90,7 @@ def run_generate(args: argparse.Namespace) -> int:
         raise InputError(f"--count {args.count} does not match the {len(times)} --times given.")
     params = parse_params(args.param)
 
-    project = open_for_editing(args.project)
+    project = open_for_editing(args.project, "generate", shared=True)
     shot = project.shot
     spans = key_spans(shot)
     if not spans:
@@ -143,7 +145,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
             results = run_on_ray(jobs, args.cluster, progress_factory=lambda: TqdmProgress(quiet=quiet))
         else:
-            results = _run_locally(jobs, quiet)
+            results = _run_locally(jobs, params, quiet)
         for result in results:
             take, _ = commit_take(result, task_id)  # each finished take is kept even if a later job fails
             _report(result, take, project.folder)
@@ -154,16 +156,17 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_locally(jobs: list, quiet: bool) -> Iterator:
+def _run_locally(jobs: list, params: dict, quiet: bool) -> Iterator:
     """Run the jobs one after another with one engine per engine id; yields each result."""
     from ..engines.registry import create_engine
-    from ..pipeline.runner import check_engine, run_job
+    from ..pipeline.runner import check_engine, check_params, run_job
 
     engines = {}
     try:
         for job in jobs:
             if job.engine_id not in engines:
                 engine = create_engine(job.engine_id)
+                check_params(engine, params)
                 check_engine(engine)
                 engines[job.engine_id] = engine
         for job in jobs:

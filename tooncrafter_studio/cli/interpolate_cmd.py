@@ -19,12 +19,15 @@ import cv2
 import numpy as np
 
 from ..core.errors import EngineUnavailable, ExportError, InputError, MediaError, StudioError
+from ..core.fsio import os_error
+from ..core.limits import MAX_START_NUMBER
 from ..core.progress import CancelToken
 from ..engines.base import InterpolationRequest
 from ..engines.registry import create_engine
-from ..export.naming import Naming
+from ..export.naming import Naming, check_name_length
 from ..media import read_image, write_png
 from ..media.imageio import to_bit_depth, to_channels
+from ..project.commands import check_seed
 from ..project.spacing import MAX_INBETWEENS, SPACINGS, inbetween_times
 from .progress import TqdmProgress
 
@@ -45,6 +48,13 @@ def _read_key(path: str) -> np.ndarray:
     if not file.is_file():
         raise MediaError(f"{path} is not a file.")
     return read_image(file)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _parse_times(text: str) -> list[float]:
@@ -89,7 +99,7 @@ def check_output_folder(out: Path) -> None:
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise ExportError(f"Cannot write to the output folder {out}: {exc.strerror or exc}.") from None
+        raise os_error(ExportError, out, exc) from None
 
 
 def frame_names(count: int, name: str, separator: str, padding: int, start_number: int) -> list[str]:
@@ -141,10 +151,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _check_naming(args: argparse.Namespace) -> None:
     if not args.name or any(c in args.name for c in '/\\:*?"<>|\0'):
         raise InputError(f"--name '{args.name}' cannot be used in a file name.")
+    check_name_length(args.name, InputError)
     if not (1 <= args.padding <= 10):
         raise InputError(f"--padding must be between 1 and 10 (got {args.padding}).")
-    if args.start_number < 0:
-        raise InputError(f"--start-number cannot be negative (got {args.start_number}).")
+    if not 0 <= args.start_number <= MAX_START_NUMBER:
+        raise InputError(f"--start-number must be from 0 to {MAX_START_NUMBER:,} (got {args.start_number}).")
 
 
 def resolve_times(args: argparse.Namespace) -> list[float]:
@@ -159,6 +170,7 @@ def resolve_times(args: argparse.Namespace) -> list[float]:
 
 def run_interpolate(args: argparse.Namespace) -> int:
     quiet = bool(getattr(args, "quiet", False))
+    check_seed(args.seed)
     _check_naming(args)
     times = resolve_times(args)
     start = _read_key(args.start)
@@ -177,9 +189,26 @@ def run_interpolate(args: argparse.Namespace) -> int:
         print(f"note: the {args.engine} engine ignores --prompt.", file=sys.stderr)
 
     out = Path(args.out)
+    made = [p for p in [out, *out.parents] if not os.path.lexists(p)]
+    try:
+        return _interpolate_into(out, args, engine, start, end, times, params, quiet)
+    except BaseException:
+        for folder in made:  # a failed run leaves no empty output folders behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _interpolate_into(out: Path, args: argparse.Namespace, engine, start: np.ndarray, end: np.ndarray,
+                      times: list[float], params: dict, quiet: bool) -> int:
     check_output_folder(out)  # before the (possibly long) run, after the cheap checks
     planned = frame_names(len(times), args.name, SEPARATORS[args.separator], args.padding, args.start_number)
     taken = [name for name in planned if (out / name).exists()]
+    keys = [Path(args.start), Path(args.end)]
+    clobbered = [name for name in taken if any(_same_file(out / name, key) for key in keys)]
+    if clobbered:
+        raise InputError(f"{out / clobbered[0]} is a key of this command; in-betweens never replace their keys, "
+                         "whatever --overwrite says. Choose another --out or --name.")
     if taken and not args.overwrite:
         shown = ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
         raise ExportError(f"{out} already holds {shown}; pass --overwrite to replace them, or choose "

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections import Counter
 from typing import Any
 
 from ..core.errors import InputError
+from ..core.limits import MAX_SHOT_FRAMES
 from .progress import TqdmProgress
 
 
@@ -41,6 +43,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clear", action="store_true", help="unmark every key first")
     p.set_defaults(handler=run_keys)
 
+    p = subparsers.add_parser("relink", help="find missing drawings in another folder (nothing is copied)",
+                              description="Point the project at the folder where its drawings are now, e.g. "
+                                          "after copying the project to another disk or machine. Folders "
+                                          "under --source are searched for the same file names with the same "
+                                          "content; files stay where they are.")
+    p.add_argument("project", metavar="PROJECT_DIR")
+    p.add_argument("--source", required=True, metavar="DIR", help="folder that holds the drawings (searched "
+                   "a few levels deep)")
+    p.set_defaults(handler=run_relink)
+
 
 def parse_frames(text: str) -> list[int]:
     """'1,9,17' or '1-5,9' -> frame numbers (1-based)."""
@@ -53,7 +65,11 @@ def parse_frames(text: str) -> list[int]:
                 first, last = (int(x) for x in part.split("-", 1))
                 if last < first:
                     raise ValueError
+                if last > MAX_SHOT_FRAMES:  # checked before the range becomes a list
+                    raise InputError(f"Frame {last} is beyond the limit of {MAX_SHOT_FRAMES:,} frames for a shot.")
                 frames.extend(range(first, last + 1))
+                if len(frames) > MAX_SHOT_FRAMES:
+                    raise InputError(f"More than {MAX_SHOT_FRAMES:,} frames were given.")
             else:
                 frames.append(int(part))
         except ValueError:
@@ -66,12 +82,19 @@ def parse_frames(text: str) -> list[int]:
     return list(dict.fromkeys(frames))
 
 
-def open_for_editing(folder: str):
+SHARED_WRITES_ENV = "TOONCRAFTER_STUDIO_SHARED_WRITES"
+
+
+def open_for_editing(folder: str, command: str = "edit", shared: bool = False):
     """Open a project for a headless edit, warning when a crashed session left unsaved work."""
     from ..project.project import find_recovery, open_project
 
     project = open_project(folder)
-    if find_recovery(project.folder) is not None:
+    # shared: writers that coordinate with short write locks (generate: farm tasks fill one project side by
+    # side); TOONCRAFTER_STUDIO_SHARED_WRITES=1 makes every command one. All respect an exclusive owner.
+    project.claim(f"the command 'tooncrafter-studio {command}'",
+                  shared=shared or os.environ.get(SHARED_WRITES_ENV, "") not in ("", "0"))
+    if find_recovery(project.folder, lambda text: print(f"warning: {text}", file=sys.stderr)) is not None:
         print(f"warning: {project.folder} has unsaved changes from an earlier session (a recovery copy); "
               "open it in the app to recover them.", file=sys.stderr)
     return project
@@ -103,6 +126,7 @@ def describe(project) -> dict[str, Any]:
     from ..pipeline.jobs import plan_inbetweens
     from ..project.commands import segment_settings
     from ..project.project import find_recovery
+    from ..project.relink import missing_drawings
     from ..project.resolve import key_spans
     from ..project.serialize import SCHEMA_VERSION
 
@@ -163,7 +187,8 @@ def describe(project) -> dict[str, Any]:
         "keys": keys,
         "segments": segments,
         "takes": len(shot.takes),
-        "recovery_available": find_recovery(project.folder) is not None,
+        "missing_drawings": len(missing_drawings(shot, project.folder)),
+        "recovery_available": find_recovery(project.folder, _warn) is not None,
     }
 
 
@@ -197,6 +222,9 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"    {mark} take {take['label'] or take['id']} ({take['id']}): {_plural(take['frames'], 'frame')}, "
                   f"{take['accepted']} accepted, {take['rejected']} rejected, {take['pending']} pending; "
                   f"{take['engine']}, seed {take['seed']}")
+    if data["missing_drawings"]:
+        print(f"  {_plural(data['missing_drawings'], 'drawing')} missing: their files are not where the project "
+              f"says; find them with: tooncrafter-studio relink {data['project']} --source DIR")
     if data["recovery_available"]:
         print("  a recovery copy with unsaved changes exists; open the project in the app to recover it")
     return 0
@@ -210,7 +238,7 @@ def run_keys(args: argparse.Namespace) -> int:
         raise InputError("Give --frames (e.g. --frames 1,9,17), --clear, or both.")
     if args.remove and args.clear:
         raise InputError("--remove and --clear do not go together; --clear already removes every key.")
-    project = open_for_editing(args.project)
+    project = open_for_editing(args.project, "keys")
     shot = project.shot
     frames = parse_frames(args.frames) if args.frames is not None else []
     for frame in frames:
@@ -228,6 +256,34 @@ def run_keys(args: argparse.Namespace) -> int:
             print(f"note: frame {frame} holds the drawing of frame {start}; that drawing is the key.")
     key_frames = describe_keys(project)
     print("Keys at frames " + (", ".join(str(f) for f in key_frames) if key_frames else "(none)") + ".")
+    return 0
+
+
+def _warn(text: str) -> None:
+    print(f"warning: {text}", file=sys.stderr)
+
+
+def run_relink(args: argparse.Namespace) -> int:
+    from ..project.relink import RelinkSources, missing_drawings, relink_plan
+
+    project = open_for_editing(args.project, "relink")
+    shot = project.shot
+    before = len(missing_drawings(shot, project.folder))
+    if not before:
+        print(f"No drawings are missing from {project.folder}; nothing to relink.")
+        return 0
+    plan = relink_plan(shot, project.folder, args.source)
+    for note in plan.notes:
+        _warn(note)
+    if not plan.paths:
+        raise InputError(f"None of the {_plural(before, 'missing drawing')} of {project.folder} is under "
+                         f"{args.source} (same file names and content).")
+    project.push(RelinkSources(plan.paths))
+    project.save()
+    after = len(missing_drawings(shot, project.folder))
+    for source_id, found in plan.found.items():
+        print(f"source {source_id}: {found}")
+    print(f"Relinked {_plural(before - after, 'drawing')}" + (f"; {after} still missing." if after else "."))
     return 0
 
 

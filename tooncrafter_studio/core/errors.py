@@ -9,7 +9,20 @@ from __future__ import annotations
 
 
 class StudioError(Exception):
-    """Base class: the message is for the user, never a traceback."""
+    """Base class: the message is for the user, never a traceback.
+
+    `resource` is True when the cause is the machine rather than the input (a full disk, no
+    permission to write, not enough memory, no GPU, a project open elsewhere): the same command
+    may work elsewhere or later. The CLI turns it into its own exit code.
+    """
+
+    resource = False
+
+
+class ResourceError(StudioError):
+    """The machine lacks something the work needs: disk space, write permission, memory, a GPU."""
+
+    resource = True
 
 
 class InputError(StudioError):
@@ -28,7 +41,7 @@ class ExportError(StudioError):
     """An export that could not be written."""
 
 
-class EngineUnavailable(StudioError):
+class EngineUnavailable(ResourceError):
     """An engine that cannot run here; the message says why (no CUDA, no model, ...)."""
 
 
@@ -36,8 +49,14 @@ class ModelError(StudioError):
     """A model file that is missing, truncated, unsafe or of the wrong architecture."""
 
 
-class OutOfMemory(StudioError):
+class OutOfMemory(ResourceError):
     """Generation needs more (GPU) memory than is free, even in the lowest mode."""
+
+
+class ProjectLocked(ProjectError):
+    """The project is open for writing in another app window or command (see project/ownership.py)."""
+
+    resource = True
 
 
 class Cancelled(StudioError):

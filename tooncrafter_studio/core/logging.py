@@ -27,4 +27,14 @@ def configure_logging(level: int = logging.INFO, log_file: Path | None = None) -
             logger.addHandler(handler)
         except OSError:
             logger.warning("Cannot write the log file %s; logging to the console only", log_file)
+    # Library warnings (numpy's RuntimeWarnings on odd pixels, ...) go to the log file, and to the
+    # terminal only when debugging: they mean nothing to an animator.
+    logging.captureWarnings(True)
+    warnings_logger = logging.getLogger("py.warnings")
+    warnings_logger.propagate = False
+    for handler in logger.handlers:
+        if handler is not stream or level <= logging.DEBUG:
+            warnings_logger.addHandler(handler)
+    if not warnings_logger.handlers:
+        warnings_logger.addHandler(logging.NullHandler())
     logger._studio_configured = True  # type: ignore[attr-defined]

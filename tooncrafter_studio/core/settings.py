@@ -8,7 +8,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .fsio import atomic_write_text
+from .errors import StudioError
+from .fsio import atomic_write_text, read_regular_file
+from .limits import MAX_SETTINGS_FILE_BYTES
 from .paths import user_config_dir
 
 log = logging.getLogger(__name__)
@@ -52,14 +54,16 @@ def settings_path() -> Path:
 def load_settings(path: Path | None = None) -> Settings:
     """Load settings; a missing or damaged file gives defaults (and a log line), never a crash."""
     path = path or settings_path()
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+    if not path.exists():
+        return Settings()
+    try:  # bounded and regular only: a FIFO or a huge file must not stop the app from starting
+        data = json.loads(read_regular_file(path, MAX_SETTINGS_FILE_BYTES, StudioError, "settings file"))
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         return Settings.from_dict(data)
     except FileNotFoundError:
         return Settings()
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, TypeError, RecursionError, StudioError) as exc:
         log.warning("Settings file %s is unreadable (%s); using defaults", path, exc)
         return Settings()
 

@@ -17,6 +17,7 @@ from .base import (
 
 class CrossfadeEngine(Engine):
     id = "crossfade"
+    param_names = ()
     label = "Cross-fade"
     capabilities = EngineCapabilities(needs_gpu=False, supports_prompt=False, previews=False,
                                       max_inbetweens_per_pass=None, deterministic=True)

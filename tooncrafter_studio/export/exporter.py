@@ -42,7 +42,8 @@ import numpy as np
 
 from .. import __version__
 from ..core.errors import Cancelled, ExportError, StudioError
-from ..core.fsio import fsync_dir
+from ..core.fsio import RESOURCE_ERRNOS, fsync_dir, read_regular_file
+from ..core.limits import MAX_PROJECT_FILE_BYTES
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from ..media.imageio import encode_png, plain_png_layout, probe_image, read_image
 from ..media.importer import conform, frame_path, read_frame
@@ -179,11 +180,13 @@ def _sheet_names(naming: Naming, options: ExportOptions) -> list[str]:
 def _previous_export_files(out_dir: Path, naming: Naming) -> dict[str, int]:
     """Files (name -> size) that our previous export into this folder wrote, from its sidecar."""
     sidecar = out_dir / f"{naming.name}{SIDECAR_SUFFIX}"
-    try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
+    if not sidecar.exists():
+        return {}
+    try:  # a sidecar that is a pipe, huge or absurdly nested is not ours: ignore it
+        data = json.loads(read_regular_file(sidecar, MAX_PROJECT_FILE_BYTES, ExportError, "sidecar"))
         written = {entry["name"]: int(entry["size"]) for entry in data["written"]}
         written[sidecar.name] = sidecar.stat().st_size
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError, ExportError):
         return {}
     # Only plain names of this sequence and its sheets: an edited sidecar must never make us
     # replace or delete anything else (no paths, no other files).
@@ -200,11 +203,36 @@ def _ours(out_dir: Path, name: str, previous: dict[str, int]) -> bool:
         return False
 
 
-def _check_targets(out_dir: Path, targets: list[str], previous: dict[str, int], overwrite: bool) -> None:
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
+def project_files(shot: Shot, project_folder: Path) -> set[tuple[int, int]]:
+    """Identities (device, inode) of every file the project is made of: source drawings and videos,
+    take frames, project.json and its recovery copy. An export never replaces or removes one."""
+    paths: list[Path] = [project_folder / "project.json", project_folder / ".autosave" / "project.json"]
+    for source in shot.sources.values():
+        base = Path(source.path) if Path(source.path).is_absolute() else project_folder / source.path
+        paths.extend([base] if source.kind == SourceKind.VIDEO else [base / name for name in source.files])
+    for take in shot.takes.values():
+        paths.extend(project_folder / frame.file for frame in take.frames)
+    return {ident for ident in map(_file_id, paths) if ident is not None}
+
+
+def _check_targets(out_dir: Path, targets: list[str], previous: dict[str, int], overwrite: bool,
+                   protected: set[tuple[int, int]] | None = None) -> None:
     existing = [name for name in targets if (out_dir / name).exists()]
     for name in existing:
         if (out_dir / name).is_dir():
             raise ExportError(f"{out_dir / name} is a folder; the export cannot write a file there.")
+    inputs = [name for name in existing if protected and _file_id(out_dir / name) in protected]
+    if inputs:
+        raise ExportError(f"{out_dir / inputs[0]} is a file of this project (a source drawing or a generated frame); "
+                          "an export never replaces one, whatever --overwrite says. Choose another folder or name.")
     blocking = [name for name in existing if not _ours(out_dir, name, previous)]
     if blocking and not overwrite:
         shown = ", ".join(blocking[:5]) + (f" and {len(blocking) - 5} more" if len(blocking) > 5 else "")
@@ -216,7 +244,7 @@ def _prepare_out_dir(out_dir: Path) -> None:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ExportError(_os_error_message(out_dir, exc)) from exc
+        raise _os_error(out_dir, exc) from exc
     if not out_dir.is_dir():
         raise ExportError(f"{out_dir} is not a folder.")
 
@@ -229,6 +257,12 @@ def _os_error_message(path: Path, exc: OSError) -> str:
     return f"Could not write {path}: {exc.strerror or exc}."
 
 
+def _os_error(path: Path, exc: OSError) -> ExportError:
+    error = ExportError(_os_error_message(path, exc))
+    error.resource = exc.errno in RESOURCE_ERRNOS  # a full or read-only disk: exit code 3, not bad input
+    return error
+
+
 def _write_file(path: Path, data: bytes, fsync: bool) -> None:
     try:
         with open(path, "xb") as handle:
@@ -237,7 +271,7 @@ def _write_file(path: Path, data: bytes, fsync: bool) -> None:
                 handle.flush()
                 os.fsync(handle.fileno())
     except OSError as exc:
-        raise ExportError(_os_error_message(path, exc)) from exc
+        raise _os_error(path, exc) from exc
 
 
 class _PictureLoader:
@@ -339,7 +373,23 @@ def _provenance(shot: Shot, options: ExportOptions, plan: _Plan, written: list[t
 def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: ExportOptions,
                     progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
                     clock: Callable[[], float] | None = None) -> ExportReport:
-    """Export the shot as a PNG sequence (see the module docstring). Raises ExportError or Cancelled."""
+    """Export the shot as a PNG sequence (see the module docstring). Raises ExportError or Cancelled.
+
+    A failed or cancelled export also removes the output folders it created (when they are empty)."""
+    out_dir = Path(options.out_dir) if str(options.out_dir).strip() else None
+    made = [] if out_dir is None else [p for p in [out_dir, *out_dir.parents] if not os.path.lexists(p)]
+    try:
+        return _export_sequence(project_folder, shot, options, progress, cancel, clock)
+    except BaseException:
+        for folder in made:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _export_sequence(project_folder: str | os.PathLike, shot: Shot, options: ExportOptions,
+                     progress: ProgressCallback | None, cancel: CancelToken | None,
+                     clock: Callable[[], float] | None) -> ExportReport:
     clock = clock or time.perf_counter
     started = clock()
     progress = progress or no_progress
@@ -357,8 +407,11 @@ def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Expo
     _prepare_out_dir(out_dir)
     _remove_abandoned_temp_folders(out_dir)
     previous = _previous_export_files(out_dir, plan.naming)
-    _check_targets(out_dir, targets, previous, options.overwrite)
-    stale = sorted(name for name in previous if name not in set(targets) and _ours(out_dir, name, previous))
+    protected = project_files(shot, project_folder) if any((out_dir / n).exists() for n in targets + list(previous)) \
+        else set()
+    _check_targets(out_dir, targets, previous, options.overwrite, protected)
+    stale = sorted(name for name in previous if name not in set(targets) and _ours(out_dir, name, previous)
+                   and _file_id(out_dir / name) not in protected)
 
     report = ExportReport(out_dir, plan.files, sheet_names, len(plan.frames), len(plan.jobs))
     report.held_in_place = [f.frame for f in plan.frames if f.note]
@@ -373,7 +426,7 @@ def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Expo
         temp = Path(out_dir) / f"{_TEMP_PREFIX}{uuid.uuid4().hex[:8]}"
         temp.mkdir()
     except OSError as exc:
-        raise ExportError(_os_error_message(out_dir, exc)) from exc
+        raise _os_error(out_dir, exc) from exc
     try:
         loader = _PictureLoader(shot, project_folder)
         sizes = _encode_all(plan, loader, temp, options, workers, progress, cancel)
@@ -398,7 +451,7 @@ def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Expo
     except BaseException as exc:
         shutil.rmtree(temp, ignore_errors=True)
         if isinstance(exc, OSError):
-            raise ExportError(_os_error_message(out_dir, exc)) from exc
+            raise _os_error(out_dir, exc) from exc
         raise
     shutil.rmtree(temp, ignore_errors=True)
     for name in stale:

@@ -16,7 +16,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..core.errors import ExportError
+from ..core.errors import ExportError, StudioError
+from ..core.limits import MAX_NAME_BYTES, MAX_START_NUMBER
+
+
+def check_name_length(name: str, error: type[StudioError] = ExportError) -> None:
+    """Refuse a name stem too long for a file name before any folder is made for it."""
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
+        raise error(f"The name {name[:40]}… is too long for a file name ({len(name)} characters; at most "
+                    f"{MAX_NAME_BYTES} bytes).")
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,7 @@ def resolve_naming(name: str, preset: str | None = DEFAULT_PRESET, separator: st
     name = name.strip()
     if not name or _BAD_NAME_CHARS.search(name) or name in (".", ".."):
         raise ExportError(f"{name!r} cannot be used as a file name; avoid \\ / : * ? \" < > |.")
+    check_name_length(name)
     sep = base.separator if separator is None else parse_separator(separator)
     pad = base.padding if padding is None else int(padding)
     start = base.start_number if start_number is None else int(start_number)
@@ -86,6 +95,8 @@ def resolve_naming(name: str, preset: str | None = DEFAULT_PRESET, separator: st
         raise ExportError(f"Padding must be between 1 and 10 digits, not {pad}.")
     if start < 0:
         raise ExportError(f"The first frame number cannot be negative ({start}).")
+    if start > MAX_START_NUMBER:
+        raise ExportError(f"The first frame number {start} is above the limit of {MAX_START_NUMBER:,}.")
     if sep == "" and name[-1].isdigit():
         raise ExportError(f"The name {name!r} ends with a digit and has no separator, so the frame numbers "
                           "would run into it; add a separator or change the name.")

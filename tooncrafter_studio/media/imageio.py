@@ -19,14 +19,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from ..core.errors import MediaError, StudioError
-from ..core.fsio import atomic_write_bytes
+from ..core.fsio import atomic_write_bytes, check_regular_file, open_regular_file
+from ..core.limits import MAX_IMAGE_FILE_BYTES, MAX_PIXELS, MAX_SIDE
 
-# Frames above this many pixels are refused before decoding (decompression bombs). Kept below
-# Pillow's own warning threshold (~89 Mpx) so that Pillow never warns first; 8K UHD is 33 Mpx.
-MAX_PIXELS = 80_000_000
+# Frames above MAX_PIXELS are refused before decoding (decompression bombs); see core/limits.py.
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 
@@ -54,12 +53,13 @@ def _name(path: str | os.PathLike) -> str:
 def _check_size(path: str | os.PathLike, width: int, height: int, max_pixels: int) -> None:
     if width <= 0 or height <= 0:
         raise MediaError(f"{_name(path)} has an invalid size ({width}x{height}).")
-    if width * height > max_pixels:
+    if width * height > max_pixels or width > MAX_SIDE or height > MAX_SIDE:
         raise MediaError(f"{_name(path)} is too large ({width}x{height}, {width * height / 1e6:.0f} Mpx; "
                          f"the limit is {max_pixels / 1e6:.0f} Mpx). It may be a decompression bomb.")
 
 
-def _png_header_info(path: str | os.PathLike, head: bytes, tail: bytes, max_pixels: int) -> ImageInfo:
+def _png_header_info(path: str | os.PathLike, head: bytes, tail: bytes, max_pixels: int,
+                     orientation: int = 1) -> ImageInfo:
     """Parse the IHDR chunk and check the IEND chunk: no decoding, two small reads."""
     if len(head) < 33 or head[12:16] != b"IHDR":
         raise MediaError(f"{_name(path)} is not a valid PNG file (no image header).")
@@ -70,7 +70,47 @@ def _png_header_info(path: str | os.PathLike, head: bytes, tail: bytes, max_pixe
         raise MediaError(f"{_name(path)} is truncated or damaged (the PNG file does not end properly).")
     _check_size(path, width, height, max_pixels)
     has_alpha = colour in (4, 6) or b"tRNS" in head
+    if orientation >= 5:  # the picture is shown turned a quarter: as every viewer does
+        width, height = height, width
     return ImageInfo(str(path), "PNG", width, height, has_alpha, 16 if depth == 16 else 8)
+
+
+def _exif_orientation(data: bytes) -> int:
+    try:
+        exif = Image.Exif()
+        exif.load(data)
+        value = int(exif.get(_EXIF_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not make the picture unreadable
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def png_orientation(handle) -> int:
+    """The EXIF orientation of an open PNG file (1 when it has none): its eXIf chunk before the pixels.
+
+    Walks the chunk headers up to the first IDAT (a few small reads); an eXIf chunk after the pixels
+    is ignored, as browsers do, so that the header and the decoder always agree.
+    """
+    handle.seek(8)
+    for _ in range(1000):
+        header = handle.read(8)
+        if len(header) < 8:
+            return 1
+        length, kind = struct.unpack(">I4s", header)
+        if kind == b"IDAT" or kind == b"IEND":
+            return 1
+        if kind == b"eXIf" and length <= 1 << 20:
+            return _exif_orientation(handle.read(length))
+        handle.seek(length + 4, os.SEEK_CUR)  # the body and its CRC
+    return 1
+
+
+def png_file_orientation(path: str | os.PathLike) -> int:
+    try:
+        with open(path, "rb") as handle:
+            return png_orientation(handle)
+    except OSError:
+        return 1
 
 
 def _is_16_bit(image: Image.Image) -> bool:
@@ -116,39 +156,45 @@ def probe_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> ImageI
 
     Also catches zero-byte, non-image and (for PNG and JPEG) truncated files.
     """
+    fd, size = open_regular_file(path, MAX_IMAGE_FILE_BYTES, MediaError, "image")
+    orientation = 1
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as handle:
+        with os.fdopen(fd, "rb") as handle:
             head = handle.read(4096)
             if head.startswith(PNG_SIGNATURE) or (size > 0 and head[:3] == b"\xff\xd8\xff"):
                 handle.seek(max(0, size - 64))
                 tail = handle.read(64)
             else:
                 tail = b""
-    except FileNotFoundError:
-        raise MediaError(f"{_name(path)} does not exist.") from None
-    except IsADirectoryError:
-        raise MediaError(f"{_name(path)} is a folder, not an image.") from None
+            if head.startswith(PNG_SIGNATURE):
+                orientation = png_orientation(handle)
     except OSError as exc:
         raise MediaError(f"{_name(path)} cannot be read: {exc.strerror or exc}.") from None
     if size == 0:
         raise MediaError(f"{_name(path)} is empty (zero bytes).")
     if head.startswith(PNG_SIGNATURE):
-        return _png_header_info(path, head, tail, max_pixels)
+        return _png_header_info(path, head, tail, max_pixels, orientation)
     if head[:3] == b"\xff\xd8\xff" and b"\xff\xd9" not in tail:
         # No end-of-image marker near the end: truncated, or trailing data. Decoding tells which.
         array = read_image(path, max_pixels)
         return ImageInfo(str(path), "JPEG", array.shape[1], array.shape[0], False, 8)
     with _open_pil(path, max_pixels) as image:
-        return ImageInfo(str(path), image.format or "", image.width, image.height, _pil_has_alpha(image),
+        width, height = image.width, image.height
+        if _orientation(image, path) >= 5:
+            width, height = height, width
+        return ImageInfo(str(path), image.format or "", width, height, _pil_has_alpha(image),
                          16 if _is_16_bit(image) else 8)
 
 
-def _orientation(image: Image.Image) -> int:
+def _orientation(image: Image.Image, path: str | os.PathLike) -> int:
+    """EXIF orientation 1..8; for PNG only an eXIf chunk before the pixels counts (see png_orientation)."""
+    if image.format == "PNG":
+        return png_file_orientation(path)
     try:
-        return int(image.getexif().get(_EXIF_ORIENTATION, 1))
-    except Exception:  # a broken EXIF block must not make the picture unreadable
+        value = int(image.getexif().get(_EXIF_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - a broken EXIF block must not make the picture unreadable
         return 1
+    return value if 1 <= value <= 8 else 1
 
 
 def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -201,7 +247,9 @@ def plain_png_layout(path: str | os.PathLike) -> tuple[int, int, int, bool] | No
     if not (head.startswith(PNG_SIGNATURE) and len(head) >= 33 and head[12:16] == b"IHDR"):
         return None
     width, height, depth, colour = struct.unpack(">IIBB", head[16:26])
-    if depth not in (8, 16) or colour not in (2, 6) or b"tRNS" in head or b"eXIf" in head:
+    if depth not in (8, 16) or colour not in (2, 6) or b"tRNS" in head:
+        return None
+    if b"eXIf" in head or png_file_orientation(path) != 1:
         return None
     return width, height, depth, colour == 6
 
@@ -224,19 +272,23 @@ def _read_plain_png(path: str | os.PathLike, max_pixels: int) -> np.ndarray:
 
 def read_image(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode an image file to HxWx3 or HxWx4, uint8 or uint16 (see the module docstring)."""
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
+    size = check_regular_file(path, MediaError, "image")
+    if size == 0:
         raise MediaError(f"{_name(path)} is empty (zero bytes).")
+    if size > MAX_IMAGE_FILE_BYTES:
+        raise MediaError(f"{_name(path)} is too large ({size / 2**30:.1f} GiB; the limit for one image is "
+                         f"{MAX_IMAGE_FILE_BYTES / 2**30:.0f} GiB).")
     if _plain_png(path):  # the common case, on the fast path: OpenCV decodes without holding the GIL
         return _read_plain_png(path, max_pixels)
     with _open_pil(path, max_pixels) as image:
+        orientation = _orientation(image, path)
         if _is_16_bit(image):
-            return _read_16_bit(path, _orientation(image))
+            return _read_16_bit(path, orientation)
         try:
             image.load()
-            image = ImageOps.exif_transpose(image)
             has_alpha = _pil_has_alpha(image)
-            image = image.convert("RGBA" if has_alpha else "RGB")
-            return np.asarray(image).copy()
+            array = np.asarray(image.convert("RGBA" if has_alpha else "RGB"))
+            return np.ascontiguousarray(_apply_orientation(array, orientation))
         except (OSError, SyntaxError, ValueError, struct.error, zlib.error) as exc:
             raise MediaError(f"{_name(path)} is truncated or damaged and cannot be decoded ({exc}).") from None
 

@@ -24,6 +24,7 @@ import numpy as np
 from ..core.errors import MediaError
 from ..core.progress import CancelToken, ProgressCallback, StageReporter
 from ..project.document import Source, SourceKind
+from ..project.relink import fingerprint_source
 from . import holds as _holds
 from .holds import DEFAULT_MAX_CHANGED_FRACTION, DEFAULT_TOLERANCE
 from .imageio import MAX_PIXELS, ImageInfo, probe_image, read_image, to_bit_depth, to_channels
@@ -100,14 +101,36 @@ def _import_images(listing: SequenceListing, max_pixels: int, progress: Progress
         bit_depth=max(depths),
         gaps=list(listing.gaps),
     )
+    for name in [source.path, *files]:
+        _check_text(name)
+    source.hashes = _fingerprints(source, folder)
     return source, warnings
+
+
+def _check_text(name: str) -> None:
+    """A path must be storable in project.json (UTF-8): names in another system's encoding are not."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = name.encode("utf-8", "backslashreplace").decode()
+        raise MediaError(f"{shown} has a name that is not valid text (bytes from another system's encoding); "
+                         "rename it first.") from None
+
+
+def _fingerprints(source: Source, location: Path) -> dict[str, str]:
+    try:
+        return fingerprint_source(source, location)
+    except OSError as exc:
+        raise MediaError(f"{location} cannot be read: {exc.strerror or exc}.") from None
 
 
 def _import_video(path: Path, default_fps: float) -> tuple[Source, list[str]]:
     info = probe_video(path, default_fps)
     warnings = [] if info.fps_from_file else [f"{path} does not state a frame rate; {default_fps:g} fps is used."]
+    _check_text(str(path.resolve()))
     source = Source(id=new_source_id(), kind=SourceKind.VIDEO, path=str(path.resolve()), files=[],
                     width=info.width, height=info.height, fps=info.fps, frame_count=info.frame_count)
+    source.hashes = _fingerprints(source, path.resolve())
     return source, warnings
 
 

@@ -12,13 +12,17 @@ Only names are listed here; pixels are never decoded (see importer.py for the he
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import MediaError
+from ..core.fsio import check_regular_file
+from ..core.limits import MAX_FRAME_PADDING, MAX_MISSING_FRAMES, MAX_SHOT_FRAMES
 from .imageio import IMAGE_EXTENSIONS
 
 # The frame number is the last run of digits in the stem: name.0001, name_0001, name0001, 0001,
@@ -75,10 +79,44 @@ def parse_numbered(name: str) -> NumberedName | None:
 
 
 def find_gaps(numbers: list[int]) -> list[int]:
+    """Frame numbers missing between the first and the last; refuses more than MAX_MISSING_FRAMES
+    (counted before any list is made: 0001 and 9999999999 would otherwise list ten billion)."""
     if not numbers:
         return []
-    present = set(numbers)
-    return [n for n in range(min(numbers), max(numbers) + 1) if n not in present]
+    ordered = sorted(set(numbers))
+    missing = ordered[-1] - ordered[0] + 1 - len(ordered)
+    if missing > MAX_MISSING_FRAMES:
+        jump = max(zip(ordered, ordered[1:]), key=lambda pair: pair[1] - pair[0])
+        raise MediaError(f"The sequence's frame numbers jump from {jump[0]} to {jump[1]}: {missing:,} frames are "
+                         f"missing, more than the limit of {MAX_MISSING_FRAMES:,}. Is a stray file in the folder?")
+    gaps: list[int] = []
+    for before, after in zip(ordered, ordered[1:]):
+        gaps.extend(range(before + 1, after))
+    return gaps
+
+
+def usable_file(path: Path, warnings: list[str]) -> bool:
+    """Whether `path` is a regular file (following links); a link loop or a pipe is skipped with a warning."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            warnings.append(f"{path} is a link that leads to itself; it was skipped.")
+        elif exc.errno == errno.ENOENT:
+            warnings.append(f"{path} is a link to a file that does not exist; it was skipped.")
+        else:
+            warnings.append(f"{path} cannot be read ({exc.strerror or exc}); it was skipped.")
+        return False
+    if not stat.S_ISREG(mode):
+        if not stat.S_ISDIR(mode):
+            warnings.append(f"{path} is not a regular file (a pipe, a device or a socket); it was skipped.")
+        return False
+    return True
+
+
+def _check_count(count: int, where: object) -> None:
+    if count > MAX_SHOT_FRAMES:
+        raise MediaError(f"{where} holds {count:,} frames, more than the limit of {MAX_SHOT_FRAMES:,} for a shot.")
 
 
 def _describe_gaps(gaps: list[int]) -> str:
@@ -93,6 +131,7 @@ def _display_pattern(name: NumberedName) -> str:
 
 def _listing_from_series(folder: Path, entries: list[tuple[NumberedName, Path]],
                          warnings: list[str]) -> SequenceListing:
+    _check_count(len(entries), folder)
     entries = sorted(entries, key=lambda e: (e[0].number, natural_key(e[1].name)))
     seen: dict[int, Path] = {}
     for parsed, path in entries:
@@ -122,16 +161,28 @@ def _group_series(paths: list[Path]) -> tuple[dict[tuple[str, str], list[tuple[N
 
 
 def list_folder(folder: Path) -> SequenceListing:
-    try:  # scandir: file types come with the listing, no stat per file
+    warnings: list[str] = []
+    try:  # scandir: file types come with the listing, no stat per file (links are followed)
         with os.scandir(folder) as entries:
-            paths = [folder / e.name for e in entries if is_image_file(e.name) and e.is_file()]
+            paths = []
+            for entry in entries:
+                if not is_image_file(entry.name):
+                    continue
+                try:
+                    regular = entry.is_file()
+                except OSError:  # a link loop: is_file() raises instead of saying no
+                    regular = False
+                if regular:
+                    paths.append(folder / entry.name)
+                elif entry.is_symlink() or not entry.is_dir(follow_symlinks=False):
+                    usable_file(folder / entry.name, warnings)  # a loop, a pipe...: says why it is skipped
     except OSError as exc:
         raise MediaError(f"The folder {folder} cannot be read: {exc.strerror or exc}.") from None
     if not paths:
         raise MediaError(f"The folder {folder} contains no images (PNG, JPEG, TIFF, WebP or BMP).")
     series, loose = _group_series(paths)
-    warnings: list[str] = []
     if not series:
+        _check_count(len(loose), folder)
         return SequenceListing(folder, sorted(loose, key=lambda p: natural_key(p.name)), None, [], warnings)
     best_key = max(series, key=lambda k: (len(series[k]), k))
     others = len(paths) - len(series[best_key])
@@ -156,12 +207,18 @@ def pattern_regex(pattern_name: str) -> tuple[re.Pattern[str], str] | None:
             break
     else:
         return None
+    digits = token.group(0) if token.re is _HASHES else token.group(2) if token.re is _PRINTF else token.group(1)
     if token.re is _HASHES:
-        width = len(token.group(0))
+        width = len(digits)
+    elif len(digits or "") > 3:  # %099999999999d: refused before any number is made of it
+        width = MAX_FRAME_PADDING + 1
     elif token.re is _PRINTF:
         width = int(token.group(2) or 1) if token.group(1) else 1
     else:
         width = int(token.group(1) or 1)
+    if width > MAX_FRAME_PADDING:
+        raise MediaError(f"The pattern {pattern_name[:80]} asks for frame numbers of more than "
+                         f"{MAX_FRAME_PADDING} digits.")
     before, after = pattern_name[:token.start()], pattern_name[token.end():]
     digits = rf"(?P<digits>\d{{{width},}})" if width > 1 else r"(?P<digits>\d+)"
     regex = re.compile("^" + re.escape(before) + digits + re.escape(after) + "$", re.IGNORECASE)
@@ -177,14 +234,15 @@ def list_pattern(pattern: Path) -> SequenceListing:
     if not folder.is_dir():
         raise MediaError(f"The folder {folder} does not exist.")
     entries: list[tuple[NumberedName, Path]] = []
+    warnings: list[str] = []
     for name in os.listdir(folder):
         match = regex.match(name)
-        if match and not name.startswith("."):
+        if match and not name.startswith(".") and usable_file(folder / name, warnings):
             digits = match.group("digits")
             entries.append((NumberedName("", int(digits), len(digits), ""), folder / name))
     if not entries:
         raise MediaError(f"No files match the pattern {pattern}.")
-    listing = _listing_from_series(folder, entries, [])
+    listing = _listing_from_series(folder, entries, warnings)
     listing.pattern = display
     return listing
 
@@ -195,14 +253,16 @@ def list_numbered_file(path: Path) -> SequenceListing:
     if parsed is None:
         return SequenceListing(path.parent, [path], None, [], [])
     siblings: list[tuple[NumberedName, Path]] = []
+    warnings: list[str] = []
     for name in os.listdir(path.parent):
         other = parse_numbered(name) if is_image_file(name) else None
         if other is not None and other.series == parsed.series:
             # A padded series only takes names of its width (or wider numbers), as the tools do.
             if parsed.padding > 1 and other.padding != parsed.padding and len(str(other.number)) <= parsed.padding:
                 continue
-            siblings.append((other, path.parent / name))
-    return _listing_from_series(path.parent, siblings, [])
+            if name == path.name or usable_file(path.parent / name, warnings):
+                siblings.append((other, path.parent / name))
+    return _listing_from_series(path.parent, siblings, warnings)
 
 
 def list_files(paths: list[Path]) -> SequenceListing:
@@ -235,4 +295,6 @@ def list_sequence(path_or_paths: str | os.PathLike | list) -> SequenceListing:
         return list_numbered_file(path)
     if pattern_regex(path.name) is not None:
         return list_pattern(path)
+    if os.path.lexists(path):
+        check_regular_file(path, MediaError, "image or folder")  # says what it is instead (a device, a loop)
     raise MediaError(f"{path} does not exist.")

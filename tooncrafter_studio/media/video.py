@@ -13,6 +13,13 @@ import cv2
 import numpy as np
 
 from ..core.errors import MediaError
+from ..core.fsio import check_regular_file
+from ..core.limits import MAX_PIXELS, MAX_SHOT_FRAMES, MAX_SIDE
+
+# FFmpeg's own messages ("moov atom not found") would reach the terminal beside ours, which say
+# the same in words an animator can use; quiet unless the environment asks otherwise. Read by
+# OpenCV when it first opens a video, so setting it here (before any capture) is enough.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".gif")
 
@@ -32,14 +39,20 @@ def is_video_file(path: str | os.PathLike) -> bool:
 
 
 def _open(path: str | os.PathLike) -> cv2.VideoCapture:
-    if not os.path.isfile(path):
-        raise MediaError(f"{path} does not exist.")
-    if os.path.getsize(path) == 0:
+    if check_regular_file(path, MediaError, "video") == 0:
         raise MediaError(f"{path} is empty (zero bytes).")
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
         capture.release()
         raise MediaError(f"{path} cannot be opened as a video (unknown or damaged format).")
+    # The size the container claims, checked before the first frame is decoded (a 66-byte GIF
+    # may claim 16000x16000: a gigabyte per frame).
+    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        capture.release()
+        raise MediaError(f"{path} claims frames of {width}x{height}, above the limit of {MAX_PIXELS / 1e6:g} Mpx "
+                         f"({MAX_SIDE} on a side); it may be damaged or a decompression bomb.")
     return capture
 
 
@@ -59,6 +72,9 @@ def probe_video(path: str | os.PathLike, default_fps: float = 24.0) -> VideoInfo
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         fps_from_file = math.isfinite(fps) and 0.5 < fps < 1000
         count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        if count > MAX_SHOT_FRAMES:
+            raise MediaError(f"{path} has {count:,} frames, more than the limit of {MAX_SHOT_FRAMES:,} for a shot; "
+                             "cut it into shots first.")
         if count > 1:  # containers may overstate the count: the last frame must really decode
             capture.set(cv2.CAP_PROP_POS_FRAMES, count - 1)
             ok, _ = capture.read()
@@ -70,6 +86,9 @@ def probe_video(path: str | os.PathLike, default_fps: float = 24.0) -> VideoInfo
             count = 1
             while capture.grab():
                 count += 1
+                if count > MAX_SHOT_FRAMES:
+                    raise MediaError(f"{path} has more than {MAX_SHOT_FRAMES:,} frames, the limit for a shot; "
+                                     "cut it into shots first.")
         return VideoInfo(str(path), width, height, fps if fps_from_file else default_fps, count, fps_from_file)
     finally:
         capture.release()

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import EngineUnavailable, StudioError
+from ..core.errors import EngineUnavailable, InputError, ProjectError, StudioError
 from ..core.fsio import fsync_dir
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, StageReporter, no_progress
 from ..engines.base import Engine, InterpolationRequest
@@ -39,6 +39,7 @@ from ..media.importer import conform, read_frame
 from ..project.commands import AddTake
 from ..project.document import Take, TakeFrame
 from ..project.project import TAKES_DIR, TEMP_PREFIX, Project
+from ..project.serialize import check_internal_path
 from .jobs import Job, KeyRef
 
 log = logging.getLogger(__name__)
@@ -95,6 +96,18 @@ def _load_key(ref: KeyRef, job: Job) -> np.ndarray:
     return conform(image, job.has_alpha, job.bit_depth)
 
 
+def check_params(engine: Engine, params: dict[str, Any], option: str = "--param") -> None:
+    """Refuse parameter names the engine does not read (e.g. `qualty=fast`) instead of storing them
+    silently. Engines that do not declare `param_names` take anything."""
+    known = getattr(engine, "param_names", None)
+    if known is None:
+        return
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        hint = f"; it reads {', '.join(known)}" if known else "; it takes no parameters"
+        raise InputError(f"{option} {unknown[0]} is not a parameter of the {engine.id} engine{hint}.")
+
+
 def check_engine(engine: Engine) -> None:
     """Raise EngineUnavailable with the engine's own reason when it cannot run here."""
     probe = engine.probe()
@@ -121,9 +134,25 @@ def _check_frames(engine: Engine, frames: list[np.ndarray], job: Job, like: np.n
                                 f"expected {like.shape} {like.dtype}.")
 
 
+def check_take_location(job: Job) -> None:
+    """Refuse, before any work, to write a take where the project would then refuse to read it: a
+    takes/ folder (or take folder) that is a link leading outside the project. A link that stays
+    inside the project is read and written alike."""
+    if job.segment is None or job.folder is None or job.take_id is None:
+        return
+    for relative in (f"{TAKES_DIR}/{job.take_id}/{FRAME_NAME.format(1)}",
+                     f"{TAKES_DIR}/{TEMP_PREFIX}{job.take_id}/{FRAME_NAME.format(1)}"):
+        try:
+            check_internal_path(relative, job.folder)
+        except ValueError as exc:
+            raise ProjectError(f"Cannot write the take into {job.folder / TAKES_DIR}: {exc}; generated frames must "
+                               "stay inside the project folder (replace the link with a real folder).") from None
+
+
 def _write_take(job: Job, frames: list[np.ndarray], progress: ProgressCallback, cancel: CancelToken) -> Path:
     """Write frames into a temporary folder, then rename it into takes/<id>/ in one step."""
     assert job.folder is not None and job.take_id is not None
+    check_take_location(job)
     takes = job.folder / TAKES_DIR
     final = takes / job.take_id
     temp = takes / f"{TEMP_PREFIX}{job.take_id}"
@@ -131,6 +160,7 @@ def _write_take(job: Job, frames: list[np.ndarray], progress: ProgressCallback, 
         raise StudioError(f"{final} already exists; the take cannot be written there.")
     reporter = StageReporter(progress, cancel, "write", len(frames))
     reporter.start(f"writing {len(frames)} frames")
+    made_takes = not takes.exists()
     try:
         temp.mkdir(parents=True, exist_ok=False)
         for i, frame in enumerate(frames):
@@ -141,6 +171,9 @@ def _write_take(job: Job, frames: list[np.ndarray], progress: ProgressCallback, 
     except BaseException:
         with contextlib.suppress(OSError):
             shutil.rmtree(temp)
+        if made_takes:  # leave the project as it was: no empty takes/ either
+            with contextlib.suppress(OSError):
+                takes.rmdir()
         raise
     return final
 
@@ -152,6 +185,7 @@ def run_job(job: Job, engine: Engine | None = None, progress: ProgressCallback |
     cancel = cancel or CancelToken()
     started = time.monotonic()
     try:
+        check_take_location(job)
         engine = engine or create_engine(job.engine_id)
         check_engine(engine)
 

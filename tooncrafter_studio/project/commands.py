@@ -21,11 +21,13 @@ import copy
 import dataclasses
 import logging
 import math
+import numbers
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import InputError
+from ..core.limits import MAX_EXPOSURE, MAX_SHOT_FRAMES
 from .document import Cell, ReviewStatus, Segment, SegmentSettings, Shot, Spacing, Take
 from .resolve import cell_at
 
@@ -47,6 +49,7 @@ class Change:
     segments: segments whose settings, take list or active take changed.
     takes: takes whose frames' review status or label changed.
     drawings: drawings whose own fields (key mark, label) changed.
+    sources: where footage files are looked for changed (relinking), so every picture may differ.
     """
 
     timeline: bool = False
@@ -55,14 +58,17 @@ class Change:
     segments: frozenset[SegmentKey] = frozenset()
     takes: frozenset[str] = frozenset()
     drawings: frozenset[str] = frozenset()
+    sources: bool = False
 
     def __or__(self, other: Change) -> Change:
         return Change(self.timeline or other.timeline, self.keys or other.keys, self.shot or other.shot,
-                      self.segments | other.segments, self.takes | other.takes, self.drawings | other.drawings)
+                      self.segments | other.segments, self.takes | other.takes, self.drawings | other.drawings,
+                      self.sources or other.sources)
 
     @property
     def empty(self) -> bool:
-        return not (self.timeline or self.keys or self.shot or self.segments or self.takes or self.drawings)
+        return not (self.timeline or self.keys or self.shot or self.segments or self.takes or self.drawings
+                    or self.sources)
 
 
 NO_CHANGE = Change()
@@ -170,6 +176,11 @@ class SetKeys(Command):
         return Change(keys=True, drawings=frozenset(self._before))
 
 
+def _check_shot_length(frames: int) -> None:
+    if frames > MAX_SHOT_FRAMES:
+        raise InputError(f"The shot would be {frames:,} frames long, more than the limit of {MAX_SHOT_FRAMES:,}.")
+
+
 class SetExposure(Command):
     """Set the exposure (length in frames) of cells: 1s, 2s, 3s or any n >= 1."""
 
@@ -187,11 +198,14 @@ class SetExposure(Command):
     def do(self, shot: Shot) -> Change:
         if self.length < 1:
             raise InputError(f"An exposure must be at least 1 frame, not {self.length}.")
-        if self.length > 10_000:
-            raise InputError(f"An exposure of {self.length} frames is too long (at most 10000).")
+        if self.length > MAX_EXPOSURE:
+            raise InputError(f"An exposure of {self.length} frames is too long (at most {MAX_EXPOSURE}).")
         if not self.cell_indices:
             raise InputError("No cells were selected.")
         bad = [i for i in self.cell_indices if not 0 <= i < len(shot.cells)]
+        if not bad:
+            grown = sum(self.length - shot.cells[i].length for i in set(self.cell_indices))
+            _check_shot_length(shot.frame_count + grown)
         if bad:
             raise InputError(f"Cell {bad[0] + 1} does not exist (the shot has {len(shot.cells)} cells).")
         self._before = {i: shot.cells[i].length for i in self.cell_indices}
@@ -254,6 +268,10 @@ class InsertFrames(_CellsSnapshot):
         if frame == shot.frame_count + 1:
             frame -= 1
         index = _cell_index(shot, frame)
+        if shot.cells[index].length + self.count > MAX_EXPOSURE:
+            raise InputError(f"A drawing held for {shot.cells[index].length + self.count} frames is too long "
+                             f"(at most {MAX_EXPOSURE}).")
+        _check_shot_length(shot.frame_count + self.count)
         cells = copy.deepcopy(shot.cells)
         cells[index].length += self.count
         return cells
@@ -288,6 +306,13 @@ class DeleteFrames(_CellsSnapshot):
         return cells
 
 
+def check_seed(seed: int | None, what: str = "--seed") -> None:
+    """One rule for every seed, from any command or the project: a whole number in [0, 2^63)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or not 0 <= int(seed) < 2**63):
+        raise InputError(f"{what} must be a whole number from 0 to 2^63-1, not {seed}.")
+
+
 def validate_settings(settings: SegmentSettings) -> None:
     """Raise InputError for settings no generation could use (normalises spacing and times)."""
     if settings.count is not None and not (1 <= int(settings.count) <= 1000):
@@ -311,8 +336,7 @@ def validate_settings(settings: SegmentSettings) -> None:
         settings.times = times
     if settings.spacing == Spacing.EXPLICIT and not settings.times:
         raise InputError("Explicit spacing needs a list of times.")
-    if settings.seed is not None and not (0 <= int(settings.seed) < 2**63):
-        raise InputError(f"A seed must be a whole number from 0 to 2^63-1, not {settings.seed}.")
+    check_seed(settings.seed, "A seed")
     if not isinstance(settings.params, dict):
         raise InputError("Engine parameters must be a mapping of names to values.")
     if not settings.engine:

@@ -47,6 +47,7 @@ class Source:
     has_alpha: bool = False
     bit_depth: int = 8  # 8 or 16
     gaps: list[int] = field(default_factory=list)  # missing frame numbers found at import
+    hashes: dict[str, str] = field(default_factory=dict)  # file name -> content fingerprint (relink.py)
 
 
 @dataclass

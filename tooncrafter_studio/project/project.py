@@ -22,14 +22,16 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ..core.errors import ProjectError
-from ..core.fsio import atomic_write_text
+from ..core.fsio import atomic_write_text, os_error
 from .commands import Change, Command, CommandStack
 from .document import Cell, Drawing, Shot, Source, Take
+from .ownership import Claim, claim
 from .serialize import (
     check_internal_path,
     document_to_json,
@@ -92,6 +94,7 @@ class Project:
         # Whether the recovery copy on disk is ours (written by this session or recovered from):
         # only then does a save remove it; another session's copy is left for the app to offer.
         self._owns_recovery = False
+        self.ownership: Claim | None = None
 
     # ---------------------------------------------------------------- opening
 
@@ -116,14 +119,21 @@ class Project:
             raise ProjectError(f"{root} is already a project; open it instead, or choose another folder.")
         if root.exists() and not root.is_dir():
             raise ProjectError(f"{root} is a file, not a folder.")
+        made = [parent for parent in [root, *root.parents] if not parent.exists()]
         try:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ProjectError(f"Cannot create the project folder {root}: {exc.strerror or exc}.") from None
+            raise os_error(ProjectError, root, exc, "create the project folder") from None
         for source in shot.sources.values():
             source.path = relative_if_inside(source.path, root)
         project = cls(root, shot)
-        project.save()
+        try:
+            project.save()
+        except BaseException:
+            for folder in made:  # a failed create leaves no empty folders behind
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            raise
         return project
 
     # ---------------------------------------------------------------- state
@@ -247,6 +257,7 @@ class Project:
                 with contextlib.suppress(OSError):
                     if now - path.stat().st_mtime > age_s:
                         path.unlink()
+                        log.info("Removed %s, left by a save that was interrupted", path)
 
     def save_as(self, folder: str | os.PathLike) -> None:
         """Save into another folder: take frames are copied, sources keep pointing at their files."""
@@ -302,6 +313,28 @@ class Project:
     def to_dict(self) -> dict:
         return shot_to_dict(self.shot, self.folder)
 
+    # ---------------------------------------------------------------- ownership
+
+    def claim(self, what: str, shared: bool = False) -> Claim:
+        """Claim the folder for writing (ownership.py); raises ProjectLocked when another program has it.
+
+        The first claim by this process also removes the temporary files of saves that were killed
+        mid-write: nobody else can be writing them now.
+        """
+        held = claim(self.folder, what, shared)
+        if held.first:
+            self._remove_stale_temp_files(age_s=-1.0)
+        if self.ownership is not None:
+            self.ownership.release()
+        self.ownership = held
+        return held
+
+    def release(self) -> None:
+        """Give up the claim (closing the project in the app, or a command ending)."""
+        if self.ownership is not None:
+            self.ownership.release()
+            self.ownership = None
+
 
 def _take_folders(takes: list[Take]) -> set[str]:
     """Names of the folders under takes/ that these takes own or have frames in."""
@@ -317,29 +350,48 @@ def _take_folders(takes: list[Take]) -> set[str]:
 # -------------------------------------------------------------------- recovery
 
 
-def find_recovery(folder: str | os.PathLike) -> Recovery | None:
+def set_aside(path: Path) -> Path | None:
+    """Rename a damaged file to `<name>.damaged-<UTC time><suffix>` beside it (never deleted)."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    for n in range(100):
+        target = path.with_name(f"{path.stem}.damaged-{stamp}{f'-{n}' if n else ''}{path.suffix}")
+        if os.path.lexists(target):
+            continue
+        try:
+            os.rename(path, target)
+        except OSError as exc:
+            log.warning("Could not set aside %s: %s", path, exc)
+            return None
+        return target
+    return None
+
+
+def find_recovery(folder: str | os.PathLike, on_damaged: Callable[[str], None] | None = None) -> Recovery | None:
     """A recovery copy that is newer than project.json and differs from it, or None.
 
-    A damaged recovery copy is ignored (and logged): it cannot help.
+    A damaged recovery copy cannot help but must not stop the project from opening: it is set aside
+    (renamed, not deleted) and `on_damaged` (default: a logged warning) gets one sentence saying so.
     """
     root = _project_folder(folder)
     path = recovery_path(root)
-    copy_id = file_identity(path)
-    if copy_id is None:
+    if not os.path.lexists(path):
         return None
+    copy_id = file_identity(path)
     saved_id = file_identity(root / PROJECT_FILE)
-    if saved_id is not None and copy_id[0] < saved_id[0]:
+    if copy_id is not None and saved_id is not None and copy_id[0] < saved_id[0]:
         return None
     try:
         shot, envelope = read_document(path, root)
     except ProjectError as exc:
-        log.warning("Ignoring a damaged recovery copy: %s", exc)
+        moved = set_aside(path)
+        where = f"; it was set aside as {moved.name}" if moved is not None else ""
+        (on_damaged or log.warning)(f"The recovery copy is damaged and was not used{where}: {exc}")
         return None
     project_saved_at = ""
     if saved_id is not None:
         try:
             saved_shot, saved_envelope = read_document(root / PROJECT_FILE, root)
-        except ProjectError:
+        except ProjectError:  # the saved file is damaged: the copy is worth offering
             saved_shot, saved_envelope = None, {}
         if saved_shot is not None and shot_to_dict(saved_shot, root) == shot_to_dict(shot, root):
             return None  # nothing to recover
@@ -405,7 +457,9 @@ def new_project(folder: str | os.PathLike, source: Source, groups: list[tuple[in
     fps: the shot's frame rate; None = the source's.
     """
     root = _project_folder(folder)
-    shot = shot_from_source(source, groups, fps, name or root.name)
+    # a folder name in another system's encoding still makes a storable shot name
+    default = root.name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    shot = shot_from_source(source, groups, fps, name or default)
     return Project.create(root, shot)
 
 

@@ -13,6 +13,7 @@ internal files (take frames) that are absolute or climb out of the project folde
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import re
@@ -21,6 +22,17 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from ..core.errors import InputError, ProjectError
+from ..core.fsio import read_regular_file
+from ..core.limits import (
+    MAX_EXPOSURE,
+    MAX_INBETWEENS,
+    MAX_JSON_DEPTH,
+    MAX_MISSING_FRAMES,
+    MAX_PIXELS,
+    MAX_PROJECT_FILE_BYTES,
+    MAX_SHOT_FRAMES,
+    MAX_SIDE,
+)
 from .commands import validate_settings
 from .document import (
     Cell,
@@ -35,6 +47,9 @@ from .document import (
     Take,
     TakeFrame,
 )
+from .relink import portable_path
+
+log = logging.getLogger(__name__)
 
 FORMAT_NAME = "tooncrafter-studio-project"
 SCHEMA_VERSION = 1
@@ -139,7 +154,13 @@ def shot_to_dict(shot: Shot, folder: Path | None = None) -> dict[str, Any]:
     """The shot as plain JSON data (schema SCHEMA_VERSION, without the envelope)."""
 
     def source_path(path: str) -> str:
-        return relative_if_inside(path, folder) if folder is not None else path
+        return portable_path(path, folder) if folder is not None else path
+
+    def located(source: Source) -> dict[str, Any]:  # where it was, for a copy whose relative path breaks
+        if folder is None:
+            return {}
+        path = Path(source.path)
+        return {"absolute_path": str(path if path.is_absolute() else (folder / path).resolve())}
 
     return {
         "name": shot.name,
@@ -151,7 +172,8 @@ def shot_to_dict(shot: Shot, folder: Path | None = None) -> dict[str, Any]:
         "sources": [
             {"id": s.id, "kind": str(SourceKind(s.kind).value), "path": source_path(s.path), "files": list(s.files),
              "width": s.width, "height": s.height, "fps": s.fps, "frame_count": s.frame_count,
-             "has_alpha": s.has_alpha, "bit_depth": s.bit_depth, "gaps": list(s.gaps)}
+             "has_alpha": s.has_alpha, "bit_depth": s.bit_depth, "gaps": list(s.gaps), "hashes": dict(s.hashes),
+             **located(s)}
             for s in shot.sources.values()
         ],
         "drawings": [
@@ -183,7 +205,13 @@ def document_to_json(shot: Shot, folder: Path | None = None, extra: dict[str, An
         envelope.update(extra)
     envelope["shot"] = shot_to_dict(shot, folder)
     try:
-        return json.dumps(envelope, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+        text = json.dumps(envelope, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError as exc:  # a file name that is not valid text (bytes from another system)
+        bad = exc.object[max(0, exc.start - 40):exc.end + 10].encode("utf-8", "backslashreplace").decode()
+        raise ProjectError(f"The project cannot be saved: a file name is not valid text (…{bad}…); rename it.") \
+            from None
     except (TypeError, ValueError) as exc:  # a parameter that JSON cannot hold: a bug upstream
         raise ProjectError(f"The project cannot be saved: a value is not storable as JSON ({exc}).") from exc
 
@@ -216,7 +244,7 @@ class _Reader:
         return value
 
     def int(self, key: str, default: int | None = None, required: bool = True, none: bool = False,
-            minimum: int | None = None) -> Any:
+            minimum: int | None = None, maximum: int | None = None) -> Any:
         value = self._get(key, default, required)
         if value is None and (none or not required):
             return value
@@ -224,6 +252,8 @@ class _Reader:
             raise _Bad(f"{self.where}.{key} should be a whole number")
         if minimum is not None and value < minimum:
             raise _Bad(f"{self.where}.{key} should be at least {minimum}, not {value}")
+        if maximum is not None and value > maximum:
+            raise _Bad(f"{self.where}.{key} is {value}, above the limit of {maximum:,}")
         return value
 
     def float(self, key: str, default: float | None = None, required: bool = True) -> Any:
@@ -238,10 +268,12 @@ class _Reader:
             raise _Bad(f"{self.where}.{key} should be true or false")
         return value
 
-    def list(self, key: str, required: bool = True) -> list:
+    def list(self, key: str, required: bool = True, limit: int = MAX_SHOT_FRAMES) -> list:
         value = self._get(key, [], required)
         if not isinstance(value, list):
             raise _Bad(f"{self.where}.{key} should be a list")
+        if len(value) > limit:
+            raise _Bad(f"{self.where}.{key} has {len(value):,} entries, above the limit of {limit:,}")
         return value
 
     def dict(self, key: str, required: bool = False) -> dict:
@@ -292,12 +324,31 @@ def _read_settings(r: _Reader) -> SegmentSettings:
     return settings
 
 
+def _usable_location(relative: str, absolute: str, folder: Path) -> str:
+    """Where a source stored relative to the project is, as kept in memory: relative when inside the
+    project, absolute when outside it (`../plates` -> `/shows/plates`). When the relative path leads
+    nowhere but the absolute one recorded at saving still works (the project was copied elsewhere
+    and its drawings stayed where they were), that one."""
+    if not (folder / relative).exists() and absolute and Path(absolute).is_absolute() and Path(absolute).exists():
+        return absolute
+    if relative.replace("\\", "/").split("/", 1)[0] == "..":
+        return os.path.normpath(folder / relative)
+    return relative
+
+
+def _check_frame_size(where: str, width: int, height: int) -> None:
+    if width > MAX_SIDE or height > MAX_SIDE or width * height > MAX_PIXELS:
+        raise _Bad(f"{where} claims frames of {width}x{height}, above the limit of {MAX_PIXELS / 1e6:g} Mpx "
+                   f"({MAX_SIDE} on a side)")
+
+
 def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
     """Build and cross-check a Shot from current-schema data; raises _Bad."""
     r = _Reader(data, "shot")
     shot = Shot(name=r.str("name", "shot", required=False) or "shot", fps=r.float("fps", 24.0, required=False),
                 width=r.int("width", 0, required=False, minimum=0), height=r.int("height", 0, required=False, minimum=0),
                 has_alpha=r.bool("has_alpha"), bit_depth=r.int("bit_depth", 8, required=False))
+    _check_frame_size("shot", shot.width, shot.height)
     if not shot.fps > 0:
         raise _Bad(f"shot.fps should be above 0, not {shot.fps}")
     if shot.bit_depth not in (8, 16):
@@ -309,20 +360,26 @@ def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
         files = s.list("files", required=False)
         if not all(isinstance(f, str) for f in files):
             raise _Bad(f"{s.where}.files should be a list of file names")
-        gaps = s.list("gaps", required=False)
+        gaps = s.list("gaps", required=False, limit=MAX_MISSING_FRAMES)
         source = Source(id=_unique_id(s.str("id"), f"{s.where}.id", seen), kind=s.enum("kind", SourceKind),
                         path=s.str("path"), files=list(files), width=s.int("width", 0, required=False, minimum=0),
                         height=s.int("height", 0, required=False, minimum=0), fps=s.float("fps", 24.0, required=False),
-                        frame_count=s.int("frame_count", len(files), required=False, minimum=0),
+                        frame_count=s.int("frame_count", len(files), required=False, minimum=0,
+                                          maximum=MAX_SHOT_FRAMES),
                         has_alpha=s.bool("has_alpha"), bit_depth=s.int("bit_depth", 8, required=False),
-                        gaps=[int(g) for g in gaps if isinstance(g, int)])
+                        gaps=[int(g) for g in gaps if isinstance(g, int)],
+                        hashes={k: v for k, v in s.dict("hashes").items() if isinstance(k, str) and isinstance(v, str)})
+        absolute = s.str("absolute_path", "", required=False) or ""
+        if folder is not None and not Path(source.path).is_absolute():
+            source.path = _usable_location(source.path, absolute, folder)
+        _check_frame_size(s.where, source.width, source.height)
         shot.sources[source.id] = source
 
     seen = set()
     for i, item in enumerate(r.list("drawings")):
         d = _Reader(item, f"shot.drawings[{i}]")
         drawing = Drawing(id=_unique_id(d.str("id"), f"{d.where}.id", seen), source_id=d.str("source"),
-                          source_frame=d.int("frame", minimum=0), is_key=d.bool("key"),
+                          source_frame=d.int("frame", minimum=0, maximum=MAX_SHOT_FRAMES), is_key=d.bool("key"),
                           label=d.str("label", "", required=False) or "")
         source = shot.sources.get(drawing.source_id)
         if source is None:
@@ -332,9 +389,13 @@ def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
                        f"which has {source.frame_count}")
         shot.drawings[drawing.id] = drawing
 
+    total = 0
     for i, item in enumerate(r.list("cells")):
         c = _Reader(item, f"shot.cells[{i}]")
-        cell = Cell(c.str("drawing"), c.int("length", 1, required=False, minimum=1))
+        cell = Cell(c.str("drawing"), c.int("length", 1, required=False, minimum=1, maximum=MAX_EXPOSURE))
+        total += cell.length
+        if total > MAX_SHOT_FRAMES:
+            raise _Bad(f"the cells add up to more than {MAX_SHOT_FRAMES:,} frames, the limit for a shot")
         if cell.drawing_id not in shot.drawings:
             raise _Bad(f"{c.where} refers to drawing '{cell.drawing_id}', which is not in the project")
         shot.cells.append(cell)
@@ -344,7 +405,7 @@ def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
     for i, item in enumerate(r.list("takes", required=False)):
         t = _Reader(item, f"shot.takes[{i}]")
         frames = []
-        for j, frame_item in enumerate(t.list("frames")):
+        for j, frame_item in enumerate(t.list("frames", limit=MAX_INBETWEENS)):
             f = _Reader(frame_item, f"{t.where}.frames[{j}]")
             try:
                 file = paths.check(f.str("file"))
@@ -353,7 +414,7 @@ def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
             time = f.float("time")
             if not 0.0 < time < 1.0:
                 raise _Bad(f"{f.where}.time should be inside (0, 1), not {time}")
-            frames.append(TakeFrame(file, f.int("offset", minimum=1), time,
+            frames.append(TakeFrame(file, f.int("offset", minimum=1, maximum=MAX_SHOT_FRAMES), time,
                                     f.enum("status", ReviewStatus, "pending", required=False)))
         take = Take(id=_unique_id(t.str("id"), f"{t.where}.id", seen), start_key=t.str("start_key"),
                     end_key=t.str("end_key"), frames=frames, engine=t.dict("engine"), params=t.dict("params"),
@@ -423,6 +484,9 @@ def migrate(data: dict[str, Any], source_name: str = "project.json") -> dict[str
 
 def document_from_json(text: str | bytes, folder: Path | None, source_name: str = "project.json") -> tuple[Shot, dict]:
     """Parse, migrate and check a project document; returns (shot, envelope without 'shot')."""
+    if len(text) > MAX_PROJECT_FILE_BYTES:
+        raise ProjectError(f"{source_name} is too large for a project file (over "
+                           f"{MAX_PROJECT_FILE_BYTES >> 20} MiB); it may be damaged.")
     try:
         data = json.loads(text)
     except UnicodeDecodeError:
@@ -430,8 +494,14 @@ def document_from_json(text: str | bytes, folder: Path | None, source_name: str 
     except json.JSONDecodeError as exc:
         raise ProjectError(f"{source_name} is damaged: invalid JSON at line {exc.lineno}, "
                            f"column {exc.colno} ({exc.msg}).") from None
+    except RecursionError:
+        raise ProjectError(f"{source_name} is damaged: its JSON is nested too deeply.") from None
+    except (ValueError, MemoryError) as exc:  # e.g. an integer of thousands of digits
+        raise ProjectError(f"{source_name} is damaged: {_short(exc)}.") from None
     if not isinstance(data, dict):
         raise ProjectError(f"{source_name} is not a ToonCrafter Studio project (not a JSON object).")
+    if _depth_exceeds(data, MAX_JSON_DEPTH):
+        raise ProjectError(f"{source_name} is damaged: its JSON is nested more than {MAX_JSON_DEPTH} levels deep.")
     data = migrate(data, source_name)
     if "shot" not in data:
         raise ProjectError(f"{source_name} is damaged: the field 'shot' is missing.")
@@ -439,18 +509,38 @@ def document_from_json(text: str | bytes, folder: Path | None, source_name: str 
         shot = shot_from_dict(data["shot"], folder)
     except _Bad as exc:
         raise ProjectError(f"{source_name} is damaged: {exc}.") from None
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, RecursionError) as exc:
+        # a shape of damage the checks above do not name: still the file's fault, said in one line
+        log.debug("Unexpected damage in %s", source_name, exc_info=True)
+        raise ProjectError(f"{source_name} is damaged ({type(exc).__name__}: {_short(exc)}).") from None
     envelope = {k: v for k, v in data.items() if k != "shot"}
     return shot, envelope
 
 
 def read_document(path: Path, folder: Path) -> tuple[Shot, dict]:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ProjectError(f"{path} does not exist; is {folder} a ToonCrafter Studio project?") from None
-    except OSError as exc:
-        raise ProjectError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    if not os.path.lexists(path):
+        raise ProjectError(f"{path} does not exist; is {folder} a ToonCrafter Studio project?")
+    raw = read_regular_file(path, MAX_PROJECT_FILE_BYTES, ProjectError, "project file")
     return document_from_json(raw, folder, str(path))
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _depth_exceeds(value: object, limit: int) -> bool:
+    """Whether JSON data nests deeper than `limit` (checked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values() if isinstance(child, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return False
 
 
 # --------------------------------------------------------------------------- migrations

@@ -17,10 +17,9 @@ import math
 from collections.abc import Sequence
 
 from ..core.errors import InputError
+from ..core.limits import MAX_INBETWEENS
 
 SPACINGS: tuple[str, ...] = ("linear", "ease-in", "ease-out", "ease-in-out")
-
-MAX_INBETWEENS = 1000
 
 
 def _ease(u: float, spacing: str) -> float:

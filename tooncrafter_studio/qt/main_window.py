@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QPushButton,
     QToolBar,
     QWidget,
 )
@@ -112,6 +113,23 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         toolbar.setIconSize(QSize(16, 16))
         self.actions.build_toolbar(toolbar)
         self.addToolBar(toolbar)
+        # shown only when a project could not be opened at start-up: the reason and a way out
+        self.problem_bar = QToolBar("Problem")
+        self.problem_bar.setObjectName("problem_bar")
+        self.problem_bar.setMovable(False)
+        self.problem_label = QLabel()
+        self.problem_label.setWordWrap(True)
+        self.problem_bar.addWidget(self.problem_label)
+        self.open_other_button = QPushButton("Open another project…")
+        self.open_other_button.clicked.connect(self.open_project_dialog)
+        self.open_other_action = self.problem_bar.addWidget(self.open_other_button)
+        self.locate_button = QPushButton("Locate missing drawings…")
+        self.locate_button.clicked.connect(lambda: self.locate_missing_drawings())
+        self.locate_action = self.problem_bar.addWidget(self.locate_button)
+        self.addToolBarBreak()
+        self.addToolBar(self.problem_bar)
+        self.problem_bar.hide()
+        self.last_open_error = ""
         self.status_label = QLabel()
         self.statusBar().addPermanentWidget(self.status_label)
         self._bind_actions()
@@ -155,6 +173,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self._update_title()
         if self.persist_settings:
             restore_layout(self)
+            self.problem_bar.hide()  # a saved layout may have it shown
         self.generation.probe_engines()
 
     # ------------------------------------------------------------------ set-up helpers
@@ -171,6 +190,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             "new_project": self.new_project_dialog, "open_project": self.open_project_dialog,
             "new_from_pattern": self.new_from_pattern_dialog,
             "save": self.save, "save_as": self.save_as_dialog, "export": self.export_dialog,
+            "locate_missing": self.locate_missing_drawings,
             "settings": self.settings_dialog, "quit": self.close, "engine_setup": self.engine_setup_dialog,
             "undo": self.session.undo, "redo": self.session.redo,
             "set_key": lambda: self.set_keys(True), "remove_key": lambda: self.set_keys(False),
@@ -248,6 +268,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         shot = self.session.shot
         self.job_preview = None  # a job still running for the previous project shows nothing here
         self.viewer.set_hint("")
+        self.problem_bar.hide()
         self.first_run_hint = ""
         self.current_frame = 1
         self.timeline.current_frame = 1
@@ -260,11 +281,16 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         if spans:
             self.timeline.select_span(spans[0])
         self.set_current_frame(1, force=True)
+        self.report_missing_drawings()
 
     def _document_changed(self, change) -> None:
         shot = self.session.shot
         if change.shot and shot is not None:
             self.playback.fps = shot.fps
+        if change.sources:
+            for loader in (self.thumbnails, self.frames, self.tints):
+                loader.invalidate()
+            self.report_missing_drawings()  # relinking (or undoing it) changes which drawings are missing
         self._refresh_document()
         self.show_current()
 
@@ -378,6 +404,8 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         for loader in (self.thumbnails, self.frames, self.tints):
             loader.shutdown()
         self.log_panel.detach()
+        if self.session.project is not None:
+            self.session.project.release()
         self._save_settings()
         if self.persist_settings:
             save_layout(self)

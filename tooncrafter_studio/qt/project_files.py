@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -11,14 +12,16 @@ from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QInputDialog
 
 from ..core.errors import StudioError
-from ..core.paths import resources_dir, user_data_dir
+from ..core.paths import resources_dir, user_data_dir, user_log_dir
 from ..media import import_source
 from ..project.project import PROJECT_FILE, Project, find_recovery, new_project, recover
+from ..project.relink import RelinkSources, missing_drawings, relink_plan
 from .worker import Task
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "ToonCrafter Studio"
+OWNER_NAME = "the ToonCrafter Studio app"  # how another program names us when the project is ours
 FIRST_RUN_HINT = ("Welcome! This is the sample shot. Keys are marked ◆ on the timeline: click between two keys, "
                   "press G to generate in-betweens, then A / X to accept or reject. File ▸ New Project imports yours; "
                   "Generate ▸ ToonCrafter Engine… sets up the generative engine.")
@@ -66,8 +69,9 @@ class ProjectFilesMixin:
         """Open a project folder; offers the recovery copy when autosave left a newer one."""
         if not self._confirm_discard():
             return False
+        damaged: list[str] = []
         try:
-            recovery = find_recovery(folder) if offer_recovery else None
+            recovery = find_recovery(folder, damaged.append) if offer_recovery else None
             if recovery is not None and self.ask(
                     "Recover unsaved work?",
                     f"{APP_NAME} found changes to {Path(folder).name} that were not saved (autosaved "
@@ -76,13 +80,83 @@ class ProjectFilesMixin:
                 self.show_message("Recovered the autosaved changes; save to keep them.")
             else:
                 project = Project.open(folder)
-        except StudioError as exc:
+            project.claim(OWNER_NAME)  # a second window or a running command is told, not raced
+        except Exception as exc:  # noqa: BLE001 - a damaged file must never take the app down
+            if not isinstance(exc, StudioError):
+                log.error("Opening %s failed unexpectedly", folder, exc_info=True)
+                exc = StudioError(f"{folder} cannot be opened ({type(exc).__name__}: {exc}); this is a bug, "
+                                  f"the details are in {user_log_dir() / 'studio.log'}.")
+            self.last_open_error = str(exc)
             self.show_error("Cannot open the project", exc)
             return False
+        self.last_open_error = ""
         self._set_project(project)
+        for text in damaged:
+            self.show_message(text, 15000)
+            log.warning("%s", text)
         return True
 
+    def show_open_problem(self, text: str) -> None:
+        """No shot open because one could not be: say why, and offer to open another."""
+        self.viewer.set_hint(f"{text}\n\nFile ▸ Open Project… opens another project.")
+        self.problem_label.setText(text)
+        self.open_other_action.setVisible(True)
+        self.locate_action.setVisible(False)
+        self.problem_bar.show()
+
+    def report_missing_drawings(self) -> int:
+        """Say how many drawings are missing (the bar offers to locate them); hide the bar when none are."""
+        project = self.session.project
+        missing = missing_drawings(project.shot, project.folder) if project is not None else []
+        if not missing:
+            self.problem_bar.hide()
+            return 0
+        count = len(missing)
+        text = (f"{count} drawing{'s are' if count != 1 else ' is'} missing: the files are not where the project "
+                "says. Locate them, or they show as blank frames.")
+        self.problem_label.setText(text)
+        self.open_other_action.setVisible(False)
+        self.locate_action.setVisible(True)
+        self.problem_bar.show()
+        self.show_message(text)
+        return count
+
+    def locate_missing_drawings(self, folder: str | Path | None = None) -> int:
+        """Relink the missing drawings from a folder (asked for when not given): one undoable step.
+        Returns how many drawings were found."""
+        project = self.session.project
+        if project is None:
+            self.show_message("Open a shot first.")
+            return 0
+        before = len(missing_drawings(project.shot, project.folder))
+        if not before:
+            self.show_message("No drawings are missing.")
+            return 0
+        if folder is None:
+            folder = QFileDialog.getExistingDirectory(self, "Folder that holds the missing drawings")
+            if not folder:
+                return 0
+        try:
+            plan = relink_plan(project.shot, project.folder, folder)
+        except StudioError as exc:
+            self.show_error("Cannot locate the drawings", exc)
+            return 0
+        for note in plan.notes:
+            log.warning("%s", note)
+        if not plan.paths:
+            self.show_error("Drawings not found", StudioError(
+                f"None of the {before} missing drawings is in {folder} (same file names and content)."))
+            return 0
+        if self.session.push(RelinkSources(plan.paths)) is None:  # the change refreshes pictures and the bar
+            return 0
+        found = before - len(missing_drawings(project.shot, project.folder))
+        self.show_message(f"Found {found} of {before} missing drawings in {folder}.")
+        return found
+
     def _set_project(self, project: Project | None) -> None:
+        previous = self.session.project
+        if previous is not None and previous is not project:
+            previous.release()
         for task in self.worker.active_tasks():
             if task.kind == "generate":
                 self.worker.cancel(task)
@@ -114,6 +188,7 @@ class ProjectFilesMixin:
             return
         try:
             project = new_project(task.payload, result.source, result.groups)
+            project.claim(OWNER_NAME)
         except StudioError as exc:
             self.show_error("Cannot create the project", exc)
             return
@@ -180,6 +255,10 @@ class ProjectFilesMixin:
         except StudioError as exc:
             self.show_error("Cannot save", exc)
             return False
+        try:
+            project.claim(OWNER_NAME)
+        except StudioError as exc:
+            self.show_message(str(exc))
         self.settings.add_recent(str(project.folder))
         self._save_settings()
         self._update_recent_menu()
@@ -237,7 +316,11 @@ class ProjectFilesMixin:
         """Open --project, else the last project, else the sample shot with the first-run hint."""
         candidates = [project_arg] if project_arg else [self.settings.last_project]
         for path in candidates:
-            if path and (Path(path) / PROJECT_FILE).exists() and self.open_project(path):
+            if path and os.path.lexists(Path(path) / PROJECT_FILE):
+                if self.open_project(path):
+                    return
+                # a damaged project: open nothing rather than something else, and say why
+                self.show_open_problem(self.last_open_error or f"{path} cannot be opened.")
                 return
         if project_arg:
             self.show_message(f"{project_arg} is not a project folder; opened the sample shot instead.")

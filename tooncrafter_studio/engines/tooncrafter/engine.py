@@ -233,6 +233,7 @@ def load_model_file(path: Path, settings: Settings, progress: ProgressCallback |
 
 class ToonCrafterEngine(Engine):
     id = "tooncrafter"
+    param_names = tuple(Settings.__dataclass_fields__)
     label = "ToonCrafter (generative, GPU)"
     capabilities = EngineCapabilities(needs_gpu=True, supports_prompt=True, previews=False,
                                       max_inbetweens_per_pass=timing.MAX_PER_PASS, deterministic=True)
