@@ -256,6 +256,8 @@ class ToonCrafterPipeline:
         clock = time.perf_counter()
         x_T = noise((1, channels, t_frames, h, w))
         self._hook("denoise")
+        # The sampler's arithmetic runs where the UNet does (its tables follow x).
+        x_T = x_T.to(_module_device(self.model.model))
         denoise = StageReporter(callback, cancel, "denoise", tables.steps)
         denoise.start(f"{tables.steps} steps")
 
