@@ -40,6 +40,10 @@ class OutOfMemory(StudioError):
     """Generation needs more (GPU) memory than is free, even in the lowest mode."""
 
 
+class NumericalError(StudioError):
+    """NaN or infinite values in a generation (half-precision overflow): the job fails and writes nothing."""
+
+
 class Cancelled(StudioError):
     """The user cancelled; whatever was being made is discarded, nothing half-written remains."""
 

@@ -67,6 +67,7 @@ CARDS = {
     "8gb": SimulatedCard("NVIDIA GeForce RTX 3070 (simulated)", 8 * GiB),
     "12gb": SimulatedCard("NVIDIA GeForce RTX 3060 (simulated)", 12 * GiB),
     "24gb": SimulatedCard("NVIDIA GeForce RTX 4090 (simulated)", 24 * GiB, capability=(8, 9)),
+    "80gb": SimulatedCard("NVIDIA H100 80GB HBM3 (simulated)", 80 * GiB, capability=(9, 0)),
     "mac16gb": SimulatedCard("Apple M2 16 GB (simulated; Metal recommends about 2/3 of it)", 10 * GiB + GiB // 2),
 }
 
@@ -258,6 +259,13 @@ class DeviceFunctions(TorchFunctionMode):
             out = torch.empty((*q.shape[:-1], v.shape[-1]), dtype=q.dtype, device=q.device)
             del lse
             return out
+        if func in (torch.Tensor.__getitem__, torch.Tensor.__setitem__) and _is_mps_fake(args[0]):
+            return _mps_indexing(func, *args)
+        if func is torch.Tensor.contiguous and _is_mps_fake(args[0]):  # (same device guard)
+            memory_format = kwargs.get("memory_format", args[1] if len(args) > 1 else torch.contiguous_format)
+            if args[0].is_contiguous(memory_format=memory_format):
+                return args[0]
+            return torch.ops.aten.clone.default(args[0], memory_format=memory_format)
         if func is torch.Tensor.to:
             tensor = args[0]
             device, dtype, non_blocking, memory_format = torch._C._nn._parse_to(*args[1:], **kwargs)
@@ -268,6 +276,34 @@ class DeviceFunctions(TorchFunctionMode):
                     options["memory_format"] = memory_format
                 return torch.ops.aten._to_copy.default(tensor, **options)
         return func(*args, **kwargs)
+
+
+def _is_mps_fake(value: Any) -> bool:
+    return _is_fake(value) and value.device.type == "mps"
+
+
+def _to_meta(value: Any) -> Any:
+    if isinstance(value, torch.Tensor) and value.device.type != "cpu":
+        return torch.ops.aten._to_copy.default(value, device=torch.device("meta"))
+    if isinstance(value, list | tuple):
+        return type(value)(_to_meta(v) for v in value)
+    return value
+
+
+def _mps_indexing(func: Any, tensor: torch.Tensor, index: Any, value: Any = None) -> Any:
+    """Python indexing of a fake MPS tensor. The C++ indexing code takes a device guard, which a
+    build without Metal refuses, so the indexing is done on a meta twin with the same strides and
+    storage: a view becomes the same view of the MPS tensor, anything else a new MPS tensor."""
+    storage = torch.empty(tensor.untyped_storage().nbytes() // tensor.element_size(), dtype=tensor.dtype,
+                          device="meta")
+    twin = storage.as_strided(tensor.shape, tensor.stride(), tensor.storage_offset())
+    if func is torch.Tensor.__setitem__:  # no data to write: check the shapes, as the real write would
+        twin[_to_meta(index)] = _to_meta(value)
+        return None
+    result = twin[_to_meta(index)]
+    if result.untyped_storage().nbytes() == storage.untyped_storage().nbytes() and result._is_view():
+        return tensor.as_strided(result.shape, result.stride(), result.storage_offset())
+    return torch.empty_strided(result.shape, result.stride(), dtype=result.dtype, device=tensor.device)
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:

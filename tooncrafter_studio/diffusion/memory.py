@@ -30,18 +30,18 @@ log = logging.getLogger(__name__)
 GiB = 1024**3
 MODES = ("high", "balanced", "low")  # most to least GPU memory
 MODE_CHOICES = ("auto", *MODES)
-TRACE_MODES = (*MODES, "original")  # "original": calibration against the official code
 DTYPES = ("fp16", "bf16", "fp32")
 
-# Peak bytes of one 512x320x16 generation per mode with 2-byte weights, from the memory trace
-# (`tooncrafter-studio doctor --estimate-vram`, benchmarks/bench_memory.py). Update them when the
-# model code changes; a test checks they stay close to a fresh trace's figures.
-TRACED_PEAK_BYTES_FP16: dict[str, int] = {
+# Peak bytes on the GPU of one 512x320x16 generation per mode with 2-byte weights (fp16 and bf16
+# alike): the peak of live device storage in the dry run of the engine's own CUDA path
+# (engines/tooncrafter/dryrun.py; `doctor --estimate-vram`, benchmarks/bench_memory.py). Update them
+# when the model code changes; a test checks the balanced figure against a fresh full-size dry run.
+DRY_RUN_PEAK_BYTES_FP16: dict[str, int] = {
     "high": int(10.61 * GiB),
     "balanced": int(3.68 * GiB),
     "low": int(2.31 * GiB),
 }
-# What the trace cannot see: the CUDA context, allocator rounding and fragmentation, cuDNN workspaces.
+# What the dry run cannot see: the CUDA context, allocator rounding and fragmentation, cuDNN workspaces.
 OVERHEAD_FRACTION = 0.10
 OVERHEAD_BYTES = int(0.6 * GiB)
 
@@ -68,7 +68,7 @@ def estimate_peak_bytes(mode: str, dtype: str = "fp16") -> int:
     """Bytes of GPU memory one full-size generation needs in `mode`, overheads included."""
     check_mode(mode, MODES)
     check_dtype(dtype)
-    traced = TRACED_PEAK_BYTES_FP16[mode]
+    traced = DRY_RUN_PEAK_BYTES_FP16[mode]
     if dtype == "fp32":  # weights and activations both double
         traced *= 2
     return with_overhead(traced)
@@ -410,7 +410,9 @@ def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placeme
                 unit = _Offloaded([block], dev)
                 placement.streamed.append(unit)
                 placement.handles.append(block.register_forward_pre_hook(lambda *_a, u=unit: u.load()))
-                placement.handles.append(block.register_forward_hook(lambda *_a, u=unit: u.unload()))
+                # always_call: a block whose forward failed (out of memory) goes back too
+                placement.handles.append(block.register_forward_hook(lambda *_a, u=unit: u.unload(),
+                                                                     always_call=True))
             placement.components[name] = _Offloaded(resident, dev)
         else:
             placement.components[name] = _Offloaded([module], dev)

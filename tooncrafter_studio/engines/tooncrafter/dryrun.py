@@ -148,7 +148,8 @@ def dry_run(
     """Run one interpolation through the engine on a simulated `device` and report what it did.
 
     `config` None: the full 512 model; `size` the keys' (height, width) (the model frame by
-    default, so fitting is the identity). `oom_in`: memory modes in which the first UNet call fails
+    default, so fitting is the identity). `card`: a `diffusion.dryrun.SimulatedCard` or a key of
+    its CARDS ("8gb", "12gb", "24gb", "80gb", "mac16gb"). `oom_in`: memory modes in which the first UNet call fails
     in its middle block with `torch.cuda.OutOfMemoryError`. `cancel_after_steps`: cancel after that
     many denoising steps. `model_hook(model)` may add hooks before the run and return their handles
     (removed after it: the fake model is kept for the next dry run). What the run raised
@@ -158,7 +159,7 @@ def dry_run(
     from ...diffusion.config import ToonCrafterConfig
 
     cfg = config or ToonCrafterConfig.default()
-    card = card or dryrun.CARDS["24gb"]
+    card = dryrun.CARDS[card or "24gb"] if card is None or isinstance(card, str) else card
     report = DryRunReport(device, card.name, mode, dtype)
     height, width = size
     start_cpu = time.process_time()
@@ -177,9 +178,11 @@ def dry_run(
                 raise dryrun.simulated_out_of_memory(recorder.live, card)
 
         hooks.callback(unet.register_forward_pre_hook(count_batch).remove)
-        # inside the middle block: in the low mode its weights have just been streamed in
+        # inside the middle block's first layer: in the low mode its weights have just been streamed in
         first_layer = next(iter(unet.middle_block.children()))
-        hooks.callback(first_layer.register_forward_pre_hook(out_of_memory).remove)
+        for leaf in first_layer.modules():
+            if leaf is not first_layer and not any(True for _ in leaf.children()):
+                hooks.callback(leaf.register_forward_pre_hook(out_of_memory).remove)
         if model_hook is not None:
             for handle in model_hook(model) or ():
                 hooks.callback(handle.remove)

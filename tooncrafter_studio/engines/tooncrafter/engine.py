@@ -470,8 +470,12 @@ class ToonCrafterEngine(Engine):
                 info = memory.free_vram_bytes(settings.device)
                 return info[0] if info else None
 
-            frames_at, jobs = memory.run_with_oom_retry(attempt, mode, settings.dtype, free_bytes=free_now,
-                                                        on_retry=retry)
+            try:
+                frames_at, jobs = memory.run_with_oom_retry(attempt, mode, settings.dtype, free_bytes=free_now,
+                                                            on_retry=retry)
+            except OutOfMemory:
+                self._release_backend()  # nothing fits: give the GPU back rather than hold a half-placed model
+                raise
         else:
             frames_at, jobs = attempt(mode)
 
