@@ -78,7 +78,7 @@ def test_out_of_memory_in_the_lowest_mode_fails_and_gives_the_gpu_back():
 
 @pytest.mark.parametrize("mode", ["high", "balanced"])  # the plain and the lean decode
 def test_mps_path_has_no_half_resize_no_float64_and_no_5d_group_norm(mode):
-    report = _tiny(mode, "fp16", device="mps", card=dryrun.CARDS["mac16gb"])
+    report = _tiny(mode, "fp16", device="mps")  # (a 16 GB Mac is refused the high mode: see below)
     assert report.error is None and report.memory_mode == mode
     _assert_clean(report)
     assert report.dtypes_on_device  # the ops were seen on the mps device
