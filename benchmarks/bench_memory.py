@@ -1,43 +1,44 @@
-"""GPU memory of one full-size ToonCrafter generation (512x320, 16 frames), per memory mode.
+"""GPU memory of one full-size ToonCrafter generation (512x320, 16 frames), per memory mode and precision.
 
-Measured by the device-independent trace (diffusion/memtrace.py): the model runs on PyTorch's meta
-device and every live tensor storage is counted, plus the weights each mode keeps on the GPU. The
-'original' row is the calibration: the official code's layout (fp32 weights resident with
-autocast's fp16 copies, materialised UNet attention, no offload), which its README puts at ~24 GB.
+Measured by the dry run (diffusion/dryrun.py, engines/tooncrafter/dryrun.py): the engine's own CUDA
+path on fake tensors, with every live storage on the device counted, weights included, as they
+come and go. Compared with the memory table (`memory.DRY_RUN_PEAK_BYTES_FP16`, what `doctor
+--estimate-vram` and the mode choice use) and with the figures of the former meta-device trace
+(memtrace.py, removed: a separate model of the run rather than the run).
 """
 
 from __future__ import annotations
 
-import time
-
 GiB = 1024**3
 GOALS = {"balanced": 8 * 10**9, "low": 5 * 10**9}
+# The former trace's fp16 peaks (GiB): what the table said before the dry run replaced it.
+OLD_TRACE_GIB = {"high": 10.61, "balanced": 3.68, "low": 2.31}
 
 
 def run() -> None:
     from tooncrafter_studio.diffusion import memory
-    from tooncrafter_studio.diffusion.memtrace import trace_generation
+    from tooncrafter_studio.engines.tooncrafter.dryrun import dry_run
 
-    print(f"{'mode':9s} {'peak GiB':>9s} {'encode':>8s} {'unet':>8s} {'decode':>8s} {'planned':>8s}  "
-          f"{'goal':>8s} {'trace s':>8s}")
-    for mode in ("high", "balanced", "low", "original"):
-        start = time.perf_counter()
-        result = trace_generation(mode, "fp16")
-        seconds = time.perf_counter() - start
-        s = result.stages
-        planned = (memory.estimate_peak_bytes(mode) if mode in memory.MODES
-                   else memory.with_overhead(result.peak_bytes))
-        goal = GOALS.get(mode)
-        verdict = "" if goal is None else ("met" if result.peak_bytes <= goal else "MISSED")
-        print(f"{mode:9s} {result.peak_bytes / GiB:9.2f} {s['encode'] / GiB:8.2f} {s['unet step'] / GiB:8.2f} "
-              f"{s['decode'] / GiB:8.2f} {planned / GiB:8.2f}  {verdict:>8s} {seconds:8.1f}")
-        if mode == "original":
-            print(f"calibration: original layout traced at {result.peak_bytes / 1e9:.1f} GB "
-                  f"({planned / 1e9:.1f} GB with the allocator/context allowance) vs ~24 GB reported; "
-                  f"ratio balanced/original {memory.TRACED_PEAK_BYTES_FP16['balanced'] / result.peak_bytes:.2f}, "
-                  f"low/original {memory.TRACED_PEAK_BYTES_FP16['low'] / result.peak_bytes:.2f}")
-    print("'planned' = traced peak + 10% + 0.6 GiB (allocator, CUDA context): what mode choice compares "
-          "with free VRAM.")
+    print(f"{'mode':9s} {'dtype':5s} {'peak GiB':>9s} {'text':>6s} {'image':>6s} {'vae_enc':>7s} {'denoise':>7s} "
+          f"{'decode':>7s} {'table':>6s} {'old trace':>9s} {'vs old':>7s} {'goal':>6s} {'cpu s':>6s}")
+    for mode in memory.MODES:
+        for dtype in ("fp16", "bf16"):
+            report = dry_run(mode, dtype)
+            if report.error is not None or report.violations or report.misplaced:
+                print(f"{mode:9s} {dtype:5s} FAILED: {report.error!r} {report.violations[:3]} {report.misplaced[:3]}")
+                continue
+            s = {k: v / GiB for k, v in report.stage_peaks.items()}
+            peak = report.peak_bytes / GiB
+            table = memory.DRY_RUN_PEAK_BYTES_FP16[mode] / GiB
+            old = OLD_TRACE_GIB[mode]
+            goal = GOALS.get(mode)
+            verdict = "" if goal is None else ("met" if report.peak_bytes <= goal else "MISSED")
+            print(f"{mode:9s} {dtype:5s} {peak:9.2f} {s['text']:6.2f} {s['image']:6.2f} {s['vae_encode']:7.2f} "
+                  f"{s['denoise']:7.2f} {s['decode']:7.2f} {table:6.2f} {old:9.2f} {peak / old:6.2f}x "
+                  f"{verdict:>6s} {report.cpu_seconds:6.0f}")
+    print("peak = live device storage at its highest (weights and activations), one denoising step; "
+          "'table' is what mode choice plans with before adding 10% + 0.6 GiB for the allocator and the "
+          "CUDA context; 'old trace' the former meta-device model of the run.")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """`tooncrafter-studio doctor`: what this machine has for ToonCrafter, and how much GPU memory it needs.
 
     doctor                       versions, torch/CUDA, devices and free VRAM, model found or not
-    doctor --estimate-vram       traced peak GPU memory per memory mode (one 512x320x16 generation,
-                                 one step, on tensors without data: runs anywhere, in seconds)
+    doctor --estimate-vram       peak GPU memory per memory mode: the engine's own CUDA path dry-run on
+                                 fake tensors (one 512x320x16 generation, one step; runs anywhere,
+                                 about a minute per mode on two cores)
            [--memory MODE] [--dtype fp16|bf16|fp32] [--json]
 """
 
@@ -19,7 +20,7 @@ from ..core.engine_env import ready_env
 from ..core.errors import InputError
 from ..core.paths import find_model
 
-TRACE_MODES = ("high", "balanced", "low", "original")
+MODES = ("high", "balanced", "low")
 PACKAGES = ("tooncrafter-studio", "numpy", "opencv-python-headless", "pillow", "PySide6-Essentials", "torch",
             "torchvision", "open_clip_torch", "safetensors", "xformers")
 GiB = 1024**3
@@ -29,10 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("doctor", help="check this machine (GPU, packages, model) and estimate GPU memory",
                               description="Show what this machine offers for ToonCrafter, or estimate GPU memory.")
     p.add_argument("--estimate-vram", action="store_true",
-                   help="trace one full-size generation on data-less tensors and print peak GPU memory per stage")
-    p.add_argument("--memory", choices=TRACE_MODES,
-                   help="memory mode to trace (default: all modes and the 'original' calibration; "
-                        "balanced with --json)")
+                   help="dry-run one full-size generation on a simulated GPU and print its peak memory per stage")
+    p.add_argument("--memory", choices=MODES,
+                   help="memory mode to dry-run (default: all modes; balanced with --json)")
     p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default="fp16", help="weight precision (default fp16)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--model", help="model file or folder to look for (default: the usual places)")
@@ -64,28 +64,36 @@ def _torch_missing() -> bool:
 
 def _estimate(args: argparse.Namespace) -> int:
     if _torch_missing():
-        raise InputError("The memory trace needs PyTorch: install the 'tooncrafter' extra.")
-    from ..diffusion import memory, memtrace
+        raise InputError("The memory estimate needs PyTorch: install the 'tooncrafter' extra.")
+    from ..diffusion import memory
+    from ..engines.tooncrafter import dryrun
 
-    modes = [args.memory] if args.memory else (["balanced"] if args.json else list(TRACE_MODES))
+    modes = [args.memory] if args.memory else (["balanced"] if args.json else list(MODES))
     if args.json:
-        result = memtrace.trace_generation(modes[0], args.dtype)
-        print(json.dumps(result.as_json()))
+        report = _dry_run(dryrun, modes[0], args.dtype)
+        print(json.dumps(report.as_json()))
         return 0
-    print(f"Traced GPU memory of one 512x320, 16-frame generation ({args.dtype} weights; "
-          "peak of live tensors and resident weights; allocator and CUDA context not included):")
-    print(f"  {'mode':9s} {'peak':>11s} {'encode':>11s} {'unet step':>11s} {'decode':>11s} {'plan with':>11s}")
+    print(f"GPU memory of one 512x320, 16-frame generation ({args.dtype} weights), from a dry run of the engine's "
+          "CUDA path on fake tensors: peak of live device memory, weights included; allocator and CUDA context "
+          "not included.")
+    print(f"  {'mode':9s} {'peak':>10s} {'text':>10s} {'image':>10s} {'vae enc':>10s} {'denoise':>10s} "
+          f"{'decode':>10s} {'plan with':>10s}")
     for mode in modes:
-        result = memtrace.trace_generation(mode, args.dtype)
-        s = result.stages
-        planned = (_gib(memory.estimate_peak_bytes(mode, args.dtype)) if mode in memory.MODES
-                   else _gib(result.peak_bytes * (1 + memory.OVERHEAD_FRACTION) + memory.OVERHEAD_BYTES))
-        print(f"  {mode:9s} {_gib(result.peak_bytes):>11s} {_gib(s['encode']):>11s} {_gib(s['unet step']):>11s} "
-              f"{_gib(s['decode']):>11s} {planned:>11s}")
-    print("'plan with' adds the allowance for allocator overhead and the CUDA context used to pick a mode; "
-          "'original' is the official code's layout (fp32 weights, autocast) for calibration "
-          "(it reports about 24 GB).")
+        report = _dry_run(dryrun, mode, args.dtype)
+        s = report.stage_peaks
+        print(f"  {mode:9s} {_gib(report.peak_bytes):>10s} {_gib(s.get('text', 0)):>10s} {_gib(s.get('image', 0)):>10s} "
+              f"{_gib(s.get('vae_encode', 0)):>10s} {_gib(s.get('denoise', 0)):>10s} {_gib(s.get('decode', 0)):>10s} "
+              f"{_gib(memory.with_overhead(report.peak_bytes)):>10s}")
+    print("'plan with' adds the allowance for allocator overhead and the CUDA context; the memory-mode choice uses "
+          "the same figures (stored in the program, see the README's memory table).")
     return 0
+
+
+def _dry_run(dryrun, mode: str, dtype: str):  # noqa: ANN001, ANN202
+    report = dryrun.dry_run(mode, dtype, card="80gb")  # a card every mode fits on
+    if report.error is not None:
+        raise report.error
+    return report
 
 
 def _diagnose(args: argparse.Namespace) -> int:

@@ -138,8 +138,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--eta", type=float, help="DDIM eta (default 1.0)")
     g.add_argument("--frame-stride", type=int, help="frame stride conditioning (default 10)")
     g.add_argument("--memory", choices=("auto", "high", "balanced", "low"), help="GPU memory mode (default auto)")
-    g.add_argument("--device", choices=("cuda", "cpu"), help="device (default cuda)")
-    g.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), help="weight precision on CUDA (default fp16)")
+    g.add_argument("--device", choices=("cuda", "mps", "cpu"), help="device (default cuda; mps: Apple silicon)")
+    g.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), help="weight precision on CUDA and MPS (default fp16)")
     g.add_argument("--fit", choices=("letterbox", "crop"), help="fit the keys into 512x320 (default letterbox)")
     g.add_argument("--no-colour-match", dest="colour_match", action="store_false", default=None,
                    help="keep the model's colours instead of matching them to the keys")

@@ -23,7 +23,7 @@ class Settings:
     model_path: str | None = None
     default_engine: str = "flow"
     memory_mode: str = "auto"  # auto | high | balanced | low
-    device: str = "auto"  # auto | cuda | cpu
+    device: str = "auto"  # auto | cuda | mps | cpu
     onion_skin_before: int = 2
     onion_skin_after: int = 2
     onion_skin_opacity: float = 0.35

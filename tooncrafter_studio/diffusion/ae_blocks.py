@@ -21,10 +21,19 @@ def vae_norm(channels: int) -> nn.GroupNorm:
 
 
 class Float32GroupNorm(nn.GroupNorm):
-    """GroupNorm computed in float32 and cast back (the original's GroupNorm32)."""
+    """GroupNorm computed in float32 and cast back (the original's GroupNorm32). A video (B, C, T,
+    H, W) is normalised as (B, C, T·H, W): the same groups over the same elements, and a 4-D
+    GroupNorm, which every device has (Apple's MPS has no 5-D one)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type(x.dtype)
+        y = x.float()
+        shape = y.shape
+        if y.dim() == 5:
+            b, c, t, h, w = shape
+            y = y.reshape(b, c, t * h, w)
+        # float32 weights too: a half weight with a float32 input is refused (on the CPU at least)
+        y = F.group_norm(y, self.num_groups, self.weight.float(), self.bias.float(), self.eps)
+        return y.view(shape).type(x.dtype)
 
 
 def frames_to_video(x: torch.Tensor, frames: int) -> torch.Tensor:

@@ -10,7 +10,7 @@ and the output of one block alive at full size and computes everything else in p
   including its GroupNorm, sees one frame only; each upsampling is fused into the next block's
   spatial pass, so its 4x larger output never exists whole;
 - the temporal res-blocks (`time_stack`), whose GroupNorms take statistics across all frames of the
-  chunk, first gather those statistics in a pass over row bands (float64 accumulation), then apply
+  chunk, first gather those statistics in a pass over row bands (float32, merged pairwise), then apply
   norm, SiLU and the (k,1,1) temporal convolution band by band: that convolution has no spatial
   extent, so a band of rows over all frames is an exact piece of the result. The inner activation
   of a temporal block is recomputed band by band rather than stored (one extra cheap conv).
@@ -55,24 +55,28 @@ def _per_frame(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, budg
 
 
 class _GroupMoments:
-    """Running per-(batch, group) sums of x and x² in float64, fed band by band."""
+    """Per-(batch, group) mean and sum of squared deviations, merged band by band (Chan et al.'s
+    pairwise update) in float32: stable without float64, which some devices (MPS) do not have."""
 
     def __init__(self, batch: int, groups: int, device: torch.device) -> None:
         self.groups = groups
-        self.sum = torch.zeros(batch, groups, dtype=torch.float64, device=device)
-        self.squares = torch.zeros_like(self.sum)
+        self.mean = torch.zeros(batch, groups, dtype=torch.float32, device=device)
+        self.m2 = torch.zeros_like(self.mean)
         self.count = 0
 
     def add(self, band: torch.Tensor) -> None:
-        values = band.double().reshape(band.shape[0], self.groups, -1)
-        self.sum += values.sum(-1)
-        self.squares += (values * values).sum(-1)
-        self.count += values.shape[-1]
+        values = band.float().reshape(band.shape[0], self.groups, -1)
+        n = values.shape[-1]
+        var, mean = torch.var_mean(values, dim=-1, correction=0)
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * (n / total)
+        self.m2 += var * n + delta * delta * (self.count * n / total)
+        self.count = total
 
     def mean_inv_std(self, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
-        mean = self.sum / self.count
-        var = (self.squares / self.count - mean * mean).clamp_min(0.0)
-        return mean.float(), torch.rsqrt(var + eps).float()
+        var = (self.m2 / self.count).clamp_min(0.0)
+        return self.mean, torch.rsqrt(var + eps)
 
 
 def _bands(h: int, rows: int) -> list[slice]:

@@ -243,8 +243,9 @@ def antialias_blur(x: torch.Tensor, factors: tuple[float, float]) -> torch.Tenso
 
 
 def clip_preprocess(x: torch.Tensor, size: int = 224) -> torch.Tensor:
-    """x (B, 3, h, w) in [-1, 1] -> (B, 3, size, size) CLIP input: anti-alias blur when shrinking,
-    bicubic resize with align_corners=True (aspect ratio not kept), CLIP normalisation."""
+    """x (B, 3, h, w) in [-1, 1] -> (B, 3, size, size) float32 CLIP input: anti-alias blur when
+    shrinking, bicubic resize with align_corners=True (aspect ratio not kept), CLIP normalisation."""
+    x = x.float()  # the original resizes in float32; Apple's MPS has no half-precision bicubic resize
     h, w = x.shape[-2:]
     factors = (h / size, w / size)
     if max(factors) > 1.0:

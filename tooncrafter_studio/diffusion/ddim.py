@@ -56,6 +56,14 @@ def replay_noise(draws: Sequence[torch.Tensor]) -> NoiseSource:
     return draw
 
 
+class NonFiniteLatent(ArithmeticError):
+    """The latent held NaN or infinite values after a step (`step` of `total`, counted from 1)."""
+
+    def __init__(self, step: int, total: int) -> None:
+        super().__init__(f"NaN or infinite latent after denoising step {step} of {total}")
+        self.step, self.total = step, total
+
+
 @dataclass
 class StepTrace:
     """Every intermediate of one step, for checking against the reference vectors."""
@@ -106,12 +114,15 @@ def sample_ddim(
     callback: StepCallback | None = None,
     batch_cfg: bool = True,
     trace: list[StepTrace] | None = None,
+    check_finite: bool = True,
 ) -> torch.Tensor:
     """Denoise x_T (B, C, T, H, W) over the DDIM `tables`; returns the final latent (float32).
 
     `noise` gives the per-step draws (always drawn, one tensor shaped like x per step); None uses a
     fresh unseeded CPU generator. `uncond` None (or cfg_scale 1) skips guidance. `callback` runs
     after each step and may raise to cancel. `trace`, when a list, receives a StepTrace per step.
+    `check_finite`: raise NonFiniteLatent as soon as a step leaves a NaN or inf in x (one tiny
+    device-to-host read per step), rather than carry it to a black video.
     """
     if noise is None:
         noise = generator_noise(torch.Generator().manual_seed(secrets.randbits(63)), x_T.device)
@@ -154,6 +165,8 @@ def sample_ddim(
 
         if trace is not None:
             trace.append(StepTrace(step, t_value, index, x, v_cond, v_uncond, pred_x0, draw, x_prev))
+        if check_finite and not bool(torch.isfinite(x_prev).all()):
+            raise NonFiniteLatent(step + 1, total)
         x = x_prev
         if callback is not None:
             callback(step + 1, total, pred_x0)

@@ -30,18 +30,18 @@ log = logging.getLogger(__name__)
 GiB = 1024**3
 MODES = ("high", "balanced", "low")  # most to least GPU memory
 MODE_CHOICES = ("auto", *MODES)
-TRACE_MODES = (*MODES, "original")  # "original": calibration against the official code
 DTYPES = ("fp16", "bf16", "fp32")
 
-# Peak bytes of one 512x320x16 generation per mode with 2-byte weights, from the memory trace
-# (`tooncrafter-studio doctor --estimate-vram`, benchmarks/bench_memory.py). Update them when the
-# model code changes; a test checks they stay close to a fresh trace's figures.
-TRACED_PEAK_BYTES_FP16: dict[str, int] = {
-    "high": int(10.61 * GiB),
-    "balanced": int(3.68 * GiB),
-    "low": int(2.31 * GiB),
+# Peak bytes on the GPU of one 512x320x16 generation per mode with 2-byte weights (fp16 and bf16
+# alike): the peak of live device storage in the dry run of the engine's own CUDA path
+# (engines/tooncrafter/dryrun.py; `doctor --estimate-vram`, benchmarks/bench_memory.py). Update them
+# when the model code changes; a test checks the balanced figure against a fresh full-size dry run.
+DRY_RUN_PEAK_BYTES_FP16: dict[str, int] = {
+    "high": int(10.74 * GiB),
+    "balanced": int(3.18 * GiB),
+    "low": int(1.82 * GiB),
 }
-# What the trace cannot see: the CUDA context, allocator rounding and fragmentation, cuDNN workspaces.
+# What the dry run cannot see: the CUDA context, allocator rounding and fragmentation, cuDNN workspaces.
 OVERHEAD_FRACTION = 0.10
 OVERHEAD_BYTES = int(0.6 * GiB)
 
@@ -68,7 +68,7 @@ def estimate_peak_bytes(mode: str, dtype: str = "fp16") -> int:
     """Bytes of GPU memory one full-size generation needs in `mode`, overheads included."""
     check_mode(mode, MODES)
     check_dtype(dtype)
-    traced = TRACED_PEAK_BYTES_FP16[mode]
+    traced = DRY_RUN_PEAK_BYTES_FP16[mode]
     if dtype == "fp32":  # weights and activations both double
         traced *= 2
     return with_overhead(traced)
@@ -179,28 +179,59 @@ def _oom_error(mode: str, dtype: str, free_bytes: Callable[[], int | None] | Non
 # Devices and dtypes (torch imported lazily)
 
 
+ACCELERATORS = ("cuda", "mps")  # devices whose weights run in half precision and move per mode
+
+
 def cuda_available() -> bool:
     import torch
 
     return bool(torch.cuda.is_available())
 
 
-def free_vram_bytes(device: Any = "cuda") -> tuple[int, int] | None:
-    """(free, total) bytes of a CUDA device, or None when there is none."""
+def mps_available() -> bool:
     import torch
 
-    if not torch.cuda.is_available():
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def device_available(device: Any) -> bool:
+    """Whether torch can run on `device` here ("cpu" always)."""
+    import torch
+
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return cuda_available()
+    if kind == "mps":
+        return mps_available()
+    return kind == "cpu"
+
+
+def free_vram_bytes(device: Any = "cuda") -> tuple[int, int] | None:
+    """(free, total) bytes of a CUDA device, or of the memory Metal recommends for an MPS device
+    (Apple silicon shares it with the system), or None when there is none or it is unknown."""
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "mps":
+        mps = getattr(torch, "mps", None)
+        if not mps_available() or not hasattr(mps, "recommended_max_memory"):
+            return None
+        total = int(mps.recommended_max_memory())
+        return max(0, total - int(mps.driver_allocated_memory())), total
+    if dev.type != "cuda" or not torch.cuda.is_available():
         return None
-    free, total = torch.cuda.mem_get_info(torch.device(device))
+    free, total = torch.cuda.mem_get_info(dev)
     return int(free), int(total)
 
 
 def weight_dtype(device: Any, requested: str | None = None) -> Any:
-    """fp16 (or the requested bf16) on CUDA, float32 on the CPU (half is slow or missing there)."""
+    """fp16 (or the requested bf16 / fp32) on CUDA and MPS, float32 on the CPU (half is slow or
+    missing there)."""
     import torch
 
     dev = torch.device(device)
-    if dev.type != "cuda":
+    if dev.type not in ACCELERATORS:
         return torch.float32
     name = check_dtype(requested or "fp16")
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
@@ -214,6 +245,8 @@ def release_cached_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+    if mps_available():
+        torch.mps.empty_cache()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -350,7 +383,7 @@ def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placeme
     returned placement's `stage_hook` moves each stage's components in and the others out. low:
     balanced, and the UNet's blocks are streamed: each comes to the device for its forward and goes
     back after it (forward hooks), only its small embedding and output layers stay.
-    The schedule buffers stay float32 (the sampler's arithmetic).
+    The schedule buffers stay float32 (the sampler's arithmetic) and on the CPU.
     """
     import torch
 
@@ -365,7 +398,7 @@ def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placeme
     if dev.type == "cpu":
         return placement
     if mode == "high":  # all on the device; the CPU copies stay, so unloading costs no copy back
-        placement.resident = _Offloaded([model], dev)
+        placement.resident = _Offloaded(list(parts.values()) or [model], dev)
         placement.resident.load()
         return placement
     for name, module in parts.items():
@@ -377,13 +410,14 @@ def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placeme
                 unit = _Offloaded([block], dev)
                 placement.streamed.append(unit)
                 placement.handles.append(block.register_forward_pre_hook(lambda *_a, u=unit: u.load()))
-                placement.handles.append(block.register_forward_hook(lambda *_a, u=unit: u.unload()))
+                # always_call: a block whose forward failed (out of memory) goes back too
+                placement.handles.append(block.register_forward_hook(lambda *_a, u=unit: u.unload(),
+                                                                     always_call=True))
             placement.components[name] = _Offloaded(resident, dev)
         else:
             placement.components[name] = _Offloaded([module], dev)
-    for name, buf in list(model._buffers.items()):  # schedule buffers: small, used on the device
-        if buf is not None:
-            model._buffers[name] = buf.to(dev)
+    # The schedule buffers stay on the CPU: the sampler's tables are built there (ddim_tables) and
+    # only the per-step scalars it needs travel with x.
     return placement
 
 

@@ -18,10 +18,11 @@ device; `noise=` replays stored draws instead (reference vectors).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,10 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.errors import InputError
+from ..core.errors import InputError, NumericalError
 from ..core.progress import CancelToken, ProgressCallback, StageReporter
 from .autoencoder import concat_condition, decode_interpolation, encode_pair
-from .ddim import NoiseSource, generator_noise, replay_noise, sample_ddim
+from .ddim import NoiseSource, NonFiniteLatent, generator_noise, replay_noise, sample_ddim
 from .preprocess import image_to_tensor, tensor_to_images
 from .schedule import DDIMTables, ddim_tables
 
@@ -75,6 +76,41 @@ def _module_dtype(module: nn.Module) -> torch.dtype:
 
 def _module_device(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
+
+
+def _all_finite(tensor: torch.Tensor) -> bool:
+    return bool(torch.isfinite(tensor).all())
+
+
+def _precision_advice(dtype: torch.dtype) -> str:
+    if dtype == torch.float16:
+        return "run it again in bf16 (--dtype bf16, on GPUs that have it) or fp32 (--dtype fp32)"
+    if dtype == torch.bfloat16:
+        return "run it again in fp32 (--dtype fp32)"
+    return "the model file may be damaged: check it with `tooncrafter-studio models check`"
+
+
+@contextlib.contextmanager
+def float32_weights(module: nn.Module) -> Iterator[None]:
+    """The module's floating weights as float32 copies on their device for the block, then the very
+    tensors it had before (so a memory mode's placement is left as it was)."""
+    saved: list[tuple[nn.Module, str, bool, torch.Tensor]] = []
+    for owner in module.modules():
+        for table, is_param in ((owner._parameters, True), (owner._buffers, False)):
+            for name, tensor in table.items():
+                if tensor is not None and tensor.is_floating_point() and tensor.dtype != torch.float32:
+                    saved.append((owner, name, is_param, tensor))
+    try:
+        for owner, name, is_param, tensor in saved:
+            copy = tensor.detach().float()
+            if is_param:
+                owner._parameters[name] = nn.Parameter(copy, requires_grad=False)
+            else:
+                owner._buffers[name] = copy
+        yield
+    finally:
+        for owner, name, is_param, tensor in saved:
+            (owner._parameters if is_param else owner._buffers)[name] = tensor
 
 
 class ToonCrafterPipeline:
@@ -256,17 +292,26 @@ class ToonCrafterPipeline:
         clock = time.perf_counter()
         x_T = noise((1, channels, t_frames, h, w))
         self._hook("denoise")
+        # The sampler's arithmetic runs where the UNet does (its tables follow x).
+        x_T = x_T.to(_module_device(self.model.model))
         denoise = StageReporter(callback, cancel, "denoise", tables.steps)
         denoise.start(f"{tables.steps} steps")
 
         def on_step(done: int, total: int, preview: torch.Tensor) -> None:
             denoise.step(1, f"step {done}/{total}", preview=preview)
 
-        latent = sample_ddim(
-            self.model_fn(conditioning), x_T, tables, conditioning.cond, conditioning.uncond,
-            cfg_scale=cfg_scale, guidance_rescale=guidance_rescale, noise=noise, callback=on_step,
-            batch_cfg=self.batch_cfg,
-        )
+        try:
+            latent = sample_ddim(
+                self.model_fn(conditioning), x_T, tables, conditioning.cond, conditioning.uncond,
+                cfg_scale=cfg_scale, guidance_rescale=guidance_rescale, noise=noise, callback=on_step,
+                batch_cfg=self.batch_cfg,
+            )
+        except NonFiniteLatent as exc:
+            dtype = _module_dtype(self.model.model)
+            raise NumericalError(
+                f"The generation broke down at denoising step {exc.step} of {exc.total}: the latent holds NaN or "
+                f"infinite values (the {str(dtype).removeprefix('torch.')} model overflowed); nothing was written. "
+                f"To fix it, {_precision_advice(dtype)}.") from None
         timings["denoise"] = time.perf_counter() - clock
         if not decode:
             return PipelineOutput(None, None, latent, seed, timings)
@@ -276,14 +321,34 @@ class ToonCrafterPipeline:
         self._hook("decode")
         decode_stage = StageReporter(callback, cancel, "decode", 1)
         decode_stage.start("two-pass decode")
-        vae = self.model.first_stage_model
-        video, _, _ = decode_interpolation(
-            vae, latent.to(_module_device(vae), _module_dtype(vae)), conditioning.references, lean=self.lean_decode
-        )
-        video = video.float()
+        video = self.decode_checked(latent, conditioning.references)
         decode_stage.step(1, "decoded")
         timings["decode"] = time.perf_counter() - clock
         return PipelineOutput(tensor_to_images(video[0]), video, latent, seed, timings)
+
+    @torch.no_grad()
+    def decode_checked(self, latent: torch.Tensor, references: list[torch.Tensor]) -> torch.Tensor:
+        """The two-pass decode -> (1, 3, T, H, W) float32, finite. A half-precision decode that
+        overflows (NaN/inf in the frames) is done again with float32 weights and activations, as
+        diffusers' `force_upcast` does for its VAEs; frames still not finite fail the job."""
+        vae = self.model.first_stage_model
+        device, dtype = _module_device(vae), _module_dtype(vae)
+        video, _, _ = decode_interpolation(vae, latent.to(device, dtype), references, lean=self.lean_decode)
+        if _all_finite(video):
+            return video.float()
+        del video
+        if dtype != torch.float32:
+            log.warning("The %s VAE decode overflowed (NaN or inf in the frames); decoding this pass again in "
+                        "float32.", str(dtype).removeprefix("torch."))
+            with float32_weights(vae):
+                video, _, _ = decode_interpolation(vae, latent.to(device, torch.float32),
+                                                   [r.float() for r in references], lean=self.lean_decode)
+            if _all_finite(video):
+                return video.float()
+            del video
+        raise NumericalError(
+            "The decoded frames hold NaN or infinite values even in float32, so nothing was written; "
+            f"{_precision_advice(torch.float32)}.")
 
     def __call__(
         self,

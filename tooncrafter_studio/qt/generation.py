@@ -39,7 +39,7 @@ def configure_engine(engine: Engine, settings: Settings) -> Engine:
     options: dict[str, Any] = {"memory": settings.memory_mode}
     if settings.model_path:
         options["model"] = settings.model_path
-    if settings.device in ("cuda", "cpu"):
+    if settings.device in ("cuda", "mps", "cpu"):
         options["device"] = settings.device
     try:
         configure(options)

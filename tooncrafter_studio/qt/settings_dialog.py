@@ -46,7 +46,7 @@ class SettingsDialog(QDialog):
             self.memory_mode.addItem(mode, mode)
         self.memory_mode.setCurrentIndex(max(0, self.memory_mode.findData(settings.memory_mode)))
         self.device = QComboBox()
-        for device in ("auto", "cuda", "cpu"):
+        for device in ("auto", "cuda", "mps", "cpu"):
             self.device.addItem(device, device)
         self.device.setCurrentIndex(max(0, self.device.findData(settings.device)))
         self.onion_before = QSpinBox()

@@ -22,7 +22,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 ENGINE_VERSION = "1"
 MEMORY_CHOICES = ("auto", "high", "balanced", "low")
-DEVICES = ("cuda", "cpu")
+DEVICES = ("cuda", "mps", "cpu")  # mps: Apple silicon (Metal)
 DTYPES = ("fp16", "bf16", "fp32")
 MAX_STEPS = 60  # the 'uniform_trailing' spacing breaks beyond 60 (spec §0.15); the pipeline re-checks
 CPU_WARNING = ("Running ToonCrafter on the CPU: a full-size generation takes hours "
@@ -309,18 +309,23 @@ class ToonCrafterEngine(Engine):
             return True, CPU_WARNING
         from ...diffusion import memory
 
-        if not memory.cuda_available():
-            return False, ("No CUDA GPU is available here (PyTorch sees none). ToonCrafter needs an NVIDIA GPU; "
-                           "use --device cpu to run on the processor anyway (a full-size run takes hours).")
+        if not memory.device_available(s.device):
+            if s.device == "mps":
+                return False, ("Apple's Metal (MPS) device is not available here (PyTorch sees none: it needs Apple "
+                               "silicon and macOS 12.3 or later); use --device cpu to run on the processor anyway.")
+            return False, ("No CUDA GPU is available here (PyTorch sees none). ToonCrafter needs an NVIDIA GPU or "
+                           "Apple silicon (--device mps); use --device cpu to run on the processor anyway "
+                           "(a full-size run takes hours).")
+        name = "MPS" if s.device == "mps" else "CUDA"
         info = memory.free_vram_bytes(s.device)
         if info is None:
-            return True, "CUDA"
+            return True, name
         free, total = info
         try:
             choice = memory.choose_mode(s.memory, free, s.dtype)
         except OutOfMemory as exc:
             return False, str(exc)
-        return True, f"CUDA, {memory.format_gib(free)} free of {memory.format_gib(total)}, {choice.mode} memory mode"
+        return True, f"{name}, {memory.format_gib(free)} free of {memory.format_gib(total)}, {choice.mode} memory mode"
 
     def _checked(self, path: Path) -> str | None:
         stat = path.stat()
@@ -410,7 +415,7 @@ class ToonCrafterEngine(Engine):
             return "high" if settings.memory == "auto" else settings.memory
         from ...diffusion import memory
 
-        if not memory.cuda_available():
+        if not memory.device_available(settings.device):
             raise EngineUnavailable(self._probe_device(settings)[1])  # type: ignore[index]
         key = self._backend_key
         if self._backend is not None and key is not None and key[:3] == self._key(settings)[:3]:
@@ -470,8 +475,12 @@ class ToonCrafterEngine(Engine):
                 info = memory.free_vram_bytes(settings.device)
                 return info[0] if info else None
 
-            frames_at, jobs = memory.run_with_oom_retry(attempt, mode, settings.dtype, free_bytes=free_now,
-                                                        on_retry=retry)
+            try:
+                frames_at, jobs = memory.run_with_oom_retry(attempt, mode, settings.dtype, free_bytes=free_now,
+                                                            on_retry=retry)
+            except OutOfMemory:
+                self._release_backend()  # nothing fits: give the GPU back rather than hold a half-placed model
+                raise
         else:
             frames_at, jobs = attempt(mode)
 
@@ -491,7 +500,8 @@ class ToonCrafterEngine(Engine):
         info = self.identity()
         info.update({
             "seed": settings.seed,
-            "params": {k: v for k, v in asdict(settings).items() if k not in ("model", "seed")},
+            # (not asdict: it would deep-copy an injected model, weights and all)
+            "params": {f.name: getattr(settings, f.name) for f in fields(settings) if f.name not in ("model", "seed")},
             "memory_mode": used_mode,
             "model_size": [plan.dst_w, plan.dst_h],
             "passes": len(jobs),
