@@ -224,10 +224,11 @@ STAGE_COMPONENTS: dict[str, tuple[str, ...]] = {
     "text": ("cond_stage_model",),
     "image": ("embedder", "image_proj_model"),
     "vae_encode": ("first_stage_model",),
-    "denoise": ("model.diffusion_model",),
+    "denoise": ("model.diffusion_model", "sketch_encoder"),  # the encoder only when one is attached
     "decode": ("first_stage_model",),
 }
-COMPONENTS = ("cond_stage_model", "embedder", "image_proj_model", "first_stage_model", "model.diffusion_model")
+COMPONENTS = ("cond_stage_model", "embedder", "image_proj_model", "first_stage_model", "model.diffusion_model",
+              "sketch_encoder")
 # UNet children small enough to stay on the GPU in the low mode; the first of them also tells the
 # pipeline (which puts inputs where a module's first parameter is) which device to use.
 UNET_RESIDENT = ("time_embed", "fps_embedding", "out")
