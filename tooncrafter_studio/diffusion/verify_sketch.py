@@ -148,10 +148,14 @@ def check_encoder_full(path: Path) -> list[Comparison]:
 # UNet with control
 
 
+@functools.lru_cache(maxsize=1)
 def reduced_wrapper():
-    from .verify_sampler import reduced_filled_model
+    """The reduced UNet (fill rule) in its hybrid-conditioning wrapper; nothing else is built."""
+    from .model import DiffusionWrapper
+    from .unet import UNetConfig
+    from .verify_unet import build_filled_unet
 
-    return reduced_filled_model().model
+    return DiffusionWrapper(build_filled_unet(UNetConfig.reduced())).eval()
 
 
 def hint_frames(hint_bcthw: torch.Tensor) -> torch.Tensor:
@@ -170,53 +174,51 @@ def check_unet_reduced(path: Path) -> list[Comparison]:
     results: list[Comparison] = []
     with torch.inference_mode():
         plain = wrapper(x, t, c_concat, context, fs)
+        # unscaled residuals of each variant, computed once (scale 1) and scaled per run below
+        unscaled = {mode: SketchGuidance(reduced_encoder(), hints, 1.0, mode).residuals(x, t, context)
+                    for mode in VARIANTS.values()}
+        zero = wrapper(x, t, c_concat, context, fs, control=[r * 0.0 for r in unscaled["all"]])
     results.append(compare("out_plain", plain, z["out_plain"]))
-
-    def controlled(mode: str, scale: float) -> torch.Tensor:
-        guidance = SketchGuidance(reduced_encoder(), hints, scale, mode)
-        with torch.inference_mode():
-            return wrapper(x, t, c_concat, context, fs, control=guidance.residuals(x, t, context))
-
-    with torch.inference_mode():
-        zero = controlled("all", 0.0)
     results.append(Comparison("scale 0 == out_plain bit for bit", float((zero - plain).abs().max()),
                               0.0 if torch.equal(zero, plain) else float("inf"), 0.0))
-    for variant, mode in VARIANTS.items():
-        for scale in (float(s) for s in z["scales"]):
-            key = f"{variant}/out_scale{scale:g}" if f"{variant}/out_scale{scale:g}" in z else f"{variant}/out_scale{scale}"
-            results.append(compare(key, controlled(mode, scale), z[key]))
 
-    # probes of ctx333 at 0.6: UNet modules and the unscaled residuals of each row
+    # probes of ctx333 at 0.6: UNet modules (rows of call k = batch row k) and the unscaled residuals
     prefix = "ctx333/scale0.6/probe"
     names = ["middle_block", "out"] + [f"output_blocks.{i}" for i in range(len(unet.output_blocks))]
     recorded: dict[str, torch.Tensor] = {}
 
     def keep(name: str, output) -> None:  # returns None: a hook's return value would replace the output
-        if name not in recorded:
-            recorded[name] = [r.detach().clone() for r in output] if isinstance(output, list) else output.detach().clone()
+        recorded.setdefault(name, output.detach().clone())
 
-    handles = [unet.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: keep(n, o)) for n in names]
-    handles.append(reduced_encoder().register_forward_hook(lambda m, i, o: keep("ctrl", o)))
-    try:
-        out = controlled("all", 0.6)
-    finally:
-        for handle in handles:
-            handle.remove()
-    results.append(compare("probed run out", out, z["ctx333/out_scale0.6"]))
+    for variant, mode in VARIANTS.items():
+        for scale in (float(s) for s in z["scales"]):
+            key = f"{variant}/out_scale{scale:g}" if f"{variant}/out_scale{scale:g}" in z else f"{variant}/out_scale{scale}"
+            probed = variant == "ctx333" and scale == 0.6
+            handles = [unet.get_submodule(n).register_forward_hook(lambda m, i, o, n=n: keep(n, o))
+                       for n in (names if probed else [])]
+            try:
+                with torch.inference_mode():
+                    out = wrapper(x, t, c_concat, context, fs, control=[r * scale for r in unscaled[mode]])
+            finally:
+                for handle in handles:
+                    handle.remove()
+            results.append(compare(key, out, z[key]))
+            if probed:
+                negative = z["negative/out_repeat_major_ctx333_scale0.6"]
+                gap = float(np.abs(to_np(out) - negative).max() / np.abs(negative).max())
+                results.append(Comparison("differs from the repeat-major layout", gap,
+                                          0.0 if gap > 1e-3 else float("inf"), 0.0,
+                                          f"ours vs repeat-major: {gap:.3f} of max |out|"))
     for call in range(x.shape[0]):
         rows = slice(call * frames, (call + 1) * frames)
         for name in names:
             key = f"{prefix}/{name}/call{call}"
             if f"{key}/stats" in z:
                 results += compare_probe(f"{name}/call{call}", recorded[name][rows], z, key)
-        for i, residual in enumerate(recorded["ctrl"]):
+        for i, residual in enumerate(unscaled["all"]):
             key = f"{prefix}/ctrl{i:02d}_unscaled/call{call}"
             if f"{key}/stats" in z:
                 results += compare_probe(f"ctrl{i:02d}_unscaled/call{call}", residual[rows], z, key)
-    negative = z["negative/out_repeat_major_ctx333_scale0.6"]
-    gap = float(np.abs(to_np(out) - negative).max() / np.abs(negative).max())
-    results.append(Comparison("differs from the repeat-major layout", gap, 0.0 if gap > 1e-3 else float("inf"), 0.0,
-                              f"ours vs repeat-major: {gap:.3f} of max |out|"))
     return results
 
 
@@ -230,6 +232,7 @@ def to_np(value: torch.Tensor) -> np.ndarray:
 
 @register("sketch_e2e_reduced.npz")
 def check_e2e_reduced(path: Path) -> list[Comparison]:
+    from .autoencoder import decode_interpolation
     from .ddim import StepTrace, replay_noise, sample_ddim
     from .pipeline import ToonCrafterPipeline
     from .verify_sampler import reduced_filled_model
@@ -257,16 +260,15 @@ def check_e2e_reduced(path: Path) -> list[Comparison]:
     trace: list[StepTrace] = []
     tables = pipe.tables(steps, 1.0)
     with torch.inference_mode():
-        sample_ddim(pipe.model_fn(conditioning, guidance), draws[1], tables, conditioning.cond, conditioning.uncond,
-                    cfg_scale=7.5, guidance_rescale=0.7, noise=replay_noise(draws[2:]), trace=trace)
+        latent = sample_ddim(pipe.model_fn(conditioning, guidance), draws[1], tables, conditioning.cond,
+                             conditioning.uncond, cfg_scale=7.5, guidance_rescale=0.7, noise=replay_noise(draws[2:]),
+                             trace=trace)
+        video, _, _ = decode_interpolation(model.first_stage_model, latent, conditioning.references)
     for k, step in enumerate(trace):
         for name in ("x_in", "v_cond", "v_uncond"):
             results.append(compare(f"step{k}/{name}", getattr(step, name), z[f"step{k}/{name}"], MULTI_STEP))
-    with torch.inference_mode():
-        out = pipe.generate(start, end, prompt, steps=steps, cfg_scale=7.5, eta=1.0, frame_stride=int(z["fs"][0]),
-                            noise=draws, sketch=guidance)
-    results.append(compare("samples", out.latent, z["samples"], MULTI_STEP))
-    results.append(compare("video", out.video[None], z["video"], MULTI_STEP))
+    results.append(compare("samples", latent, z["samples"], MULTI_STEP))
+    results.append(compare("video", video.float()[None], z["video"], MULTI_STEP))
     return results
 
 
