@@ -78,6 +78,15 @@ class SketchEncoderConfig:
         """The reduced encoder of the sketch vectors (widths of the reduced UNet)."""
         return cls(model_channels=32, num_head_channels=16, context_dim=64)
 
+    @classmethod
+    def for_unet(cls, unet: Any) -> SketchEncoderConfig:
+        """The encoder that fits a UNet (a UNetConfig): its widths, levels, heads and context; the
+        published encoder for the 512 model."""
+        return cls(model_channels=unet.model_channels, attention_resolutions=tuple(unet.attention_resolutions),
+                   num_res_blocks=unet.num_res_blocks, channel_mult=tuple(unet.channel_mult),
+                   num_head_channels=unet.num_head_channels, transformer_depth=unet.transformer_depth,
+                   context_dim=unet.context_dim, text_tokens=unet.text_tokens)
+
     def residual_channels(self) -> list[int]:
         """Channels of the 13 residuals (the UNet skips' widths, then the middle block's)."""
         mc = self.model_channels

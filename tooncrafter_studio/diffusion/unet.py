@@ -156,6 +156,15 @@ def timestep_embedding(values: torch.Tensor, dim: int, max_period: float = 10000
     return embedding
 
 
+def _add_control(x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """x + residual keeping x's memory layout (in place at inference): a scale-0 control then gives
+    the unguided numbers bit for bit, since every later kernel sees the same layout."""
+    residual = residual.to(device=x.device, dtype=x.dtype)
+    if torch.is_grad_enabled():
+        return x + residual
+    return x.add_(residual)
+
+
 class UNet3D(nn.Module):
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()
@@ -270,11 +279,11 @@ class UNet3D(nn.Module):
         if control is not None:
             if len(control) != len(skips) + 1:
                 raise ModelError(f"The UNet takes {len(skips) + 1} control residuals, not {len(control)}.")
-            h = h + control[-1].to(h.dtype)
+            h = _add_control(h, control[-1])
         for stage in self.output_blocks:
             skip = skips.pop()
             if control is not None:  # the skip, after the temporal init_attn for skip 0
-                skip = skip + control[len(skips)].to(skip.dtype)
+                skip = _add_control(skip, control[len(skips)])
             h = stage(h, emb, context, b, skip=skip)  # input = concat([h, skip]) along channels
         y = self.out(h)
         del h
