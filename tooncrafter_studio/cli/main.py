@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "tooncrafter_studio.cli.doctor_cmds",
     "tooncrafter_studio.cli.interpolate_cmd",
     "tooncrafter_studio.cli.export_cmd",
+    "tooncrafter_studio.cli.lineart_cmd",
 )
 
 EXIT_OK = 0
