@@ -173,3 +173,19 @@ def test_guidance_refuses_bad_settings():
     guidance = SketchGuidance(encoder, hints[:15], 0.6)
     with pytest.raises(InputError, match="15 sketch hints for 16 frames"):
         guidance.residuals(torch.zeros(1, 4, 16, 8, 16), torch.tensor([1]), torch.zeros(1, 333, 64))
+
+
+def test_models_check_and_convert_recognise_the_sketch_encoder(tmp_path, capsys):
+    from tooncrafter_studio.cli.main import run_cli
+
+    torch.save(_random_encoder().state_dict(), tmp_path / "sketch_encoder.ckpt")
+    out = tmp_path / "sketch_encoder-fp16.safetensors"
+    assert run_cli(["models", "convert", str(tmp_path / "sketch_encoder.ckpt"), "--out", str(out),
+                    "--config", "reduced"]) == 0
+    assert run_cli(["models", "check", str(out), "--config", "reduced", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["architecture"] == "a ToonCrafter sketch encoder (sketch_encoder.ckpt)"
+    assert report["tensors"] == 340 and report["dtypes"] == {"float16": 340}
+    # the full-size check names the wrong shapes of this small file
+    assert run_cli(["models", "check", str(out)]) != 0
+    assert "ToonCrafter sketch encoder" in capsys.readouterr().err
