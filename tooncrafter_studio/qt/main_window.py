@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QColor, QGuiApplication
@@ -39,6 +40,7 @@ from .project_files import APP_NAME, ProjectFilesMixin, freeze_long_lived_object
 from .review import TakesPanel, next_pending
 from .session import Session
 from .settings_dialog import SettingsDialog
+from .sketch_row import place_sketch, sketch_marks
 from .thumbnails import DisplayImage, ImageLoader
 from .timeline import TimelineView
 from .viewer import Playback, ViewerWidget, tinted
@@ -129,6 +131,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.timeline.selection_changed.connect(lambda *_: self._selection_changed())
         self.timeline.exposure_dragged.connect(self._exposure_dragged)
         self.timeline.exposure_drag_finished.connect(self._exposure_drag_finished)
+        self.timeline.sketch_dropped.connect(self.place_sketch)
         self.playback.frame.connect(self._playback_frame)
         self.playback.state_changed.connect(self._playback_state)
         self.frames.ready.connect(self._image_ready)
@@ -269,6 +272,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
 
     def _refresh_document(self) -> None:
         frames = self.session.frames()
+        self.timeline.sketch_frames = set(sketch_marks(self.session.shot, self.session.spans()))
         self.timeline.set_frames(frames, self.session.spans())
         self.playback.frame_count = max(1, len(frames))
         if self.current_frame > len(frames):
@@ -283,6 +287,14 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             self.takes.set_span(span)
         if self.actions["play_range"].isChecked():
             self.playback.range = self.timeline.selection
+
+    def place_sketch(self, frame: int, path: str) -> None:
+        """An image dropped (or imported) on an in-between cell becomes that cell's sketch (undoable)."""
+        problem = place_sketch(self.session, frame, path)
+        if problem:
+            self.statusBar().showMessage(problem, 8000)
+        else:
+            self.statusBar().showMessage(f"Sketch {Path(path).name} placed on frame {frame}", 5000)
 
     def current_span(self) -> SegmentSpan | None:
         selected = self.timeline.selected_spans()
