@@ -59,6 +59,17 @@ def test_drop_a_sketch_on_a_cell_generate_and_the_take_lists_it(qtbot, window, p
         assert "not an in-between cell" in window.statusBar().currentMessage()
         assert list(window.session.shot.segments[span.key].settings.sketches) == [4]
 
+        window.set_current_frame(5)
+        window.actions["sketch_overlay"].setChecked(True)  # the viewer overlays the sketch on its cell
+        assert "SKETCH" in window.viewer.badge and len(window.viewer.layers) == 1
+        window.set_current_frame(3)
+        assert "SKETCH" not in window.viewer.badge
+        window.actions["sketch_overlay"].setChecked(False)
+        window.actions["light_table"].setChecked(True)  # and the light table shows it with the keys
+        window.set_current_frame(5)
+        assert "SKETCH" in window.viewer.badge and "LIGHT TABLE" in window.viewer.badge
+        window.actions["light_table"].setChecked(False)
+
         window.inspector.set_span(span)
         window.inspector.sketch_scale.setValue(0.85)
         assert window.session.shot.segments[span.key].settings.sketch_scale == 0.85

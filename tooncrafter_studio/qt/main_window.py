@@ -187,6 +187,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             "last_frame": lambda: self.set_current_frame(self.timeline.frame_count),
             "loop": self._loop_toggled, "play_range": self._range_toggled,
             "onion_skin": self.show_current, "light_table": self.show_current, "ab_flip": self.show_current,
+            "sketch_overlay": self.show_current,
             "zoom_fit": self.viewer.zoom_fit, "zoom_100": self.viewer.zoom_actual,
             "zoom_in": self.viewer.zoom_in, "zoom_out": self.viewer.zoom_out,
             "show_log": lambda: (self.docks["log"].show(), self.docks["log"].raise_()),

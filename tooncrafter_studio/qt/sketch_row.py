@@ -44,6 +44,34 @@ def place_sketch(session, frame: int, path: str | Path) -> str | None:
     return None
 
 
+SKETCH_TINT = (150, 60, 200)  # violet: neither key's light-table colour
+_tinted_cache: dict[str, object] = {}
+
+
+def sketch_layer(session, frame: int):
+    """The viewer layer of the sketch on `frame` (its lines tinted violet, multiplied over the
+    frame), or None. Sketch files are small: read on first use and kept."""
+    from ..media.imageio import read_image
+    from .thumbnails import DisplayImage
+    from .viewer import Layer, tinted
+
+    ref = sketch_marks(session.shot, session.spans()).get(frame)
+    if ref is None or session.project is None:
+        return None
+    image = _tinted_cache.get(ref.sha256)
+    if image is None:
+        try:
+            pixels = read_image(session.project.path_of(ref.file))
+        except StudioError:
+            return None
+        if pixels.dtype != "uint8":
+            pixels = (pixels // 257).astype("uint8")
+        from PySide6.QtGui import QColor
+
+        image = _tinted_cache[ref.sha256] = tinted(DisplayImage.from_array(pixels), QColor(*SKETCH_TINT))
+    return Layer(image, 0.85)
+
+
 def remove_sketch(session, frame: int) -> bool:
     span = span_inside(session.spans(), frame)
     if span is None or frame not in sketch_marks(session.shot, session.spans()):
