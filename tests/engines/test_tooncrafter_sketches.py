@@ -168,3 +168,16 @@ def test_tiny_model_generates_with_a_sketch_and_scale_zero_changes_nothing(tiny_
 def test_a_missing_sketch_encoder_is_named(tiny_model, tmp_path):
     with pytest.raises(ModelError, match="sketch encoder"):
         _run(tiny_model, 0.6, [Sketch(0.5, _line_art())], tmp_path / "nowhere.ckpt")
+
+
+def test_the_sketch_encoder_is_found_next_to_the_model_or_named(tmp_path):
+    model = tmp_path / "models" / "model.ckpt"
+    model.parent.mkdir()
+    model.write_bytes(b"x")
+    found, looked = sk.find_sketch_encoder(None, model)
+    assert found is None and str(model.parent) in looked
+    (model.parent / "sketch_encoder-fp16.safetensors").write_bytes(b"x")
+    assert sk.find_sketch_encoder(None, model)[0] == model.parent / "sketch_encoder-fp16.safetensors"
+    (model.parent / "sketch_encoder.safetensors").write_bytes(b"x")
+    assert sk.find_sketch_encoder(None, model)[0].name == "sketch_encoder.safetensors"
+    assert sk.find_sketch_encoder(tmp_path / "other.ckpt", model)[0] is None  # explicit: that file or nothing

@@ -106,3 +106,20 @@ def test_engines_without_sketch_support_get_none_and_the_take_says_so(tmp_path):
     result = run_job(segment_job(project, KEY, seed=3), engine)
     assert "sketches" not in engine.requests[0].params
     assert project.shot.takes[result.take.id].params["sketches_used"] is False
+
+
+def test_sketches_command_places_removes_and_sets_strength_then_generate_uses_them(tmp_path, capsys):
+    from tooncrafter_studio.cli.main import run_cli
+
+    project = make_project(tmp_path)
+    path = _sketch_file(tmp_path)
+    folder = str(project.folder)
+    assert run_cli(["sketches", folder, "--add", f"5={path}", "--add", f"7={path}", "--pair", "1:9",
+                    "--scale", "0.7"]) == 0
+    assert "sketches at 5 (pose.png), 7 (pose.png); strength 0.7" in capsys.readouterr().out
+    assert run_cli(["sketches", folder, "--remove", "7"]) == 0
+    reopened = Project.open(project.folder)
+    settings = segment_settings(reopened.shot, KEY)
+    assert list(settings.sketches) == [4] and settings.sketch_scale == 0.7
+    assert run_cli(["sketches", folder, "--add", f"1={path}"]) == 2
+    assert "not between two keys" in capsys.readouterr().err

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "tooncrafter_studio.cli.interpolate_cmd",
     "tooncrafter_studio.cli.export_cmd",
     "tooncrafter_studio.cli.lineart_cmd",
+    "tooncrafter_studio.cli.sketch_cmds",
 )
 
 EXIT_OK = 0
