@@ -281,8 +281,9 @@ class ToonCrafterPipeline:
         def on_step(done: int, total: int, preview: torch.Tensor) -> None:
             denoise.step(1, f"step {done}/{total}", preview=preview)
 
+        model_fn = self.model_fn(conditioning) if sketch is None else self.model_fn(conditioning, sketch)
         latent = sample_ddim(
-            self.model_fn(conditioning, sketch), x_T, tables, conditioning.cond, conditioning.uncond,
+            model_fn, x_T, tables, conditioning.cond, conditioning.uncond,
             cfg_scale=cfg_scale, guidance_rescale=guidance_rescale, noise=noise, callback=on_step,
             batch_cfg=self.batch_cfg,
         )
