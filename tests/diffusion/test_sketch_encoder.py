@@ -114,7 +114,7 @@ def tiny_unet():
     return DiffusionWrapper(unet)
 
 
-def _inputs(batch: int, frames: int = 16):
+def _inputs(batch: int, frames: int = 4):  # 4 frames: the UNet takes any count; 4x cheaper
     g = torch.Generator().manual_seed(5)
     x = torch.randn(batch, 4, frames, 8, 16, generator=g)
     c_concat = torch.randn(batch, 4, frames, 8, 16, generator=g)
@@ -155,7 +155,7 @@ def test_batched_cond_uncond_is_batch_major_and_equals_two_single_calls(tiny_une
 def test_blank_frames_still_get_residuals_and_context_modes_differ():
     encoder = _random_encoder()
     x, _, context, t, _, _ = _inputs(1)
-    blank = torch.zeros(16, 1, 64, 128)
+    blank = torch.zeros(x.shape[2], 1, 64, 128)
     with torch.inference_mode():
         text = SketchGuidance(encoder, blank, 1.0, "text").residuals(x, t, context)
         every = SketchGuidance(encoder, blank, 1.0, "all").residuals(x, t, context)
