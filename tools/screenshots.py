@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {
     "first_run": "studio-first-run.png",
@@ -23,6 +25,7 @@ FILES = {
     "light_table": "studio-light-table.png",
     "generating": "studio-generating.png",
     "export": "studio-export.png",
+    "sketch": "studio-sketch.png",
 }
 
 
@@ -116,6 +119,26 @@ def main(argv: list[str] | None = None) -> int:
     settle(1.0)
     shoot("light_table")
     window.actions["light_table"].setChecked(False)
+
+    # sketch guidance: a sketch (line art of the real drawing) on the middle in-between of the first pair
+    from tooncrafter_studio.media import read_image, write_png
+    from tooncrafter_studio.media.lineart import line_art
+    from tooncrafter_studio.qt.sketch_row import place_sketch
+
+    middle = spans[0].start_frame + max(1, spans[0].gap - 2)  # an accepted in-between of the review
+    source = sorted((ROOT / "resources" / "sample_shot" / "frames").glob("*.png"))
+    pose = read_image(source[min(len(source) - 1, middle + 1)])  # the animator wants the ball further on
+    sketch_file = Path(home) / "pose.png"
+    art = line_art(pose[..., :3])
+    art[:, :, :] = np.roll(art, art.shape[1] // 5, axis=1)  # a rough pose: the ball drawn further to the right
+    write_png(sketch_file, art)
+    place_sketch(window.session, middle, sketch_file)
+    window.set_current_frame(middle)
+    window.inspector.set_span(spans[0])
+    window.actions["sketch_overlay"].setChecked(True)
+    settle(1.0)
+    shoot("sketch")
+    window.actions["sketch_overlay"].setChecked(False)
 
     if len(spans) > 1:
         window.timeline.select_span(spans[1])

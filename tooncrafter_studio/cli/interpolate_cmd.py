@@ -24,11 +24,13 @@ from ..core.limits import MAX_START_NUMBER
 from ..core.progress import CancelToken
 from ..engines.base import InterpolationRequest
 from ..engines.registry import create_engine
+from ..engines.sketch import split_sketch_params
 from ..export.naming import Naming, check_name_length
 from ..media import read_image, write_png
 from ..media.imageio import to_bit_depth, to_channels
 from ..project.commands import check_seed
 from ..project.spacing import MAX_INBETWEENS, SPACINGS, inbetween_times
+from . import sketch_args
 from .progress import TqdmProgress
 
 SEPARATORS = {".": ".", "_": "_", "-": "-", "none": ""}
@@ -143,6 +145,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--fit", choices=("letterbox", "crop"), help="fit the keys into 512x320 (default letterbox)")
     g.add_argument("--no-colour-match", dest="colour_match", action="store_false", default=None,
                    help="keep the model's colours instead of matching them to the keys")
+    sketch_args.add_arguments(p)
     f = p.add_argument_group("flow engine")
     f.add_argument("--quality", choices=("best", "fast"), help="flow quality (default best; fast is ~5x quicker)")
     p.set_defaults(handler=run_interpolate)
@@ -187,6 +190,24 @@ def run_interpolate(args: argparse.Namespace) -> int:
         raise EngineUnavailable(f"The {args.engine} engine is not available: {probe.reason}")
     if args.prompt and not engine.capabilities.supports_prompt and not quiet:
         print(f"note: the {args.engine} engine ignores --prompt.", file=sys.stderr)
+    sketches = sketch_args.collect_sketches(args, times)
+    if sketches and not getattr(engine, "accepts_sketches", False):
+        if not quiet:
+            print(f"note: the {args.engine} engine ignores sketches (only ToonCrafter uses them).", file=sys.stderr)
+        sketches = []
+    if sketches:
+        from ..engines.tooncrafter.sketches import placement_notes, snap_times
+
+        if args.sketch_snap:
+            times, sketches = snap_times(times, sketches)
+        params["sketches"] = sketches
+        for key in ("sketch_scale", "sketch_context", "sketch_encoder"):
+            if getattr(args, key, None) is not None:
+                params[key] = getattr(args, key)
+        split_sketch_params(params)  # bad strength or context: refused before the run
+        if not quiet:
+            for note in placement_notes(sketches, times):
+                print(f"note: {note}", file=sys.stderr)
 
     out = Path(args.out)
     made = [p for p in [out, *out.parents] if not os.path.lexists(p)]

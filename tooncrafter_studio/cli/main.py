@@ -35,6 +35,8 @@ COMMAND_MODULES = (
     "tooncrafter_studio.cli.export_cmd",
     "tooncrafter_studio.cli.farm_cmds",
     "tooncrafter_studio.cli.engine_cmds",
+    "tooncrafter_studio.cli.lineart_cmd",
+    "tooncrafter_studio.cli.sketch_cmds",
 )
 
 EXIT_OK = 0

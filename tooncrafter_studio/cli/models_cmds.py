@@ -63,9 +63,14 @@ def _resolve(path: str) -> Path:
     return found
 
 
-def _expected(config_name: str):
-    from ..diffusion.checkpoint import ExpectedKeys
+def _expected(config_name: str, keys=None):
+    """The keys the file must hold: the main model's, or the sketch encoder's when the file is one."""
+    from ..diffusion.checkpoint import ExpectedKeys, describe_architecture
 
+    if keys is not None and "sketch encoder" in describe_architecture(keys):
+        from ..diffusion.sketch_encoder import SketchEncoderConfig, expected_sketch_keys
+
+        return expected_sketch_keys(SketchEncoderConfig.reduced() if config_name == "reduced" else None)
     if config_name == "reduced":
         from ..diffusion.config import ToonCrafterConfig
 
@@ -91,8 +96,8 @@ def run_check(args: argparse.Namespace) -> int:
     )
 
     path = _resolve(args.path)
-    expected = _expected(args.config)
-    weights = WeightFile(path, expected)
+    weights = WeightFile(path)
+    expected = _expected(args.config, weights.keys())
     info = summarize(weights)
     sha = None
     if args.hash:
@@ -156,7 +161,9 @@ def run_convert(args: argparse.Namespace) -> int:
         raise InputError(f"{out} already exists; add --overwrite to replace it.")
     if out.suffix.lower() != ".safetensors":
         raise InputError(f"--out must name a .safetensors file, not {out.name}.")
-    expected = _expected(args.config)
+    from ..diffusion.checkpoint import WeightFile
+
+    expected = _expected(args.config, WeightFile(source).keys())
     with TqdmProgress(quiet=args.quiet) as progress:
         info = convert(source, out, dtype=args.dtype, expected=expected, drop_unused=not args.keep_unused,
                        progress=progress)

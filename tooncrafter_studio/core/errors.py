@@ -57,6 +57,8 @@ class ProjectLocked(ProjectError):
     """The project is open for writing in another app window or command (see project/ownership.py)."""
 
     resource = True
+
+
 class NumericalError(StudioError):
     """NaN or infinite values in a generation (half-precision overflow): the job fails and writes nothing."""
 

@@ -154,6 +154,8 @@ def describe_architecture(keys: Iterable[str]) -> str:
         return "an empty checkpoint"
     if has("conditioner.embedders."):
         return "a Stable Video Diffusion / SDXL checkpoint"
+    if has("input_hint_block.") and has("zero_convs."):
+        return "a ToonCrafter sketch encoder (sketch_encoder.ckpt)"
     if not has("model.diffusion_model."):
         if has("diffusion_model.") or has("input_blocks."):
             return "a bare UNet without the model.diffusion_model. prefix (not a full ToonCrafter checkpoint)"
@@ -540,12 +542,13 @@ def load_into_model(
     dtype: torch.dtype | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelToken | None = None,
+    name: str | None = None,
 ) -> KeyReport:
     """Load a weight file strictly into `model` (typically built on `meta`): each tensor is cast to
     the parameter dtype (`dtype`, default the model's) and placed on `device`, one at a time.
     Floating-point schedule buffers stay float32. Keys a converted file dropped (never read by
-    inference) get zeros, schedule buffers their computed values."""
-    expected = ExpectedKeys.from_model(model)
+    inference) get zeros, schedule buffers their computed values. `name` names the model in errors."""
+    expected = ExpectedKeys.from_model(model) if name is None else ExpectedKeys.from_model(model, name)
     weights = WeightFile(path, expected)
     report = weights.check(expected)
     current = model.state_dict(keep_vars=True)

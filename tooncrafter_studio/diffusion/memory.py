@@ -41,6 +41,16 @@ DRY_RUN_PEAK_BYTES_FP16: dict[str, int] = {
     "balanced": int(3.18 * GiB),
     "low": int(1.82 * GiB),
 }
+# What sketch guidance adds (an estimate, not yet in the dry run nor measured on a GPU): the encoder's fp16 weights
+# (728,455,904 bytes), resident with the UNet while denoising, plus its 13 residuals for 16 frames
+# at 320x512 (4,198,400 values per frame, 134 MB per batch row), held through the UNet pass; the
+# encoder's own transient activations (the hint block at full resolution, ~0.2 GB) are smaller than
+# the UNet's, so they do not raise the peak. High batches cond and uncond (two rows).
+SKETCH_EXTRA_BYTES_FP16: dict[str, int] = {
+    "high": 728_455_904 + 2 * 134_348_800,
+    "balanced": 728_455_904 + 134_348_800,
+    "low": 728_455_904 + 134_348_800,
+}
 # What the dry run cannot see: the CUDA context, allocator rounding and fragmentation, cuDNN workspaces.
 OVERHEAD_FRACTION = 0.10
 OVERHEAD_BYTES = int(0.6 * GiB)
@@ -64,11 +74,12 @@ def lower_mode(mode: str) -> str | None:
     return MODES[index + 1] if index + 1 < len(MODES) else None
 
 
-def estimate_peak_bytes(mode: str, dtype: str = "fp16") -> int:
-    """Bytes of GPU memory one full-size generation needs in `mode`, overheads included."""
+def estimate_peak_bytes(mode: str, dtype: str = "fp16", sketch: bool = False) -> int:
+    """Bytes of GPU memory one full-size generation needs in `mode`, overheads included
+    (`sketch`: with the sketch encoder)."""
     check_mode(mode, MODES)
     check_dtype(dtype)
-    traced = DRY_RUN_PEAK_BYTES_FP16[mode]
+    traced = DRY_RUN_PEAK_BYTES_FP16[mode] + (SKETCH_EXTRA_BYTES_FP16[mode] if sketch else 0)
     if dtype == "fp32":  # weights and activations both double
         traced *= 2
     return with_overhead(traced)
@@ -91,7 +102,8 @@ class ModeChoice:
     reason: str
 
 
-def choose_mode(requested: str = "auto", free_bytes: int | None = None, dtype: str = "fp16") -> ModeChoice:
+def choose_mode(requested: str = "auto", free_bytes: int | None = None, dtype: str = "fp16",
+                sketch: bool = False) -> ModeChoice:
     """Pick the memory mode for a run given the free VRAM (None: unknown, e.g. on the CPU).
 
     auto: the fastest mode whose estimate fits. An explicit mode that does not fit is refused
@@ -101,19 +113,19 @@ def choose_mode(requested: str = "auto", free_bytes: int | None = None, dtype: s
     check_dtype(dtype)
     if free_bytes is None:
         mode = "high" if requested == "auto" else requested
-        return ModeChoice(mode, estimate_peak_bytes(mode, dtype), None, "free memory unknown")
-    fitting = [m for m in MODES if estimate_peak_bytes(m, dtype) <= free_bytes]
+        return ModeChoice(mode, estimate_peak_bytes(mode, dtype, sketch), None, "free memory unknown")
+    fitting = [m for m in MODES if estimate_peak_bytes(m, dtype, sketch) <= free_bytes]
     if requested == "auto":
         if not fitting:
-            low = estimate_peak_bytes(MODES[-1], dtype)
+            low = estimate_peak_bytes(MODES[-1], dtype, sketch)
             raise OutOfMemory(
                 f"Generation needs about {format_gib(low)} of GPU memory even in the low memory mode, "
                 f"but only {format_gib(free_bytes)} is free; close other programs using the GPU."
             )
         mode = fitting[0]
-        return ModeChoice(mode, estimate_peak_bytes(mode, dtype), free_bytes,
-                          f"{format_gib(free_bytes)} free, {mode} needs about {format_gib(estimate_peak_bytes(mode, dtype))}")
-    need = estimate_peak_bytes(requested, dtype)
+        return ModeChoice(mode, estimate_peak_bytes(mode, dtype, sketch), free_bytes,
+                          f"{format_gib(free_bytes)} free, {mode} needs about {format_gib(estimate_peak_bytes(mode, dtype, sketch))}")
+    need = estimate_peak_bytes(requested, dtype, sketch)
     if requested not in fitting:
         hint = f"; the {fitting[0]} mode would fit" if fitting else "; no mode fits"
         raise OutOfMemory(
@@ -257,10 +269,11 @@ STAGE_COMPONENTS: dict[str, tuple[str, ...]] = {
     "text": ("cond_stage_model",),
     "image": ("embedder", "image_proj_model"),
     "vae_encode": ("first_stage_model",),
-    "denoise": ("model.diffusion_model",),
+    "denoise": ("model.diffusion_model", "sketch_encoder"),  # the encoder only when one is attached
     "decode": ("first_stage_model",),
 }
-COMPONENTS = ("cond_stage_model", "embedder", "image_proj_model", "first_stage_model", "model.diffusion_model")
+COMPONENTS = ("cond_stage_model", "embedder", "image_proj_model", "first_stage_model", "model.diffusion_model",
+              "sketch_encoder")
 # UNet children small enough to stay on the GPU in the low mode; the first of them also tells the
 # pipeline (which puts inputs where a module's first parameter is) which device to use.
 UNET_RESIDENT = ("time_embed", "fps_embedding", "out")

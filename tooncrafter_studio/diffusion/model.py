@@ -50,8 +50,12 @@ class DiffusionWrapper(nn.Module):
         c_concat: torch.Tensor,
         context: torch.Tensor,
         fs: torch.Tensor | None = None,
+        control: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        return self.diffusion_model(torch.cat([x, c_concat.to(x.dtype)], dim=1), timesteps, context, fs)
+        x_in = torch.cat([x, c_concat.to(x.dtype)], dim=1)
+        if control is None:
+            return self.diffusion_model(x_in, timesteps, context, fs)
+        return self.diffusion_model(x_in, timesteps, context, fs, control=control)
 
 
 class ToonCrafterModel(nn.Module):

@@ -226,19 +226,37 @@ class ToonCrafterPipeline:
                    ("alphas_cumprod", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod", "scale_arr")}
         return ddim_tables(buffers, steps, eta, use_dynamic_rescale=self.config.schedule.use_dynamic_rescale)
 
-    def model_fn(self, conditioning: Conditioning) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
-        """The UNet with the concat condition and fs bound: (x, t, context) -> v (batch of any size)."""
+    def model_fn(self, conditioning: Conditioning, sketch: Any = None
+                 ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+        """The UNet with the concat condition and fs bound: (x, t, context) -> v (batch of any size).
+        `sketch` (a sketch_guidance.SketchGuidance) adds the sketch encoder's residuals."""
         wrapper = self.model.model
         device = _module_device(wrapper)
         c_concat = conditioning.c_concat.to(device)
         fs = conditioning.fs.to(device)
 
-        def call(x: torch.Tensor, t: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        def call(x: torch.Tensor, t: torch.Tensor, context: torch.Tensor, **extra: Any) -> torch.Tensor:
             b = x.shape[0]
             return wrapper(x.to(device), t.to(device), c_concat.expand(b, *c_concat.shape[1:]),
-                           context.to(device), fs.expand(b))
+                           context.to(device), fs.expand(b), **extra)
 
+        if sketch is not None:
+            from .sketch_guidance import controlled_call
+
+            return controlled_call(call, sketch)
         return call
+
+    def sketch_guidance(self, hints: Any, scale: float | None = None, context: str | None = None) -> Any:
+        """A SketchGuidance from (T, 1, H, W) hints with the encoder attached to the model
+        (`model.sketch_encoder`); InputError when none is."""
+        from .sketch_guidance import DEFAULT_CONTEXT, DEFAULT_SCALE, SketchGuidance
+
+        encoder = getattr(self.model, "sketch_encoder", None)
+        if encoder is None:
+            raise InputError("Sketches need the sketch encoder (sketch_encoder.ckpt next to model.ckpt), "
+                             "which is not loaded.")
+        return SketchGuidance(encoder, hints, DEFAULT_SCALE if scale is None else scale,
+                              context or DEFAULT_CONTEXT)
 
     # -- the whole generation -------------------------------------------------------------------
 
@@ -258,6 +276,7 @@ class ToonCrafterPipeline:
         cancel: CancelToken | None = None,
         noise: NoiseSource | Sequence[torch.Tensor] | None = None,
         decode: bool = True,
+        sketch: Any = None,
     ) -> PipelineOutput:
         """Tensor-level generation: start/end (3, H, W) in [-1, 1] -> PipelineOutput with `video`
         (1, 3, T, H, W) unclamped and `frames` uint8. `noise`: a NoiseSource or the stored draws
@@ -300,9 +319,10 @@ class ToonCrafterPipeline:
         def on_step(done: int, total: int, preview: torch.Tensor) -> None:
             denoise.step(1, f"step {done}/{total}", preview=preview)
 
+        model_fn = self.model_fn(conditioning) if sketch is None else self.model_fn(conditioning, sketch)
         try:
             latent = sample_ddim(
-                self.model_fn(conditioning), x_T, tables, conditioning.cond, conditioning.uncond,
+                model_fn, x_T, tables, conditioning.cond, conditioning.uncond,
                 cfg_scale=cfg_scale, guidance_rescale=guidance_rescale, noise=noise, callback=on_step,
                 batch_cfg=self.batch_cfg,
             )
@@ -368,5 +388,9 @@ class ToonCrafterPipeline:
         PipelineOutput whose `frames` are (16, H, W, 3) uint8."""
         start_t = image_to_tensor(start)
         end_t = image_to_tensor(end)
+        hints = kwargs.pop("sketch_hints", None)  # (T, 1, H, W) float, from sketch_preprocess
+        scale, context = kwargs.pop("sketch_scale", None), kwargs.pop("sketch_context", None)
+        if hints is not None:
+            kwargs["sketch"] = self.sketch_guidance(hints, scale, context)
         return self.generate(start_t, end_t, prompt, steps, cfg_scale, eta, frame_stride, seed, callback=callback,
                              cancel=cancel, **kwargs)

@@ -11,7 +11,7 @@ import ctypes
 import logging
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -156,6 +156,15 @@ def timestep_embedding(values: torch.Tensor, dim: int, max_period: float = 10000
     return embedding
 
 
+def _add_control(x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """x + residual keeping x's memory layout (in place at inference): a scale-0 control then gives
+    the unguided numbers bit for bit, since every later kernel sees the same layout."""
+    residual = residual.to(device=x.device, dtype=x.dtype)
+    if torch.is_grad_enabled():
+        return x + residual
+    return x.add_(residual)
+
+
 class UNet3D(nn.Module):
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()
@@ -240,7 +249,11 @@ class UNet3D(nn.Module):
         timesteps: torch.Tensor,
         context: torch.Tensor,
         fs: torch.Tensor | None = None,
+        control: Sequence[torch.Tensor] | None = None,
     ) -> torch.Tensor:
+        """`control`: the sketch encoder's 13 scaled residuals (sketch-spec §1.6), frames as rows:
+        residual i (i < 12) is added to skip tensor i as output block 11 − i takes it, the last one
+        to the middle block's output; h between output blocks is never touched."""
         cfg = self.config
         b, _, t, _, _ = x.shape
         dtype = self.out[2].weight.dtype
@@ -263,8 +276,15 @@ class UNet3D(nn.Module):
                 h = self.init_attn(h, emb, context, b)
             skips.append(h)
         h = self.middle_block(h, emb, context, b)
+        if control is not None:
+            if len(control) != len(skips) + 1:
+                raise ModelError(f"The UNet takes {len(skips) + 1} control residuals, not {len(control)}.")
+            h = _add_control(h, control[-1])
         for stage in self.output_blocks:
-            h = stage(h, emb, context, b, skip=skips.pop())  # input = concat([h, skip]) along channels
+            skip = skips.pop()
+            if control is not None:  # the skip, after the temporal init_attn for skip 0
+                skip = _add_control(skip, control[len(skips)])
+            h = stage(h, emb, context, b, skip=skip)  # input = concat([h, skip]) along channels
         y = self.out(h)
         del h
         return y.reshape(b, t, *y.shape[1:]).transpose(1, 2).contiguous().to(x.dtype)

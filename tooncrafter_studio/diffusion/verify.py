@@ -124,10 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"error: {args.vector_dir} is not a folder of vector files.\n")
         return 2
     checkers = load_checkers()
-    wanted = None if args.only is None else {n if n.endswith(".npz") else f"{n}.npz" for n in args.only}
-    present = sorted(p.name for p in args.vector_dir.glob("*.npz"))
+    wanted = None if args.only is None else {n if n.endswith((".npz", ".json")) else f"{n}.npz" for n in args.only}
+    present = sorted(p.name for p in args.vector_dir.iterdir() if p.suffix in (".npz", ".json"))
     for name in present:
-        if name not in checkers:
+        if name not in checkers and name.endswith(".npz"):
             out.write(f"{name}: skipped (no checker registered)\n")
     todo = [n for n in present if n in checkers and (wanted is None or n in wanted)]
     if not todo:

@@ -10,6 +10,7 @@ timeline: with a count derived from the gap and the exposure they sit on the exp
 from __future__ import annotations
 
 import copy
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,8 @@ from ..project.commands import segment_settings
 from ..project.document import SegmentSettings, Shot, Source, Spacing
 from ..project.resolve import SegmentSpan, cell_at, derived_count, key_spans
 from ..project.spacing import inbetween_times
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ..project.project import Project
@@ -45,6 +48,32 @@ class InbetweenPlan:
     count_mode: str  # "derived" (gap and exposure), "hand" (a set count) or "explicit" (times given)
 
 
+@dataclass(frozen=True)
+class SketchFile:
+    """A sketch of the segment for the in-between at `time` (cell `offset` after the start key)."""
+
+    offset: int
+    time: float
+    path: Path
+    sha256: str
+    name: str = ""
+
+
+def segment_sketches(project: Project, settings: SegmentSettings, plan_offsets: list[int], plan_times: list[float],
+                     gap: int) -> list[SketchFile]:
+    """The segment's sketches at the times of their cells: the in-between's time where one sits at
+    that offset, otherwise the cell's linear position (offset / gap); sketches past the end key
+    (the gap shrank) are left out with a log line."""
+    out = []
+    for offset, ref in sorted(settings.sketches.items()):
+        if not 0 < offset < gap:
+            log.warning("A sketch %d frames after the key lies outside the segment (%d frames); not used.", offset, gap)
+            continue
+        time = plan_times[plan_offsets.index(offset)] if offset in plan_offsets else offset / gap
+        out.append(SketchFile(offset, float(time), project.path_of(ref.file), ref.sha256, ref.name))
+    return out
+
+
 @dataclass
 class Job:
     engine_id: str
@@ -66,6 +95,8 @@ class Job:
     take_id: str | None = None  # reserved in the project when the job is made
     has_alpha: bool = False  # the shot's pixel format: keys are conformed to it
     bit_depth: int = 8
+    sketches: list[SketchFile] = field(default_factory=list)  # sketch guidance (project jobs)
+    sketch_scale: float = 0.6
 
     @property
     def count(self) -> int:
@@ -185,6 +216,8 @@ def segment_job(project: Project, span: SegmentSpan | tuple[str, str], *, count:
         count_mode=plan.count_mode,
         has_alpha=shot.has_alpha,
         bit_depth=shot.bit_depth,
+        sketches=segment_sketches(project, settings, list(plan.offsets), list(plan.times), span.gap),
+        sketch_scale=settings.sketch_scale,
     )
     job.take_id = project.new_take_id()
     return job

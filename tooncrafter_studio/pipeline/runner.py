@@ -39,7 +39,7 @@ from ..media.importer import conform, read_frame
 from ..project.commands import AddTake
 from ..project.document import Take, TakeFrame
 from ..project.project import TAKES_DIR, TEMP_PREFIX, Project
-from ..project.serialize import check_internal_path
+from ..project.serialize import check_internal_path, relative_if_inside
 from .jobs import Job, KeyRef
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,8 @@ def run_job(job: Job, engine: Engine | None = None, progress: ProgressCallback |
         cancel.raise_if_cancelled()
 
         seed = job.seed if job.seed is not None else draw_seed()
-        request = InterpolationRequest(start, end, list(job.times), dict(job.params), seed, job.prompt)
+        request = InterpolationRequest(start, end, list(job.times), {**job.params, **_sketch_params(job, engine)},
+                                       seed, job.prompt)
         request.validate()
         progress(ProgressEvent("generate", 0, len(job.times), f"{engine.id}: {len(job.times)} in-betweens"))
         result = engine.interpolate(request, _forwarding(progress), cancel)
@@ -221,6 +222,20 @@ def run_job(job: Job, engine: Engine | None = None, progress: ProgressCallback |
     if apply and outcome.take is not None:
         apply_result(outcome)
     return outcome
+
+
+def _sketch_params(job: Job, engine: Engine) -> dict[str, Any]:
+    """The segment's sketches as request params (read now), for engines that take them."""
+    if not job.sketches:
+        return {}
+    if not getattr(engine, "accepts_sketches", False):
+        log.info("The %s engine ignores sketches (only ToonCrafter uses them).", engine.id)
+        return {}
+    from ..engines.sketch import Sketch
+    from ..media.imageio import read_image
+
+    sketches = [Sketch(s.time, read_image(s.path), s.name or s.path.name, s.sha256) for s in job.sketches]
+    return {"sketches": sketches, "sketch_scale": job.sketch_scale}
 
 
 def _make_take(job: Job, engine: Engine, seed: int, info: dict[str, Any]) -> Take:
@@ -245,6 +260,12 @@ def _make_take(job: Job, engine: Engine, seed: int, info: dict[str, Any]) -> Tak
         },
         "engine_info": info,
     }
+    if job.sketches:  # provenance of the guidance, whatever the engine made of it
+        params["sketches"] = [{"offset": f.offset, "time": f.time, "file": relative_if_inside(str(f.path), job.folder)
+                               if job.folder else str(f.path), "sha256": f.sha256, "name": f.name}
+                              for f in job.sketches]
+        params["sketch_scale"] = job.sketch_scale
+        params["sketches_used"] = bool(getattr(engine, "accepts_sketches", False))
     identity = json_safe({**engine.identity(), "engine": engine.id})
     return Take(id=job.take_id, start_key=job.segment[0], end_key=job.segment[1], frames=frames,
                 engine=identity, params=params, seed=seed,

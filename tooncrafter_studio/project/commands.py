@@ -341,6 +341,10 @@ def validate_settings(settings: SegmentSettings) -> None:
         raise InputError("Engine parameters must be a mapping of names to values.")
     if not settings.engine:
         raise InputError("No engine was chosen for the segment.")
+    if not (0.0 <= float(settings.sketch_scale) <= 1.5):
+        raise InputError(f"The sketch strength must be between 0 and 1.5, not {settings.sketch_scale}.")
+    if any(not isinstance(o, int) or o < 1 for o in settings.sketches):
+        raise InputError("Sketches sit on in-between frames after the start key (1 or more).")
 
 
 SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(SegmentSettings))

@@ -74,6 +74,15 @@ class Spacing(StrEnum):
 
 
 @dataclass
+class SketchRef:
+    """A rough drawing placed on an in-between cell (sketch guidance): a file inside the project."""
+
+    file: str  # relative to the project folder, e.g. "sketches/<sha256[:16]>.png"
+    sha256: str
+    name: str = ""  # the file name it was imported from
+
+
+@dataclass
 class SegmentSettings:
     count: int | None = None  # None: derived from the gap and `exposure`
     exposure: int = 2  # in-betweens on 1s, 2s, 3s...
@@ -83,6 +92,9 @@ class SegmentSettings:
     params: dict[str, Any] = field(default_factory=dict)  # engine parameters (steps, cfg, fit, ...)
     prompt: str = ""
     seed: int | None = None  # None: a new seed is drawn for each generation
+    # sketch guidance: in-between offset (timeline frames after the start key) -> sketch; strength
+    sketches: dict[int, SketchRef] = field(default_factory=dict)
+    sketch_scale: float = 0.6
 
 
 @dataclass

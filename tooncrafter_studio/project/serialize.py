@@ -41,6 +41,7 @@ from .document import (
     Segment,
     SegmentSettings,
     Shot,
+    SketchRef,
     Source,
     SourceKind,
     Spacing,
@@ -147,6 +148,9 @@ def _settings_to_dict(settings: SegmentSettings) -> dict[str, Any]:
         "params": settings.params,
         "prompt": settings.prompt,
         "seed": settings.seed,
+        **({"sketches": {str(o): {"file": r.file, "sha256": r.sha256, "name": r.name}
+                         for o, r in sorted(settings.sketches.items())},
+            "sketch_scale": settings.sketch_scale} if settings.sketches or settings.sketch_scale != 0.6 else {}),
     }
 
 
@@ -303,6 +307,21 @@ def _unique_id(value: str, where: str, seen: set[str]) -> str:
     return value
 
 
+def _read_sketches(r: _Reader) -> dict[int, SketchRef]:
+    """Optional `sketches` {offset: {file, sha256, name}} (absent in files without sketches)."""
+    out: dict[int, SketchRef] = {}
+    for offset, entry in r.dict("sketches").items():
+        if not str(offset).isdigit():
+            raise _Bad(f"{r.where}.sketches: '{offset}' is not an in-between frame offset")
+        e = _Reader(entry, f"{r.where}.sketches.{offset}")
+        try:
+            file = check_internal_path(e.str("file"))
+        except ValueError as exc:
+            raise _Bad(f"{e.where}.file: {exc}") from None
+        out[int(offset)] = SketchRef(file, e.str("sha256"), e.str("name", "", required=False))
+    return out
+
+
 def _read_settings(r: _Reader) -> SegmentSettings:
     times = r.list("times", required=False) if r.data.get("times") is not None else None
     if times is not None and not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
@@ -316,6 +335,8 @@ def _read_settings(r: _Reader) -> SegmentSettings:
         params=r.dict("params"),
         prompt=r.str("prompt", "", required=False) or "",
         seed=r.int("seed", required=False, minimum=0),
+        sketches=_read_sketches(r),
+        sketch_scale=r.float("sketch_scale", 0.6, required=False),
     )
     try:
         validate_settings(settings)

@@ -72,6 +72,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("onion_skin", "&Onion Skin", ("O",), "View", True, True),
     CommandSpec("light_table", "&Light Table", ("T",), "View", True, True,
                 tip="Overlay the two keys of the current segment"),
+    CommandSpec("sketch_overlay", "Show S&ketches", ("Alt+S",), "View", True, True,
+                tip="Overlay the sketch placed on the current in-between cell (also shown in the light table)"),
     CommandSpec("ab_flip", "A/&B Flip", ("B",), "View", True, True,
                 tip="Flip between this frame and the compared take (or the nearest key)"),
     CommandSpec("zoom_fit", "Zoom to &Fit", ("F",), "View"),

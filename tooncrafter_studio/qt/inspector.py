@@ -186,6 +186,13 @@ class SegmentInspector(QWidget):
         for mode in ("auto", "high", "balanced", "low"):
             self.memory_mode.addItem(mode, mode)
 
+        self.sketch_scale = QDoubleSpinBox()  # sketch guidance strength (sketches sit on the sheet's cells)
+        self.sketch_scale.setRange(0.0, 1.5)
+        self.sketch_scale.setSingleStep(0.05)
+        self.sketch_scale.setToolTip("How strongly the sketches on this segment's in-between cells steer "
+                                     "ToonCrafter (0 = not at all; default 0.6). Drop images on in-between cells "
+                                     "to add sketches.")
+
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.fixed_seed)
         seed_row.addWidget(self.seed, 1)
@@ -207,6 +214,7 @@ class SegmentInspector(QWidget):
         form.addRow("Fit", self.fit)
         form.addRow("", self.color_match)
         form.addRow("Memory", self.memory_mode)
+        form.addRow("Sketch strength", self.sketch_scale)
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
         layout.addLayout(form)
@@ -232,6 +240,7 @@ class SegmentInspector(QWidget):
             lambda _i: self._edit_param("memory", self.memory_mode.currentData()))
         self.locate_button.clicked.connect(self.locate_model.emit)
         self.setup_button.clicked.connect(self.setup_engine.emit)
+        self.sketch_scale.valueChanged.connect(lambda v: self._edit("sketch_scale", sketch_scale=round(v, 3)))
         self.set_engines([], {})
         self.refresh()
 
@@ -315,6 +324,9 @@ class SegmentInspector(QWidget):
             self.fit.setCurrentIndex(max(0, self.fit.findData(params["fit"])))
             self.color_match.setChecked(bool(params["colour_match"]))
             self.memory_mode.setCurrentIndex(max(0, self.memory_mode.findData(params["memory"])))
+            self.sketch_scale.setValue(float(settings.sketch_scale))
+            count = len(settings.sketches)
+            self.sketch_scale.setSuffix(f"   ({count} sketch{'es' if count != 1 else ''})")
             self._refresh_engine(settings.engine)
         finally:
             self._updating = False
@@ -336,7 +348,8 @@ class SegmentInspector(QWidget):
         caps = self.capabilities.get(engine_id)
         diffusion = caps is not None and getattr(caps, "supports_prompt", False)
         enabled = self.span is not None and self.session.shot is not None
-        for widget in (self.prompt, self.steps, self.cfg, self.frame_stride, self.fit, self.memory_mode):
+        for widget in (self.prompt, self.steps, self.cfg, self.frame_stride, self.fit, self.memory_mode,
+                       self.sketch_scale):
             widget.setEnabled(enabled and (diffusion or caps is None and engine_id == "tooncrafter"))
 
     # -- edits

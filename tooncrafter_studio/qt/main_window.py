@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 
 from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QColor, QGuiApplication
@@ -40,6 +41,7 @@ from .project_files import APP_NAME, ProjectFilesMixin, freeze_long_lived_object
 from .review import TakesPanel, next_pending
 from .session import Session
 from .settings_dialog import SettingsDialog
+from .sketch_row import place_sketch, sketch_marks
 from .thumbnails import DisplayImage, ImageLoader
 from .timeline import TimelineView
 from .viewer import Playback, ViewerWidget, tinted
@@ -147,6 +149,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.timeline.selection_changed.connect(lambda *_: self._selection_changed())
         self.timeline.exposure_dragged.connect(self._exposure_dragged)
         self.timeline.exposure_drag_finished.connect(self._exposure_drag_finished)
+        self.timeline.sketch_dropped.connect(self.place_sketch)
         self.playback.frame.connect(self._playback_frame)
         self.playback.state_changed.connect(self._playback_state)
         self.frames.ready.connect(self._image_ready)
@@ -205,6 +208,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             "last_frame": lambda: self.set_current_frame(self.timeline.frame_count),
             "loop": self._loop_toggled, "play_range": self._range_toggled,
             "onion_skin": self.show_current, "light_table": self.show_current, "ab_flip": self.show_current,
+            "sketch_overlay": self.show_current,
             "zoom_fit": self.viewer.zoom_fit, "zoom_100": self.viewer.zoom_actual,
             "zoom_in": self.viewer.zoom_in, "zoom_out": self.viewer.zoom_out,
             "show_log": lambda: (self.docks["log"].show(), self.docks["log"].raise_()),
@@ -296,6 +300,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
 
     def _refresh_document(self) -> None:
         frames = self.session.frames()
+        self.timeline.sketch_frames = set(sketch_marks(self.session.shot, self.session.spans()))
         self.timeline.set_frames(frames, self.session.spans())
         self.playback.frame_count = max(1, len(frames))
         if self.current_frame > len(frames):
@@ -310,6 +315,14 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             self.takes.set_span(span)
         if self.actions["play_range"].isChecked():
             self.playback.range = self.timeline.selection
+
+    def place_sketch(self, frame: int, path: str) -> None:
+        """An image dropped (or imported) on an in-between cell becomes that cell's sketch (undoable)."""
+        problem = place_sketch(self.session, frame, path)
+        if problem:
+            self.statusBar().showMessage(problem, 8000)
+        else:
+            self.statusBar().showMessage(f"Sketch {Path(path).name} placed on frame {frame}", 5000)
 
     def current_span(self) -> SegmentSpan | None:
         selected = self.timeline.selected_spans()

@@ -43,6 +43,7 @@ COLORS = {
     "segment_selected": QColor(110, 150, 220),
     "text": QColor(240, 240, 240),
     "missing": QColor(255, 90, 90),
+    "sketch": QColor(150, 150, 160),
 }
 
 
@@ -91,6 +92,8 @@ class TimelineView(QAbstractScrollArea):
     # `exposure_drag_finished` ends the gesture (one undo step for the whole drag)
     exposure_dragged = Signal(int, int)
     exposure_drag_finished = Signal()
+    # an image file dropped on a cell: (timeline frame, local path); the window places it as a sketch
+    sketch_dropped = Signal(int, str)
 
     def __init__(self, loader: ImageLoader | None = None, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -113,6 +116,8 @@ class TimelineView(QAbstractScrollArea):
             loader.ready.connect(self._thumbnail_ready)
             loader.failed.connect(lambda *_: self.viewport().update())
         self.paint_count = 0
+        self.sketch_frames: set[int] = set()  # the sketch row: in-between cells with a sketch
+        self.setAcceptDrops(True)
 
     def sizeHint(self) -> QSize:
         return QSize(800, 150)
@@ -329,6 +334,7 @@ class TimelineView(QAbstractScrollArea):
         self._paint_ruler(painter, first, last)
         self._paint_cells(painter, first, last)
         self._paint_segments(painter, first, last)
+        self._paint_sketch_row(painter, first, last)
         self._paint_selection(painter)
         x = self.frame_x(self.current_frame)
         painter.setPen(QPen(COLORS["playhead"], 2))
@@ -431,6 +437,44 @@ class TimelineView(QAbstractScrollArea):
             x1 = self.frame_x(end) + self.frame_w / 2
             color = COLORS["segment_selected"] if span.key in selected else COLORS["segment"]
             painter.fillRect(QRectF(x0, top + 3, x1 - x0, SEGMENT_H - 6), color)
+
+    def _paint_sketch_row(self, painter: QPainter, first: int, last: int) -> None:
+        """A pencil-grey tab with an "S" on the segment strip under each cell that carries a sketch."""
+        top = self.viewport().height() - SEGMENT_H
+        font = QFont(painter.font())
+        font.setPixelSize(10)
+        font.setBold(True)
+        painter.setFont(font)
+        for frame in sorted(f for f in self.sketch_frames if first <= f <= last):
+            rect = QRectF(self.frame_x(frame) + 2, top + 1, max(6.0, self.frame_w - 4), SEGMENT_H - 2)
+            painter.fillRect(rect, COLORS["sketch"])
+            if self.frame_w >= 12:
+                painter.setPen(COLORS["text"])
+                painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, "S")
+
+    # -- sketches dropped on cells
+    @staticmethod
+    def _dropped_file(event) -> str | None:
+        urls = event.mimeData().urls() if event.mimeData().hasUrls() else []
+        local = [u.toLocalFile() for u in urls if u.isLocalFile()]
+        return local[0] if len(local) == 1 else None
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if self._dropped_file(event):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event) -> None:  # noqa: N802
+        self.dragEnterEvent(event)
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        path = self._dropped_file(event)
+        if not path or not self.frames:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.sketch_dropped.emit(self.frame_at(event.position().x()), path)
 
     def _paint_selection(self, painter: QPainter) -> None:
         first, last = self.selection

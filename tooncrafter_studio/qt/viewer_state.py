@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..core.progress import ProgressEvent
 from ..project.resolve import ImageRef, ResolvedFrame
+from .sketch_row import sketch_layer
 from .thumbnails import DisplayImage
 from .timeline import COLORS
 from .viewer import (
@@ -216,6 +217,11 @@ class ViewerMixin:
                     if key_image is not None:
                         layers.append(Layer(key_image, 0.55))
                 badge = (badge + "  " if badge else "") + "LIGHT TABLE"
+        if self.actions["sketch_overlay"].isChecked() or self.actions["light_table"].isChecked():
+            sketch = sketch_layer(self.session, frame.frame)
+            if sketch is not None:
+                layers.append(sketch)
+                badge = (badge + "  " if badge else "") + "SKETCH"
         kind = {"key": "key", "drawing": "drawing", "inbetween": "in-between"}.get(frame.kind, frame.kind)
         status = f" {frame.status.value}" if frame.status is not None and frame.take_id else ""
         note = f" — {frame.note}" if frame.note else ""

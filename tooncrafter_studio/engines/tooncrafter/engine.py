@@ -33,7 +33,8 @@ from ...core.paths import find_model
 from ...core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from ...media.imageio import to_bit_depth
 from ..base import Engine, EngineCapabilities, InterpolationRequest, InterpolationResult, ProbeResult
-from . import colour, timing
+from ..sketch import SketchOptions, split_sketch_params
+from . import colour, sketches, timing
 from .fit import FIT_MODES, MODEL_HEIGHT, MODEL_WIDTH, plan_fit
 
 log = logging.getLogger(__name__)
@@ -237,6 +238,7 @@ class ToonCrafterEngine(Engine):
     label = "ToonCrafter (generative, GPU)"
     capabilities = EngineCapabilities(needs_gpu=True, supports_prompt=True, previews=False,
                                       max_inbetweens_per_pass=timing.MAX_PER_PASS, deterministic=True)
+    accepts_sketches = True  # params["sketches"] (engines/sketch.py); other engines ignore them
 
     def __init__(self, backend: Backend | None = None, backend_factory: BackendFactory | None = None,
                  **defaults: Any) -> None:
@@ -408,7 +410,7 @@ class ToonCrafterEngine(Engine):
         self._model_key = None
 
     # -- generation ---------------------------------------------------------------------------------
-    def _choose_mode(self, settings: Settings) -> str:
+    def _choose_mode(self, settings: Settings, sketch: bool = False) -> str:
         if settings.device == "cpu":
             return "high"
         if self._injected is not None:
@@ -423,7 +425,7 @@ class ToonCrafterEngine(Engine):
                 return key[3]  # already placed: the memory it holds is ours, not free
             self._release_backend()
         info = memory.free_vram_bytes(settings.device)
-        return memory.choose_mode(settings.memory, info[0] if info else None, settings.dtype).mode
+        return memory.choose_mode(settings.memory, info[0] if info else None, settings.dtype, sketch=sketch).mode
 
     @staticmethod
     def _key(settings: Settings, mode: str = "") -> tuple[Any, ...]:
@@ -435,7 +437,8 @@ class ToonCrafterEngine(Engine):
         request.validate()
         progress = progress or no_progress
         cancel = cancel or CancelToken()
-        settings = parse_settings(request.params, self._settings)
+        sketch_options, params = split_sketch_params(request.params)
+        settings = parse_settings(params, self._settings)
         if request.prompt:
             settings = replace(settings, prompt=request.prompt)
         if request.seed is not None:
@@ -450,7 +453,7 @@ class ToonCrafterEngine(Engine):
         h, w = request.start.shape[:2]
         times = sorted(float(t) for t in request.times)
         started = time.monotonic()
-        mode = self._choose_mode(settings)
+        mode = self._choose_mode(settings, sketch=bool(sketch_options))
         used_mode = mode
         fitted: dict[str, Any] = {}
 
@@ -458,11 +461,15 @@ class ToonCrafterEngine(Engine):
             nonlocal used_mode
             used_mode = run_mode
             progress(ProgressEvent("load", 0, 0, f"preparing the model ({run_mode} memory mode)"))
+            if sketch_options:
+                self._ensure_sketch_encoder(settings, sketch_options, fitted)
             backend = self._get_backend(settings, run_mode)
             model_h, model_w = getattr(backend, "model_size", (MODEL_HEIGHT, MODEL_WIDTH))
             plan = plan_fit(w, h, settings.fit, model_w, model_h)
             fitted.update(plan=plan, start=plan.to_model(start8), end=plan.to_model(end8))
-            return self._run_passes(backend, settings, times, fitted["start"], fitted["end"], progress, cancel)
+            extra = self._sketch_kwargs(sketch_options, plan, fitted) if sketch_options else None
+            return self._run_passes(backend, settings, times, fitted["start"], fitted["end"], progress, cancel,
+                                    extra)
 
         if self._injected is None and settings.device != "cpu":
             from ...diffusion import memory
@@ -508,10 +515,66 @@ class ToonCrafterEngine(Engine):
             "pass_seeds": [settings.seed + job.index for job in jobs],
             "seconds": round(time.monotonic() - started, 3),
         })
+        if sketch_options:
+            info["sketches"] = sketches.provenance(sketch_options, fitted.get("landings", []),
+                                                   fitted.get("sketch_encoder"))
         return InterpolationResult(frames, info)
 
+    # -- sketches -----------------------------------------------------------------------------------
+    def _ensure_sketch_encoder(self, settings: Settings, options: SketchOptions, fitted: dict[str, Any]) -> None:
+        """Attach the sketch encoder to the model (loaded once, placed with it by the memory mode)."""
+        if self._injected is not None:
+            return  # an injected backend gets the hints and does what it can with them
+        model = settings.model
+        model_path = None
+        if model is not None and hasattr(model, "generate") and callable(model):
+            model = getattr(model, "model", None)  # an injected pipeline: its model
+        elif not settings.model_is_object:
+            model_path, looked = find_model(settings.model)
+            if model_path is None:
+                raise ModelError("No ToonCrafter model was found (nothing is downloaded). Looked in: "
+                                 + "; ".join(looked) + ".")
+            model = self._load_file(model_path, settings)
+        if model is None:
+            return
+        current = getattr(model, "sketch_encoder", None)
+        wanted = options.encoder
+        if current is not None and (wanted is None or getattr(model, "_sketch_encoder_file", None) == wanted):
+            fitted["sketch_encoder"] = getattr(model, "_sketch_encoder_identity", {"injected": True})
+            return
+        path, looked = sketches.find_sketch_encoder(wanted, model_path)
+        if path is None:
+            raise ModelError("Sketches need the sketch encoder (sketch_encoder.ckpt, 1.46 GB, published next to "
+                             "model.ckpt; nothing is downloaded). Looked in: " + "; ".join(looked) + ".")
+        from ...diffusion import memory
+        from ...diffusion.sketch_encoder import SketchEncoderConfig, load_sketch_encoder
+
+        self._release_backend()  # placed again below, with the encoder
+        config = SketchEncoderConfig.for_unet(model.config.unet)
+        model.sketch_encoder = load_sketch_encoder(path, config, dtype=memory.weight_dtype(settings.device,
+                                                                                            settings.dtype))
+        model._sketch_encoder_file = wanted
+        model._sketch_encoder_identity = model_fingerprint(path)
+        fitted["sketch_encoder"] = model._sketch_encoder_identity
+
+    @staticmethod
+    def _sketch_kwargs(options: SketchOptions, plan: Any, fitted: dict[str, Any]
+                       ) -> Callable[[timing.PassJob], dict[str, Any]]:
+        """Per pass: the hints of the sketches inside its span (blank pages elsewhere), the strength
+        and the context setting, as the backend's keyword arguments."""
+        planes: dict[int, np.ndarray] = {}
+        fitted["landings"] = []
+
+        def kwargs(job: timing.PassJob) -> dict[str, Any]:
+            hints, found = sketches.pass_hints(options.sketches, job.start.time, job.end.time, plan, planes)
+            fitted["landings"] += [(job.index, landing) for landing in found]
+            return {"sketch_hints": hints, "sketch_scale": options.scale, "sketch_context": options.context}
+
+        return kwargs
+
     def _run_passes(self, backend: Backend, settings: Settings, times: list[float], start_m: np.ndarray,
-                    end_m: np.ndarray, progress: ProgressCallback, cancel: CancelToken
+                    end_m: np.ndarray, progress: ProgressCallback, cancel: CancelToken,
+                    extra: Callable[[timing.PassJob], dict[str, Any]] | None = None,
                     ) -> tuple[dict[float, np.ndarray], list[timing.PassJob]]:
         state = {"passes": len(timing.plan_passes(times)), "done_steps": 0, "t0": time.monotonic()}
         expected_shape = (timing.GENERATED_FRAMES, *start_m.shape)
@@ -541,7 +604,8 @@ class ToonCrafterEngine(Engine):
 
             result = backend(start_img, end_img, prompt=settings.prompt, steps=settings.steps,
                              cfg_scale=settings.cfg, eta=settings.eta, frame_stride=settings.frame_stride,
-                             seed=settings.seed + job.index, callback=on_event, cancel=cancel)
+                             seed=settings.seed + job.index, callback=on_event, cancel=cancel,
+                             **(extra(job) if extra is not None else {}))
             cancel.raise_if_cancelled()
             frames = np.asarray(getattr(result, "frames", result))
             if frames.shape != expected_shape or frames.dtype != np.uint8:

@@ -1,0 +1,138 @@
+"""Sketches on in-between cells: undoable placement, moving, removal and strength, and the copy of
+a sketch file into the project folder (`sketches/`, named by content, so re-importing the same
+drawing costs nothing and a take's provenance hash always finds its file).
+
+A sketch belongs to a segment and sits at an in-between offset (timeline frames after the start
+key); generation gives it the time of the in-between at that offset.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from pathlib import Path
+
+from ..core.errors import InputError, ProjectError
+from ..core.fsio import atomic_write_bytes
+from .commands import Change, Command, SegmentKey, validate_settings
+from .document import Segment, SegmentSettings, Shot, SketchRef
+
+SKETCHES_DIR = "sketches"
+MAX_SKETCH_BYTES = 256 << 20
+
+
+def import_sketch_file(folder: Path, path: str | Path) -> SketchRef:
+    """Copy an image file into the project's sketches/ folder (atomically) and return its reference."""
+    source = Path(path)
+    if not source.is_file():
+        raise ProjectError(f"Sketch {source} does not exist or is not a file.")
+    size = source.stat().st_size
+    if size == 0 or size > MAX_SKETCH_BYTES:
+        raise ProjectError(f"Sketch {source.name} is {'empty' if size == 0 else 'too large'} ({size:,} bytes).")
+    data = source.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    relative = f"{SKETCHES_DIR}/{digest[:16]}{source.suffix.lower() or '.png'}"
+    target = Path(folder) / relative
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, data, error=ProjectError)
+    return SketchRef(relative, digest, source.name)
+
+
+class _SketchEdit(Command):
+    """Replace a segment's sketches (and strength); undo restores the previous settings."""
+
+    def __init__(self, key: SegmentKey) -> None:
+        self.key: SegmentKey = (key[0], key[1])
+        self._before: SegmentSettings | None = None
+        self._created = False
+
+    def _edit(self, settings: SegmentSettings, gap: int | None) -> None:
+        raise NotImplementedError
+
+    def do(self, shot: Shot) -> Change:
+        for drawing_id in self.key:
+            if drawing_id not in shot.drawings:
+                raise InputError(f"No drawing '{drawing_id}' in the shot.")
+        segment = shot.segments.get(self.key)
+        current = segment.settings if segment is not None else SegmentSettings()
+        new = copy.deepcopy(current)
+        self._edit(new, None)
+        validate_settings(new)
+        self._created = segment is None
+        if segment is None:
+            segment = shot.segments[self.key] = Segment(*self.key)
+        self._before = copy.deepcopy(current)
+        segment.settings = new
+        return Change(segments=frozenset([self.key]))
+
+    def undo(self, shot: Shot) -> Change:
+        if self._created:
+            del shot.segments[self.key]
+        else:
+            assert self._before is not None
+            shot.segments[self.key].settings = copy.deepcopy(self._before)
+        return Change(segments=frozenset([self.key]))
+
+
+class PlaceSketch(_SketchEdit):
+    """Put a sketch on the in-between cell at `offset` (replacing one already there)."""
+
+    label = "Place sketch"
+
+    def __init__(self, key: SegmentKey, offset: int, sketch: SketchRef) -> None:
+        super().__init__(key)
+        if int(offset) < 1:
+            raise InputError("A sketch goes on an in-between frame after the start key.")
+        self.offset, self.sketch = int(offset), sketch
+
+    def _edit(self, settings: SegmentSettings, gap: int | None) -> None:
+        settings.sketches[self.offset] = copy.deepcopy(self.sketch)
+
+
+class RemoveSketch(_SketchEdit):
+    label = "Remove sketch"
+
+    def __init__(self, key: SegmentKey, offset: int) -> None:
+        super().__init__(key)
+        self.offset = int(offset)
+
+    def _edit(self, settings: SegmentSettings, gap: int | None) -> None:
+        if self.offset not in settings.sketches:
+            raise InputError(f"There is no sketch {self.offset} frames after the key.")
+        del settings.sketches[self.offset]
+
+
+class MoveSketch(_SketchEdit):
+    label = "Move sketch"
+
+    def __init__(self, key: SegmentKey, offset: int, to: int) -> None:
+        super().__init__(key)
+        if int(to) < 1:
+            raise InputError("A sketch goes on an in-between frame after the start key.")
+        self.offset, self.to = int(offset), int(to)
+
+    def _edit(self, settings: SegmentSettings, gap: int | None) -> None:
+        if self.offset not in settings.sketches:
+            raise InputError(f"There is no sketch {self.offset} frames after the key.")
+        if self.to != self.offset and self.to in settings.sketches:
+            raise InputError(f"The cell {self.to} frames after the key already has a sketch; remove it first.")
+        settings.sketches[self.to] = settings.sketches.pop(self.offset)
+
+
+class SetSketchScale(_SketchEdit):
+    label = "Sketch strength"
+
+    def __init__(self, key: SegmentKey, scale: float, merge_id: str | None = None) -> None:
+        super().__init__(key)
+        self.scale = float(scale)
+        self.merge_id = merge_id
+
+    def _edit(self, settings: SegmentSettings, gap: int | None) -> None:
+        settings.sketch_scale = self.scale
+
+    def merge_with(self, later: Command) -> bool:
+        if not isinstance(later, SetSketchScale) or later.key != self.key:
+            return False
+        self.scale = later.scale
+        return True
