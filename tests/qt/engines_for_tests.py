@@ -47,3 +47,27 @@ class MissingModelEngine(Engine):
 
     def interpolate(self, request, progress=None, cancel=None):  # pragma: no cover - never runs
         raise AssertionError("an unavailable engine must not run")
+
+
+class VariantEngine(Engine):
+    """Quick, and each seed gives another drawing (a blend shifted by a seed-dependent amount)."""
+
+    id = "variant-test"
+    label = "Variant test engine"
+    capabilities = EngineCapabilities(seed_variants=True)
+    options = ()
+
+    def probe(self) -> ProbeResult:
+        return ProbeResult(True, "test engine")
+
+    def interpolate(self, request, progress=None, cancel=None):
+        reporter = StageReporter(progress, cancel, "interpolate", len(request.times))
+        reporter.start()
+        a, b = request.start.astype(np.float32), request.end.astype(np.float32)
+        shift = int(request.seed or 0) % 7 + 1
+        frames = []
+        for t in request.times:
+            frame = ((1 - t) * a + t * b).round().astype(request.start.dtype)
+            frames.append(np.roll(frame, shift, axis=1))
+            reporter.step()
+        return InterpolationResult(frames, {"shift": shift})

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from engines_for_tests import FastSlowEngine, MissingModelEngine, SlowEngine
+from engines_for_tests import FastSlowEngine, MissingModelEngine, SlowEngine, VariantEngine
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
@@ -22,10 +22,10 @@ from tooncrafter_studio.qt.worker import running_threads
 
 @pytest.fixture
 def test_engines():
-    for engine in (SlowEngine, FastSlowEngine, MissingModelEngine):
+    for engine in (SlowEngine, FastSlowEngine, MissingModelEngine, VariantEngine):
         register_engine(engine.id, engine)
     yield
-    for engine in (SlowEngine, FastSlowEngine, MissingModelEngine):
+    for engine in (SlowEngine, FastSlowEngine, MissingModelEngine, VariantEngine):
         unregister_engine(engine.id)
 
 
@@ -188,6 +188,11 @@ def test_failed_job_reads_clearly_with_details(qtbot, test_engines, window, proj
     status = window.inspector.engine_status.text()
     assert status.startswith("Unavailable: No ToonCrafter model was found")
     assert window.inspector.locate_button.isVisibleTo(window.inspector)
+    window.generate_selection()  # G refuses an engine already known to be unavailable, naming controls
+    assert window.worker.tasks == []
+    message = window.statusBar().currentMessage()
+    assert "not available" in message and "Segment panel" in message and "--" not in message
+    del window.generation.probes["nomodel-test"]  # not probed yet: the job runs and fails readably
     window.generate_selection()
     task = window.worker.tasks[-1]
     qtbot.waitUntil(lambda: window.jobs.row_state(task)["stage"].startswith("failed: "), timeout=5000)
@@ -224,7 +229,7 @@ def test_locate_model_reprobes_with_the_new_path(qtbot, window, project_folder, 
 def test_regenerate_rejected_frames_keeps_the_others(qtbot, test_engines, window, project_folder):
     window.open_project(project_folder)
     span = window.session.spans()[0]
-    window.session.push(SetSegmentSettings(span.key, engine="quick-test"))
+    window.session.push(SetSegmentSettings(span.key, engine="variant-test"))
     window.generate_selection()
     wait_for_take(qtbot, window)
     first = next(iter(window.session.shot.takes.values()))

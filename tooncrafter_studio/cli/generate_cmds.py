@@ -32,6 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="engine parameter (VALUE read as JSON when it parses, else text); repeatable")
     p.add_argument("--seed", type=int, default=None, help="seed (default: the segment's, or a fresh one)")
     p.add_argument("--prompt", default=None, help="text prompt for engines that take one")
+    p.add_argument("--redo-rejected", action="store_true",
+                   help="redraw only the rejected frames of each pair's active take (a new seed unless --seed); "
+                        "the other frames are kept, and pairs with nothing rejected are skipped")
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     p.set_defaults(handler=run_generate)
 
@@ -57,8 +60,8 @@ def parse_times(text: str) -> list[float]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from ..engines.registry import create_engine
-    from ..pipeline.jobs import parse_pair, segment_job
+    from ..pipeline.engines import EngineCache
+    from ..pipeline.jobs import parse_pair, redo_rejected_job, segment_job
     from ..pipeline.runner import check_engine, run_job
     from ..project.resolve import key_spans
     from .project_cmds import open_for_editing
@@ -72,6 +75,10 @@ def run_generate(args: argparse.Namespace) -> int:
         raise InputError("--times and --spacing do not go together: explicit times already set the spacing.")
     if times is not None and args.count is not None and args.count != len(times):
         raise InputError(f"--count {args.count} does not match the {len(times)} --times given.")
+    redo = getattr(args, "redo_rejected", False)
+    if redo and (times is not None or args.count is not None or args.spacing is not None):
+        raise InputError("--redo-rejected keeps the take's own frame times: it does not go with "
+                         "--count, --spacing or --times.")
     params = parse_params(args.param)
 
     project = open_for_editing(args.project)
@@ -97,19 +104,22 @@ def run_generate(args: argparse.Namespace) -> int:
             print(f"skipped frames {span.start_frame}-{span.start_frame + span.gap}: the keys are adjacent, "
                   "so no in-between fits; insert frames between them first.", file=sys.stderr)
         chosen = [span for span in chosen if span.gap >= 2] or chosen  # all crowded: let the job say why
-    jobs = [segment_job(project, span, count=args.count, spacing=args.spacing, times=times, engine=args.engine,
-                        params=params, seed=args.seed, prompt=args.prompt) for span in chosen]
-    quiet = getattr(args, "quiet", False)
-    engines = {}
+    jobs = []
+    engines = EngineCache()
     try:
+        if redo:
+            jobs = _redo_jobs(project, chosen, args, params, redo_rejected_job)
+        else:
+            for span in chosen:
+                jobs.append(segment_job(project, span, count=args.count, spacing=args.spacing, times=times,
+                                        engine=args.engine, params=params, seed=args.seed, prompt=args.prompt))
+        for job in jobs:  # options and availability are checked before any work is done
+            check_engine(engines.get(job.engine_id, job.params))
+        quiet = getattr(args, "quiet", False)
         for job in jobs:
-            if job.engine_id not in engines:
-                engine = create_engine(job.engine_id)
-                check_engine(engine)
-                engines[job.engine_id] = engine
-        for job in jobs:
+            engine = engines.get(job.engine_id, job.params)
             with TqdmProgress(quiet=quiet) as progress:
-                result = run_job(job, engines[job.engine_id], progress)
+                result = run_job(job, engine, progress, project=project)
             project.save()  # each finished take is kept even if a later job fails
             take = result.take
             assert take is not None
@@ -119,8 +129,33 @@ def run_generate(args: argparse.Namespace) -> int:
                   f"{project.folder / 'takes' / take.id}")
     finally:
         for job in jobs:
-            project.release_take_id(job.take_id or "")
-        for engine in engines.values():
-            engine.unload()
+            job.release()
+        engines.clear()
     print(f"{len(jobs)} take{'s' if len(jobs) != 1 else ''} saved in {project.project_file}.")
     return 0
+
+
+def _redo_jobs(project: Any, spans: list[Any], args: argparse.Namespace, params: dict[str, Any],
+               redo_rejected_job: Any) -> list[Any]:
+    """One redo-rejected job per pair whose active take has rejected frames; the others are noted."""
+    from ..pipeline.runner import draw_seed
+    from ..project.document import ReviewStatus
+
+    shot = project.shot
+    jobs = []
+    for span in spans:
+        segment = shot.segments.get(span.key)
+        take = shot.takes.get(segment.active_take) if segment is not None and segment.active_take else None
+        frames = f"frames {span.start_frame}-{span.start_frame + span.gap}"
+        if take is None:
+            print(f"skipped {frames}: no take yet (generate one first).", file=sys.stderr)
+            continue
+        if not any(tf.status == ReviewStatus.REJECTED for tf in take.frames):
+            print(f"skipped {frames}: no frame of take {take.label} is rejected.", file=sys.stderr)
+            continue
+        seed = args.seed if args.seed is not None else draw_seed()
+        jobs.append(redo_rejected_job(project, span, seed=seed, engine=args.engine, params=params))
+    if not jobs:
+        raise InputError("No rejected frames to redo: reject frames first, e.g. "
+                         "tooncrafter-studio review PROJECT_DIR reject 5,7.")
+    return jobs

@@ -12,6 +12,7 @@ import logging
 import sys
 import traceback
 
+from .. import __version__
 from ..core.errors import Cancelled, StudioError
 from ..core.logging import configure_logging
 
@@ -24,6 +25,7 @@ COMMAND_MODULES = (
     "tooncrafter_studio.cli.doctor_cmds",
     "tooncrafter_studio.cli.interpolate_cmd",
     "tooncrafter_studio.cli.export_cmd",
+    "tooncrafter_studio.cli.review_cmd",
 )
 
 EXIT_OK = 0
@@ -40,6 +42,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tooncrafter-studio", description="ToonCrafter Studio, headless commands. "
                      "Run without a command to open the app.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

@@ -75,3 +75,12 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, error: type[StudioE
 def atomic_write_text(path: str | os.PathLike, text: str, error: type[StudioError] = StudioError) -> None:
     with atomic_open(path, "w", error=error) as handle:
         handle.write(text)
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of a file, or None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)

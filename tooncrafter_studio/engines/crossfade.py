@@ -20,6 +20,7 @@ class CrossfadeEngine(Engine):
     label = "Cross-fade"
     capabilities = EngineCapabilities(needs_gpu=False, supports_prompt=False, previews=False,
                                       max_inbetweens_per_pass=None, deterministic=True)
+    options = ()
 
     def probe(self) -> ProbeResult:
         return ProbeResult(True, "always available")

@@ -361,7 +361,8 @@ def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Expo
     stale = sorted(name for name in previous if name not in set(targets) and _ours(out_dir, name, previous))
 
     report = ExportReport(out_dir, plan.files, sheet_names, len(plan.frames), len(plan.jobs))
-    report.held_in_place = [f.frame for f in plan.frames if f.note]
+    report.held_in_place = [f.frame for i, f in enumerate(plan.frames)  # the first frame of each one held
+                            if f.hidden is not None and (i == 0 or plan.frames[i - 1].hidden != f.hidden)]
     if options.drawings_only and options.timing_sheet == "none":
         report.warnings.append("Only drawings were written and no timing sheet: the timing is in the sidecar only.")
     foreign = [n for n in _listdir(out_dir) if plan.naming.matches(n) and n not in set(targets) and n not in stale]

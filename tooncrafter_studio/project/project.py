@@ -27,13 +27,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..core.errors import ProjectError
-from ..core.fsio import atomic_write_text
+from ..core.fsio import atomic_write_text, file_identity
 from .commands import Change, Command, CommandStack
 from .document import Cell, Drawing, Shot, Source, Take
 from .serialize import (
     check_internal_path,
     document_to_json,
-    file_identity,
     is_safe_id,
     read_document,
     relative_if_inside,

@@ -140,8 +140,6 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.worker.task_finished.connect(self._job_ended)
         self.worker.task_failed.connect(self._job_ended)
         self.worker.task_cancelled.connect(self._job_ended)
-        self.worker.task_finished.connect(self._import_finished)
-        self.worker.task_failed.connect(self._import_failed)
         self.generation.probes_ready.connect(self._probes_ready)
         self.generation.take_added.connect(self._take_added)
         self.inspector.locate_model.connect(self.locate_model)

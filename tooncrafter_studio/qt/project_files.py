@@ -106,11 +106,14 @@ class ProjectFilesMixin:
             return import_source(paths, detect_holds=detect_holds, progress=progress, cancel=cancel,
                                  default_fps=fps or 24.0)
 
-        return self.worker.submit("Import", run, "import", payload=Path(folder))
+        return self.worker.submit("Import", run, "import", payload=Path(folder), on_done=self._import_done)
 
-    def _import_finished(self, task, result) -> None:
-        if task.kind != "import":
+    def _import_done(self, task) -> None:
+        if task.state == "failed":
+            self.show_error("Import failed", StudioError(task.error))
+        if task.state != "done":
             return
+        result = task.result
         try:
             project = new_project(task.payload, result.source, result.groups)
         except StudioError as exc:
@@ -121,10 +124,6 @@ class ProjectFilesMixin:
         self._set_project(project)
         self.show_message(f"New project {project.folder.name}: {project.shot.frame_count} frames. "
                           "Set keys with K, then select a key pair and press G.")
-
-    def _import_failed(self, task, message: str, _details: str) -> None:
-        if task.kind == "import":
-            self.show_error("Import failed", StudioError(message))
 
     def new_project_dialog(self) -> None:
         source = QFileDialog.getExistingDirectory(self, "Folder with the image sequence")

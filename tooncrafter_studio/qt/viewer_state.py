@@ -113,7 +113,10 @@ class ViewerMixin:
         """A running job sent a preview: keep the latest, and show it if its segment is on screen."""
         key = job_segment_key(task)
         job = task.payload.get("job") if key is not None else None
-        if key is None or task.state != "running" or job.project is not self.session.project:
+        project = self.session.project
+        mine = project is not None and job.reservation is not None \
+            and job.reservation.project_file == project.project_file
+        if key is None or task.state != "running" or not mine:
             return
         self.job_preview = JobPreview(task.id, key, image, int(event.done), int(event.total))
         self.show_current(prefetch=False)

@@ -123,6 +123,27 @@ def parse_settings(params: dict[str, Any] | None, base: Settings | None = None) 
     )
 
 
+OPTION_NAMES = tuple(Settings.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class BackendKey:
+    """What a placed backend depends on: a new key means a new backend (the old one is released)."""
+
+    model: str  # the path setting, or "object:<id>" for an injected model
+    device: str
+    dtype: str
+    mode: str = ""
+
+    @classmethod
+    def of(cls, settings: Settings, mode: str = "") -> BackendKey:
+        model = f"object:{id(settings.model)}" if settings.model_is_object else str(settings.model)
+        return cls(model, settings.device, settings.dtype, mode)
+
+    def same_model(self, other: BackendKey) -> bool:
+        return (self.model, self.device, self.dtype) == (other.model, other.device, other.dtype)
+
+
 # --------------------------------------------------------------------------------------------------
 # Key and frame conversions
 
@@ -235,24 +256,28 @@ class ToonCrafterEngine(Engine):
     id = "tooncrafter"
     label = "ToonCrafter (generative, GPU)"
     capabilities = EngineCapabilities(needs_gpu=True, supports_prompt=True, previews=False,
-                                      max_inbetweens_per_pass=timing.MAX_PER_PASS, deterministic=True)
+                                      max_inbetweens_per_pass=timing.MAX_PER_PASS, deterministic=True,
+                                      seed_variants=True)
+    options = OPTION_NAMES
 
     def __init__(self, backend: Backend | None = None, backend_factory: BackendFactory | None = None,
                  **defaults: Any) -> None:
-        self._settings = parse_settings(defaults)
+        self._defaults = parse_settings(defaults)
+        self._settings = self._defaults
         self._injected = backend
         self._factory = backend_factory or self._pipeline_backend
         self._model: Any = None
         self._model_key: tuple[Any, ...] | None = None
         self._backend: Backend | None = None
-        self._backend_key: tuple[Any, ...] | None = None
+        self._backend_key: BackendKey | None = None
         self._probe_cache: dict[tuple[Any, ...], str | None] = {}
         self._identity_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     # -- configuration and probing ------------------------------------------------------------------
     def configure(self, params: dict[str, Any]) -> None:
-        """Options that decide availability (model path, device); the CLI calls this before probe()."""
-        self._settings = parse_settings(params, self._settings)
+        """The run's options over the constructor's defaults (earlier configure calls are forgotten,
+        so a setting the user cleared does not linger); validated here, once."""
+        self._settings = parse_settings(params, self._defaults)
 
     def identity(self) -> dict[str, Any]:
         ident: dict[str, Any] = {"engine": self.id, "version": ENGINE_VERSION}
@@ -336,7 +361,7 @@ class ToonCrafterEngine(Engine):
     def _get_backend(self, settings: Settings, mode: str) -> Backend:
         if self._injected is not None:
             return self._injected
-        key = self._key(settings, mode)
+        key = BackendKey.of(settings, mode)
         if self._backend is None or self._backend_key != key:
             self._release_backend()
             self._backend = self._factory(settings, mode)
@@ -408,17 +433,12 @@ class ToonCrafterEngine(Engine):
         if not memory.cuda_available():
             raise EngineUnavailable(self._probe_device(settings)[1])  # type: ignore[index]
         key = self._backend_key
-        if self._backend is not None and key is not None and key[:3] == self._key(settings)[:3]:
-            if settings.memory in ("auto", key[3]):
-                return key[3]  # already placed: the memory it holds is ours, not free
+        if self._backend is not None and key is not None and key.same_model(BackendKey.of(settings)):
+            if settings.memory in ("auto", key.mode):
+                return key.mode  # already placed: the memory it holds is ours, not free
             self._release_backend()
         info = memory.free_vram_bytes(settings.device)
         return memory.choose_mode(settings.memory, info[0] if info else None, settings.dtype).mode
-
-    @staticmethod
-    def _key(settings: Settings, mode: str = "") -> tuple[Any, ...]:
-        model = id(settings.model) if settings.model_is_object else str(settings.model)
-        return (model, settings.device, settings.dtype, mode)
 
     def interpolate(self, request: InterpolationRequest, progress: ProgressCallback | None = None,
                     cancel: CancelToken | None = None) -> InterpolationResult:
@@ -436,24 +456,10 @@ class ToonCrafterEngine(Engine):
             log.warning(CPU_WARNING)
         cancel.raise_if_cancelled()
 
-        start8, end8 = _to_rgb8(request.start), _to_rgb8(request.end)
-        h, w = request.start.shape[:2]
         times = sorted(float(t) for t in request.times)
         started = time.monotonic()
+        keys8 = (_to_rgb8(request.start), _to_rgb8(request.end))
         mode = self._choose_mode(settings)
-        used_mode = mode
-        fitted: dict[str, Any] = {}
-
-        def attempt(run_mode: str) -> tuple[dict[float, np.ndarray], list[timing.PassJob]]:
-            nonlocal used_mode
-            used_mode = run_mode
-            progress(ProgressEvent("load", 0, 0, f"preparing the model ({run_mode} memory mode)"))
-            backend = self._get_backend(settings, run_mode)
-            model_h, model_w = getattr(backend, "model_size", (MODEL_HEIGHT, MODEL_WIDTH))
-            plan = plan_fit(w, h, settings.fit, model_w, model_h)
-            fitted.update(plan=plan, start=plan.to_model(start8), end=plan.to_model(end8))
-            return self._run_passes(backend, settings, times, fitted["start"], fitted["end"], progress, cancel)
-
         if self._injected is None and settings.device != "cpu":
             from ...diffusion import memory
 
@@ -465,13 +471,15 @@ class ToonCrafterEngine(Engine):
                 info = memory.free_vram_bytes(settings.device)
                 return info[0] if info else None
 
-            frames_at, jobs = memory.run_with_oom_retry(attempt, mode, settings.dtype, free_bytes=free_now,
-                                                        on_retry=retry)
+            run = memory.run_with_oom_retry(
+                lambda run_mode: self._attempt(run_mode, settings, times, keys8, progress, cancel),
+                mode, settings.dtype, free_bytes=free_now, on_retry=retry)
         else:
-            frames_at, jobs = attempt(mode)
+            run = self._attempt(mode, settings, times, keys8, progress, cancel)
 
         cancel.raise_if_cancelled()
-        plan, start_m, end_m = fitted["plan"], fitted["start"], fitted["end"]
+        plan, start_m, end_m, frames_at, jobs, used_mode = (run.plan, run.start, run.end, run.frames_at,
+                                                            run.jobs, run.mode)
         progress(ProgressEvent("finish", 0, len(times), "colour match and resize"))
         generated = [frames_at[t] for t in times]
         if settings.colour_match:
@@ -495,44 +503,36 @@ class ToonCrafterEngine(Engine):
         })
         return InterpolationResult(frames, info)
 
+    def _attempt(self, mode: str, settings: Settings, times: list[float], keys8: tuple[np.ndarray, np.ndarray],
+                 progress: ProgressCallback, cancel: CancelToken) -> _Run:
+        """One try at every pass in one memory mode (the OOM retry may call it again, lower)."""
+        progress(ProgressEvent("load", 0, 0, f"preparing the model ({mode} memory mode)"))
+        backend = self._get_backend(settings, mode)
+        model_h, model_w = getattr(backend, "model_size", (MODEL_HEIGHT, MODEL_WIDTH))
+        h, w = keys8[0].shape[:2]
+        plan = plan_fit(w, h, settings.fit, model_w, model_h)
+        start_m, end_m = plan.to_model(keys8[0]), plan.to_model(keys8[1])
+        frames_at, jobs = self._run_passes(backend, settings, times, start_m, end_m, progress, cancel)
+        return _Run(plan, start_m, end_m, frames_at, jobs, mode)
+
     def _run_passes(self, backend: Backend, settings: Settings, times: list[float], start_m: np.ndarray,
                     end_m: np.ndarray, progress: ProgressCallback, cancel: CancelToken
                     ) -> tuple[dict[float, np.ndarray], list[timing.PassJob]]:
-        state = {"passes": len(timing.plan_passes(times)), "done_steps": 0, "t0": time.monotonic()}
+        steps = _StepCounter(len(timing.plan_passes(times)), settings.steps, progress, cancel)
         expected_shape = (timing.GENERATED_FRAMES, *start_m.shape)
 
         def run_pass(job: timing.PassJob, start_img: np.ndarray, end_img: np.ndarray) -> np.ndarray:
             cancel.raise_if_cancelled()
-            state["passes"] = max(state["passes"], job.index + 1)
-            label = f"pass {job.index + 1}/{state['passes']}"
-            base_steps = state["done_steps"]
-
-            def on_event(*args: Any, **_kw: Any) -> None:
-                all_steps = state["passes"] * settings.steps
-                event = args[0] if args and isinstance(args[0], ProgressEvent) else None
-                if event is not None and event.stage != "denoise":  # encode / decode of this pass
-                    progress(ProgressEvent(event.stage, event.done, event.total, f"{label}: {event.message}"))
-                    cancel.raise_if_cancelled()
-                    return
-                step, total = _step_of(args, settings.steps)
-                if step <= 0:
-                    return
-                state["done_steps"] = base_steps + step
-                elapsed = time.monotonic() - state["t0"]
-                eta = elapsed / state["done_steps"] * (all_steps - state["done_steps"])
-                # (The pipeline's preview is a latent tensor; tensors do not leave the engine.)
-                progress(ProgressEvent("denoise", state["done_steps"], all_steps, f"{label}, step {step}/{total}", eta))
-                cancel.raise_if_cancelled()
-
+            steps.begin_pass(job.index)
             result = backend(start_img, end_img, prompt=settings.prompt, steps=settings.steps,
                              cfg_scale=settings.cfg, eta=settings.eta, frame_stride=settings.frame_stride,
-                             seed=settings.seed + job.index, callback=on_event, cancel=cancel)
+                             seed=settings.seed + job.index, callback=steps.on_event, cancel=cancel)
             cancel.raise_if_cancelled()
             frames = np.asarray(getattr(result, "frames", result))
             if frames.shape != expected_shape or frames.dtype != np.uint8:
                 raise StudioError(f"The ToonCrafter pipeline returned frames of shape {frames.shape} "
                                   f"({frames.dtype}); expected {expected_shape} uint8.")
-            state["done_steps"] = base_steps + settings.steps
+            steps.end_pass()
             return frames
 
         def timeline_of(job: timing.PassJob, frames: np.ndarray) -> timing.Timeline:
@@ -541,6 +541,56 @@ class ToonCrafterEngine(Engine):
             return timing.Timeline.nominal(job.start.time, job.end.time)
 
         return timing.execute_passes(times, start_m, end_m, run_pass, timeline_of)
+
+
+@dataclass
+class _Run:
+    """What one attempt produced: the fit, the keys in the model frame, frames by time, passes."""
+
+    plan: Any
+    start: np.ndarray
+    end: np.ndarray
+    frames_at: dict[float, np.ndarray]
+    jobs: list[timing.PassJob]
+    mode: str
+
+
+class _StepCounter:
+    """Turns the pipeline's per-pass callbacks into one denoise progress over all passes, with ETA."""
+
+    def __init__(self, passes: int, steps_per_pass: int, progress: ProgressCallback, cancel: CancelToken) -> None:
+        self.passes = passes
+        self.steps_per_pass = steps_per_pass
+        self.progress = progress
+        self.cancel = cancel
+        self.done_steps = 0
+        self.base_steps = 0
+        self.label = ""
+        self.t0 = time.monotonic()
+
+    def begin_pass(self, index: int) -> None:
+        self.passes = max(self.passes, index + 1)  # a re-planned pass may add one
+        self.label = f"pass {index + 1}/{self.passes}"
+        self.base_steps = self.done_steps
+
+    def end_pass(self) -> None:
+        self.done_steps = self.base_steps + self.steps_per_pass
+
+    def on_event(self, *args: Any, **_kw: Any) -> None:
+        event = args[0] if args and isinstance(args[0], ProgressEvent) else None
+        if event is not None and event.stage != "denoise":  # encode / decode of this pass
+            self.progress(ProgressEvent(event.stage, event.done, event.total, f"{self.label}: {event.message}"))
+            self.cancel.raise_if_cancelled()
+            return
+        step, total = _step_of(args, self.steps_per_pass)
+        if step <= 0:
+            return
+        all_steps = self.passes * self.steps_per_pass
+        self.done_steps = self.base_steps + step
+        eta = (time.monotonic() - self.t0) / self.done_steps * (all_steps - self.done_steps)
+        # (The pipeline's preview is a latent tensor; tensors do not leave the engine.)
+        self.progress(ProgressEvent("denoise", self.done_steps, all_steps, f"{self.label}, step {step}/{total}", eta))
+        self.cancel.raise_if_cancelled()
 
 
 def _step_of(args: tuple[Any, ...], default_total: int) -> tuple[int, int]:
