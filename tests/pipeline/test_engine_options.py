@@ -188,3 +188,11 @@ def test_reservation_is_released_once_on_every_path(tmp_path):
     job.release()
     job.release()
     assert job.take_id not in project._reserved and job.reservation.released  # noqa: SLF001
+
+
+def test_lenient_options_leave_out_what_another_engine_took():
+    cache = EngineCache()
+    engine = cache.get("crossfade", {"steps": 25, "memory": "low"}, strict=False)  # a segment switched engines
+    assert engine.configured == {}
+    with pytest.raises(InputError):
+        cache.get("crossfade", {"steps": 25})

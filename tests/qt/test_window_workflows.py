@@ -94,7 +94,10 @@ def test_generate_review_with_keyboard_undo_and_export(qtbot, window, project_fo
     assert all((project_folder / tf.file).is_file() for tf in take.frames)
     frames = window.session.frames()
     assert [f.frame for f in frames if f.kind == "inbetween" and f.new_drawing] == [3, 5, 7]
-    assert window.current_frame == 3  # the playhead went to the first pending in-between
+    assert window.current_frame == 1  # the playhead stays where the user is...
+    assert window.go_button.isVisible()  # ... and Go to New Frames is offered
+    press(qtbot, window, Qt.Key.Key_J, Qt.KeyboardModifier.ControlModifier)
+    assert window.current_frame == 3 and not window.go_button.isVisible()
     assert "T1" in window.takes.list.item(0).text()
 
     press(qtbot, window, Qt.Key.Key_A)  # accept frame 3, go to the next pending one
@@ -102,7 +105,7 @@ def test_generate_review_with_keyboard_undo_and_export(qtbot, window, project_fo
     press(qtbot, window, Qt.Key.Key_X)  # reject frame 5: the previous drawing is held there
     assert take.frames[1].status == ReviewStatus.REJECTED
     held = window.session.frames()[4]
-    assert held.note.startswith("holds") and held.image == window.session.frames()[2].image
+    assert held.note == "T1-2 rejected: holds T1-1" and held.image == window.session.frames()[2].image
     assert window.current_frame == 7  # on to the next pending one
     window.set_current_frame(5)
     assert "holds" in window.viewer.caption and "rejected" in window.viewer.caption

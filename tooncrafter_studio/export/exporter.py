@@ -209,7 +209,7 @@ def _check_targets(out_dir: Path, targets: list[str], previous: dict[str, int], 
     if blocking and not overwrite:
         shown = ", ".join(blocking[:5]) + (f" and {len(blocking) - 5} more" if len(blocking) > 5 else "")
         raise ExportError(f"{len(blocking)} file{'s' if len(blocking) != 1 else ''} in {out_dir} would be "
-                          f"overwritten ({shown}); choose another folder or allow overwriting (--overwrite).")
+                          f"overwritten ({shown}); choose another folder or allow overwriting.")
 
 
 def _prepare_out_dir(out_dir: Path) -> None:

@@ -33,12 +33,19 @@ def settings_options(settings: Settings | None) -> dict[str, Any]:
 
 
 def engine_options(engine: Engine, params: Mapping[str, Any] | None = None,
-                   defaults: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """`defaults` the engine takes (others dropped: the flow engine has no model file), then `params`
-    (all checked: an unknown name is an InputError)."""
+                   defaults: Mapping[str, Any] | None = None, strict: bool = True) -> dict[str, Any]:
+    """`defaults` the engine takes (others dropped: the flow engine has no model file), then `params`:
+    checked when `strict` (an unknown name is an InputError), else only those the engine takes (a
+    segment keeps the ToonCrafter steps it was given when the user switches it to another engine)."""
     params = dict(params or {})
-    check_option_names(engine, params)
     taken = engine.options
+    if strict:
+        check_option_names(engine, params)
+    elif taken is not None:
+        dropped = sorted(set(params) - set(taken))
+        if dropped:
+            log.info("The %s engine does not take %s; left out", engine.id, ", ".join(dropped))
+        params = {k: v for k, v in params.items() if k in taken}
     merged = {k: v for k, v in (defaults or {}).items() if taken is not None and k in taken}
     merged.update(params)
     return merged
@@ -68,13 +75,13 @@ class EngineCache:
         self._engines: dict[str, tuple[Engine, str]] = {}
 
     def get(self, engine_id: str, params: Mapping[str, Any] | None = None,
-            defaults: Mapping[str, Any] | None = None) -> Engine:
+            defaults: Mapping[str, Any] | None = None, strict: bool = True) -> Engine:
         kept = self._engines.get(engine_id)
         if kept is None:
             engine = create_engine(engine_id)
         else:
             engine = kept[0]
-        options = engine_options(engine, params, defaults)
+        options = engine_options(engine, params, defaults, strict)
         key = _options_key(options)
         if kept is None or kept[1] != key:
             engine.configure(options)

@@ -221,7 +221,7 @@ class GenerationController(QObject):
 
         def run(progress: ProgressCallback, cancel: CancelToken) -> JobResult:
             try:
-                engine = engines.get(job.engine_id, job.params, defaults)
+                engine = engines.get(job.engine_id, job.params, defaults, strict=False)
             except BaseException:
                 job.release()
                 raise

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..engines.base import ProbeResult
+from ..engines.tooncrafter.engine import Settings as ToonCrafterSettings
 from ..project.commands import SetSegmentSettings, segment_settings
 from ..project.document import SegmentSettings, Spacing
 from ..project.resolve import SegmentSpan, derived_count
@@ -37,13 +38,17 @@ from .session import Session
 
 SPACING_LABELS = {
     Spacing.LINEAR: "Linear",
-    Spacing.EASE_IN: "Ease in (slow out of the first key)",
-    Spacing.EASE_OUT: "Ease out (slow into the second key)",
-    Spacing.EASE_IN_OUT: "Ease in-out",
+    # Named as animators (and After Effects' "easy ease") say it; the chart below is the truth.
+    Spacing.EASE_IN: "Slow out (of the first key)",
+    Spacing.EASE_OUT: "Slow in (to the second key)",
+    Spacing.EASE_IN_OUT: "Slow out and slow in",
     Spacing.EXPLICIT: "Drawn chart",
 }
+# The engine's own defaults, so that what the panel shows is what runs (and what the CLI runs).
 PARAM_DEFAULTS: dict[str, Any] = {
-    "steps": 25, "cfg": 7.5, "frame_stride": 10, "fit": "letterbox", "colour_match": True, "memory": "auto",
+    "steps": ToonCrafterSettings.steps, "cfg": ToonCrafterSettings.cfg, "frame_stride": ToonCrafterSettings.frame_stride,
+    "fit": ToonCrafterSettings.fit, "colour_match": ToonCrafterSettings.colour_match,
+    "memory": ToonCrafterSettings.memory,
 }
 MAX_SEED = 2**31 - 1
 
@@ -183,6 +188,11 @@ class SegmentInspector(QWidget):
         for mode in ("auto", "high", "balanced", "low"):
             self.memory_mode.addItem(mode, mode)
 
+        self.seed_note = QLabel("This engine is deterministic: the seed changes nothing. For other in-betweens "
+                                "change Spacing, In-betweens or Engine.")
+        self.seed_note.setWordWrap(True)
+        self.seed_note.setObjectName("seed_note")
+        self.seed_note.setVisible(False)
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.fixed_seed)
         seed_row.addWidget(self.seed, 1)
@@ -197,6 +207,7 @@ class SegmentInspector(QWidget):
         form.addRow("", self.locate_button)
         form.addRow("Prompt", self.prompt)
         form.addRow("Seed", seed_row)
+        form.addRow("", self.seed_note)
         form.addRow("Steps", self.steps)
         form.addRow("CFG scale", self.cfg)
         form.addRow("Frame stride", self.frame_stride)
@@ -331,6 +342,12 @@ class SegmentInspector(QWidget):
         enabled = self.span is not None and self.session.shot is not None
         for widget in (self.prompt, self.steps, self.cfg, self.frame_stride, self.fit, self.memory_mode):
             widget.setEnabled(enabled and (diffusion or caps is None and engine_id == "tooncrafter"))
+        # A seed only matters to an engine whose result changes with it: say so instead of offering it.
+        variants = caps is None or getattr(caps, "seed_variants", False)
+        for widget in (self.fixed_seed, self.dice):
+            widget.setEnabled(enabled and variants)
+        self.seed.setEnabled(enabled and variants and self.fixed_seed.isChecked())
+        self.seed_note.setVisible(enabled and not variants)
 
     # -- edits
     def _edit(self, field: str, **changes: Any) -> None:

@@ -12,12 +12,16 @@ from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication,
+    QDialog,
     QDockWidget,
     QFileDialog,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QTextBrowser,
     QToolBar,
+    QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -26,7 +30,7 @@ from ..core.settings import Settings, load_settings, save_settings
 from ..engines.registry import engine_ids
 from ..project.document import ReviewStatus
 from ..project.resolve import SegmentSpan
-from .actions import ActionRegistry
+from .actions import ActionRegistry, about_text, shortcut_sheet_html
 from .editing import EditingMixin
 from .export_dialog import ExportDialog
 from .frames import FrameProvider
@@ -105,6 +109,9 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
 
         self.actions = ActionRegistry(self, self.settings.shortcuts)
         self.actions.build_menus(self.menuBar())
+        panels = self.actions.menus["View"].addMenu("&Panels")  # a closed dock comes back from here
+        for dock in self.docks.values():
+            panels.addAction(dock.toggleViewAction())
         self.recent_menu = self.actions.menus["File"].addMenu("Open &Recent")
         self.actions.menus["File"].insertMenu(self.actions["save"], self.recent_menu)
         toolbar = QToolBar("Main")
@@ -114,6 +121,11 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.addToolBar(toolbar)
         self.status_label = QLabel()
         self.statusBar().addPermanentWidget(self.status_label)
+        self.last_new_take: str | None = None
+        self.go_button = QToolButton()
+        self.go_button.setDefaultAction(self.actions["go_to_new_frames"])
+        self.go_button.setVisible(False)
+        self.statusBar().addPermanentWidget(self.go_button)
         self._bind_actions()
         self.actions["loop"].setChecked(True)
 
@@ -182,6 +194,8 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             "last_frame": lambda: self.set_current_frame(self.timeline.frame_count),
             "loop": self._loop_toggled, "play_range": self._range_toggled,
             "onion_skin": self.show_current, "light_table": self.show_current, "ab_flip": self.show_current,
+            "show_rejected": self.show_current, "go_to_new_frames": self.go_to_new_frames,
+            "shortcut_sheet": self.shortcut_sheet,
             "zoom_fit": self.viewer.zoom_fit, "zoom_100": self.viewer.zoom_actual,
             "zoom_in": self.viewer.zoom_in, "zoom_out": self.viewer.zoom_out,
             "show_log": lambda: (self.docks["log"].show(), self.docks["log"].raise_()),
@@ -288,12 +302,33 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             return selected[0]
         return self.session.span_at(self.current_frame)
 
-    def _take_added(self, _take_id: str, key) -> None:
-        span = next((s for s in self.session.spans() if s.key == tuple(key)), None)
-        if span is not None and self.current_span() is not None and self.current_span().key == span.key:
-            stop = next_pending(self.session.frames(), span.start_frame)
-            if stop is not None and stop < span.start_frame + span.gap:
-                self.set_current_frame(stop)
+    def _take_added(self, take_id: str, _key) -> None:
+        """A take arrived: the playhead stays where the user is; Go to New Frames (Ctrl+J) jumps."""
+        self.last_new_take = take_id
+        self.go_button.setVisible(self.new_frames_stop() is not None)
+
+    def new_frames_stop(self) -> int | None:
+        """The first frame to review of the latest take (or its first frame), while it is active."""
+        shot = self.session.shot
+        take = shot.takes.get(self.last_new_take or "") if shot is not None else None
+        if take is None:
+            return None
+        span = next((s for s in self.session.spans() if s.key == (take.start_key, take.end_key)), None)
+        segment = shot.segments.get((take.start_key, take.end_key))
+        if span is None or segment is None or segment.active_take != take.id or not take.frames:
+            return None
+        stop = next_pending(self.session.frames(), span.start_frame)
+        if stop is not None and stop < span.start_frame + span.gap:
+            return stop
+        return span.start_frame + min(tf.offset for tf in take.frames)
+
+    def go_to_new_frames(self) -> None:
+        stop = self.new_frames_stop()
+        if stop is None:
+            self.show_message("No new take to go to.")
+            return
+        self.go_button.setVisible(False)
+        self.set_current_frame(stop)
 
     # ------------------------------------------------------------------ engines, settings, export
     def _probes_ready(self, probes, capabilities) -> None:
@@ -345,7 +380,21 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         return text
 
     def about(self) -> None:
-        QMessageBox.about(self, APP_NAME, f"{APP_NAME}: in-betweens for 2D animation, on your own machine.")
+        QMessageBox.about(self, f"About {APP_NAME}", about_text())
+
+    def shortcut_sheet(self) -> QDialog:
+        """Every command and its keys, generated from the action registry (so it is never stale)."""
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Keyboard shortcuts")
+        dialog.setObjectName("shortcut_sheet")
+        text = QTextBrowser(dialog)
+        text.setHtml(shortcut_sheet_html(self.actions))
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(text)
+        dialog.resize(520, 640)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802

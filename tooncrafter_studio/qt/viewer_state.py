@@ -195,7 +195,9 @@ class ViewerMixin:
         index = min(self.current_frame, len(frames)) - 1
         frame = frames[index]
         ref, badge = frame.image, ""
-        if self.actions["ab_flip"].isChecked():
+        if frame.hidden is not None and self.actions["show_rejected"].isChecked():
+            ref, badge = frame.hidden, f"{frame.label} {frame.status.value if frame.status else ''}: its own drawing"
+        elif self.actions["ab_flip"].isChecked():
             compare = self._compare_ref(frame)
             if compare is not None:
                 ref, badge = compare
@@ -209,6 +211,7 @@ class ViewerMixin:
         layers: list[Layer] = []
         if self.actions["onion_skin"].isChecked() and not badge:
             layers += self._onion_layers(frames, index)
+            badge = "ONION SKIN"
         if self.actions["light_table"].isChecked():
             span = self.session.span_at(frame.frame)
             if span is not None:
@@ -222,6 +225,8 @@ class ViewerMixin:
         kind = {"key": "key", "drawing": "drawing", "inbetween": "in-between"}.get(frame.kind, frame.kind)
         status = f" {frame.status.value}" if frame.status is not None and frame.take_id else ""
         note = f" — {frame.note}" if frame.note else ""
+        if frame.hidden is not None:  # the note names the held drawing; V shows the frame's own
+            note = f" — {frame.note} (V shows {frame.label})"
         caption = f"{frame.frame} / {len(frames)}   {frame.label}   {kind}{status}{note}"
         border = COLORS[frame.status] if frame.status is not None and frame.take_id else None
         preview = self._preview_on_screen()

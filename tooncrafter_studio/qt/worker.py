@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThread, QThreadPool, QTimer, Signal
 
 from ..core.errors import Cancelled, StudioError
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent
@@ -238,11 +238,13 @@ class Worker(QObject):
             track_thread(self._thread)
             self._thread.start()
 
-    @staticmethod
-    def _report(task: Task, *_args: Any) -> None:
+    def _report(self, task: Task, *_args: Any) -> None:
         callback, task.on_done = task.on_done, None  # once, whichever signal came
-        if callback is None:
-            return
+        if callback is not None:  # after the other listeners of this signal (panels, previews) ran
+            QTimer.singleShot(0, self, lambda: self._call_back(callback, task))
+
+    @staticmethod
+    def _call_back(callback: Callable[[Task], None], task: Task) -> None:
         try:
             callback(task)
         except Exception:  # a submitter's bug must not break the other listeners

@@ -319,7 +319,7 @@ class ToonCrafterEngine(Engine):
             path, looked = find_model(s.model)
             if path is None:
                 return ProbeResult(False, "No ToonCrafter model was found (nothing is downloaded). Looked in: "
-                                          + "; ".join(looked) + ". Put model.ckpt in one of these places or pass --model.")
+                                          + "; ".join(looked) + ". Put model.ckpt in one of these places or choose the model file.")
             problem = self._checked(path)
             if problem:
                 return ProbeResult(False, problem)
@@ -333,7 +333,7 @@ class ToonCrafterEngine(Engine):
 
         if not memory.cuda_available():
             return False, ("No CUDA GPU is available here (PyTorch sees none). ToonCrafter needs an NVIDIA GPU; "
-                           "use --device cpu to run on the processor anyway (a full-size run takes hours).")
+                           "set the device to CPU to run on the processor anyway (a full-size run takes hours).")
         info = memory.free_vram_bytes(s.device)
         if info is None:
             return True, "CUDA"
