@@ -153,7 +153,8 @@ def test_cancel_a_slow_job_while_the_ui_responds(qtbot, test_engines, window, pr
     press(qtbot, window, Qt.Key.Key_Period)
     press(qtbot, window, Qt.Key.Key_Period)
     assert window.current_frame == start + 2
-    qtbot.waitUntil(lambda: "/400" in window.jobs.row_state(task)["step"], timeout=3000)
+    qtbot.waitUntil(lambda: "/400" in window.jobs.items[task.id].toolTip(1), timeout=3000)
+    assert window.jobs.row_state(task)["step"].endswith("%")
     assert window.jobs.row_state(task)["stage"] == "generate"
     qtbot.waitUntil(lambda: window.jobs.preview.pixmap() is not None and not window.jobs.preview.pixmap().isNull(),
                     timeout=3000)

@@ -15,9 +15,11 @@ from PySide6.QtWidgets import (
     QDialog,
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QTextBrowser,
     QToolBar,
     QToolButton,
@@ -97,7 +99,14 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.log_panel = LogPanel()
         self.docks: dict[str, QDockWidget] = {}
         self._dock("timeline", "Exposure sheet", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self._dock("inspector", "Segment", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea)
+        # The inspector scrolls rather than letting the Takes panel cover its rows on a short screen.
+        inspector_scroll = QScrollArea()
+        inspector_scroll.setObjectName("inspector_scroll")
+        inspector_scroll.setWidgetResizable(True)
+        inspector_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        inspector_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        inspector_scroll.setWidget(self.inspector)
+        self._dock("inspector", "Segment", inspector_scroll, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("takes", "Takes", self.takes, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("jobs", "Jobs", self.jobs, Qt.DockWidgetArea.BottomDockWidgetArea)
         self._dock("log", "Log", self.log_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -106,6 +115,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.splitDockWidget(self.docks["inspector"], self.docks["takes"], Qt.Orientation.Vertical)
         self.resizeDocks([self.docks["timeline"], self.docks["jobs"]], [170, 150], Qt.Orientation.Vertical)
         self.resizeDocks([self.docks["inspector"], self.docks["jobs"]], [330, 520], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["inspector"], self.docks["takes"]], [520, 140], Qt.Orientation.Vertical)
 
         self.actions = ActionRegistry(self, self.settings.shortcuts)
         self.actions.build_menus(self.menuBar())

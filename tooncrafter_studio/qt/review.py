@@ -56,6 +56,9 @@ class TakesPanel(QWidget):
         self.title = QLabel("No key pair selected.")
         self.title.setWordWrap(True)
         self.list = QListWidget()
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)  # elided, whole text in the tooltip
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setMinimumHeight(60)
         self.list.itemActivated.connect(self._activate)
         self.list.currentItemChanged.connect(self._compare)
         layout = QVBoxLayout(self)
@@ -90,6 +93,7 @@ class TakesPanel(QWidget):
         self.list.clear()
         for take_id in ids:
             item = QListWidgetItem(take_summary(shot, take_id))
+            item.setToolTip(item.text())  # the row is elided when the panel is narrow
             item.setData(Qt.ItemDataRole.UserRole, take_id)
             if take_id == active:
                 font = QFont(item.font())

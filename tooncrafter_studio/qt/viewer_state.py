@@ -225,9 +225,9 @@ class ViewerMixin:
         kind = {"key": "key", "drawing": "drawing", "inbetween": "in-between"}.get(frame.kind, frame.kind)
         status = f" {frame.status.value}" if frame.status is not None and frame.take_id else ""
         note = f" — {frame.note}" if frame.note else ""
-        if frame.hidden is not None:  # the note names the held drawing; V shows the frame's own
-            note = f" — {frame.note} (V shows {frame.label})"
         caption = f"{frame.frame} / {len(frames)}   {frame.label}   {kind}{status}{note}"
+        if frame.hidden is not None:  # its own label and status, what it holds, and how to see it
+            caption = f"{frame.frame} / {len(frames)}   {frame.note} (V shows {frame.label})"
         border = COLORS[frame.status] if frame.status is not None and frame.take_id else None
         preview = self._preview_on_screen()
         if preview is not None:  # the job for this segment is running: show where it has got to
