@@ -78,11 +78,11 @@ class SpacingChart(QWidget):
         super().__init__(parent)
         self.times: list[float] = []
         self._drag: int | None = None
-        self.setMinimumHeight(34)
+        self.setMinimumHeight(56)
         self.setToolTip("Spacing chart: drag an in-between to change its timing")
 
     def sizeHint(self) -> QSize:
-        return QSize(220, 34)
+        return QSize(220, 56)
 
     def set_times(self, times: list[float]) -> None:
         self.times = list(times)
@@ -100,12 +100,13 @@ class SpacingChart(QWidget):
         mid = self.height() / 2
         painter.setPen(QPen(QColor(150, 150, 160), 1))
         painter.drawLine(QPointF(self._x(0), mid), QPointF(self._x(1), mid))
+        key_h = max(12.0, mid * 0.8)  # ticks grow with the chart, so they are easy to grab
         painter.setPen(QPen(QColor(250, 210, 70), 3))
         for t in (0.0, 1.0):
-            painter.drawLine(QPointF(self._x(t), mid - 12), QPointF(self._x(t), mid + 12))
+            painter.drawLine(QPointF(self._x(t), mid - key_h), QPointF(self._x(t), mid + key_h))
         painter.setPen(QPen(QColor(206, 146, 40), 2))
         for i, t in enumerate(self.times):
-            height = 8 if i != self._drag else 11
+            height = key_h * (0.55 if i != self._drag else 0.75)
             painter.drawLine(QPointF(self._x(t), mid - height), QPointF(self._x(t), mid + height))
         painter.end()
 
@@ -202,6 +203,10 @@ class SegmentInspector(QWidget):
         form.addRow("Exposure", self.exposure)
         form.addRow("Spacing", self.spacing)
         form.addRow("", self.chart)
+        self.chart_hint = QLabel("Drag a tick to retime an in-between: the chart is what the engine gets.")
+        self.chart_hint.setWordWrap(True)
+        self.chart_hint.setStyleSheet("color: #9a9aa2")
+        form.addRow("", self.chart_hint)
         form.addRow("Engine", self.engine)
         form.addRow("", self.engine_status)
         form.addRow("", self.locate_button)

@@ -5,15 +5,18 @@ from __future__ import annotations
 import gc
 import logging
 import shutil
+from datetime import datetime
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QFileDialog
 
 from ..core.errors import StudioError
 from ..core.paths import resources_dir, user_data_dir
 from ..media import import_source
 from ..project.project import PROJECT_FILE, Project, find_recovery, new_project, recover
+from .pattern_dialog import PatternDialog
 from .worker import Task
 
 log = logging.getLogger(__name__)
@@ -21,6 +24,14 @@ log = logging.getLogger(__name__)
 APP_NAME = "ToonCrafter Studio"
 FIRST_RUN_HINT = ("Welcome! This is the sample shot. Keys are marked ◆ on the timeline: click between two keys, "
                   "press G to generate in-betweens, then A / X to accept or reject. File ▸ New Project imports yours.")
+
+
+def local_time(iso: str) -> str:
+    """An ISO-8601 UTC time stamp in the user's local time ("2026-12-03 10:42"); as given if unreadable."""
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return iso
 
 
 def freeze_long_lived_objects() -> None:
@@ -70,7 +81,7 @@ class ProjectFilesMixin:
             if recovery is not None and self.ask(
                     "Recover unsaved work?",
                     f"{APP_NAME} found changes to {Path(folder).name} that were not saved (autosaved "
-                    f"{recovery.saved_at}). Recover them? (No keeps the last saved version.)"):
+                    f"{local_time(recovery.saved_at)}). Recover them? (No keeps the last saved version.)"):
                 project = recover(folder)
                 self.show_message("Recovered the autosaved changes; save to keep them.")
             else:
@@ -139,17 +150,19 @@ class ProjectFilesMixin:
             self.create_project(source, folder, detect_holds=self.ask("Hold detection",
                                 "Detect held drawings (identical frames become one drawing on 2s, 3s…)?"))
 
-    def new_from_pattern_dialog(self) -> None:
-        pattern, ok = QInputDialog.getText(
-            self, "New project from a sequence pattern",
-            "Pattern of the frames (name.####.png, name_%04d.png, or one numbered file):")
-        if not ok or not pattern.strip():
-            return
-        pattern = pattern.strip()
-        default = str(Path(pattern).parent / f"{Path(pattern).name.split('.')[0].split('%')[0].rstrip('_#')}_project")
-        folder = QFileDialog.getSaveFileName(self, "New project folder", default)[0]
-        if folder:
-            self.create_project(pattern, folder)
+    def new_from_pattern_dialog(self) -> PatternDialog:
+        """Pattern (or Browse to a frame), hold detection and project folder, in one dialog."""
+        dialog = PatternDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def create() -> None:
+            pattern, folder, holds = dialog.values()
+            if pattern and folder:
+                self.create_project(pattern, folder, detect_holds=holds)
+
+        dialog.accepted.connect(create)
+        dialog.open()
+        return dialog
 
     def open_project_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open project folder")
