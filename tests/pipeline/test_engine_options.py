@@ -196,3 +196,15 @@ def test_lenient_options_leave_out_what_another_engine_took():
     assert engine.configured == {}
     with pytest.raises(InputError):
         cache.get("crossfade", {"steps": 25})
+
+
+def test_a_redraw_identical_to_the_rejected_frame_is_reported(tmp_path):
+    project = make_project(tmp_path)
+    span = key_spans(project.shot)[0]
+    first = run_job(segment_job(project, span, engine=OptionEngine.id, seed=1), project=project).take
+    project.push(SetFrameStatus(first.id, [1], "rejected"))
+    same = run_job(redo_rejected_job(project, span, seed=6, engine=OptionEngine.id), project=project)
+    assert same.unchanged == [0]  # seeds 1 and 6 give the same variant: said, not hidden
+    project.push(SetFrameStatus(same.take.id, [1], "rejected"))
+    other = run_job(redo_rejected_job(project, span, seed=2, engine=OptionEngine.id), project=project)
+    assert other.unchanged == []

@@ -124,6 +124,9 @@ def run_generate(args: argparse.Namespace) -> int:
             take = result.take
             assert take is not None
             count = len(take.frames)
+            if result.unchanged:
+                print(f"note: {len(result.unchanged)} redrawn frame(s) of take {take.label} are identical to the "
+                      "rejected ones; try another --seed, --engine or spacing.", file=sys.stderr)
             print(f"frames {job.start.frame}-{job.end.frame}: take {take.label} with {count} "
                   f"in-between{'' if count == 1 else 's'} (engine {job.engine_id}, seed {result.seed}) in "
                   f"{project.folder / 'takes' / take.id}")

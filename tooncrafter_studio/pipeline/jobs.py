@@ -93,6 +93,7 @@ class Job:
     reservation: TakeReservation | None = None  # the new take's id, reserved when the job is made
     kept_frames: list[TakeFrame] = field(default_factory=list)  # redo-rejected: the frames kept as they are
     kept_from: str = ""  # ... and the take they come from
+    redone_files: list[str] = field(default_factory=list)  # ... and the rejected drawings being redrawn
     has_alpha: bool = False  # the shot's pixel format: keys are conformed to it
     bit_depth: int = 8
 
@@ -245,6 +246,7 @@ def redo_rejected_job(project: Project, span: SegmentSpan, take_id: str | None =
                       seed=seed, engine=engine, params=params)
     job.kept_frames = [replace(tf) for tf in take.frames if tf.status != ReviewStatus.REJECTED]
     job.kept_from = take.id
+    job.redone_files = [tf.file for tf in rejected]
     return job
 
 

@@ -35,7 +35,7 @@ from ..core.errors import EngineUnavailable, StudioError
 from ..core.fsio import fsync_dir
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, StageReporter, no_progress
 from ..engines.base import Engine, InterpolationRequest
-from ..media.imageio import write_png
+from ..media.imageio import read_image, write_png
 from ..media.importer import conform, read_frame
 from ..project.commands import AddTake
 from ..project.document import Take, TakeFrame
@@ -62,6 +62,7 @@ class JobResult:
     seconds: float = 0.0
     applied: bool = False
     files: list[Path] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)  # redo-rejected: frames identical to the rejected ones
 
 
 def draw_seed() -> int:
@@ -123,6 +124,20 @@ def _check_frames(engine: Engine, frames: list[np.ndarray], job: Job, like: np.n
                                 f"expected {like.shape} {like.dtype}.")
 
 
+def _same_as_rejected(job: Job, frames: list[np.ndarray]) -> list[int]:
+    """Indices of redrawn frames that came back pixel-identical to the drawing the user rejected
+    (an engine with few variants can land on the same one): the caller must say so, never hide it."""
+    same = []
+    for i, (relative, frame) in enumerate(zip(job.redone_files, frames)):
+        try:
+            old = read_image(job.folder / relative) if job.folder is not None else None
+        except StudioError:  # a missing or unreadable old file: nothing to compare with
+            continue
+        if old is not None and old.shape == frame.shape and np.array_equal(old, frame):
+            same.append(i)
+    return same
+
+
 def _write_take(job: Job, frames: list[np.ndarray], progress: ProgressCallback, cancel: CancelToken) -> Path:
     """Write frames into a temporary folder, then rename it into takes/<id>/ in one step."""
     assert job.folder is not None and job.take_id is not None
@@ -180,6 +195,7 @@ def run_job(job: Job, engine: Engine | None = None, progress: ProgressCallback |
 
         info = json_safe(result.info)
         outcome = JobResult(job, list(result.frames), seed, info)
+        outcome.unchanged = _same_as_rejected(job, outcome.frames)
         if job.segment is not None:
             folder = _write_take(job, outcome.frames, progress, cancel)
             outcome.files = [folder / FRAME_NAME.format(i + 1) for i in range(len(outcome.frames))]

@@ -258,6 +258,11 @@ class GenerationController(QObject):
         pending = sum(1 for tf in take.frames if tf.status == ReviewStatus.PENDING)
         self.message.emit(f"Take {take.label} is ready: {pending} in-between{'s' if pending != 1 else ''} "
                           f"to review (A accept, X reject, N next).")
+        if result.unchanged:
+            n = len(result.unchanged)
+            self.message.emit(f"Take {take.label}: {n} redrawn frame{'s' if n != 1 else ''} came out identical to "
+                              "the rejected one: this engine has no other variant there. Press R again, or change "
+                              "Spacing, In-betweens or Engine in the Segment panel.")
         log.info("Take %s (%s) added in %.1f s", take.label, take.id, result.seconds)
         self.take_added.emit(take.id, (take.start_key, take.end_key))
 
