@@ -208,3 +208,11 @@ def test_a_redraw_identical_to_the_rejected_frame_is_reported(tmp_path):
     project.push(SetFrameStatus(same.take.id, [1], "rejected"))
     other = run_job(redo_rejected_job(project, span, seed=2, engine=OptionEngine.id), project=project)
     assert other.unchanged == []
+
+
+def test_the_command_line_names_its_flags_where_the_studio_names_controls():
+    from tooncrafter_studio.cli.main import with_flag_hints
+
+    assert with_flag_hints("choose another folder or allow overwriting.") == \
+        "choose another folder or allow overwriting (--overwrite)."
+    assert "--device cpu" in with_flag_hints("ToonCrafter needs an NVIDIA GPU; set the device to CPU to run")

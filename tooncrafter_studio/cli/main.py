@@ -28,6 +28,21 @@ COMMAND_MODULES = (
     "tooncrafter_studio.cli.review_cmd",
 )
 
+# Messages from the shared layers name a setting the way the studio does; on the command line the
+# same setting is a flag, added here so that each front end speaks its own language.
+FLAG_HINTS = (
+    ("allow overwriting", "allow overwriting (--overwrite)"),
+    ("set the device to CPU", "set the device to CPU (--device cpu; generate: --param device=cpu)"),
+    ("choose the model file", "choose the model file (--model PATH; generate: --param model=PATH)"),
+)
+
+
+def with_flag_hints(message: str) -> str:
+    for phrase, hinted in FLAG_HINTS:
+        message = message.replace(phrase, hinted)
+    return message
+
+
 EXIT_OK = 0
 EXIT_FAILED = 1  # an unexpected error (a bug)
 EXIT_USAGE = 2  # bad input, a clear message on stderr
@@ -76,7 +91,7 @@ def run_cli(argv: list[str]) -> int:
     except StudioError as exc:
         if args.debug:
             traceback.print_exc()
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {with_flag_hints(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # a bug: say so in one line unless debugging
         if args.debug:
