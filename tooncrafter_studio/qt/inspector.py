@@ -203,8 +203,9 @@ class SegmentInspector(QWidget):
         form.addRow("Exposure", self.exposure)
         form.addRow("Spacing", self.spacing)
         form.addRow("", self.chart)
-        self.chart_hint = QLabel("Drag a tick to retime an in-between: the chart is what the engine gets.")
-        self.chart_hint.setWordWrap(True)
+        self.chart_hint = QLabel("Drag a tick to retime it.")
+        self.chart_hint.setToolTip("Each tick is an in-between; drag it to retime it. The chart is what the "
+                                   "engine gets (slow in / slow out only preset it).")
         self.chart_hint.setStyleSheet("color: #9a9aa2")
         form.addRow("", self.chart_hint)
         form.addRow("Engine", self.engine)
