@@ -165,6 +165,9 @@ def test_generate_redo_rejected_on_the_command_line(tmp_path, capsys):
     new, old = shot.takes[segment.active_take], shot.takes[segment.take_ids[0]]
     assert new.label == "T2" and [tf.offset for tf in new.frames] == [2, 4, 6]
     assert new.frames[1].file.startswith(f"takes/{new.id}/") and new.frames[0].file == old.frames[0].file
+    assert run_cli(["review", str(project.folder), "reject", "3"]) == 0
+    code = run_cli(["generate", str(project.folder), "--redo-rejected", "--engine", "crossfade", "-q"])
+    assert code == 2 and "deterministic" in capsys.readouterr().err
 
 
 def test_a_removed_newest_take_label_is_never_reused(tmp_path):

@@ -114,7 +114,12 @@ def run_generate(args: argparse.Namespace) -> int:
                 jobs.append(segment_job(project, span, count=args.count, spacing=args.spacing, times=times,
                                         engine=args.engine, params=params, seed=args.seed, prompt=args.prompt))
         for job in jobs:  # options and availability are checked before any work is done
-            check_engine(engines.get(job.engine_id, job.params))
+            engine = engines.get(job.engine_id, job.params)
+            check_engine(engine)
+            if redo and not engine.capabilities.seed_variants:
+                raise InputError(f"The {engine.label or engine.id} engine is deterministic: redrawing gives the "
+                                 "same frames. Use an --engine whose result changes with the seed, or change the "
+                                 "spacing or count and generate again.")
         quiet = getattr(args, "quiet", False)
         for job in jobs:
             engine = engines.get(job.engine_id, job.params)
