@@ -201,6 +201,7 @@ def test_failed_job_reads_clearly_with_details(qtbot, test_engines, window, proj
     task = window.worker.tasks[-1]
     qtbot.waitUntil(lambda: window.jobs.row_state(task)["stage"].startswith("failed: "), timeout=5000)
     assert "not available" in task.error and "No ToonCrafter model" in task.error
+    assert task.error in window.jobs.bars[task.id].toolTip()  # the clipped failure is readable in full
     assert window.jobs.buttons[task.id].text() == "Details…"
     box = window.jobs.show_details(task)
     assert "Traceback" in box.detailedText()

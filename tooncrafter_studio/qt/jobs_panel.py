@@ -91,7 +91,9 @@ class JobsPanel(QWidget):
         item.setData(1, Qt.ItemDataRole.UserRole, text)
         item.setToolTip(0, f"{task.label}: {text}")
         item.setToolTip(1, text)
-        self.bars[task.id].setFormat(f"{text} {step}".strip())
+        bar = self.bars[task.id]
+        bar.setFormat(f"{text} {step}".strip())
+        bar.setToolTip(text)  # the bar covers the cell: a long message (a failure) is read here
 
     def _queued(self, task: Task) -> None:
         if task.kind not in SHOWN_KINDS:
@@ -149,6 +151,7 @@ class JobsPanel(QWidget):
         step = f"{round(100 * event.done / event.total)} %" if event.total else ""
         self._set_stage(task, event.stage, step)
         item.setToolTip(1, f"{event.stage} {event.done}/{event.total} {event.message}".strip())
+        self.bars[task.id].setToolTip(item.toolTip(1))
         item.setText(2, format_eta(event.eta_s) if event.done > 0 else "")
         bar = self.bars[task.id]
         if event.total:
