@@ -50,7 +50,7 @@ class MissingModelEngine(Engine):
 
 
 class VariantEngine(Engine):
-    """Quick, and each seed gives another drawing (a blend shifted by a seed-dependent amount)."""
+    """Quick, and each seed gives another drawing (a blend shifted and grained by the seed)."""
 
     id = "variant-test"
     label = "Variant test engine"
@@ -65,9 +65,10 @@ class VariantEngine(Engine):
         reporter.start()
         a, b = request.start.astype(np.float32), request.end.astype(np.float32)
         shift = int(request.seed or 0) % 7 + 1
+        rng = np.random.default_rng(int(request.seed or 0))  # grain: two seeds never give the same drawing
         frames = []
         for t in request.times:
-            frame = ((1 - t) * a + t * b).round().astype(request.start.dtype)
-            frames.append(np.roll(frame, shift, axis=1))
+            frame = np.roll((1 - t) * a + t * b, shift, axis=1) - rng.integers(0, 16, a.shape)
+            frames.append(np.clip(frame.round(), 0, 255).astype(request.start.dtype))
             reporter.step()
         return InterpolationResult(frames, {"shift": shift})
