@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	@touch $(STAMP)
 
 run: $(STAMP)
+	@$(BIN)/python tools/check_system.py
 	$(BIN)/tooncrafter-studio
 
 lint: $(STAMP)

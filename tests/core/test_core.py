@@ -75,4 +75,4 @@ def test_model_search_order(tmp_path, monkeypatch):
     assert found == env_dir / "model.ckpt"
     explicit = tmp_path / "missing.ckpt"
     found, looked = paths.find_model(explicit)
-    assert found is None and looked == [f"--model: {explicit}"]
+    assert found is None and looked == [f"chosen model file: {explicit}"]

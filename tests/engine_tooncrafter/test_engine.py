@@ -126,7 +126,7 @@ def test_probe_without_cuda_refuses_unless_cpu(monkeypatch, tmp_path):
     monkeypatch.setattr(memory, "cuda_available", lambda: False)
     engine = ToonCrafterEngine()
     result = engine.probe()
-    assert not result.available and "CUDA" in result.reason and "--device cpu" in result.reason
+    assert not result.available and "CUDA" in result.reason and "set the device to CPU" in result.reason and "--" not in result.reason
     engine.configure({"device": "cpu"})
     result = engine.probe()
     assert not result.available and "No ToonCrafter model was found" in result.reason

@@ -103,7 +103,7 @@ class _Failing(Engine):
     id = "test-failing"
     label = "Failing"
     capabilities = EngineCapabilities()
-    param_names = ()
+    options = ()
 
     def __init__(self, error: BaseException) -> None:
         self.error = error

@@ -92,7 +92,7 @@ def test_run_job_makes_an_undoable_take_with_provenance(tmp_path):
     engine = BlendEngine()
     events = []
     job = segment_job(project, KEY, seed=1234, prompt="a walk")
-    result = run_job(job, engine, events.append)
+    result = run_job(job, engine, events.append, project=project)
 
     take = project.shot.takes[job.take_id]
     assert result.take is take and result.applied and project.modified
@@ -126,7 +126,7 @@ def test_run_job_makes_an_undoable_take_with_provenance(tmp_path):
 def test_progress_has_stages_in_order_with_step_counts(tmp_path):
     project = make_project(tmp_path)
     events = []
-    run_job(segment_job(project, KEY), BlendEngine(), events.append)
+    run_job(segment_job(project, KEY), BlendEngine(), events.append, project=project)
     stages = [e.stage for e in events]
     assert stages[0] == "load" and stages[-1] == "write"
     order = [s for i, s in enumerate(stages) if i == 0 or stages[i - 1] != s]
@@ -144,7 +144,7 @@ def test_no_seed_draws_a_fresh_one_and_records_it(tmp_path):
     seeds = set()
     for _ in range(3):
         engine = BlendEngine()
-        result = run_job(segment_job(project, KEY), engine)
+        result = run_job(segment_job(project, KEY), engine, project=project)
         assert result.take.seed == engine.requests[0].seed == result.seed
         seeds.add(result.seed)
     assert len(seeds) == 3
@@ -158,7 +158,7 @@ def test_segment_settings_drive_the_job(tmp_path):
     job = segment_job(project, KEY, params={"extra": 1})
     assert job.offsets == [3, 5] and job.seed == 7 and job.prompt == "hop" and job.spacing == "ease-out"
     assert job.params == {"strength": 3, "extra": 1} and job.count_mode == "hand"
-    result = run_job(job, BlendEngine())
+    result = run_job(job, BlendEngine(), project=project)
     assert result.take.params["engine_params"] == {"strength": 3, "extra": 1}
 
 
@@ -176,7 +176,7 @@ def test_cancel_during_generation_leaves_no_files(tmp_path):
     job = segment_job(project, KEY)
     steps = len(project.stack)
     with pytest.raises(Cancelled):
-        run_job(job, BlendEngine(cancel_at=1), cancel=cancel)
+        run_job(job, BlendEngine(cancel_at=1), cancel=cancel, project=project)
     assert not (project.folder / "takes").exists() or not any((project.folder / "takes").iterdir())
     assert not project.shot.takes and len(project.stack) == steps and not project.modified
     assert job.take_id not in project._reserved
@@ -191,7 +191,7 @@ def test_cancel_during_writing_removes_the_partial_take(tmp_path):
             cancel.cancel()
 
     with pytest.raises(Cancelled):
-        run_job(segment_job(project, KEY), BlendEngine(), progress, cancel)
+        run_job(segment_job(project, KEY), BlendEngine(), progress, cancel, project=project)
     assert not (project.folder / "takes").exists()  # not even an empty takes/ is left behind
     assert not project.shot.takes and not project.modified
 
@@ -211,7 +211,7 @@ def test_a_failing_write_removes_the_partial_take(tmp_path, monkeypatch):
 
     monkeypatch.setattr(runner, "write_png", flaky_write)
     with pytest.raises(StudioError, match="disk is full"):
-        run_job(segment_job(project, KEY), BlendEngine())
+        run_job(segment_job(project, KEY), BlendEngine(), project=project)
     assert not (project.folder / "takes").exists()  # not even an empty takes/ is left behind
 
 
@@ -221,20 +221,20 @@ def test_cancel_before_start(tmp_path):
     cancel.cancel()
     engine = BlendEngine()
     with pytest.raises(Cancelled):
-        run_job(segment_job(project, KEY), engine, cancel=cancel)
+        run_job(segment_job(project, KEY), engine, cancel=cancel, project=project)
     assert engine.requests == []
 
 
 def test_unavailable_engine_says_why(tmp_path):
     project = make_project(tmp_path)
     with pytest.raises(EngineUnavailable, match="Test blend engine is not available: no tiny GPU"):
-        run_job(segment_job(project, KEY), BlendEngine(available=False))
+        run_job(segment_job(project, KEY), BlendEngine(available=False), project=project)
 
 
 def test_engine_returning_too_few_frames_is_caught(tmp_path):
     project = make_project(tmp_path)
     with pytest.raises(EngineFailure, match="returned 2 frames for 3 times"):
-        run_job(segment_job(project, KEY), WrongCountEngine())
+        run_job(segment_job(project, KEY), WrongCountEngine(), project=project)
     assert not project.shot.takes
 
 
@@ -244,7 +244,7 @@ def test_registered_engine_is_found_by_id(tmp_path):
     project = make_project(tmp_path)
     register_engine("test-blend", BlendEngine)
     try:
-        result = run_job(segment_job(project, KEY, engine="test-blend"))
+        result = run_job(segment_job(project, KEY, engine="test-blend"), project=project)
     finally:
         unregister_engine("test-blend")
     assert result.take.engine["engine"] == "test-blend"
@@ -252,27 +252,27 @@ def test_registered_engine_is_found_by_id(tmp_path):
 
 def test_gui_style_apply_later(tmp_path):
     project = make_project(tmp_path)
-    result = run_job(segment_job(project, KEY), BlendEngine(), apply=False)
+    result = run_job(segment_job(project, KEY), BlendEngine())
     assert not project.shot.takes and result.take is not None
     assert result.take.id in project._reserved  # garbage collection leaves the folder alone meanwhile
     assert project.collect_garbage() == []
-    apply_result(result)
-    apply_result(result)  # once only
+    apply_result(result, project)
+    apply_result(result, project)  # once only
     assert list(project.shot.takes) == [result.take.id] and not project._reserved
 
 
 def test_take_numbers_are_not_reused_after_a_removal(tmp_path):
     project = make_project(tmp_path)
     for _ in range(2):
-        run_job(segment_job(project, KEY), BlendEngine())
+        run_job(segment_job(project, KEY), BlendEngine(), project=project)
     project.push(RemoveTake(project.shot.segments[KEY].take_ids[0]))
-    run_job(segment_job(project, KEY), BlendEngine())
+    run_job(segment_job(project, KEY), BlendEngine(), project=project)
     assert [project.shot.takes[t].label for t in project.shot.segments[KEY].take_ids] == ["T2", "T3"]
 
 
 def test_alpha_keys_keep_alpha(tmp_path):
     project = make_project(tmp_path, alpha=True)
-    result = run_job(segment_job(project, KEY), BlendEngine())
+    result = run_job(segment_job(project, KEY), BlendEngine(), project=project)
     image = read_image(project.folder / result.take.frames[0].file)
     assert image.shape == (24, 32, 4) and int(image[0, 0, 3]) == 128
 

@@ -351,7 +351,7 @@ def test_v0_file_migrates_to_the_current_schema(tmp_path):
     assert [(f.offset, f.time, f.status) for f in take.frames] == [(2, 0.33, "accepted"), (5, 0.66, "rejected")]
     assert take.seed == 5 and take.engine == {"engine": "flow"}
     frames = resolve_timeline(shot)
-    assert frames[2].image.kind == "take" and frames[5].note.startswith("holds")
+    assert frames[2].image.kind == "take" and "holds old1-1" in frames[5].note
     # saving writes the current schema, which reads back the same
     project = Project.open(folder)
     project.save()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from project_factories import make_shot, make_take
 
 from tooncrafter_studio.project.commands import AddTake, CommandStack, SetActiveTake, SetFrameStatus
 from tooncrafter_studio.project.document import ReviewStatus
 from tooncrafter_studio.project.resolve import (
+    ImageRef,
     cell_at,
     cell_starts,
     derived_count,
@@ -79,14 +82,18 @@ def test_rejected_frame_holds_the_previous_picture_with_a_note():
     frames = resolve_timeline(shot)
     assert frames[4].image == frames[2].image  # frame 5 holds in-between 1
     assert frames[4].status == ReviewStatus.REJECTED and not frames[4].new_drawing
-    assert "rejected" in frames[4].note and frames[4].note.startswith("holds A-1")
-    assert frames[6].image.index == 2
+    # ... but is labelled as itself, says what it holds, and keeps its own drawing for viewing on demand
+    assert frames[4].label == "A-2" and frames[4].note == "A-2 rejected: holds A-1"
+    assert frames[4].hidden == ImageRef("take", "tk", 1)
+    assert frames[5] == replace(frames[4], frame=6)  # its hold (on 2s) is the same rejected frame
+    assert frames[6].image.index == 2 and frames[6].hidden is None
 
 
 def test_rejected_first_inbetween_holds_the_key():
     shot = _shot_with_take([ReviewStatus.REJECTED, ReviewStatus.ACCEPTED, ReviewStatus.ACCEPTED])
     frames = resolve_timeline(shot)
-    assert frames[2].image == frames[0].image and frames[2].kind == "key" and "holds 0001" in frames[2].note
+    assert frames[2].image == frames[0].image and frames[2].kind == "inbetween" and frames[2].label == "A-1"
+    assert frames[2].note == "A-1 rejected: holds 0001"
 
 
 def test_pending_frames_only_when_included():

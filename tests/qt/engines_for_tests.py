@@ -47,3 +47,28 @@ class MissingModelEngine(Engine):
 
     def interpolate(self, request, progress=None, cancel=None):  # pragma: no cover - never runs
         raise AssertionError("an unavailable engine must not run")
+
+
+class VariantEngine(Engine):
+    """Quick, and each seed gives another drawing (a blend shifted and grained by the seed)."""
+
+    id = "variant-test"
+    label = "Variant test engine"
+    capabilities = EngineCapabilities(seed_variants=True)
+    options = ()
+
+    def probe(self) -> ProbeResult:
+        return ProbeResult(True, "test engine")
+
+    def interpolate(self, request, progress=None, cancel=None):
+        reporter = StageReporter(progress, cancel, "interpolate", len(request.times))
+        reporter.start()
+        a, b = request.start.astype(np.float32), request.end.astype(np.float32)
+        shift = int(request.seed or 0) % 7 + 1
+        rng = np.random.default_rng(int(request.seed or 0))  # grain: two seeds never give the same drawing
+        frames = []
+        for t in request.times:
+            frame = np.roll((1 - t) * a + t * b, shift, axis=1) - rng.integers(0, 16, a.shape)
+            frames.append(np.clip(frame.round(), 0, 255).astype(request.start.dtype))
+            reporter.step()
+        return InterpolationResult(frames, {"shift": shift})

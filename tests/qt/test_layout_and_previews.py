@@ -106,7 +106,8 @@ def test_denoising_previews_show_in_the_viewer_until_the_job_is_cancelled(qtbot,
     assert window.viewer.overlay.startswith("preview — step ")
 
     qtbot.mouseClick(window.jobs.buttons[task.id], Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: task.state == "cancelled", timeout=5000)
+    # the state flips on the worker thread; the signal that clears the preview follows
+    qtbot.waitUntil(lambda: task.state == "cancelled" and window.job_preview is None, timeout=5000)
     assert window.job_preview is None and window.viewer.overlay == ""
     assert window.current_frame == first.start_frame and window.viewer.image is not None
 

@@ -72,11 +72,12 @@ def color_at(view, frame, y=None):
 
 def test_runs_hold_drawings_and_split_on_review_marks(shot_with_take):
     runs = runs_of(resolve_timeline(shot_with_take))
-    # the rejected slot (frame 5) is its own crossed-out cell; frame 6 still holds the accepted drawing
-    assert [(r.first, r.length) for r in runs][:6] == [(1, 2), (3, 2), (5, 1), (6, 1), (7, 2), (9, 2)]
+    # the rejected drawing (frame 5, held on 2s) is its own crossed-out cell, labelled as itself
+    assert [(r.first, r.length) for r in runs][:5] == [(1, 2), (3, 2), (5, 2), (7, 2), (9, 2)]
     assert runs[1].frame.status == ReviewStatus.ACCEPTED
-    assert runs[2].frame.status == ReviewStatus.REJECTED and runs[2].frame.note.startswith("holds")
-    assert runs[2].frame.image == runs[1].frame.image == runs[3].frame.image
+    assert runs[2].frame.status == ReviewStatus.REJECTED and runs[2].frame.note.endswith(f"holds {runs[1].frame.label}")
+    assert runs[2].frame.label != runs[1].frame.label and runs[2].frame.hidden is not None
+    assert runs[2].frame.image == runs[1].frame.image
 
 
 def test_cells_are_coloured_by_kind_and_review_status(qtbot, shot_with_take, tmp_path):

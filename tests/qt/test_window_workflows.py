@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from engines_for_tests import FastSlowEngine, MissingModelEngine, SlowEngine
+from engines_for_tests import FastSlowEngine, MissingModelEngine, SlowEngine, VariantEngine
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 
@@ -22,10 +22,10 @@ from tooncrafter_studio.qt.worker import running_threads
 
 @pytest.fixture
 def test_engines():
-    for engine in (SlowEngine, FastSlowEngine, MissingModelEngine):
+    for engine in (SlowEngine, FastSlowEngine, MissingModelEngine, VariantEngine):
         register_engine(engine.id, engine)
     yield
-    for engine in (SlowEngine, FastSlowEngine, MissingModelEngine):
+    for engine in (SlowEngine, FastSlowEngine, MissingModelEngine, VariantEngine):
         unregister_engine(engine.id)
 
 
@@ -94,7 +94,10 @@ def test_generate_review_with_keyboard_undo_and_export(qtbot, window, project_fo
     assert all((project_folder / tf.file).is_file() for tf in take.frames)
     frames = window.session.frames()
     assert [f.frame for f in frames if f.kind == "inbetween" and f.new_drawing] == [3, 5, 7]
-    assert window.current_frame == 3  # the playhead went to the first pending in-between
+    assert window.current_frame == 1  # the playhead stays where the user is...
+    assert window.go_button.isVisible()  # ... and Go to New Frames is offered
+    press(qtbot, window, Qt.Key.Key_J, Qt.KeyboardModifier.ControlModifier)
+    assert window.current_frame == 3 and not window.go_button.isVisible()
     assert "T1" in window.takes.list.item(0).text()
 
     press(qtbot, window, Qt.Key.Key_A)  # accept frame 3, go to the next pending one
@@ -102,7 +105,7 @@ def test_generate_review_with_keyboard_undo_and_export(qtbot, window, project_fo
     press(qtbot, window, Qt.Key.Key_X)  # reject frame 5: the previous drawing is held there
     assert take.frames[1].status == ReviewStatus.REJECTED
     held = window.session.frames()[4]
-    assert held.note.startswith("holds") and held.image == window.session.frames()[2].image
+    assert held.note == "T1-2 rejected: holds T1-1" and held.image == window.session.frames()[2].image
     assert window.current_frame == 7  # on to the next pending one
     window.set_current_frame(5)
     assert "holds" in window.viewer.caption and "rejected" in window.viewer.caption
@@ -150,7 +153,8 @@ def test_cancel_a_slow_job_while_the_ui_responds(qtbot, test_engines, window, pr
     press(qtbot, window, Qt.Key.Key_Period)
     press(qtbot, window, Qt.Key.Key_Period)
     assert window.current_frame == start + 2
-    qtbot.waitUntil(lambda: "/400" in window.jobs.row_state(task)["step"], timeout=3000)
+    qtbot.waitUntil(lambda: "/400" in window.jobs.items[task.id].toolTip(1), timeout=3000)
+    assert window.jobs.row_state(task)["step"].endswith("%")
     assert window.jobs.row_state(task)["stage"] == "generate"
     qtbot.waitUntil(lambda: window.jobs.preview.pixmap() is not None and not window.jobs.preview.pixmap().isNull(),
                     timeout=3000)
@@ -188,10 +192,16 @@ def test_failed_job_reads_clearly_with_details(qtbot, test_engines, window, proj
     status = window.inspector.engine_status.text()
     assert status.startswith("Unavailable: No ToonCrafter model was found")
     assert window.inspector.locate_button.isVisibleTo(window.inspector)
+    window.generate_selection()  # G refuses an engine already known to be unavailable, naming controls
+    assert window.worker.tasks == []
+    message = window.statusBar().currentMessage()
+    assert "not available" in message and "Segment panel" in message and "--" not in message
+    del window.generation.probes["nomodel-test"]  # not probed yet: the job runs and fails readably
     window.generate_selection()
     task = window.worker.tasks[-1]
     qtbot.waitUntil(lambda: window.jobs.row_state(task)["stage"].startswith("failed: "), timeout=5000)
     assert "not available" in task.error and "No ToonCrafter model" in task.error
+    assert task.error in window.jobs.bars[task.id].toolTip()  # the clipped failure is readable in full
     assert window.jobs.buttons[task.id].text() == "Details…"
     box = window.jobs.show_details(task)
     assert "Traceback" in box.detailedText()
@@ -224,7 +234,7 @@ def test_locate_model_reprobes_with_the_new_path(qtbot, window, project_folder, 
 def test_regenerate_rejected_frames_keeps_the_others(qtbot, test_engines, window, project_folder):
     window.open_project(project_folder)
     span = window.session.spans()[0]
-    window.session.push(SetSegmentSettings(span.key, engine="quick-test"))
+    window.session.push(SetSegmentSettings(span.key, engine="variant-test"))
     window.generate_selection()
     wait_for_take(qtbot, window)
     first = next(iter(window.session.shot.takes.values()))

@@ -41,6 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "a second one")
     p.add_argument("--cluster", default=None, metavar="ray[://ADDRESS]",
                    help="run the pairs as tasks on a Ray cluster ('ray' alone: a local one, or RAY_ADDRESS)")
+    p.add_argument("--redo-rejected", action="store_true",
+                   help="redraw only the rejected frames of each pair's active take (a new seed unless --seed); "
+                        "the other frames are kept, and pairs with nothing rejected are skipped")
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     p.set_defaults(handler=run_generate)
 
@@ -68,7 +71,7 @@ def parse_times(text: str) -> list[float]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from ..pipeline.jobs import parse_pair, segment_job
+    from ..pipeline.jobs import TakeReservation, parse_pair, redo_rejected_job, segment_job
     from ..pipeline.runner import draw_seed
     from ..pipeline.shared_project import (
         check_task_id,
@@ -88,6 +91,10 @@ def run_generate(args: argparse.Namespace) -> int:
         raise InputError("--times and --spacing do not go together: explicit times already set the spacing.")
     if times is not None and args.count is not None and args.count != len(times):
         raise InputError(f"--count {args.count} does not match the {len(times)} --times given.")
+    redo = getattr(args, "redo_rejected", False)
+    if redo and (times is not None or args.count is not None or args.spacing is not None):
+        raise InputError("--redo-rejected keeps the take's own frame times: it does not go with "
+                         "--count, --spacing or --times.")
     params = parse_params(args.param)
 
     project = open_for_editing(args.project, "generate", shared=True)
@@ -118,68 +125,103 @@ def run_generate(args: argparse.Namespace) -> int:
     task_id = check_task_id(args.task_id) if args.task_id is not None else None
     if task_id is not None and (len(chosen) != 1 or args.seeds != 1 or args.cluster):
         raise InputError("--task-id is for one farm task: give exactly one --pair, and no --seeds or --cluster.")
+    if redo and (args.seeds != 1 or task_id is not None):
+        raise InputError("--redo-rejected makes one take per pair: it does not go with --seeds or --task-id.")
     jobs = []
-    for span in chosen:
-        first = segment_job(project, span, count=args.count, spacing=args.spacing, times=times,
-                            engine=args.engine, params=params, seed=args.seed, prompt=args.prompt)
-        jobs.append(first)
-        if args.seeds > 1:
-            first.seed = first.seed if first.seed is not None else draw_seed()
-            jobs += [segment_job(project, span, count=args.count, spacing=args.spacing, times=times,
-                                 engine=args.engine, params=params, seed=first.seed + i, prompt=args.prompt)
-                     for i in range(1, args.seeds)]
-    if task_id is not None:
-        job = jobs[0]
-        project.release_take_id(job.take_id or "")
-        job.take_id = task_take_id(task_id)
-        done = registered_take(project, task_id)
-        if done is not None:
-            print(f"task {task_id} already made take {done.label} ({project.folder / 'takes' / done.id}); "
-                  "nothing to do.")
-            return 0
-        clear_failed_attempt(project.folder, job.take_id)
-    quiet = getattr(args, "quiet", False)
     try:
+        if redo:
+            jobs = _redo_jobs(project, chosen, args, params, redo_rejected_job)
+        else:
+            for span in chosen:
+                first = segment_job(project, span, count=args.count, spacing=args.spacing, times=times,
+                                    engine=args.engine, params=params, seed=args.seed, prompt=args.prompt)
+                jobs.append(first)
+                if args.seeds > 1:
+                    first.seed = first.seed if first.seed is not None else draw_seed()
+                    jobs += [segment_job(project, span, count=args.count, spacing=args.spacing, times=times,
+                                         engine=args.engine, params=params, seed=first.seed + i, prompt=args.prompt)
+                             for i in range(1, args.seeds)]
+        if task_id is not None:
+            job = jobs[0]
+            job.release()
+            job.reservation = TakeReservation(task_take_id(task_id), lambda _take_id: None, project.project_file)
+            done = registered_take(project, task_id)
+            if done is not None:
+                print(f"task {task_id} already made take {done.label} ({project.folder / 'takes' / done.id}); "
+                      "nothing to do.")
+                return 0
+            clear_failed_attempt(project.folder, job.take_id)
+        quiet = getattr(args, "quiet", False)
         if args.cluster:
             from ..pipeline.cluster_ray import run_on_ray
 
             results = run_on_ray(jobs, args.cluster, progress_factory=lambda: TqdmProgress(quiet=quiet))
         else:
-            results = _run_locally(jobs, params, quiet)
+            results = _run_locally(jobs, quiet, redo)
         for result in results:
             take, _ = commit_take(result, task_id)  # each finished take is kept even if a later job fails
             _report(result, take, project.folder)
     finally:
         for job in jobs:
-            project.release_take_id(job.take_id or "")
+            job.release()
     print(f"{len(jobs)} take{'s' if len(jobs) != 1 else ''} saved in {project.project_file}.")
     return 0
 
 
-def _run_locally(jobs: list, params: dict, quiet: bool) -> Iterator:
-    """Run the jobs one after another with one engine per engine id; yields each result."""
-    from ..engines.registry import create_engine
-    from ..pipeline.runner import check_engine, check_params, run_job
+def _run_locally(jobs: list, quiet: bool, redo: bool) -> Iterator:
+    """Run the jobs one after another, engines kept between them; yields each result. Options and
+    availability are checked for every job before any work is done."""
+    from ..pipeline.engines import EngineCache
+    from ..pipeline.runner import check_engine, run_job
 
-    engines = {}
+    engines = EngineCache()
     try:
         for job in jobs:
-            if job.engine_id not in engines:
-                engine = create_engine(job.engine_id)
-                check_params(engine, params)
-                check_engine(engine)
-                engines[job.engine_id] = engine
+            engine = engines.get(job.engine_id, job.params)
+            check_engine(engine)
+            if redo and not engine.capabilities.seed_variants:
+                raise InputError(f"The {engine.label or engine.id} engine is deterministic: redrawing gives the "
+                                 "same frames. Use an --engine whose result changes with the seed, or change the "
+                                 "spacing or count and generate again.")
         for job in jobs:
             with TqdmProgress(quiet=quiet) as progress:
-                yield run_job(job, engines[job.engine_id], progress, apply=False)
+                yield run_job(job, engines.get(job.engine_id, job.params), progress)
     finally:
-        for engine in engines.values():
-            engine.unload()
+        engines.clear()
 
 
 def _report(result, take, folder) -> None:
     job = result.job
     count = len(take.frames)
+    if result.unchanged:
+        print(f"note: {len(result.unchanged)} redrawn frame(s) of take {take.label} are identical to the "
+              "rejected ones; try another --seed, --engine or spacing.", file=sys.stderr)
     print(f"frames {job.start.frame}-{job.end.frame}: take {take.label} with {count} "
           f"in-between{'' if count == 1 else 's'} (engine {job.engine_id}, seed {result.seed}) in "
           f"{folder / 'takes' / take.id}")
+
+
+def _redo_jobs(project: Any, spans: list[Any], args: argparse.Namespace, params: dict[str, Any],
+               redo_rejected_job: Any) -> list[Any]:
+    """One redo-rejected job per pair whose active take has rejected frames; the others are noted."""
+    from ..pipeline.runner import draw_seed
+    from ..project.document import ReviewStatus
+
+    shot = project.shot
+    jobs = []
+    for span in spans:
+        segment = shot.segments.get(span.key)
+        take = shot.takes.get(segment.active_take) if segment is not None and segment.active_take else None
+        frames = f"frames {span.start_frame}-{span.start_frame + span.gap}"
+        if take is None:
+            print(f"skipped {frames}: no take yet (generate one first).", file=sys.stderr)
+            continue
+        if not any(tf.status == ReviewStatus.REJECTED for tf in take.frames):
+            print(f"skipped {frames}: no frame of take {take.label} is rejected.", file=sys.stderr)
+            continue
+        seed = args.seed if args.seed is not None else draw_seed()
+        jobs.append(redo_rejected_job(project, span, seed=seed, engine=args.engine, params=params))
+    if not jobs:
+        raise InputError("No rejected frames to redo: reject frames first, e.g. "
+                         "tooncrafter-studio review PROJECT_DIR reject 5,7.")
+    return jobs

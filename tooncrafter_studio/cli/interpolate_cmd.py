@@ -23,11 +23,11 @@ from ..core.fsio import os_error
 from ..core.limits import MAX_START_NUMBER
 from ..core.progress import CancelToken
 from ..engines.base import InterpolationRequest
-from ..engines.registry import create_engine
 from ..engines.sketch import split_sketch_params
 from ..export.naming import Naming, check_name_length
 from ..media import read_image, write_png
 from ..media.imageio import to_bit_depth, to_channels
+from ..pipeline.engines import build_engine
 from ..project.commands import check_seed
 from ..project.spacing import MAX_INBETWEENS, SPACINGS, inbetween_times
 from . import sketch_args
@@ -181,10 +181,7 @@ def run_interpolate(args: argparse.Namespace) -> int:
     start, end = match_keys(start, end, args.resize, args.start, args.end)
     names = FLOW_PARAMS if args.engine == "flow" else TOONCRAFTER_PARAMS
     params = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
-    engine = create_engine(args.engine)
-    configure = getattr(engine, "configure", None)
-    if callable(configure):  # engines whose availability depends on options (model path, device)
-        configure(params)
+    engine = build_engine(args.engine, params)  # options are checked here, once, before probe()
     probe = engine.probe()
     if not probe.available:
         raise EngineUnavailable(f"The {args.engine} engine is not available: {probe.reason}")

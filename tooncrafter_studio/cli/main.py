@@ -37,7 +37,23 @@ COMMAND_MODULES = (
     "tooncrafter_studio.cli.engine_cmds",
     "tooncrafter_studio.cli.lineart_cmd",
     "tooncrafter_studio.cli.sketch_cmds",
+    "tooncrafter_studio.cli.review_cmd",
 )
+
+# Messages from the shared layers name a setting the way the studio does; on the command line the
+# same setting is a flag, added here so that each front end speaks its own language.
+FLAG_HINTS = (
+    ("allow overwriting", "allow overwriting (--overwrite)"),
+    ("set the device to CPU", "set the device to CPU (--device cpu; generate: --param device=cpu)"),
+    ("choose the model file", "choose the model file (--model PATH; generate: --param model=PATH)"),
+)
+
+
+def with_flag_hints(message: str) -> str:
+    for phrase, hinted in FLAG_HINTS:
+        message = message.replace(phrase, hinted)
+    return message
+
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # an internal error (a bug): the traceback goes to the log file
@@ -121,7 +137,7 @@ def _report(exc: BaseException, args: argparse.Namespace, argv: list[str]) -> in
     if args.debug:
         traceback.print_exc()
     if isinstance(exc, StudioError):
-        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        print(f"error: {one_line(with_flag_hints(str(exc)))}", file=sys.stderr)
         return EXIT_RESOURCE if exc.resource else EXIT_USAGE
     if isinstance(exc, MemoryError):
         print("error: not enough memory to finish; close other programs, or give smaller inputs.", file=sys.stderr)

@@ -188,3 +188,12 @@ def check_regular_file(path: str | os.PathLike, error: type[StudioError] = Studi
     if not stat.S_ISREG(info.st_mode):
         raise error(f"{path} is not a regular {what} (a pipe, a device or a socket); it was not read.")
     return info.st_size
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    """(mtime_ns, size) of a file, or None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)

@@ -57,9 +57,12 @@ def resources_dir() -> Path:
     return Path(__file__).resolve().parents[1] / "resources"
 
 
+CHOSEN = "chosen model file"  # the model setting in the app, --model on the command line
+
+
 @dataclass(frozen=True)
 class ModelSearchStep:
-    origin: str  # "--model", "environment", "settings", "user data", "repository"
+    origin: str  # "chosen model", "environment", "settings", "user data", "repository"
     path: Path | None
 
 
@@ -68,7 +71,7 @@ def model_search_steps(explicit: str | os.PathLike | None = None,
     """The places searched for the ToonCrafter weights, in priority order."""
     env = os.environ.get(MODELS_ENV)
     return [
-        ModelSearchStep("--model", Path(explicit) if explicit else None),
+        ModelSearchStep(CHOSEN, Path(explicit) if explicit else None),
         ModelSearchStep(f"${MODELS_ENV}", Path(env) if env else None),
         ModelSearchStep("settings", Path(settings_path) if settings_path else None),
         ModelSearchStep("user data folder", user_models_dir()),
@@ -102,6 +105,6 @@ def find_model(explicit: str | os.PathLike | None = None,
         looked.append(f"{step.origin}: {step.path}")
         if found is not None:
             return found, looked
-        if step.origin == "--model":
+        if step.origin == CHOSEN:
             return None, looked
     return None, looked

@@ -28,6 +28,7 @@ class EngineCapabilities:
     previews: bool = False
     max_inbetweens_per_pass: int | None = None  # None: any number in one pass
     deterministic: bool = True
+    seed_variants: bool = False  # True when another seed gives a different result (a real variant)
 
 
 @dataclass(frozen=True)
@@ -70,11 +71,24 @@ class InterpolationResult:
 
 
 class Engine(ABC):
-    """Subclasses set `id`, `label`, `capabilities` and implement `probe` and `interpolate`."""
+    """Subclasses set `id`, `label`, `capabilities` and implement `probe` and `interpolate`.
+
+    Options (model file, device, quality...) are handed over once, by `configure`, before `probe`;
+    `options` names the ones an engine takes: () takes none, None has not declared them (an older
+    engine: anything is passed through to `interpolate` in `request.params` unchecked).
+    """
 
     id: str = ""
     label: str = ""
     capabilities: EngineCapabilities = EngineCapabilities()
+    options: tuple[str, ...] | None = None
+
+    def configure(self, params: dict[str, Any]) -> None:
+        """Set the engine's options, replacing earlier ones; called once per job or run, before probe().
+        The default has nothing to configure: it only refuses names outside `options` (InputError
+        naming the ones it takes) and keeps the rest for `interpolate` to read."""
+        check_option_names(self, params)
+        self.configured = dict(params)
 
     def identity(self) -> dict[str, Any]:
         """What made a take, for provenance (engine id, version, model file and hash...)."""
@@ -98,3 +112,15 @@ class Engine(ABC):
         cancel: CancelToken | None = None,
     ) -> InterpolationResult:
         """One frame per `request.times` entry, at the keys' resolution, dtype and channel count."""
+
+
+def check_option_names(engine: Engine, params: dict[str, Any]) -> None:
+    """InputError for option names `engine` does not take (when it declares its options)."""
+    if engine.options is None:
+        return
+    unknown = sorted(set(params) - set(engine.options))
+    if unknown:
+        name = engine.label or engine.id
+        takes = (f"it takes {', '.join(engine.options)}" if engine.options else "it takes none")
+        raise InputError(f"The {name} engine has no option{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(unknown)} ({takes}).")

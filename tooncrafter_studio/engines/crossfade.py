@@ -17,10 +17,10 @@ from .base import (
 
 class CrossfadeEngine(Engine):
     id = "crossfade"
-    param_names = ()
     label = "Cross-fade"
     capabilities = EngineCapabilities(needs_gpu=False, supports_prompt=False, previews=False,
                                       max_inbetweens_per_pass=None, deterministic=True)
+    options = ()
 
     def probe(self) -> ProbeResult:
         return ProbeResult(True, "always available")

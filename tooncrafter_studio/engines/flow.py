@@ -57,7 +57,7 @@ def unpremultiply(image: np.ndarray) -> np.ndarray:
 
 class FlowEngine(Engine):
     id = "flow"
-    param_names = ("quality",)  # the --param / segment parameters it reads; others are refused
+    options = ("quality",)  # the --param / segment parameters it reads; others are refused
     label = "Optical flow (CPU)"
     capabilities = EngineCapabilities(needs_gpu=False, supports_prompt=False, previews=False,
                                       max_inbetweens_per_pass=None, deterministic=True)

@@ -237,7 +237,7 @@ def _check_targets(out_dir: Path, targets: list[str], previous: dict[str, int], 
     if blocking and not overwrite:
         shown = ", ".join(blocking[:5]) + (f" and {len(blocking) - 5} more" if len(blocking) > 5 else "")
         raise ExportError(f"{len(blocking)} file{'s' if len(blocking) != 1 else ''} in {out_dir} would be "
-                          f"overwritten ({shown}); choose another folder or allow overwriting (--overwrite).")
+                          f"overwritten ({shown}); choose another folder or allow overwriting.")
 
 
 def _prepare_out_dir(out_dir: Path) -> None:
@@ -414,7 +414,8 @@ def _export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Exp
                    and _file_id(out_dir / name) not in protected)
 
     report = ExportReport(out_dir, plan.files, sheet_names, len(plan.frames), len(plan.jobs))
-    report.held_in_place = [f.frame for f in plan.frames if f.note]
+    report.held_in_place = [f.frame for i, f in enumerate(plan.frames)  # the first frame of each one held
+                            if f.hidden is not None and (i == 0 or plan.frames[i - 1].hidden != f.hidden)]
     if options.drawings_only and options.timing_sheet == "none":
         report.warnings.append("Only drawings were written and no timing sheet: the timing is in the sidecar only.")
     foreign = [n for n in _listdir(out_dir) if plan.naming.matches(n) and n not in set(targets) and n not in stale]

@@ -35,7 +35,7 @@ from typing import Any
 from ..core.errors import Cancelled, EngineUnavailable, InputError, StudioError
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from ..engines.base import Engine, InterpolationRequest, InterpolationResult, ProbeResult
-from ..engines.registry import create_engine
+from .engines import build_engine
 from .jobs import Job
 from .runner import JobResult, _load_key, check_engine, draw_seed, run_job
 
@@ -292,7 +292,7 @@ def run_on_ray(jobs: list[Job], address: str = "ray", *, progress_factory: Calla
             if job.seed is None:
                 job.seed = draw_seed()
         factories = {job.engine_id: (factories or {}).get(job.engine_id)
-                     or functools.partial(create_engine, job.engine_id) for job in jobs}
+                     or functools.partial(build_engine, job.engine_id, job.params) for job in jobs}
         per_engine: dict[str, int] = {}
         for job in jobs:
             per_engine[job.engine_id] = per_engine.get(job.engine_id, 0) + 1
@@ -302,16 +302,15 @@ def run_on_ray(jobs: list[Job], address: str = "ray", *, progress_factory: Calla
         for index, job in enumerate(jobs):
             engine = _RemoteEngine(job.engine_id, dispatcher.futures[index], dispatcher)
             if progress_factory is None:
-                result = run_job(job, engine, None, cancel, apply=False)
+                result = run_job(job, engine, None, cancel)
             else:
                 with progress_factory() as job_progress:
-                    result = run_job(job, engine, job_progress, cancel, apply=False)
+                    result = run_job(job, engine, job_progress, cancel)
             yielded += 1
             yield result
     finally:
         for job in jobs[yielded:]:  # not run (cancelled, failed): their reserved take ids are free again
-            if job.project is not None and job.take_id is not None:
-                job.project.release_take_id(job.take_id)
+            job.release()
         if dispatcher is not None:
             dispatcher.close()
         if connected:

@@ -12,15 +12,24 @@ from __future__ import annotations
 import copy
 import logging
 import math
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..core.errors import InputError
-from ..project.commands import segment_settings
-from ..project.document import SegmentSettings, Shot, Source, Spacing
+from ..project.document import (
+    ReviewStatus,
+    SegmentSettings,
+    Shot,
+    Source,
+    Spacing,
+    TakeFrame,
+    segment_settings,
+)
 from ..project.resolve import SegmentSpan, cell_at, derived_count, key_spans
 from ..project.spacing import inbetween_times
 
@@ -74,6 +83,25 @@ def segment_sketches(project: Project, settings: SegmentSettings, plan_offsets: 
     return out
 
 
+class TakeReservation:
+    """A take id reserved in a project (so garbage collection spares its folder while the job runs),
+    released exactly once: when the take is in the shot, or on any failure or cancel."""
+
+    def __init__(self, take_id: str, release: Callable[[str], None], project_file: Path | None = None) -> None:
+        self.take_id = take_id
+        self.project_file = project_file  # tells whose reservation it is, without holding the project
+        self._release = release
+        self._lock = threading.Lock()
+        self.released = False
+
+    def release(self) -> None:
+        with self._lock:
+            if self.released:
+                return
+            self.released = True
+        self._release(self.take_id)
+
+
 @dataclass
 class Job:
     engine_id: str
@@ -85,18 +113,29 @@ class Job:
     prompt: str = ""
     spacing: str = "linear"
     # project jobs
-    project: Project | None = None
     folder: Path | None = None
     segment: tuple[str, str] | None = None
     offsets: list[int] = field(default_factory=list)
     gap: int = 0
     exposure: int = 0
     count_mode: str = ""
-    take_id: str | None = None  # reserved in the project when the job is made
+    reservation: TakeReservation | None = None  # the new take's id, reserved when the job is made
+    kept_frames: list[TakeFrame] = field(default_factory=list)  # redo-rejected: the frames kept as they are
+    kept_from: str = ""  # ... and the take they come from
+    redone_files: list[str] = field(default_factory=list)  # ... and the rejected drawings being redrawn
     has_alpha: bool = False  # the shot's pixel format: keys are conformed to it
     bit_depth: int = 8
     sketches: list[SketchFile] = field(default_factory=list)  # sketch guidance (project jobs)
     sketch_scale: float = 0.6
+
+    @property
+    def take_id(self) -> str | None:
+        return self.reservation.take_id if self.reservation is not None else None
+
+    def release(self) -> None:
+        """Give the reserved take id back (idempotent); every path that ends a job calls it."""
+        if self.reservation is not None:
+            self.reservation.release()
 
     @property
     def count(self) -> int:
@@ -207,7 +246,6 @@ def segment_job(project: Project, span: SegmentSpan | tuple[str, str], *, count:
         seed=seed if seed is not None else settings.seed,
         prompt=prompt if prompt is not None else settings.prompt,
         spacing="explicit" if plan.count_mode == "explicit" else str(_spacing(spacing or settings.spacing).value),
-        project=project,
         folder=project.folder,
         segment=span.key,
         offsets=plan.offsets,
@@ -219,7 +257,29 @@ def segment_job(project: Project, span: SegmentSpan | tuple[str, str], *, count:
         sketches=segment_sketches(project, settings, list(plan.offsets), list(plan.times), span.gap),
         sketch_scale=settings.sketch_scale,
     )
-    job.take_id = project.new_take_id()
+    job.reservation = TakeReservation(project.new_take_id(), project.release_take_id, project.project_file)
+    return job
+
+
+def redo_rejected_job(project: Project, span: SegmentSpan, take_id: str | None = None, *,
+                      seed: int | None = None, engine: str | None = None,
+                      params: dict[str, Any] | None = None) -> Job:
+    """A job that redraws only the rejected frames of a take (default: the segment's active one);
+    the new take keeps every other frame of it as it is (files referenced, not copied)."""
+    shot = project.shot
+    segment = shot.segments.get(span.key)
+    take_id = take_id or (segment.active_take if segment is not None else None)
+    if take_id is None or take_id not in shot.takes:
+        raise InputError("This key pair has no take to fix yet.")
+    take = shot.takes[take_id]
+    rejected = [tf for tf in take.frames if tf.status == ReviewStatus.REJECTED]
+    if not rejected:
+        raise InputError(f"No frame of take {take.label or take.id} is rejected, so there is nothing to redo.")
+    job = segment_job(project, span, times=[tf.time for tf in rejected], offsets=[tf.offset for tf in rejected],
+                      seed=seed, engine=engine, params=params)
+    job.kept_frames = [replace(tf) for tf in take.frames if tf.status != ReviewStatus.REJECTED]
+    job.kept_from = take.id
+    job.redone_files = [tf.file for tf in rejected]
     return job
 
 

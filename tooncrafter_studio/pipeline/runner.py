@@ -11,8 +11,10 @@ half-written: frames go into `takes/.tmp-<take id>/` inside the project and that
 to `takes/<take id>/` only when every frame is on disk; on any failure it is removed.
 
 A project job's result becomes a new Take of its segment through the AddTake command, so it can
-be undone. `run_job(..., apply=True)` pushes it at once (CLI); the GUI runs the job in a worker
-with `apply=False` and calls `apply_result` on the GUI thread, which owns the project.
+be undone. `run_job(..., project=project)` pushes it at once (CLI); the GUI runs the job in a worker
+without the project and calls `apply_result` on the GUI thread, which owns the project. The job
+itself holds only a reservation of the take id, released on every path (failure, cancel, applied).
+A redo-rejected job (`jobs.redo_rejected_job`) makes a take of the kept frames plus the new ones.
 """
 
 from __future__ import annotations
@@ -29,17 +31,17 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import EngineUnavailable, InputError, ProjectError, StudioError
+from ..core.errors import EngineUnavailable, ProjectError, StudioError
 from ..core.fsio import fsync_dir
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, StageReporter, no_progress
 from ..engines.base import Engine, InterpolationRequest
-from ..engines.registry import create_engine
-from ..media.imageio import write_png
+from ..media.imageio import read_image, write_png
 from ..media.importer import conform, read_frame
 from ..project.commands import AddTake
 from ..project.document import Take, TakeFrame
 from ..project.project import TAKES_DIR, TEMP_PREFIX, Project
 from ..project.serialize import check_internal_path, relative_if_inside
+from .engines import build_engine
 from .jobs import Job, KeyRef
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class JobResult:
     seconds: float = 0.0
     applied: bool = False
     files: list[Path] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)  # redo-rejected: frames identical to the rejected ones
 
 
 def draw_seed() -> int:
@@ -94,18 +97,6 @@ def _load_key(ref: KeyRef, job: Job) -> np.ndarray:
         assert ref.source is not None
         image = read_frame(ref.source, ref.index, job.folder)
     return conform(image, job.has_alpha, job.bit_depth)
-
-
-def check_params(engine: Engine, params: dict[str, Any], option: str = "--param") -> None:
-    """Refuse parameter names the engine does not read (e.g. `qualty=fast`) instead of storing them
-    silently. Engines that do not declare `param_names` take anything."""
-    known = getattr(engine, "param_names", None)
-    if known is None:
-        return
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        hint = f"; it reads {', '.join(known)}" if known else "; it takes no parameters"
-        raise InputError(f"{option} {unknown[0]} is not a parameter of the {engine.id} engine{hint}.")
 
 
 def check_engine(engine: Engine) -> None:
@@ -149,6 +140,20 @@ def check_take_location(job: Job) -> None:
                                "stay inside the project folder (replace the link with a real folder).") from None
 
 
+def _same_as_rejected(job: Job, frames: list[np.ndarray]) -> list[int]:
+    """Indices of redrawn frames that came back pixel-identical to the drawing the user rejected
+    (an engine with few variants can land on the same one): the caller must say so, never hide it."""
+    same = []
+    for i, (relative, frame) in enumerate(zip(job.redone_files, frames)):
+        try:
+            old = read_image(job.folder / relative) if job.folder is not None else None
+        except StudioError:  # a missing or unreadable old file: nothing to compare with
+            continue
+        if old is not None and old.shape == frame.shape and np.array_equal(old, frame):
+            same.append(i)
+    return same
+
+
 def _write_take(job: Job, frames: list[np.ndarray], progress: ProgressCallback, cancel: CancelToken) -> Path:
     """Write frames into a temporary folder, then rename it into takes/<id>/ in one step."""
     assert job.folder is not None and job.take_id is not None
@@ -179,14 +184,17 @@ def _write_take(job: Job, frames: list[np.ndarray], progress: ProgressCallback, 
 
 
 def run_job(job: Job, engine: Engine | None = None, progress: ProgressCallback | None = None,
-            cancel: CancelToken | None = None, apply: bool = True) -> JobResult:
-    """Run one job synchronously; see the module docstring. Raises Cancelled when cancelled."""
+            cancel: CancelToken | None = None, project: Project | None = None) -> JobResult:
+    """Run one job synchronously; see the module docstring. Raises Cancelled when cancelled.
+
+    `engine`: a configured engine (default: built from the job's engine id and parameters).
+    `project`: add the take to it at once (else the caller calls `apply_result` later)."""
     progress = progress or no_progress
     cancel = cancel or CancelToken()
     started = time.monotonic()
     try:
         check_take_location(job)
-        engine = engine or create_engine(job.engine_id)
+        engine = engine or build_engine(job.engine_id, job.params)
         check_engine(engine)
 
         load = StageReporter(progress, cancel, "load", 2)
@@ -210,17 +218,17 @@ def run_job(job: Job, engine: Engine | None = None, progress: ProgressCallback |
 
         info = json_safe(result.info)
         outcome = JobResult(job, list(result.frames), seed, info)
+        outcome.unchanged = _same_as_rejected(job, outcome.frames)
         if job.segment is not None:
             folder = _write_take(job, outcome.frames, progress, cancel)
             outcome.files = [folder / FRAME_NAME.format(i + 1) for i in range(len(outcome.frames))]
             outcome.take = _make_take(job, engine, seed, info)
         outcome.seconds = time.monotonic() - started
     except BaseException:
-        if job.project is not None and job.take_id is not None:
-            job.project.release_take_id(job.take_id)
+        job.release()
         raise
-    if apply and outcome.take is not None:
-        apply_result(outcome)
+    if project is not None and outcome.take is not None:
+        apply_result(outcome, project)
     return outcome
 
 
@@ -242,6 +250,8 @@ def _make_take(job: Job, engine: Engine, seed: int, info: dict[str, Any]) -> Tak
     assert job.segment is not None and job.take_id is not None
     frames = [TakeFrame(f"{TAKES_DIR}/{job.take_id}/{FRAME_NAME.format(i + 1)}", offset, float(t))
               for i, (offset, t) in enumerate(zip(job.offsets, job.times))]
+    if job.kept_frames:  # redo-rejected: the kept frames of the old take, by position
+        frames = sorted([*job.kept_frames, *frames], key=lambda tf: tf.offset)
     params = {
         "times": [float(t) for t in job.times],
         "offsets": list(job.offsets),
@@ -266,6 +276,9 @@ def _make_take(job: Job, engine: Engine, seed: int, info: dict[str, Any]) -> Tak
                               for f in job.sketches]
         params["sketch_scale"] = job.sketch_scale
         params["sketches_used"] = bool(getattr(engine, "accepts_sketches", False))
+    if job.kept_from:
+        params["kept_from_take"] = job.kept_from
+        params["redrawn_offsets"] = list(job.offsets)
     identity = json_safe({**engine.identity(), "engine": engine.id})
     return Take(id=job.take_id, start_key=job.segment[0], end_key=job.segment[1], frames=frames,
                 engine=identity, params=params, seed=seed,
@@ -275,26 +288,31 @@ def _make_take(job: Job, engine: Engine, seed: int, info: dict[str, Any]) -> Tak
 def next_take_label(project: Project, start_key: str, end_key: str) -> str:
     """T1, T2, ... per key pair; never reuses the number of a take that was removed."""
     segment = project.shot.segments.get((start_key, end_key))
-    numbers = [0]
-    for take_id in segment.take_ids if segment else []:
+    if segment is None:
+        return "T1"
+    numbers = [segment.takes_made, len(segment.take_ids)]  # takes_made remembers removed takes
+    for take_id in segment.take_ids:
         label = project.shot.takes[take_id].label
         if label[:1] == "T" and label[1:].isdigit():
             numbers.append(int(label[1:]))
-    return f"T{max(max(numbers), len(segment.take_ids) if segment else 0) + 1}"
+    return f"T{max(numbers) + 1}"
 
 
-def apply_result(result: JobResult, project: Project | None = None, activate: bool = True) -> None:
-    """Add the result's take to its project (undoable). Call on the thread that owns the project."""
-    project = project or result.job.project
-    if result.take is None or project is None:
+def apply_result(result: JobResult, project: Project, activate: bool = True) -> None:
+    """Add the result's take to `project` (undoable). Call on the thread that owns the project."""
+    if result.take is None:
         raise StudioError("This job made no take to add to a project.")
     if result.applied:
         return
+    reservation = result.job.reservation
+    if reservation is not None and reservation.project_file not in (None, project.project_file):
+        result.job.release()
+        raise StudioError("This take was made for another project; it was not added.")
     take = result.take
     if not take.label:
         take.label = next_take_label(project, take.start_key, take.end_key)
     try:
         project.push(AddTake(take, activate=activate))
     finally:
-        project.release_take_id(take.id)  # once in the history, the stack keeps its files alive
+        result.job.release()  # once in the history, the stack keeps its files alive
     result.applied = True

@@ -20,15 +20,25 @@ import contextlib
 import copy
 import dataclasses
 import logging
-import math
-import numbers
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import InputError
 from ..core.limits import MAX_EXPOSURE, MAX_SHOT_FRAMES
-from .document import Cell, ReviewStatus, Segment, SegmentSettings, Shot, Spacing, Take
+from .document import (  # noqa: F401  (settings helpers re-exported for callers of commands)
+    SETTINGS_FIELDS,
+    Cell,
+    ReviewStatus,
+    Segment,
+    SegmentSettings,
+    Shot,
+    Spacing,
+    Take,
+    check_seed,
+    segment_settings,
+    validate_settings,
+)
 from .resolve import cell_at
 
 log = logging.getLogger(__name__)
@@ -95,12 +105,9 @@ class Command:
         """Absorb `later` (already done) into this command; True when merged."""
         return False
 
-    def take_ids(self) -> set[str]:
-        """Takes this command adds or removes (so their files must outlive the history)."""
-        return {take.id for take in self.referenced_takes()}
-
     def referenced_takes(self) -> list[Take]:
-        """The Take objects this command can put back into the shot (their files must stay)."""
+        """The takes this command adds or removes: undo or redo can put them back, so their files
+        must outlive the history."""
         return []
 
 
@@ -306,56 +313,6 @@ class DeleteFrames(_CellsSnapshot):
         return cells
 
 
-def check_seed(seed: int | None, what: str = "--seed") -> None:
-    """One rule for every seed, from any command or the project: a whole number in [0, 2^63)."""
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
-                             or not 0 <= int(seed) < 2**63):
-        raise InputError(f"{what} must be a whole number from 0 to 2^63-1, not {seed}.")
-
-
-def validate_settings(settings: SegmentSettings) -> None:
-    """Raise InputError for settings no generation could use (normalises spacing and times)."""
-    if settings.count is not None and not (1 <= int(settings.count) <= 1000):
-        raise InputError(f"The in-between count must be between 1 and 1000, not {settings.count}.")
-    if not 1 <= int(settings.exposure) <= 1000:
-        raise InputError(f"The exposure must be at least 1 frame, not {settings.exposure}.")
-    try:
-        settings.spacing = Spacing(settings.spacing)
-    except ValueError:
-        names = ", ".join(s.value for s in Spacing)
-        raise InputError(f"Unknown spacing '{settings.spacing}'; use one of {names}.") from None
-    if settings.times is not None:
-        times = [float(t) for t in settings.times]
-        if not times:
-            raise InputError("Explicit spacing needs at least one time.")
-        for t in times:
-            if not (0.0 < t < 1.0) or math.isnan(t):
-                raise InputError(f"In-between time {t} is outside (0, 1).")
-        if any(b <= a for a, b in zip(times, times[1:])):
-            raise InputError("Explicit in-between times must increase.")
-        settings.times = times
-    if settings.spacing == Spacing.EXPLICIT and not settings.times:
-        raise InputError("Explicit spacing needs a list of times.")
-    check_seed(settings.seed, "A seed")
-    if not isinstance(settings.params, dict):
-        raise InputError("Engine parameters must be a mapping of names to values.")
-    if not settings.engine:
-        raise InputError("No engine was chosen for the segment.")
-    if not (0.0 <= float(settings.sketch_scale) <= 1.5):
-        raise InputError(f"The sketch strength must be between 0 and 1.5, not {settings.sketch_scale}.")
-    if any(not isinstance(o, int) or o < 1 for o in settings.sketches):
-        raise InputError("Sketches sit on in-between frames after the start key (1 or more).")
-
-
-SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(SegmentSettings))
-
-
-def segment_settings(shot: Shot, key: SegmentKey) -> SegmentSettings:
-    """The settings of a key pair (defaults for a pair never edited). Read-only view: do not mutate."""
-    segment = shot.segments.get(tuple(key))
-    return segment.settings if segment is not None else SegmentSettings()
-
-
 class SetSegmentSettings(Command):
     """Change some of a segment's in-between settings (count, exposure, spacing, engine, seed, ...)."""
 
@@ -409,6 +366,7 @@ class AddTake(Command):
         self.label = "Add take"
         self._created_segment = False
         self._previous_active: str | None = None
+        self._previous_made = 0
 
     def do(self, shot: Shot) -> Change:
         take = self.take
@@ -423,6 +381,10 @@ class AddTake(Command):
         if segment is None:
             segment = shot.segments[key] = Segment(*key)
         self._previous_active = segment.active_take
+        self._previous_made = segment.takes_made
+        label = take.label
+        if label[:1] == "T" and label[1:].isdigit():
+            segment.takes_made = max(segment.takes_made, int(label[1:]))
         shot.takes[take.id] = take
         segment.take_ids.append(take.id)
         if self.activate or segment.active_take is None:
@@ -434,6 +396,7 @@ class AddTake(Command):
         segment = shot.segments[key]
         segment.take_ids.remove(self.take.id)
         segment.active_take = self._previous_active
+        segment.takes_made = self._previous_made
         del shot.takes[self.take.id]
         if self._created_segment:
             del shot.segments[key]
@@ -482,9 +445,6 @@ class RemoveTake(Command):
         segment.take_ids.insert(self._position, take.id)
         segment.active_take = self._previous_active
         return Change(segments=frozenset([key]), takes=frozenset([take.id]))
-
-    def take_ids(self) -> set[str]:
-        return {self.take_id}
 
     def referenced_takes(self) -> list[Take]:
         return [self._take] if self._take is not None else []
@@ -693,10 +653,7 @@ class CommandStack:
 
     def referenced_take_ids(self) -> set[str]:
         """Every take a command in the history (undo or redo side) adds or removes."""
-        ids: set[str] = set()
-        for command in self._all_commands():
-            ids |= command.take_ids()
-        return ids
+        return {take.id for take in self.referenced_takes()}
 
     def referenced_takes(self) -> list[Take]:
         """The Take objects the history can bring back (for keeping the files they use)."""

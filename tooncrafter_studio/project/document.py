@@ -12,14 +12,20 @@ Model (Pencil2D / OpenToonz style):
   has several takes; the active one overlays the segment's gap on the timeline (see resolve.py).
   Flipping a status never copies pixels.
 
-All mutation goes through commands (commands.py) so that it can be undone.
+All mutation goes through commands (commands.py) so that it can be undone. What makes settings
+valid lives here, with the document: commands and the file reader both check with it.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import numbers
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from ..core.errors import InputError
 
 
 class ReviewStatus(StrEnum):
@@ -125,6 +131,7 @@ class Segment:
     settings: SegmentSettings = field(default_factory=SegmentSettings)
     take_ids: list[str] = field(default_factory=list)  # in creation order
     active_take: str | None = None
+    takes_made: int = 0  # the highest take number given (T<n>): a removed take's label is never reused
 
     @property
     def key(self) -> tuple[str, str]:
@@ -148,3 +155,53 @@ class Shot:
     @property
     def frame_count(self) -> int:
         return sum(cell.length for cell in self.cells)
+
+
+def check_seed(seed: int | None, what: str = "--seed") -> None:
+    """One rule for every seed, from any command or the project: a whole number in [0, 2^63)."""
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)
+                             or not 0 <= int(seed) < 2**63):
+        raise InputError(f"{what} must be a whole number from 0 to 2^63-1, not {seed}.")
+
+
+def validate_settings(settings: SegmentSettings) -> None:
+    """Raise InputError for settings no generation could use (normalises spacing and times)."""
+    if settings.count is not None and not (1 <= int(settings.count) <= 1000):
+        raise InputError(f"The in-between count must be between 1 and 1000, not {settings.count}.")
+    if not 1 <= int(settings.exposure) <= 1000:
+        raise InputError(f"The exposure must be at least 1 frame, not {settings.exposure}.")
+    try:
+        settings.spacing = Spacing(settings.spacing)
+    except ValueError:
+        names = ", ".join(s.value for s in Spacing)
+        raise InputError(f"Unknown spacing '{settings.spacing}'; use one of {names}.") from None
+    if settings.times is not None:
+        times = [float(t) for t in settings.times]
+        if not times:
+            raise InputError("Explicit spacing needs at least one time.")
+        for t in times:
+            if not (0.0 < t < 1.0) or math.isnan(t):
+                raise InputError(f"In-between time {t} is outside (0, 1).")
+        if any(b <= a for a, b in zip(times, times[1:])):
+            raise InputError("Explicit in-between times must increase.")
+        settings.times = times
+    if settings.spacing == Spacing.EXPLICIT and not settings.times:
+        raise InputError("Explicit spacing needs a list of times.")
+    check_seed(settings.seed, "A seed")
+    if not isinstance(settings.params, dict):
+        raise InputError("Engine parameters must be a mapping of names to values.")
+    if not settings.engine:
+        raise InputError("No engine was chosen for the segment.")
+    if not (0.0 <= float(settings.sketch_scale) <= 1.5):
+        raise InputError(f"The sketch strength must be between 0 and 1.5, not {settings.sketch_scale}.")
+    if any(not isinstance(o, int) or o < 1 for o in settings.sketches):
+        raise InputError("Sketches sit on in-between frames after the start key (1 or more).")
+
+
+SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(SegmentSettings))
+
+
+def segment_settings(shot: Shot, key: tuple[str, str]) -> SegmentSettings:
+    """The settings of a key pair (defaults for a pair never edited). Read-only view: do not mutate."""
+    segment = shot.segments.get(tuple(key))
+    return segment.settings if segment is not None else SegmentSettings()

@@ -28,14 +28,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..core.errors import ProjectError
-from ..core.fsio import atomic_write_text, os_error
+from ..core.fsio import atomic_write_text, file_identity, os_error
 from .commands import Change, Command, CommandStack
 from .document import Cell, Drawing, Shot, Source, Take
 from .ownership import Claim, claim
 from .serialize import (
     check_internal_path,
     document_to_json,
-    file_identity,
     is_safe_id,
     read_document,
     relative_if_inside,

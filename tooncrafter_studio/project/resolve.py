@@ -6,7 +6,7 @@ export and the timing sheets all read it, so they cannot disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .document import ReviewStatus, Shot
 
@@ -27,7 +27,8 @@ class ResolvedFrame:
     new_drawing: bool  # True on the first frame of an exposure
     status: ReviewStatus | None = None  # for in-betweens
     take_id: str | None = None
-    note: str = ""  # e.g. "holds 0009: in-between rejected"
+    note: str = ""  # e.g. "T1-4 rejected: holds T1-3"
+    hidden: ImageRef | None = None  # a rejected (or excluded pending) in-between's own drawing, not shown
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,9 @@ def resolve_timeline(shot: Shot, include_pending: bool = True) -> list[ResolvedF
     """One ResolvedFrame per timeline frame.
 
     Inside a segment with an active take, each take frame is shown from its offset until the next
-    one; a rejected frame (and a pending one when `include_pending` is False) shows the previous
-    picture held, with a note that says so.
+    one; a rejected frame (and a pending one when `include_pending` is False) keeps its own label,
+    status and drawing (`hidden`, viewable on demand) but shows the previous picture held, with a
+    note that says so.
     """
     frames: list[ResolvedFrame] = []
     for cell in shot.cells:
@@ -87,26 +89,23 @@ def resolve_timeline(shot: Shot, include_pending: bool = True) -> list[ResolvedF
             continue
         take = shot.takes[segment.active_take]
         start_index = span.start_frame - 1
-        shown = frames[start_index]  # the start key
+        shown = current = frames[start_index]  # the start key: the picture on screen, the frame held
         take_by_offset = {tf.offset: (i, tf) for i, tf in enumerate(take.frames) if 0 < tf.offset < span.gap}
         for offset in range(1, span.gap):
             slot = start_index + offset
-            if offset in take_by_offset:
-                index, tf = take_by_offset[offset]
-                visible = tf.status == ReviewStatus.ACCEPTED or (
-                    tf.status == ReviewStatus.PENDING and include_pending)
-                if visible:
-                    shown = ResolvedFrame(slot + 1, ImageRef("take", take.id, index),
-                                          f"{take.label or take.id[:6]}-{index + 1}", "inbetween", True,
-                                          tf.status, take.id)
-                    frames[slot] = shown
-                    continue
-                reason = "rejected" if tf.status == ReviewStatus.REJECTED else "pending, not included"
-                frames[slot] = ResolvedFrame(slot + 1, shown.image, shown.label, shown.kind, False,
-                                             tf.status, take.id, f"holds {shown.label}: in-between {reason}")
+            if offset not in take_by_offset:  # a hold of the frame before (a drawing on 2s, 3s...)
+                frames[slot] = replace(current, frame=slot + 1, new_drawing=False)
                 continue
-            frames[slot] = ResolvedFrame(slot + 1, shown.image, shown.label, shown.kind, False,
-                                         shown.status, shown.take_id, shown.note)
+            index, tf = take_by_offset[offset]
+            label = f"{take.label or take.id[:6]}-{index + 1}"
+            own = ImageRef("take", take.id, index)
+            if tf.status == ReviewStatus.ACCEPTED or (tf.status == ReviewStatus.PENDING and include_pending):
+                shown = current = ResolvedFrame(slot + 1, own, label, "inbetween", True, tf.status, take.id)
+            else:
+                reason = "rejected" if tf.status == ReviewStatus.REJECTED else "pending, not included"
+                current = ResolvedFrame(slot + 1, shown.image, label, "inbetween", False, tf.status, take.id,
+                                        f"{label} {reason}: holds {shown.label}", hidden=own)
+            frames[slot] = current
     return frames
 
 
@@ -143,3 +142,24 @@ def span_containing(shot: Shot, frame: int, spans: list[SegmentSpan] | None = No
         if span.start_frame <= frame < span.start_frame + span.gap:
             return span
     return None
+
+
+def take_frame_at(shot: Shot, span: SegmentSpan | None, frame: int) -> tuple[str, int] | None:
+    """(take id, index in the take) of the active take's frame that owns timeline `frame`.
+
+    A take frame owns its offset and the frames it holds until the next take frame.
+    """
+    if span is None:
+        return None
+    segment = shot.segments.get(span.key)
+    if segment is None or segment.active_take is None or segment.active_take not in shot.takes:
+        return None
+    offset = frame - span.start_frame
+    if offset <= 0:
+        return None
+    take = shot.takes[segment.active_take]
+    best: tuple[int, int] | None = None  # (offset, index)
+    for index, take_frame in enumerate(take.frames):
+        if take_frame.offset <= offset and (best is None or take_frame.offset > best[0]):
+            best = (take_frame.offset, index)
+    return (take.id, best[1]) if best is not None else None

@@ -33,7 +33,6 @@ from ..core.limits import (
     MAX_SHOT_FRAMES,
     MAX_SIDE,
 )
-from .commands import validate_settings
 from .document import (
     Cell,
     Drawing,
@@ -47,6 +46,7 @@ from .document import (
     Spacing,
     Take,
     TakeFrame,
+    validate_settings,
 )
 from .relink import portable_path
 
@@ -187,7 +187,7 @@ def shot_to_dict(shot: Shot, folder: Path | None = None) -> dict[str, Any]:
         "cells": [{"drawing": c.drawing_id, "length": c.length} for c in shot.cells],
         "segments": [
             {"start_key": seg.start_key, "end_key": seg.end_key, "settings": _settings_to_dict(seg.settings),
-             "takes": list(seg.take_ids), "active_take": seg.active_take}
+             "takes": list(seg.take_ids), "active_take": seg.active_take, "takes_made": seg.takes_made}
             for seg in shot.segments.values()
         ],
         "takes": [
@@ -451,7 +451,8 @@ def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
         g = _Reader(item, f"shot.segments[{i}]")
         segment = Segment(g.str("start_key"), g.str("end_key"),
                           _read_settings(_Reader(g.data.get("settings", {}), f"{g.where}.settings")),
-                          list(g.list("takes", required=False)), g.str("active_take", required=False, none=True))
+                          list(g.list("takes", required=False)), g.str("active_take", required=False, none=True),
+                          g.int("takes_made", 0, required=False, minimum=0))
         if segment.key in shot.segments:
             raise _Bad(f"{g.where} repeats the key pair {segment.key}")
         for key in segment.key:
@@ -618,12 +619,3 @@ def _v0_to_v1(old: dict[str, Any]) -> dict[str, Any]:
                  "bit_depth": source["bit_depth"], "sources": [source], "drawings": list(drawings.values()),
                  "cells": cells, "segments": list(segments.values()), "takes": takes},
     }
-
-
-def file_identity(path: Path) -> tuple[int, int] | None:
-    """(mtime_ns, size) of a file, or None when it does not exist."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size)

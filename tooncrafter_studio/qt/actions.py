@@ -63,8 +63,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("play", "&Play / Stop", ("Space",), "View", True),
     CommandSpec("loop", "&Loop", ("Ctrl+L",), "View", checkable=True),
     CommandSpec("play_range", "Play Selection &Range", ("Shift+Space",), "View", checkable=True),
-    CommandSpec("prev_frame", "Previous Frame", (",", "Left"), "View"),
-    CommandSpec("next_frame", "Next Frame", (".", "Right"), "View"),
+    CommandSpec("prev_frame", "Previous Frame", ("Left", ","), "View"),
+    CommandSpec("next_frame", "Next Frame", ("Right", "."), "View"),
     CommandSpec("prev_drawing", "Previous Drawing", ("Up",), "View"),
     CommandSpec("next_drawing", "Next Drawing", ("Down",), "View"),
     CommandSpec("first_frame", "First Frame", ("Home",), "View"),
@@ -76,6 +76,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 tip="Overlay the sketch placed on the current in-between cell (also shown in the light table)"),
     CommandSpec("ab_flip", "A/&B Flip", ("B",), "View", True, True,
                 tip="Flip between this frame and the compared take (or the nearest key)"),
+    CommandSpec("show_rejected", "Show &Rejected Drawing", ("V",), "View", checkable=True,
+                tip="On a rejected in-between, show its own drawing instead of the one held in its place"),
     CommandSpec("zoom_fit", "Zoom to &Fit", ("F",), "View"),
     CommandSpec("zoom_100", "Zoom &100 %", ("Ctrl+0",), "View"),
     CommandSpec("zoom_in", "Zoom In", ("Ctrl+=", "Ctrl++"), "View"),
@@ -90,6 +92,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("cancel_jobs", "&Cancel All Jobs", ("Ctrl+Shift+X",), "Generate"),
     CommandSpec("engine_setup", "ToonCrafter &Engine…", (), "Generate",
                 tip="Install the ToonCrafter engine for your GPU and download the model"),
+    CommandSpec("go_to_new_frames", "Go to &New Frames", ("Ctrl+J",), "Generate",
+                tip="Jump to the first frame to review of the take that finished last"),
     # Review
     CommandSpec("accept_frame", "&Accept Frame", ("A",), "Review"),
     CommandSpec("reject_frame", "Re&ject Frame", ("X",), "Review"),
@@ -101,11 +105,35 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("next_take", "Next Take", ("]",), "Review"),
     CommandSpec("prev_take", "Previous Take", ("[",), "Review"),
     # Help
+    CommandSpec("shortcut_sheet", "&Keyboard Shortcuts", ("F1",), "Help"),
     CommandSpec("copy_diagnostics", "Copy &Diagnostics", (), "Help"),
     CommandSpec("about", "&About ToonCrafter Studio", (), "Help"),
 )
 
 SPECS = {spec.id: spec for spec in COMMANDS}
+
+
+def about_text() -> str:
+    from .. import __version__
+
+    return (f"<b>ToonCrafter Studio {__version__}</b><br>In-betweens for 2D animation, on your own machine."
+            "<br>Help ▸ Keyboard Shortcuts (F1) lists every command.")
+
+
+def shortcut_sheet_html(registry: ActionRegistry) -> str:
+    """A table per menu of every command and its current keys (user overrides included)."""
+    parts = ["<h3>Keyboard shortcuts</h3>"]
+    for menu in MENUS:
+        rows = []
+        for spec in COMMANDS:
+            if spec.menu != menu:
+                continue
+            keys = [k.toString(QKeySequence.SequenceFormat.NativeText) for k in registry[spec.id].shortcuts()]
+            name = spec.text.replace("&", "").rstrip("…")
+            rows.append(f"<tr><td>{name}</td><td><b>{' or '.join(keys) or '—'}</b></td></tr>")
+        if rows:
+            parts.append(f"<h4>{menu}</h4><table cellspacing='4'>{''.join(rows)}</table>")
+    return "".join(parts)
 
 
 class ActionRegistry:

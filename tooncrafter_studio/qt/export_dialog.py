@@ -98,6 +98,7 @@ class ExportDialog(QDialog):
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
         layout.addWidget(self.buttons)
+        self.export_button.setDefault(True)  # Enter exports (once in the dialog): keyboard all the way
 
         for widget in (self.preset, self.separator, self.timing_sheet):
             widget.currentIndexChanged.connect(self.update_preview)

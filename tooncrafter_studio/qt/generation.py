@@ -1,16 +1,18 @@
 """Generation from the window: jobs made on the UI thread, run by the one worker, applied back as
-undoable AddTake commands on the UI thread (the pipeline's `run_job(apply=False)` + `apply_result`).
+undoable AddTake commands on the UI thread (the pipeline's `run_job` without a project, then
+`apply_result`). Each job reports back through its own `on_done`.
 
-Engines are created and used only inside tasks, so only on the worker thread; they are kept
-between jobs (a loaded model is not reloaded for every segment). Engine probes run on a small
-pool of their own, so the window opens before any CUDA or model check.
+Engines are created, configured and used only inside tasks, so only on the worker thread; the
+pipeline's EngineCache keeps them between jobs (a loaded model is not reloaded for every segment)
+and reconfigures them when a job brings other options, so a settings change never leaves a stale
+engine behind. Engine probes run on a small pool of their own, so the window opens before any
+CUDA or model check.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import replace
 from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
@@ -19,33 +21,17 @@ from ..core.errors import StudioError
 from ..core.paths import find_model
 from ..core.progress import CancelToken, ProgressCallback
 from ..core.settings import Settings
-from ..engines.base import Engine, ProbeResult
+from ..engines.base import EngineCapabilities, ProbeResult
 from ..engines.registry import create_engine, engine_ids
-from ..pipeline.jobs import Job, segment_job
+from ..pipeline.engines import EngineCache, build_engine, settings_options
+from ..pipeline.jobs import Job, redo_rejected_job, segment_job
 from ..pipeline.runner import JobResult, apply_result, draw_seed, run_job
-from ..project.document import ReviewStatus
+from ..project.document import ReviewStatus, segment_settings
 from ..project.resolve import SegmentSpan
 from .session import Session
 from .worker import Task, Worker, track_pool
 
 log = logging.getLogger(__name__)
-
-
-def configure_engine(engine: Engine, settings: Settings) -> Engine:
-    """Hand the app settings that decide availability (model file, device, memory) to an engine."""
-    configure = getattr(engine, "configure", None)
-    if configure is None:
-        return engine
-    options: dict[str, Any] = {"memory": settings.memory_mode}
-    if settings.model_path:
-        options["model"] = settings.model_path
-    if settings.device in ("cuda", "mps", "cpu"):
-        options["device"] = settings.device
-    try:
-        configure(options)
-    except StudioError as exc:
-        log.warning("Engine %s refused the settings: %s", engine.id, exc)
-    return engine
 
 
 def model_identity(settings: Settings) -> dict[str, Any] | None:
@@ -79,7 +65,7 @@ class _ProbeJob(QRunnable):
         capabilities: dict[str, Any] = {}
         for engine_id in engine_ids():
             try:
-                engine = configure_engine(create_engine(engine_id), self.settings)
+                engine = build_engine(engine_id, defaults=settings_options(self.settings))
                 capabilities[engine_id] = engine.capabilities
                 probes[engine_id] = engine.probe()
             except Exception as exc:  # an engine that cannot even be created says why
@@ -112,16 +98,13 @@ class GenerationController(QObject):
         self.capabilities: dict[str, Any] = {}
         self.model_identity: dict[str, Any] | None = None
         self.model_identity_known = False  # False until the probe pool has looked at the model file
-        self._engines: dict[str, Engine] = {}  # touched only on the worker thread
+        self._engines = EngineCache()  # touched only on the worker thread
         self._probe_pool = QThreadPool(self)
         self._probe_pool.setMaxThreadCount(1)
         track_pool(self._probe_pool)
         self._probe_signals = _ProbeSignals()
         self._probe_signals.done.connect(self._probed)
         self._probe_signals.identity.connect(self._identified)
-        worker.task_finished.connect(self._finished)
-        worker.task_failed.connect(self._failed)
-        worker.task_cancelled.connect(self._cancelled)
 
     # -- engines
     def probe_engines(self) -> None:
@@ -138,19 +121,44 @@ class GenerationController(QObject):
             self.model_identity_known = True
 
     def settings_changed(self, settings: Settings) -> None:
-        """New model path / device: engines are rebuilt at the next job, probes run again."""
+        """New model path / device: the next job configures its engine with them; probes run again."""
         self.settings = settings
         self.model_identity, self.model_identity_known = None, False
-        if not self.worker.busy:
-            self._engines = {}
+        self.probes = {}  # until the new answers come, nothing is known to be unavailable
         self.probe_engines()
 
-    def _engine(self, engine_id: str) -> Engine:  # worker thread
-        engine = self._engines.get(engine_id)
-        if engine is None:
-            engine = configure_engine(create_engine(engine_id), self.settings)
-            self._engines[engine_id] = engine
-        return engine
+    def engine_capabilities(self, engine_id: str) -> EngineCapabilities:
+        known = self.capabilities.get(engine_id)
+        if known is None:
+            try:
+                known = create_engine(engine_id).capabilities
+            except Exception:  # an engine that cannot be created: the job will say why
+                return EngineCapabilities()
+        return known
+
+    def engine_label(self, engine_id: str) -> str:
+        try:
+            return create_engine(engine_id).label or engine_id
+        except Exception:  # an engine that cannot even be created
+            return engine_id
+
+    def refusal(self, engine_id: str, new_variant: bool = False) -> str:
+        """Why a job for `engine_id` would be refused now ('' when it can be queued): the engine is
+        known to be unavailable, or a new seed is asked of an engine that ignores seeds."""
+        probe = self.probes.get(engine_id)
+        label = self.engine_label(engine_id)
+        if probe is not None and not probe.available:
+            reason = (probe.reason or "no reason given").rstrip().rstrip(".")
+            return (f"The {label} engine is not available: {reason}. Choose another engine under Engine in the "
+                    "Segment panel, or fix it in Settings (Edit ▸ Settings).")
+        if new_variant and not self.engine_capabilities(engine_id).seed_variants:
+            return (f"The {label} engine is deterministic: a new seed gives the same in-betweens. To get "
+                    "different ones, change Spacing, In-betweens or Engine in the Segment panel, then press G.")
+        return ""
+
+    def _engine_id(self, span: SegmentSpan) -> str:
+        shot = self.session.shot
+        return (segment_settings(shot, span.key).engine if shot is not None else "") or "flow"
 
     # -- jobs
     def job_label(self, job: Job) -> str:
@@ -173,6 +181,10 @@ class GenerationController(QObject):
         tasks = []
         jobs = []
         for span in spans:
+            refusal = self.refusal(overrides.get("engine") or self._engine_id(span), new_variant=new_seed)
+            if refusal:
+                self.message.emit(refusal)
+                continue
             try:
                 jobs.append(segment_job(project, span, seed=draw_seed() if new_seed else None, **overrides))
             except StudioError as exc:
@@ -188,32 +200,38 @@ class GenerationController(QObject):
     def regenerate_rejected(self, span: SegmentSpan) -> Task | None:
         """A new take that redraws only the rejected frames of the active take (new seed); the other
         frames of the active take are kept as they are (referenced, not copied)."""
-        shot = self.session.shot
         project = self.session.project
-        segment = shot.segments.get(span.key) if shot is not None else None
-        if project is None or segment is None or segment.active_take not in shot.takes:
-            self.message.emit("This key pair has no take to fix yet.")
+        if project is None:
+            self.message.emit("Open a shot first.")
             return None
-        take = shot.takes[segment.active_take]
-        rejected = [tf for tf in take.frames if tf.status == ReviewStatus.REJECTED]
-        if not rejected:
-            self.message.emit("No frame of this take is rejected: press X on a frame to reject it.")
+        refusal = self.refusal(self._engine_id(span), new_variant=True)
+        if refusal:
+            self.message.emit(refusal)
             return None
         try:
-            job = segment_job(project, span, times=[tf.time for tf in rejected],
-                              offsets=[tf.offset for tf in rejected], seed=draw_seed())
+            job = redo_rejected_job(project, span, seed=draw_seed())
         except StudioError as exc:
-            self.message.emit(str(exc))
+            message = str(exc)
+            if "nothing to redo" in message:
+                message += " Press X on a frame to reject it."
+            self.message.emit(message)
             return None
-        keep = [replace(tf) for tf in take.frames if tf.status != ReviewStatus.REJECTED]
-        return self._submit(job, keep_from=(take.id, keep))
+        return self._submit(job)
 
-    def _submit(self, job: Job, keep_from: tuple[str, list] | None = None) -> Task:
+    def _submit(self, job: Job) -> Task:
+        defaults = settings_options(self.settings)  # this job's settings, even if they change meanwhile
+        engines = self._engines
+
         def run(progress: ProgressCallback, cancel: CancelToken) -> JobResult:
-            return run_job(job, self._engine(job.engine_id), progress, cancel, apply=False)
+            try:
+                engine = engines.get(job.engine_id, job.params, defaults, strict=False)
+            except BaseException:
+                job.release()
+                raise
+            return run_job(job, engine, progress, cancel)
 
-        label = self.job_label(job) + (" (rejected frames)" if keep_from else "")
-        return self.worker.submit(label, run, "generate", payload={"job": job, "keep_from": keep_from})
+        label = self.job_label(job) + (" (rejected frames)" if job.kept_from else "")
+        return self.worker.submit(label, run, "generate", payload={"job": job}, on_done=self._job_done)
 
     def _submit_to_cluster(self, jobs: list[Job], address: str) -> Task:
         """One task for the batch: the worker thread waits on the cluster, the UI keeps working."""
@@ -223,24 +241,40 @@ class GenerationController(QObject):
             return list(run_on_ray(jobs, address, cancel=cancel, progress=progress))
 
         label = f"{len(jobs)} key pair{'s' if len(jobs) != 1 else ''} on the cluster {address}"
-        return self.worker.submit(label, run, "generate", payload={"jobs": jobs})
+        return self.worker.submit(label, run, "generate", payload={"jobs": jobs}, on_done=self._batch_done)
 
-    def _finished(self, task: Task, result: Any) -> None:
-        if task.kind == "generate" and isinstance(result, list):  # a cluster batch
-            for item in result:
-                self._finished(task, item)
+    def _batch_done(self, task: Task) -> None:
+        jobs: list[Job] = task.payload["jobs"]
+        results = task.result if task.state == "done" and isinstance(task.result, list) else []
+        for result in results:
+            self._add_take(result)
+        for job in jobs:
+            job.release()  # idempotent: a take added above already released its own
+        if task.state == "failed":
+            log.warning("Cluster generation failed: %s", task.error)
+            self.message.emit(f"Generation failed: {task.error}")
+        elif task.state == "cancelled":
+            self.message.emit(f"Cancelled: {task.label}")
+
+    def _job_done(self, task: Task) -> None:
+        job: Job = task.payload["job"]
+        if task.state == "done" and isinstance(task.result, JobResult):
+            self._add_take(task.result)
             return
-        if task.kind != "generate" or not isinstance(result, JobResult):
-            return
+        job.release()  # cancelled while queued, failed, or cancelled after run_job returned
+        if task.state == "failed":
+            log.warning("Generation failed: %s", task.error)
+            self.message.emit(f"Generation failed: {task.error}")
+        elif task.state == "cancelled":
+            self.message.emit(f"Cancelled: {task.label}")
+
+    def _add_take(self, result: JobResult) -> None:
         project = self.session.project
-        if project is None or result.job.project is not project:
+        reservation = result.job.reservation
+        if project is None or reservation is None or reservation.project_file != project.project_file:
+            result.job.release()
             log.info("A finished take belongs to a project that is no longer open; it was not added.")
             return
-        keep_from = (task.payload or {}).get("keep_from")
-        if keep_from and result.take is not None:
-            old_id, kept = keep_from
-            result.take.frames = sorted(kept + result.take.frames, key=lambda tf: tf.offset)
-            result.take.params["kept_from_take"] = old_id
         try:
             apply_result(result, project)
         except StudioError as exc:
@@ -250,23 +284,14 @@ class GenerationController(QObject):
         pending = sum(1 for tf in take.frames if tf.status == ReviewStatus.PENDING)
         self.message.emit(f"Take {take.label} is ready: {pending} in-between{'s' if pending != 1 else ''} "
                           f"to review (A accept, X reject, N next).")
+        if result.unchanged:
+            n = len(result.unchanged)
+            self.message.emit(f"Take {take.label}: {n} redrawn frame{'s' if n != 1 else ''} came out identical to "
+                              "the rejected one: this engine has no other variant there. Press R again, or change "
+                              "Spacing, In-betweens or Engine in the Segment panel.")
         log.info("Take %s (%s) added in %.1f s", take.label, take.id, result.seconds)
         self.take_added.emit(take.id, (take.start_key, take.end_key))
 
-    def _failed(self, task: Task, message: str, _details: str) -> None:
-        if task.kind == "generate":
-            log.warning("Generation failed: %s", message)
-            self.message.emit(f"Generation failed: {message}")
-
-    def _cancelled(self, task: Task) -> None:
-        if task.kind == "generate":
-            self.message.emit(f"Cancelled: {task.label}")
-
     def shutdown(self) -> None:
         self._probe_pool.waitForDone(60_000)
-        for engine in self._engines.values():
-            try:
-                engine.unload()
-            except Exception:  # unloading is best effort at exit
-                log.exception("Could not unload %s", engine.id)
-        self._engines = {}
+        self._engines.clear()

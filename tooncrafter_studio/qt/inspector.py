@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from ..engines.base import ProbeResult
+from ..engines.tooncrafter.engine import Settings as ToonCrafterSettings
 from ..project.commands import SetSegmentSettings, segment_settings
 from ..project.document import SegmentSettings, Spacing
 from ..project.resolve import SegmentSpan, derived_count
@@ -37,13 +38,17 @@ from .session import Session
 
 SPACING_LABELS = {
     Spacing.LINEAR: "Linear",
-    Spacing.EASE_IN: "Ease in (slow out of the first key)",
-    Spacing.EASE_OUT: "Ease out (slow into the second key)",
-    Spacing.EASE_IN_OUT: "Ease in-out",
+    # Named as animators (and After Effects' "easy ease") say it; the chart below is the truth.
+    Spacing.EASE_IN: "Slow out (of the first key)",
+    Spacing.EASE_OUT: "Slow in (to the second key)",
+    Spacing.EASE_IN_OUT: "Slow out and slow in",
     Spacing.EXPLICIT: "Drawn chart",
 }
+# The engine's own defaults, so that what the panel shows is what runs (and what the CLI runs).
 PARAM_DEFAULTS: dict[str, Any] = {
-    "steps": 25, "cfg": 7.5, "frame_stride": 10, "fit": "letterbox", "colour_match": True, "memory": "auto",
+    "steps": ToonCrafterSettings.steps, "cfg": ToonCrafterSettings.cfg, "frame_stride": ToonCrafterSettings.frame_stride,
+    "fit": ToonCrafterSettings.fit, "colour_match": ToonCrafterSettings.colour_match,
+    "memory": ToonCrafterSettings.memory,
 }
 MAX_SEED = 2**31 - 1
 
@@ -73,11 +78,11 @@ class SpacingChart(QWidget):
         super().__init__(parent)
         self.times: list[float] = []
         self._drag: int | None = None
-        self.setMinimumHeight(34)
+        self.setMinimumHeight(56)
         self.setToolTip("Spacing chart: drag an in-between to change its timing")
 
     def sizeHint(self) -> QSize:
-        return QSize(220, 34)
+        return QSize(220, 56)
 
     def set_times(self, times: list[float]) -> None:
         self.times = list(times)
@@ -95,12 +100,13 @@ class SpacingChart(QWidget):
         mid = self.height() / 2
         painter.setPen(QPen(QColor(150, 150, 160), 1))
         painter.drawLine(QPointF(self._x(0), mid), QPointF(self._x(1), mid))
+        key_h = max(12.0, mid * 0.8)  # ticks grow with the chart, so they are easy to grab
         painter.setPen(QPen(QColor(250, 210, 70), 3))
         for t in (0.0, 1.0):
-            painter.drawLine(QPointF(self._x(t), mid - 12), QPointF(self._x(t), mid + 12))
+            painter.drawLine(QPointF(self._x(t), mid - key_h), QPointF(self._x(t), mid + key_h))
         painter.setPen(QPen(QColor(206, 146, 40), 2))
         for i, t in enumerate(self.times):
-            height = 8 if i != self._drag else 11
+            height = key_h * (0.55 if i != self._drag else 0.75)
             painter.drawLine(QPointF(self._x(t), mid - height), QPointF(self._x(t), mid + height))
         painter.end()
 
@@ -193,6 +199,11 @@ class SegmentInspector(QWidget):
                                      "ToonCrafter (0 = not at all; default 0.6). Drop images on in-between cells "
                                      "to add sketches.")
 
+        self.seed_note = QLabel("This engine is deterministic: the seed changes nothing. For other in-betweens "
+                                "change Spacing, In-betweens or Engine.")
+        self.seed_note.setWordWrap(True)
+        self.seed_note.setObjectName("seed_note")
+        self.seed_note.setVisible(False)
         seed_row = QHBoxLayout()
         seed_row.addWidget(self.fixed_seed)
         seed_row.addWidget(self.seed, 1)
@@ -202,12 +213,18 @@ class SegmentInspector(QWidget):
         form.addRow("Exposure", self.exposure)
         form.addRow("Spacing", self.spacing)
         form.addRow("", self.chart)
+        self.chart_hint = QLabel("Drag a tick to retime it.")
+        self.chart_hint.setToolTip("Each tick is an in-between; drag it to retime it. The chart is what the "
+                                   "engine gets (slow in / slow out only preset it).")
+        self.chart_hint.setStyleSheet("color: #9a9aa2")
+        form.addRow("", self.chart_hint)
         form.addRow("Engine", self.engine)
         form.addRow("", self.engine_status)
         form.addRow("", self.locate_button)
         form.addRow("", self.setup_button)
         form.addRow("Prompt", self.prompt)
         form.addRow("Seed", seed_row)
+        form.addRow("", self.seed_note)
         form.addRow("Steps", self.steps)
         form.addRow("CFG scale", self.cfg)
         form.addRow("Frame stride", self.frame_stride)
@@ -351,6 +368,12 @@ class SegmentInspector(QWidget):
         for widget in (self.prompt, self.steps, self.cfg, self.frame_stride, self.fit, self.memory_mode,
                        self.sketch_scale):
             widget.setEnabled(enabled and (diffusion or caps is None and engine_id == "tooncrafter"))
+        # A seed only matters to an engine whose result changes with it: say so instead of offering it.
+        variants = caps is None or getattr(caps, "seed_variants", False)
+        for widget in (self.fixed_seed, self.dice):
+            widget.setEnabled(enabled and variants)
+        self.seed.setEnabled(enabled and variants and self.fixed_seed.isChecked())
+        self.seed_note.setVisible(enabled and not variants)
 
     # -- edits
     def _edit(self, field: str, **changes: Any) -> None:

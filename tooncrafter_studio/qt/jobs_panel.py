@@ -7,7 +7,7 @@ non-modal box, so an error never blocks the review of other takes.
 from __future__ import annotations
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QImage
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QHBoxLayout,
     QHeaderView,
@@ -30,7 +30,7 @@ SHOWN_KINDS = ("generate", "import")
 
 
 def format_eta(seconds: float | None) -> str:
-    if seconds is None:
+    if seconds is None or seconds <= 0:  # unknown (loading, first step): nothing rather than "0 s"
         return ""
     seconds = max(0, int(round(seconds)))
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
@@ -48,7 +48,7 @@ class JobsPanel(QWidget):
         self.tree.setRootIsDecorated(False)
         header = self.tree.header()
         header.setStretchLastSection(False)
-        for column, width in enumerate((170, 170, 44, 74)):
+        for column, width in enumerate((170, 110, 44, 74)):
             self.tree.setColumnWidth(column, width)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.preview = QLabel()
@@ -56,6 +56,7 @@ class JobsPanel(QWidget):
         self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.preview.setStyleSheet("background: #202024; color: #888")
         self.preview.setText("preview")
+        self.preview.setWordWrap(True)
         self.clear_button = QPushButton("Clear finished")
         self.clear_button.clicked.connect(self.clear_finished)
         side = QVBoxLayout()
@@ -90,7 +91,9 @@ class JobsPanel(QWidget):
         item.setData(1, Qt.ItemDataRole.UserRole, text)
         item.setToolTip(0, f"{task.label}: {text}")
         item.setToolTip(1, text)
-        self.bars[task.id].setFormat(f"{text} {step}".strip())
+        bar = self.bars[task.id]
+        bar.setFormat(f"{text} {step}".strip())
+        bar.setToolTip(text)  # the bar covers the cell: a long message (a failure) is read here
 
     def _queued(self, task: Task) -> None:
         if task.kind not in SHOWN_KINDS:
@@ -107,10 +110,12 @@ class JobsPanel(QWidget):
         button.clicked.connect(lambda _checked=False, t=task: self._button(t))
         self.tree.setItemWidget(item, 1, bar)
         self.tree.setItemWidget(item, 3, button)
+        item.setToolTip(0, task.label)
         self.items[task.id] = item
         self.bars[task.id] = bar
         self.buttons[task.id] = button
         self._set_stage(task, "queued")
+        self.tree.scrollToItem(item)  # the list follows the newest job
 
     def _button(self, task: Task) -> None:
         if task.state in ("queued", "running"):
@@ -134,15 +139,20 @@ class JobsPanel(QWidget):
     def _started(self, task: Task) -> None:
         if task.id in self.items:
             self._set_stage(task, "starting")
+            self.tree.scrollToItem(self.items[task.id])
+            self.preview.setPixmap(QPixmap())
+            self.preview.setText("no live preview from this engine; the result shows here")
 
     def _progress(self, task: Task, event: ProgressEvent) -> None:
         item = self.items.get(task.id)
         if item is None:
             return
-        step = f"{event.done}/{event.total}" if event.total else ""
+        # A percentage: an engine's own steps (flow: one more than the in-betweens) are not frames.
+        step = f"{round(100 * event.done / event.total)} %" if event.total else ""
         self._set_stage(task, event.stage, step)
-        item.setToolTip(1, f"{event.stage} {step} {event.message}".strip())
-        item.setText(2, format_eta(event.eta_s))
+        item.setToolTip(1, f"{event.stage} {event.done}/{event.total} {event.message}".strip())
+        self.bars[task.id].setToolTip(item.toolTip(1))
+        item.setText(2, format_eta(event.eta_s) if event.done > 0 else "")
         bar = self.bars[task.id]
         if event.total:
             bar.setRange(0, event.total)
@@ -156,8 +166,6 @@ class JobsPanel(QWidget):
             self.preview_ready.emit(task, image, event)
 
     def _show_preview(self, image: DisplayImage) -> None:
-        from PySide6.QtGui import QPixmap
-
         scaled = image.image.scaled(self.preview.size(), Qt.AspectRatioMode.KeepAspectRatio,
                                     Qt.TransformationMode.SmoothTransformation)
         self.preview.setPixmap(QPixmap.fromImage(QImage(scaled)))
@@ -170,6 +178,10 @@ class JobsPanel(QWidget):
         bar = self.bars[task.id]
         if task.state == "done":
             bar.setValue(bar.maximum())
+            self._show_result(task)
+        else:  # cancelled or failed: an empty bar, never one that looks half done
+            bar.setRange(0, 1)
+            bar.setValue(0)
         item.setText(2, "")
         button = self.buttons[task.id]
         if task.state == "failed":
@@ -177,6 +189,17 @@ class JobsPanel(QWidget):
         else:
             button.setEnabled(False)
             button.setText("")
+
+    def _show_result(self, task: Task) -> None:
+        """A finished generation shows its middle frame (engines without live previews included)."""
+        frames = getattr(task.result, "frames", None)
+        if not frames:
+            return
+        try:
+            image = DisplayImage.from_array(frames[len(frames) // 2])
+        except Exception:  # an unexpected frame only goes without a picture
+            return
+        self._show_preview(image)
 
     def clear_finished(self) -> None:
         for task in list(self.worker.tasks):

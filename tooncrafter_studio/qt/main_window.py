@@ -13,13 +13,19 @@ from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QCloseEvent, QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QApplication,
+    QDialog,
     QDockWidget,
     QFileDialog,
+    QFrame,
     QLabel,
     QMainWindow,
     QMessageBox,
     QPushButton,
+    QScrollArea,
+    QTextBrowser,
     QToolBar,
+    QToolButton,
+    QVBoxLayout,
     QWidget,
 )
 
@@ -28,7 +34,7 @@ from ..core.settings import Settings, load_settings, save_settings
 from ..engines.registry import engine_ids
 from ..project.document import ReviewStatus
 from ..project.resolve import SegmentSpan
-from .actions import ActionRegistry
+from .actions import ActionRegistry, about_text, shortcut_sheet_html
 from .editing import EditingMixin
 from .export_dialog import ExportDialog
 from .frames import FrameProvider
@@ -96,7 +102,14 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.log_panel = LogPanel()
         self.docks: dict[str, QDockWidget] = {}
         self._dock("timeline", "Exposure sheet", self.timeline, Qt.DockWidgetArea.BottomDockWidgetArea)
-        self._dock("inspector", "Segment", self.inspector, Qt.DockWidgetArea.RightDockWidgetArea)
+        # The inspector scrolls rather than letting the Takes panel cover its rows on a short screen.
+        inspector_scroll = QScrollArea()
+        inspector_scroll.setObjectName("inspector_scroll")
+        inspector_scroll.setWidgetResizable(True)
+        inspector_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        inspector_scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        inspector_scroll.setWidget(self.inspector)
+        self._dock("inspector", "Segment", inspector_scroll, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("takes", "Takes", self.takes, Qt.DockWidgetArea.RightDockWidgetArea)
         self._dock("jobs", "Jobs", self.jobs, Qt.DockWidgetArea.BottomDockWidgetArea)
         self._dock("log", "Log", self.log_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
@@ -105,9 +118,13 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.splitDockWidget(self.docks["inspector"], self.docks["takes"], Qt.Orientation.Vertical)
         self.resizeDocks([self.docks["timeline"], self.docks["jobs"]], [170, 150], Qt.Orientation.Vertical)
         self.resizeDocks([self.docks["inspector"], self.docks["jobs"]], [330, 520], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.docks["inspector"], self.docks["takes"]], [520, 140], Qt.Orientation.Vertical)
 
         self.actions = ActionRegistry(self, self.settings.shortcuts)
         self.actions.build_menus(self.menuBar())
+        panels = self.actions.menus["View"].addMenu("&Panels")  # a closed dock comes back from here
+        for dock in self.docks.values():
+            panels.addAction(dock.toggleViewAction())
         self.recent_menu = self.actions.menus["File"].addMenu("Open &Recent")
         self.actions.menus["File"].insertMenu(self.actions["save"], self.recent_menu)
         toolbar = QToolBar("Main")
@@ -134,6 +151,11 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.last_open_error = ""
         self.status_label = QLabel()
         self.statusBar().addPermanentWidget(self.status_label)
+        self.last_new_take: str | None = None
+        self.go_button = QToolButton()
+        self.go_button.setDefaultAction(self.actions["go_to_new_frames"])
+        self.go_button.setVisible(False)
+        self.statusBar().addPermanentWidget(self.go_button)
         self._bind_actions()
         self.actions["loop"].setChecked(True)
 
@@ -161,8 +183,6 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.worker.task_finished.connect(self._job_ended)
         self.worker.task_failed.connect(self._job_ended)
         self.worker.task_cancelled.connect(self._job_ended)
-        self.worker.task_finished.connect(self._import_finished)
-        self.worker.task_failed.connect(self._import_failed)
         self.generation.probes_ready.connect(self._probes_ready)
         self.generation.take_added.connect(self._take_added)
         self.inspector.locate_model.connect(self.locate_model)
@@ -209,6 +229,8 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             "loop": self._loop_toggled, "play_range": self._range_toggled,
             "onion_skin": self.show_current, "light_table": self.show_current, "ab_flip": self.show_current,
             "sketch_overlay": self.show_current,
+            "show_rejected": self.show_current, "go_to_new_frames": self.go_to_new_frames,
+            "shortcut_sheet": self.shortcut_sheet,
             "zoom_fit": self.viewer.zoom_fit, "zoom_100": self.viewer.zoom_actual,
             "zoom_in": self.viewer.zoom_in, "zoom_out": self.viewer.zoom_out,
             "show_log": lambda: (self.docks["log"].show(), self.docks["log"].raise_()),
@@ -330,12 +352,33 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             return selected[0]
         return self.session.span_at(self.current_frame)
 
-    def _take_added(self, _take_id: str, key) -> None:
-        span = next((s for s in self.session.spans() if s.key == tuple(key)), None)
-        if span is not None and self.current_span() is not None and self.current_span().key == span.key:
-            stop = next_pending(self.session.frames(), span.start_frame)
-            if stop is not None and stop < span.start_frame + span.gap:
-                self.set_current_frame(stop)
+    def _take_added(self, take_id: str, _key) -> None:
+        """A take arrived: the playhead stays where the user is; Go to New Frames (Ctrl+J) jumps."""
+        self.last_new_take = take_id
+        self.go_button.setVisible(self.new_frames_stop() is not None)
+
+    def new_frames_stop(self) -> int | None:
+        """The first frame to review of the latest take (or its first frame), while it is active."""
+        shot = self.session.shot
+        take = shot.takes.get(self.last_new_take or "") if shot is not None else None
+        if take is None:
+            return None
+        span = next((s for s in self.session.spans() if s.key == (take.start_key, take.end_key)), None)
+        segment = shot.segments.get((take.start_key, take.end_key))
+        if span is None or segment is None or segment.active_take != take.id or not take.frames:
+            return None
+        stop = next_pending(self.session.frames(), span.start_frame)
+        if stop is not None and stop < span.start_frame + span.gap:
+            return stop
+        return span.start_frame + min(tf.offset for tf in take.frames)
+
+    def go_to_new_frames(self) -> None:
+        stop = self.new_frames_stop()
+        if stop is None:
+            self.show_message("No new take to go to.")
+            return
+        self.go_button.setVisible(False)
+        self.set_current_frame(stop)
 
     # ------------------------------------------------------------------ engines, settings, export
     def _probes_ready(self, probes, capabilities) -> None:
@@ -395,7 +438,21 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         return text
 
     def about(self) -> None:
-        QMessageBox.about(self, APP_NAME, f"{APP_NAME}: in-betweens for 2D animation, on your own machine.")
+        QMessageBox.about(self, f"About {APP_NAME}", about_text())
+
+    def shortcut_sheet(self) -> QDialog:
+        """Every command and its keys, generated from the action registry (so it is never stale)."""
+        dialog = QDialog(self)
+        dialog.setWindowTitle("Keyboard shortcuts")
+        dialog.setObjectName("shortcut_sheet")
+        text = QTextBrowser(dialog)
+        text.setHtml(shortcut_sheet_html(self.actions))
+        layout = QVBoxLayout(dialog)
+        layout.addWidget(text)
+        dialog.resize(520, 640)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
 
     # ------------------------------------------------------------------ closing
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802

@@ -6,16 +6,19 @@ import gc
 import logging
 import os
 import shutil
+from datetime import datetime
 from pathlib import Path
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
-from PySide6.QtWidgets import QFileDialog, QInputDialog
+from PySide6.QtWidgets import QFileDialog
 
 from ..core.errors import StudioError
 from ..core.paths import resources_dir, user_data_dir, user_log_dir
 from ..media import import_source
 from ..project.project import PROJECT_FILE, Project, find_recovery, new_project, recover
 from ..project.relink import RelinkSources, missing_drawings, relink_plan
+from .pattern_dialog import PatternDialog
 from .worker import Task
 
 log = logging.getLogger(__name__)
@@ -25,6 +28,14 @@ OWNER_NAME = "the ToonCrafter Studio app"  # how another program names us when t
 FIRST_RUN_HINT = ("Welcome! This is the sample shot. Keys are marked ◆ on the timeline: click between two keys, "
                   "press G to generate in-betweens, then A / X to accept or reject. File ▸ New Project imports yours; "
                   "Generate ▸ ToonCrafter Engine… sets up the generative engine.")
+
+
+def local_time(iso: str) -> str:
+    """An ISO-8601 UTC time stamp in the user's local time ("2026-12-03 10:42"); as given if unreadable."""
+    try:
+        return datetime.fromisoformat(iso).astimezone().strftime("%Y-%m-%d %H:%M")
+    except (TypeError, ValueError):
+        return iso
 
 
 def freeze_long_lived_objects() -> None:
@@ -75,7 +86,7 @@ class ProjectFilesMixin:
             if recovery is not None and self.ask(
                     "Recover unsaved work?",
                     f"{APP_NAME} found changes to {Path(folder).name} that were not saved (autosaved "
-                    f"{recovery.saved_at}). Recover them? (No keeps the last saved version.)"):
+                    f"{local_time(recovery.saved_at)}). Recover them? (No keeps the last saved version.)"):
                 project = recover(folder)
                 self.show_message("Recovered the autosaved changes; save to keep them.")
             else:
@@ -181,11 +192,14 @@ class ProjectFilesMixin:
             return import_source(paths, detect_holds=detect_holds, progress=progress, cancel=cancel,
                                  default_fps=fps or 24.0)
 
-        return self.worker.submit("Import", run, "import", payload=Path(folder))
+        return self.worker.submit("Import", run, "import", payload=Path(folder), on_done=self._import_done)
 
-    def _import_finished(self, task, result) -> None:
-        if task.kind != "import":
+    def _import_done(self, task) -> None:
+        if task.state == "failed":
+            self.show_error("Import failed", StudioError(task.error))
+        if task.state != "done":
             return
+        result = task.result
         try:
             project = new_project(task.payload, result.source, result.groups)
             project.claim(OWNER_NAME)
@@ -197,10 +211,6 @@ class ProjectFilesMixin:
         self._set_project(project)
         self.show_message(f"New project {project.folder.name}: {project.shot.frame_count} frames. "
                           "Set keys with K, then select a key pair and press G.")
-
-    def _import_failed(self, task, message: str, _details: str) -> None:
-        if task.kind == "import":
-            self.show_error("Import failed", StudioError(message))
 
     def new_project_dialog(self) -> None:
         source = QFileDialog.getExistingDirectory(self, "Folder with the image sequence")
@@ -216,17 +226,19 @@ class ProjectFilesMixin:
             self.create_project(source, folder, detect_holds=self.ask("Hold detection",
                                 "Detect held drawings (identical frames become one drawing on 2s, 3s…)?"))
 
-    def new_from_pattern_dialog(self) -> None:
-        pattern, ok = QInputDialog.getText(
-            self, "New project from a sequence pattern",
-            "Pattern of the frames (name.####.png, name_%04d.png, or one numbered file):")
-        if not ok or not pattern.strip():
-            return
-        pattern = pattern.strip()
-        default = str(Path(pattern).parent / f"{Path(pattern).name.split('.')[0].split('%')[0].rstrip('_#')}_project")
-        folder = QFileDialog.getSaveFileName(self, "New project folder", default)[0]
-        if folder:
-            self.create_project(pattern, folder)
+    def new_from_pattern_dialog(self) -> PatternDialog:
+        """Pattern (or Browse to a frame), hold detection and project folder, in one dialog."""
+        dialog = PatternDialog(self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def create() -> None:
+            pattern, folder, holds = dialog.values()
+            if pattern and folder:
+                self.create_project(pattern, folder, detect_holds=holds)
+
+        dialog.accepted.connect(create)
+        dialog.open()
+        return dialog
 
     def open_project_dialog(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Open project folder")

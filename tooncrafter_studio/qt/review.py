@@ -19,27 +19,6 @@ from ..project.resolve import ResolvedFrame, SegmentSpan
 from .session import Session
 
 
-def take_frame_at(shot: Shot, span: SegmentSpan | None, frame: int) -> tuple[str, int] | None:
-    """(take id, index in the take) of the active take's frame that owns timeline `frame`.
-
-    A take frame owns its offset and the frames it holds until the next take frame.
-    """
-    if span is None:
-        return None
-    segment = shot.segments.get(span.key)
-    if segment is None or segment.active_take is None or segment.active_take not in shot.takes:
-        return None
-    offset = frame - span.start_frame
-    if offset <= 0:
-        return None
-    take = shot.takes[segment.active_take]
-    best: tuple[int, int] | None = None  # (offset, index)
-    for index, take_frame in enumerate(take.frames):
-        if take_frame.offset <= offset and (best is None or take_frame.offset > best[0]):
-            best = (take_frame.offset, index)
-    return (take.id, best[1]) if best is not None else None
-
-
 def pending_frames(frames: list[ResolvedFrame]) -> list[int]:
     """Timeline frames where a pending in-between starts (one stop per drawing)."""
     return [f.frame for f in frames if f.status == ReviewStatus.PENDING and f.new_drawing and f.take_id]
@@ -77,6 +56,9 @@ class TakesPanel(QWidget):
         self.title = QLabel("No key pair selected.")
         self.title.setWordWrap(True)
         self.list = QListWidget()
+        self.list.setTextElideMode(Qt.TextElideMode.ElideRight)  # elided, whole text in the tooltip
+        self.list.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setMinimumHeight(60)
         self.list.itemActivated.connect(self._activate)
         self.list.currentItemChanged.connect(self._compare)
         layout = QVBoxLayout(self)
@@ -111,6 +93,7 @@ class TakesPanel(QWidget):
         self.list.clear()
         for take_id in ids:
             item = QListWidgetItem(take_summary(shot, take_id))
+            item.setToolTip(item.text())  # the row is elided when the panel is narrow
             item.setData(Qt.ItemDataRole.UserRole, take_id)
             if take_id == active:
                 font = QFont(item.font())

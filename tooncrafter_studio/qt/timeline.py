@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import QPoint, QRect, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen, QPolygon, QWheelEvent
-from PySide6.QtWidgets import QAbstractScrollArea, QWidget
+from PySide6.QtWidgets import QAbstractScrollArea, QToolTip, QWidget
 
 from ..project.document import ReviewStatus
 from ..project.resolve import ResolvedFrame, SegmentSpan
@@ -138,6 +138,25 @@ class TimelineView(QAbstractScrollArea):
     @property
     def frame_count(self) -> int:
         return len(self.frames)
+
+    def tooltip_at(self, x: float) -> str:
+        """The whole story of the cell under x: frame, label (drawn elided), status and note."""
+        if not self.frames:
+            return ""
+        frame = self.frames[self.frame_at(x) - 1]
+        status = f", {frame.status.value}" if frame.status is not None and frame.take_id else ""
+        note = f" — {frame.note}" if frame.note else ""
+        return f"Frame {frame.frame}: {frame.label}{status}{note}"
+
+    def viewportEvent(self, event: QEvent) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.ToolTip:
+            text = self.tooltip_at(event.pos().x())
+            if text:
+                QToolTip.showText(event.globalPos(), text, self.viewport())
+            else:
+                QToolTip.hideText()
+            return True
+        return super().viewportEvent(event)
 
     # -- geometry
     def frame_x(self, frame: int) -> float:
@@ -423,8 +442,11 @@ class TimelineView(QAbstractScrollArea):
                 painter.setBrush(Qt.BrushStyle.NoBrush)
             if rect.width() >= 22:
                 painter.setPen(COLORS["text"])
+                # Elided from the left: "…-10" still tells T1-10 from T1-1 (the tooltip has it all).
+                text = painter.fontMetrics().elidedText(frame.label, Qt.TextElideMode.ElideLeft,
+                                                        int(rect.width() - 4))
                 painter.drawText(QRectF(rect.left() + 2, rect.bottom() - 15, rect.width() - 4, 12),
-                                 Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, frame.label)
+                                 Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)
 
     def _paint_segments(self, painter: QPainter, first: int, last: int) -> None:
         top = self.viewport().height() - SEGMENT_H

@@ -114,7 +114,10 @@ class ViewerMixin:
         """A running job sent a preview: keep the latest, and show it if its segment is on screen."""
         key = job_segment_key(task)
         job = task.payload.get("job") if key is not None else None
-        if key is None or task.state != "running" or job.project is not self.session.project:
+        project = self.session.project
+        mine = project is not None and job.reservation is not None \
+            and job.reservation.project_file == project.project_file
+        if key is None or task.state != "running" or not mine:
             return
         self.job_preview = JobPreview(task.id, key, image, int(event.done), int(event.total))
         self.show_current(prefetch=False)
@@ -193,7 +196,9 @@ class ViewerMixin:
         index = min(self.current_frame, len(frames)) - 1
         frame = frames[index]
         ref, badge = frame.image, ""
-        if self.actions["ab_flip"].isChecked():
+        if frame.hidden is not None and self.actions["show_rejected"].isChecked():
+            ref, badge = frame.hidden, f"{frame.label} {frame.status.value if frame.status else ''}: its own drawing"
+        elif self.actions["ab_flip"].isChecked():
             compare = self._compare_ref(frame)
             if compare is not None:
                 ref, badge = compare
@@ -207,6 +212,7 @@ class ViewerMixin:
         layers: list[Layer] = []
         if self.actions["onion_skin"].isChecked() and not badge:
             layers += self._onion_layers(frames, index)
+            badge = "ONION SKIN"
         if self.actions["light_table"].isChecked():
             span = self.session.span_at(frame.frame)
             if span is not None:
@@ -226,6 +232,8 @@ class ViewerMixin:
         status = f" {frame.status.value}" if frame.status is not None and frame.take_id else ""
         note = f" — {frame.note}" if frame.note else ""
         caption = f"{frame.frame} / {len(frames)}   {frame.label}   {kind}{status}{note}"
+        if frame.hidden is not None:  # its own label and status, what it holds, and how to see it
+            caption = f"{frame.frame} / {len(frames)}   {frame.note} (V shows {frame.label})"
         border = COLORS[frame.status] if frame.status is not None and frame.take_id else None
         preview = self._preview_on_screen()
         if preview is not None:  # the job for this segment is running: show where it has got to

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QObject, QThread, QThreadPool, Signal
+from PySide6.QtCore import QObject, QThread, QThreadPool, QTimer, Signal
 
 from ..core.errors import Cancelled, StudioError
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent
@@ -85,6 +85,9 @@ class Task:
     fn: TaskFunction
     kind: str = "task"  # "generate", "export", ...
     payload: Any = None  # whatever the submitter wants back with the signals (e.g. the job)
+    # Called on the UI thread once the task ended (done, failed or cancelled, however it happened):
+    # how a task reports back to whoever started it, instead of listeners filtering on `kind`.
+    on_done: Callable[[Task], None] | None = None
     id: int = field(default_factory=lambda: next(_ids))
     cancel: CancelToken = field(default_factory=CancelToken)
     state: str = "queued"  # queued | running | done | failed | cancelled
@@ -190,12 +193,17 @@ class Worker(QObject):
         self._lock = threading.Lock()
         self._thread: _Thread | None = None
         self.tasks: list[Task] = []
+        self.task_finished.connect(self._report)
+        self.task_failed.connect(self._report)
+        self.task_cancelled.connect(self._report)
         for signal in (self.task_finished, self.task_failed, self.task_cancelled):
             signal.connect(self._check_idle)
 
     # -- queueing (UI thread)
-    def submit(self, label: str, fn: TaskFunction, kind: str = "task", payload: Any = None) -> Task:
-        task = Task(label, fn, kind, payload)
+    def submit(self, label: str, fn: TaskFunction, kind: str = "task", payload: Any = None,
+               on_done: Callable[[Task], None] | None = None) -> Task:
+        """Queue `fn`; `on_done(task)` runs on the UI thread when it ends (see `task.state`)."""
+        task = Task(label, fn, kind, payload, on_done=on_done)
         self.tasks.append(task)
         self._ensure_thread()
         self._queue.put(task)
@@ -229,6 +237,18 @@ class Worker(QObject):
             self._thread = _Thread(self)
             track_thread(self._thread)
             self._thread.start()
+
+    def _report(self, task: Task, *_args: Any) -> None:
+        callback, task.on_done = task.on_done, None  # once, whichever signal came
+        if callback is not None:  # after the other listeners of this signal (panels, previews) ran
+            QTimer.singleShot(0, self, lambda: self._call_back(callback, task))
+
+    @staticmethod
+    def _call_back(callback: Callable[[Task], None], task: Task) -> None:
+        try:
+            callback(task)
+        except Exception:  # a submitter's bug must not break the other listeners
+            log.exception("The completion handler of %r failed", task.label)
 
     def _check_idle(self, *_args: Any) -> None:
         if not self.busy:

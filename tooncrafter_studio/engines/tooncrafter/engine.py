@@ -22,7 +22,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +122,27 @@ def parse_settings(params: dict[str, Any] | None, base: Settings | None = None) 
         dtype=_choice(params, "dtype", DTYPES, base.dtype),
         trim_keys=bool(trim),
     )
+
+
+OPTION_NAMES = tuple(Settings.__dataclass_fields__)
+
+
+@dataclass(frozen=True)
+class BackendKey:
+    """What a placed backend depends on: a new key means a new backend (the old one is released)."""
+
+    model: str  # the path setting, or "object:<id>" for an injected model
+    device: str
+    dtype: str
+    mode: str = ""
+
+    @classmethod
+    def of(cls, settings: Settings, mode: str = "") -> BackendKey:
+        model = f"object:{id(settings.model)}" if settings.model_is_object else str(settings.model)
+        return cls(model, settings.device, settings.dtype, mode)
+
+    def same_model(self, other: BackendKey) -> bool:
+        return (self.model, self.device, self.dtype) == (other.model, other.device, other.dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -234,28 +255,31 @@ def load_model_file(path: Path, settings: Settings, progress: ProgressCallback |
 
 class ToonCrafterEngine(Engine):
     id = "tooncrafter"
-    param_names = tuple(Settings.__dataclass_fields__)
     label = "ToonCrafter (generative, GPU)"
     capabilities = EngineCapabilities(needs_gpu=True, supports_prompt=True, previews=False,
-                                      max_inbetweens_per_pass=timing.MAX_PER_PASS, deterministic=True)
+                                      max_inbetweens_per_pass=timing.MAX_PER_PASS, deterministic=True,
+                                      seed_variants=True)
+    options = OPTION_NAMES
     accepts_sketches = True  # params["sketches"] (engines/sketch.py); other engines ignore them
 
     def __init__(self, backend: Backend | None = None, backend_factory: BackendFactory | None = None,
                  **defaults: Any) -> None:
-        self._settings = parse_settings(defaults)
+        self._defaults = parse_settings(defaults)
+        self._settings = self._defaults
         self._injected = backend
         self._factory = backend_factory or self._pipeline_backend
         self._model: Any = None
         self._model_key: tuple[Any, ...] | None = None
         self._backend: Backend | None = None
-        self._backend_key: tuple[Any, ...] | None = None
+        self._backend_key: BackendKey | None = None
         self._probe_cache: dict[tuple[Any, ...], str | None] = {}
         self._identity_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
 
     # -- configuration and probing ------------------------------------------------------------------
     def configure(self, params: dict[str, Any]) -> None:
-        """Options that decide availability (model path, device); the CLI calls this before probe()."""
-        self._settings = parse_settings(params, self._settings)
+        """The run's options over the constructor's defaults (earlier configure calls are forgotten,
+        so a setting the user cleared does not linger); validated here, once."""
+        self._settings = parse_settings(params, self._defaults)
 
     def identity(self) -> dict[str, Any]:
         ident: dict[str, Any] = {"engine": self.id, "version": ENGINE_VERSION}
@@ -299,7 +323,7 @@ class ToonCrafterEngine(Engine):
             if path is None:
                 return ProbeResult(False, "No ToonCrafter model was found (nothing is downloaded on its own: "
                                           "Generate ▸ ToonCrafter Engine… ▸ Download model…). Looked in: "
-                                          + "; ".join(looked) + ". Put model.ckpt in one of these places or pass --model.")
+                                          + "; ".join(looked) + ". Put model.ckpt in one of these places or choose the model file.")
             problem = self._checked(path)
             if problem:
                 return ProbeResult(False, problem)
@@ -314,9 +338,9 @@ class ToonCrafterEngine(Engine):
         if not memory.device_available(s.device):
             if s.device == "mps":
                 return False, ("Apple's Metal (MPS) device is not available here (PyTorch sees none: it needs Apple "
-                               "silicon and macOS 12.3 or later); use --device cpu to run on the processor anyway.")
+                               "silicon and macOS 12.3 or later); set the device to CPU to run on the processor anyway.")
             return False, ("No CUDA GPU is available here (PyTorch sees none). ToonCrafter needs an NVIDIA GPU or "
-                           "Apple silicon (--device mps); use --device cpu to run on the processor anyway "
+                           "Apple silicon (device MPS); set the device to CPU to run on the processor anyway "
                            "(a full-size run takes hours).")
         name = "MPS" if s.device == "mps" else "CUDA"
         info = memory.free_vram_bytes(s.device)
@@ -346,7 +370,7 @@ class ToonCrafterEngine(Engine):
     def _get_backend(self, settings: Settings, mode: str) -> Backend:
         if self._injected is not None:
             return self._injected
-        key = self._key(settings, mode)
+        key = BackendKey.of(settings, mode)
         if self._backend is None or self._backend_key != key:
             self._release_backend()
             self._backend = self._factory(settings, mode)
@@ -420,17 +444,12 @@ class ToonCrafterEngine(Engine):
         if not memory.device_available(settings.device):
             raise EngineUnavailable(self._probe_device(settings)[1])  # type: ignore[index]
         key = self._backend_key
-        if self._backend is not None and key is not None and key[:3] == self._key(settings)[:3]:
-            if settings.memory in ("auto", key[3]):
-                return key[3]  # already placed: the memory it holds is ours, not free
+        if self._backend is not None and key is not None and key.same_model(BackendKey.of(settings)):
+            if settings.memory in ("auto", key.mode):
+                return key.mode  # already placed: the memory it holds is ours, not free
             self._release_backend()
         info = memory.free_vram_bytes(settings.device)
         return memory.choose_mode(settings.memory, info[0] if info else None, settings.dtype, sketch=sketch).mode
-
-    @staticmethod
-    def _key(settings: Settings, mode: str = "") -> tuple[Any, ...]:
-        model = id(settings.model) if settings.model_is_object else str(settings.model)
-        return (model, settings.device, settings.dtype, mode)
 
     def interpolate(self, request: InterpolationRequest, progress: ProgressCallback | None = None,
                     cancel: CancelToken | None = None) -> InterpolationResult:
@@ -449,28 +468,10 @@ class ToonCrafterEngine(Engine):
             log.warning(CPU_WARNING)
         cancel.raise_if_cancelled()
 
-        start8, end8 = _to_rgb8(request.start), _to_rgb8(request.end)
-        h, w = request.start.shape[:2]
         times = sorted(float(t) for t in request.times)
         started = time.monotonic()
+        keys8 = (_to_rgb8(request.start), _to_rgb8(request.end))
         mode = self._choose_mode(settings, sketch=bool(sketch_options))
-        used_mode = mode
-        fitted: dict[str, Any] = {}
-
-        def attempt(run_mode: str) -> tuple[dict[float, np.ndarray], list[timing.PassJob]]:
-            nonlocal used_mode
-            used_mode = run_mode
-            progress(ProgressEvent("load", 0, 0, f"preparing the model ({run_mode} memory mode)"))
-            if sketch_options:
-                self._ensure_sketch_encoder(settings, sketch_options, fitted)
-            backend = self._get_backend(settings, run_mode)
-            model_h, model_w = getattr(backend, "model_size", (MODEL_HEIGHT, MODEL_WIDTH))
-            plan = plan_fit(w, h, settings.fit, model_w, model_h)
-            fitted.update(plan=plan, start=plan.to_model(start8), end=plan.to_model(end8))
-            extra = self._sketch_kwargs(sketch_options, plan, fitted) if sketch_options else None
-            return self._run_passes(backend, settings, times, fitted["start"], fitted["end"], progress, cancel,
-                                    extra)
-
         if self._injected is None and settings.device != "cpu":
             from ...diffusion import memory
 
@@ -483,16 +484,19 @@ class ToonCrafterEngine(Engine):
                 return info[0] if info else None
 
             try:
-                frames_at, jobs = memory.run_with_oom_retry(attempt, mode, settings.dtype, free_bytes=free_now,
-                                                            on_retry=retry)
+                run = memory.run_with_oom_retry(
+                    lambda run_mode: self._attempt(run_mode, settings, times, keys8, progress, cancel,
+                                                   sketch_options),
+                    mode, settings.dtype, free_bytes=free_now, on_retry=retry)
             except OutOfMemory:
                 self._release_backend()  # nothing fits: give the GPU back rather than hold a half-placed model
                 raise
         else:
-            frames_at, jobs = attempt(mode)
+            run = self._attempt(mode, settings, times, keys8, progress, cancel)
 
         cancel.raise_if_cancelled()
-        plan, start_m, end_m = fitted["plan"], fitted["start"], fitted["end"]
+        plan, start_m, end_m, frames_at, jobs, used_mode = (run.plan, run.start, run.end, run.frames_at,
+                                                            run.jobs, run.mode)
         progress(ProgressEvent("finish", 0, len(times), "colour match and resize"))
         generated = [frames_at[t] for t in times]
         if settings.colour_match:
@@ -516,12 +520,28 @@ class ToonCrafterEngine(Engine):
             "seconds": round(time.monotonic() - started, 3),
         })
         if sketch_options:
-            info["sketches"] = sketches.provenance(sketch_options, fitted.get("landings", []),
-                                                   fitted.get("sketch_encoder"))
+            info["sketches"] = sketches.provenance(sketch_options, run.sketch.get("landings", []),
+                                                   run.sketch.get("sketch_encoder"))
         return InterpolationResult(frames, info)
 
+    def _attempt(self, mode: str, settings: Settings, times: list[float], keys8: tuple[np.ndarray, np.ndarray],
+                 progress: ProgressCallback, cancel: CancelToken, sketch_options: SketchOptions | None = None) -> _Run:
+        """One try at every pass in one memory mode (the OOM retry may call it again, lower)."""
+        progress(ProgressEvent("load", 0, 0, f"preparing the model ({mode} memory mode)"))
+        sketch_found: dict[str, Any] = {}
+        if sketch_options:
+            self._ensure_sketch_encoder(settings, sketch_options, sketch_found)
+        backend = self._get_backend(settings, mode)
+        model_h, model_w = getattr(backend, "model_size", (MODEL_HEIGHT, MODEL_WIDTH))
+        h, w = keys8[0].shape[:2]
+        plan = plan_fit(w, h, settings.fit, model_w, model_h)
+        start_m, end_m = plan.to_model(keys8[0]), plan.to_model(keys8[1])
+        extra = self._sketch_kwargs(sketch_options, plan, sketch_found) if sketch_options else None
+        frames_at, jobs = self._run_passes(backend, settings, times, start_m, end_m, progress, cancel, extra)
+        return _Run(plan, start_m, end_m, frames_at, jobs, mode, sketch_found)
+
     # -- sketches -----------------------------------------------------------------------------------
-    def _ensure_sketch_encoder(self, settings: Settings, options: SketchOptions, fitted: dict[str, Any]) -> None:
+    def _ensure_sketch_encoder(self, settings: Settings, options: SketchOptions, found: dict[str, Any]) -> None:
         """Attach the sketch encoder to the model (loaded once, placed with it by the memory mode)."""
         if self._injected is not None:
             return  # an injected backend gets the hints and does what it can with them
@@ -540,7 +560,7 @@ class ToonCrafterEngine(Engine):
         current = getattr(model, "sketch_encoder", None)
         wanted = options.encoder
         if current is not None and (wanted is None or getattr(model, "_sketch_encoder_file", None) == wanted):
-            fitted["sketch_encoder"] = getattr(model, "_sketch_encoder_identity", {"injected": True})
+            found["sketch_encoder"] = getattr(model, "_sketch_encoder_identity", {"injected": True})
             return
         path, looked = sketches.find_sketch_encoder(wanted, model_path)
         if path is None:
@@ -555,19 +575,19 @@ class ToonCrafterEngine(Engine):
                                                                                             settings.dtype))
         model._sketch_encoder_file = wanted
         model._sketch_encoder_identity = model_fingerprint(path)
-        fitted["sketch_encoder"] = model._sketch_encoder_identity
+        found["sketch_encoder"] = model._sketch_encoder_identity
 
     @staticmethod
-    def _sketch_kwargs(options: SketchOptions, plan: Any, fitted: dict[str, Any]
+    def _sketch_kwargs(options: SketchOptions, plan: Any, found: dict[str, Any]
                        ) -> Callable[[timing.PassJob], dict[str, Any]]:
         """Per pass: the hints of the sketches inside its span (blank pages elsewhere), the strength
         and the context setting, as the backend's keyword arguments."""
         planes: dict[int, np.ndarray] = {}
-        fitted["landings"] = []
+        found["landings"] = []
 
         def kwargs(job: timing.PassJob) -> dict[str, Any]:
             hints, found = sketches.pass_hints(options.sketches, job.start.time, job.end.time, plan, planes)
-            fitted["landings"] += [(job.index, landing) for landing in found]
+            found["landings"] += [(job.index, landing) for landing in found]
             return {"sketch_hints": hints, "sketch_scale": options.scale, "sketch_context": options.context}
 
         return kwargs
@@ -576,42 +596,22 @@ class ToonCrafterEngine(Engine):
                     end_m: np.ndarray, progress: ProgressCallback, cancel: CancelToken,
                     extra: Callable[[timing.PassJob], dict[str, Any]] | None = None,
                     ) -> tuple[dict[float, np.ndarray], list[timing.PassJob]]:
-        state = {"passes": len(timing.plan_passes(times)), "done_steps": 0, "t0": time.monotonic()}
+        steps = _StepCounter(len(timing.plan_passes(times)), settings.steps, progress, cancel)
         expected_shape = (timing.GENERATED_FRAMES, *start_m.shape)
 
         def run_pass(job: timing.PassJob, start_img: np.ndarray, end_img: np.ndarray) -> np.ndarray:
             cancel.raise_if_cancelled()
-            state["passes"] = max(state["passes"], job.index + 1)
-            label = f"pass {job.index + 1}/{state['passes']}"
-            base_steps = state["done_steps"]
-
-            def on_event(*args: Any, **_kw: Any) -> None:
-                all_steps = state["passes"] * settings.steps
-                event = args[0] if args and isinstance(args[0], ProgressEvent) else None
-                if event is not None and event.stage != "denoise":  # encode / decode of this pass
-                    progress(ProgressEvent(event.stage, event.done, event.total, f"{label}: {event.message}"))
-                    cancel.raise_if_cancelled()
-                    return
-                step, total = _step_of(args, settings.steps)
-                if step <= 0:
-                    return
-                state["done_steps"] = base_steps + step
-                elapsed = time.monotonic() - state["t0"]
-                eta = elapsed / state["done_steps"] * (all_steps - state["done_steps"])
-                # (The pipeline's preview is a latent tensor; tensors do not leave the engine.)
-                progress(ProgressEvent("denoise", state["done_steps"], all_steps, f"{label}, step {step}/{total}", eta))
-                cancel.raise_if_cancelled()
-
+            steps.begin_pass(job.index)
             result = backend(start_img, end_img, prompt=settings.prompt, steps=settings.steps,
                              cfg_scale=settings.cfg, eta=settings.eta, frame_stride=settings.frame_stride,
-                             seed=settings.seed + job.index, callback=on_event, cancel=cancel,
+                             seed=settings.seed + job.index, callback=steps.on_event, cancel=cancel,
                              **(extra(job) if extra is not None else {}))
             cancel.raise_if_cancelled()
             frames = np.asarray(getattr(result, "frames", result))
             if frames.shape != expected_shape or frames.dtype != np.uint8:
                 raise StudioError(f"The ToonCrafter pipeline returned frames of shape {frames.shape} "
                                   f"({frames.dtype}); expected {expected_shape} uint8.")
-            state["done_steps"] = base_steps + settings.steps
+            steps.end_pass()
             return frames
 
         def timeline_of(job: timing.PassJob, frames: np.ndarray) -> timing.Timeline:
@@ -620,6 +620,57 @@ class ToonCrafterEngine(Engine):
             return timing.Timeline.nominal(job.start.time, job.end.time)
 
         return timing.execute_passes(times, start_m, end_m, run_pass, timeline_of)
+
+
+@dataclass
+class _Run:
+    """What one attempt produced: the fit, the keys in the model frame, frames by time, passes."""
+
+    plan: Any
+    start: np.ndarray
+    end: np.ndarray
+    frames_at: dict[float, np.ndarray]
+    jobs: list[timing.PassJob]
+    mode: str
+    sketch: dict[str, Any] = field(default_factory=dict)  # sketch landings and the encoder's identity
+
+
+class _StepCounter:
+    """Turns the pipeline's per-pass callbacks into one denoise progress over all passes, with ETA."""
+
+    def __init__(self, passes: int, steps_per_pass: int, progress: ProgressCallback, cancel: CancelToken) -> None:
+        self.passes = passes
+        self.steps_per_pass = steps_per_pass
+        self.progress = progress
+        self.cancel = cancel
+        self.done_steps = 0
+        self.base_steps = 0
+        self.label = ""
+        self.t0 = time.monotonic()
+
+    def begin_pass(self, index: int) -> None:
+        self.passes = max(self.passes, index + 1)  # a re-planned pass may add one
+        self.label = f"pass {index + 1}/{self.passes}"
+        self.base_steps = self.done_steps
+
+    def end_pass(self) -> None:
+        self.done_steps = self.base_steps + self.steps_per_pass
+
+    def on_event(self, *args: Any, **_kw: Any) -> None:
+        event = args[0] if args and isinstance(args[0], ProgressEvent) else None
+        if event is not None and event.stage != "denoise":  # encode / decode of this pass
+            self.progress(ProgressEvent(event.stage, event.done, event.total, f"{self.label}: {event.message}"))
+            self.cancel.raise_if_cancelled()
+            return
+        step, total = _step_of(args, self.steps_per_pass)
+        if step <= 0:
+            return
+        all_steps = self.passes * self.steps_per_pass
+        self.done_steps = self.base_steps + step
+        eta = (time.monotonic() - self.t0) / self.done_steps * (all_steps - self.done_steps)
+        # (The pipeline's preview is a latent tensor; tensors do not leave the engine.)
+        self.progress(ProgressEvent("denoise", self.done_steps, all_steps, f"{self.label}, step {step}/{total}", eta))
+        self.cancel.raise_if_cancelled()
 
 
 def _step_of(args: tuple[Any, ...], default_total: int) -> tuple[int, int]:
