@@ -28,6 +28,7 @@ class EngineCapabilities:
     previews: bool = False
     max_inbetweens_per_pass: int | None = None  # None: any number in one pass
     deterministic: bool = True
+    seed_variants: bool = False  # a different seed gives a different result
 
 
 @dataclass(frozen=True)
