@@ -4,8 +4,9 @@ The hand-made blend (time, confidence, "decisive" where the warps disagree) choo
 one key's flow is clearly wrong, but an oracle that picks the better warp per pixel would gain
 ~1.6 dB on the cartoon sets. A tiny convolutional network (about 7 000 weights) looks at both
 warps, their confidences, the hand-made share and the motion around each pixel, at half the flow
-resolution, and predicts a correction to the share's logit and a small colour residual; both are
-upsampled and applied at full resolution, so lines stay as crisp as the bilinear warps.
+resolution, and predicts a correction to the share's logit; it is upsampled and applied at full
+resolution, so lines stay as crisp as the bilinear warps, and nothing is painted that neither
+warp shows.
 
 Trained on procedurally generated cartoon motion only (tools/flow_train); shipped as an ONNX
 graph and run by OpenCV's DNN module, so inference needs neither torch nor onnx.
@@ -28,7 +29,6 @@ FEATURES = ("warp0 rgb", "warp1 rgb", "disagreement", "confidence0", "confidence
             "time", "motion0", "motion1")
 CHANNELS = 13
 MOTION_SCALE = 1.0 / 32.0  # flow magnitude (flow-resolution pixels) to feature units
-RESIDUAL_SCALE = 0.25  # the network's residual output (tanh) in 0..1 colour units
 
 
 def logit(share: np.ndarray) -> np.ndarray:
@@ -65,24 +65,28 @@ def net_size(flow_w: int, flow_h: int) -> tuple[int, int]:
 
 
 class LearnedBlend:
-    """The shipped network; `apply` returns the new share of warp0 and the residual (full res)."""
+    """The shipped network; `apply` returns the new share of warp0 (full resolution)."""
 
     def __init__(self, onnx_bytes: bytes) -> None:
         self.net = cv2.dnn.readNetFromONNX(np.frombuffer(onnx_bytes, np.uint8))
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """Cxhxw, channel 0 the share-logit correction (older trainings had three more, a colour
+        residual, that cost 0.4 dB on textured frames and are ignored). The network halves the picture twice:
+        the input is padded (edge values) to a multiple of 4 and the output cropped back."""
+        h, w = inputs.shape[2:]
+        pad_h, pad_w = -h % 4, -w % 4
+        if pad_h or pad_w:
+            inputs = np.pad(inputs, ((0, 0), (0, 0), (0, pad_h), (0, pad_w)), mode="edge")
         self.net.setInput(inputs)
-        return self.net.forward()[0]  # 4xhxw: share-logit correction, residual rgb
+        return self.net.forward()[0, :, :h, :w]
 
-    def apply(self, inputs: np.ndarray, share0: np.ndarray, full: tuple[int, int]
-              ) -> tuple[np.ndarray, np.ndarray]:
-        out = self.predict(inputs)
-        w, h = full
-        delta = cv2.resize(out[0], (w, h), interpolation=cv2.INTER_LINEAR)
-        share = 1.0 / (1.0 + np.exp(-(logit(share0) + delta)))
-        residual = np.tanh(np.dstack([out[1], out[2], out[3]])) * np.float32(RESIDUAL_SCALE * 255)
-        residual = cv2.resize(residual, (w, h), interpolation=cv2.INTER_LINEAR)
-        return share.astype(np.float32), residual
+    def apply(self, inputs: np.ndarray, share0: np.ndarray, full: tuple[int, int]) -> np.ndarray:
+        """The new full-resolution share of warp0: the hand-made one's logit plus the network's
+        correction (upsampled). Only the share changes, so where both warps agree (still parts,
+        identical keys) the frame is exactly what the hand-made blend gives."""
+        delta = cv2.resize(self.predict(inputs)[0], full, interpolation=cv2.INTER_LINEAR)
+        return (1.0 / (1.0 + np.exp(-(logit(share0) + delta)))).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=1)

@@ -64,6 +64,8 @@ class FlowSettings:
     # on the public set, a little lower on the real one, and is cheaper)
     seed_side: int = 0  # longest side the region seeds are matched on (0: the flow's resolution)
     learned: bool = False  # the learned blend (flow_blend.py) after the hand-made one, 8-bit RGB only
+    learned_min_flat: float = 0.65  # ... and only on flat-colour drawings: this fraction of the start
+    # key flat (it was trained on such drawings; on textured anime frames it scored 0.5 dB lower)
     flip_occlusion: bool = False  # variant: where the warps disagree, the lighter side wins
     lean_power: float = 1.0  # variant: the start key's share to this power (<1: start-dominant,
     # >1: end-dominant; the keys' own times keep their share of 1 and 0)
@@ -83,10 +85,11 @@ class FrameLayers:
     conf1: np.ndarray
 
 
-# Presets selectable through request.params["quality"]: "best" (default) and "fast" (previews,
-# scrubbing): flow on a quarter of the pixels with a coarser DIS.
+# Presets selectable through request.params["quality"]: "best" (default; with the learned blend)
+# and "fast" (previews, scrubbing): flow on a quarter of the pixels with a coarser DIS, hand-made
+# blend.
 PRESETS: dict[str, dict[str, float | int | bool]] = {
-    "best": {},
+    "best": {"learned": True},
     "fast": {"flow_side": 256, "dis_finest_scale": 1, "dis_iterations": 12, "dis_stride": 4},
 }
 
@@ -160,6 +163,13 @@ def dense_flows(a8: np.ndarray, b8: np.ndarray, init_ab: np.ndarray | None = Non
         f_ab = dis.calc(a8, b8, init_ab)
         f_ba = dis.calc(b8, a8, init_ba)
     return f_ab[:h, :w], f_ba[:h, :w]
+
+
+def flat_fraction(rgb8: np.ndarray) -> float:
+    """Share of pixels in flat colour (no channel changes by more than 4 within 3x3): about 0.8-0.97
+    on flat-fill cartoon drawings, below 0.5 on textured or noisy frames."""
+    gradient = cv2.morphologyEx(rgb8, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    return float((gradient.max(axis=2) <= 4).mean())
 
 
 @functools.lru_cache(maxsize=2)
@@ -310,6 +320,7 @@ class SegmentInterpolator:
         err0 = consistency_error(f01, f10, xs, ys)
         err1 = consistency_error(f10, f01, xs, ys)
         conf0 = conf1 = None
+        self.flat_fraction = flat_fraction(_rgb8(small_a)) if self.settings.learned else 0.0
         if self.settings.photo_sigma > 0:
             a_rgb, b_rgb = _rgb8(small_a), _rgb8(small_b)
             conf0 = self._confidence(a_rgb, b_rgb, f01, err0, xs, ys)
@@ -415,11 +426,7 @@ class SegmentInterpolator:
         if blend is not None:
             inputs = flow_blend.features(warp0, warp1, layers.conf0, layers.conf1, share0, t,
                                          layers.back0, layers.back1, flow_blend.net_size(self.fw, self.fh))
-            share0, residual = blend.apply(inputs, share0, (self.w, self.h))
-            out = warp1.astype(np.float32)
-            out += share0[..., None] * (warp0.astype(np.float32) - out)
-            out += residual
-            return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+            share0 = blend.apply(inputs, share0, (self.w, self.h))
         if warp0.dtype == np.uint8:  # OpenCV's blend adds 1e-5 to its divisor: harmless in 8 bits
             return cv2.blendLinear(warp0, warp1, share0, 1.0 - share0)
         share0 = share0[..., None]
@@ -428,7 +435,10 @@ class SegmentInterpolator:
     def _learned_blend(self) -> flow_blend.LearnedBlend | None:
         """The learned blend when asked for and usable: 8-bit RGB keys only (it was trained on
         them); 16-bit and alpha keys take the hand-made blend."""
-        if not self.settings.learned or self.start.dtype != np.uint8 or self.start.shape[2] != 3:
+        s = self.settings
+        if not s.learned or self.start.dtype != np.uint8 or self.start.shape[2] != 3:
+            return None
+        if self.flat_fraction < s.learned_min_flat:
             return None
         return flow_blend.shipped()
 
