@@ -1,6 +1,6 @@
 """Train the flow engine's learned blend on generated cartoon clips and export it as ONNX.
 
-    PYTHONPATH=. nice python -m tools.flow_train            # everything, ~20 min on 2 cores
+    PYTHONPATH=. nice python -m tools.flow_train     # everything: ~15 min of crops, 14 of training
 
 1. Clips from our generator (cartoon.py), seeds TRAIN_SEEDS (never the shared eval clips).
 2. The engine itself (learned blend off) gives, per in-between, the two warps, the hand-made share
@@ -10,7 +10,7 @@
    loss is L1 of the blended full-resolution frame against the truth.
 4. The weights are written as an ONNX graph (onnx.helper; OpenCV's DNN runs it) to
    tooncrafter_studio/engines/flow_blend.onnx.
-Training needs torch and onnx (the `train` extra); the engine needs neither.
+Training needs torch and onnx (the `tooncrafter` and `flow-train` extras); the engine needs neither.
 """
 
 from __future__ import annotations
@@ -154,7 +154,6 @@ def train(data, minutes: float = 12.0, batch: int = 16):
     deadline = time.monotonic() + minutes * 60
     rng = np.random.default_rng(1)
     epoch = 0
-    total_epochs_hint = None
     while time.monotonic() < deadline:
         perm = rng.permutation(train_idx)
         model.train()
@@ -167,10 +166,6 @@ def train(data, minutes: float = 12.0, batch: int = 16):
             if time.monotonic() > deadline:
                 break
         epoch += 1
-        if epoch == 1:
-            total_epochs_hint = max(1, int(minutes * 60 / max(1.0, minutes * 60 - (deadline - time.monotonic()))))
-        if epoch in (total_epochs_hint, 2 * (total_epochs_hint or 1)):
-            pass
         if epoch % 5 == 0:
             for group in opt.param_groups:
                 group["lr"] *= 0.7
@@ -240,7 +235,7 @@ def to_onnx(model) -> bytes:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=12.0, help="training wall-clock budget")
+    ap.add_argument("--minutes", type=float, default=14.0, help="training wall-clock budget")
     ap.add_argument("--clips", type=int, default=len(TRAIN_SEEDS))
     ap.add_argument("--cache", type=Path, default=Path("/tmp/flow_train_cache"), help="folder for extracted crops")
     ap.add_argument("--extract-only", action="store_true")
