@@ -31,11 +31,6 @@ CHANNELS = 13
 MOTION_SCALE = 1.0 / 32.0  # flow magnitude (flow-resolution pixels) to feature units
 
 
-def logit(share: np.ndarray) -> np.ndarray:
-    share = np.clip(share, 1e-4, 1.0 - 1e-4)
-    return np.log(share / (1.0 - share)).astype(np.float32)
-
-
 def features(warp0: np.ndarray, warp1: np.ndarray, conf0: np.ndarray, conf1: np.ndarray,
              share0: np.ndarray, t: float, back0: np.ndarray, back1: np.ndarray,
              size: tuple[int, int]) -> np.ndarray:
@@ -86,7 +81,11 @@ class LearnedBlend:
         correction (upsampled). Only the share changes, so where both warps agree (still parts,
         identical keys) the frame is exactly what the hand-made blend gives."""
         delta = cv2.resize(self.predict(inputs)[0], full, interpolation=cv2.INTER_LINEAR)
-        return (1.0 / (1.0 + np.exp(-(logit(share0) + delta)))).astype(np.float32)
+        # sigmoid(logit(s) + d) = s e^d / (s e^d + 1 - s): one exp per pixel, no log.
+        share = np.clip(share0, 1e-4, 1.0 - 1e-4).astype(np.float32)
+        gain = cv2.exp(np.minimum(delta, 30.0))
+        lifted = share * gain
+        return lifted / (lifted + (1.0 - share))
 
 
 @functools.lru_cache(maxsize=1)
