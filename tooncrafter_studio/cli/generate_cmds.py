@@ -30,6 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", default=None, help="engine id (default: each segment's, usually flow)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="engine parameter (VALUE read as JSON when it parses, else text); repeatable")
+    p.add_argument("--preset", choices=("draft", "final"), default=None,
+                   help="ToonCrafter speed preset: draft = 15 steps, final = 50; --param steps=N overrides")
     p.add_argument("--seed", type=int, default=None, help="seed (default: the segment's, or a fresh one)")
     p.add_argument("--prompt", default=None, help="text prompt for engines that take one")
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
@@ -99,6 +101,12 @@ def run_generate(args: argparse.Namespace) -> int:
         chosen = [span for span in chosen if span.gap >= 2] or chosen  # all crowded: let the job say why
     jobs = [segment_job(project, span, count=args.count, spacing=args.spacing, times=times, engine=args.engine,
                         params=params, seed=args.seed, prompt=args.prompt) for span in chosen]
+    if getattr(args, "preset", None) and "steps" not in params:  # the preset beats the segment's steps
+        from ..engines.tooncrafter.presets import PRESETS
+
+        for job in jobs:
+            if job.engine_id == "tooncrafter":
+                job.params["steps"] = PRESETS[args.preset]
     quiet = getattr(args, "quiet", False)
     engines = {}
     try:

@@ -22,6 +22,7 @@ from ..core.errors import EngineUnavailable, ExportError, InputError, MediaError
 from ..core.progress import CancelToken
 from ..engines.base import InterpolationRequest
 from ..engines.registry import create_engine
+from ..engines.tooncrafter.presets import PRESETS, describe_plan
 from ..export.naming import Naming
 from ..media import read_image, write_png
 from ..media.imageio import to_bit_depth, to_channels
@@ -123,7 +124,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     g = p.add_argument_group("tooncrafter engine")
     g.add_argument("--model", help="model checkpoint (model.ckpt or .safetensors)")
-    g.add_argument("--steps", type=int, help="denoising steps (default 50)")
+    g.add_argument("--preset", choices=("draft", "final"),
+                   help="speed preset: draft = 15 steps, final = 50 (the default); --steps overrides")
+    g.add_argument("--steps", type=int, help="denoising steps (default 50, the final preset)")
     g.add_argument("--cfg", type=float, help="classifier-free guidance scale (default 7.5)")
     g.add_argument("--eta", type=float, help="DDIM eta (default 1.0)")
     g.add_argument("--frame-stride", type=int, help="frame stride conditioning (default 10)")
@@ -166,6 +169,8 @@ def run_interpolate(args: argparse.Namespace) -> int:
     start, end = match_keys(start, end, args.resize, args.start, args.end)
     names = FLOW_PARAMS if args.engine == "flow" else TOONCRAFTER_PARAMS
     params = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    if args.engine == "tooncrafter" and getattr(args, "preset", None) and "steps" not in params:
+        params["steps"] = PRESETS[args.preset]
     engine = create_engine(args.engine)
     configure = getattr(engine, "configure", None)
     if callable(configure):  # engines whose availability depends on options (model path, device)
@@ -185,6 +190,8 @@ def run_interpolate(args: argparse.Namespace) -> int:
         raise ExportError(f"{out} already holds {shown}; pass --overwrite to replace them, or choose "
                           "another --out or --name.")
 
+    if args.engine == "tooncrafter" and not quiet:
+        print(describe_plan(params, times), file=sys.stderr)
     request = InterpolationRequest(start=start, end=end, times=times, params=params, seed=args.seed,
                                    prompt=args.prompt)
     cancel = CancelToken()

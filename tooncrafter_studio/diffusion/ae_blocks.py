@@ -11,20 +11,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention, merge_heads, split_heads
+from .unet_blocks import GroupNorm32
 
 VAE_NORM_EPS = 1e-6  # every 2-D GroupNorm of the VAE and the fusion attention's query norm
 TEMPORAL_NORM_EPS = 1e-5  # the decoder's temporal res-blocks (trap 5)
 
 
+# GroupNorm computed in float32 and cast back (the original's GroupNorm32; under the original's fp16
+# autocast every VAE GroupNorm runs in float32 too), gain and bias upcast with the input.
+Float32GroupNorm = GroupNorm32
+
+
 def vae_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(32, channels, eps=VAE_NORM_EPS, affine=True)
-
-
-class Float32GroupNorm(nn.GroupNorm):
-    """GroupNorm computed in float32 and cast back (the original's GroupNorm32)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type(x.dtype)
+    return Float32GroupNorm(32, channels, eps=VAE_NORM_EPS, affine=True)
 
 
 def frames_to_video(x: torch.Tensor, frames: int) -> torch.Tensor:
