@@ -33,7 +33,7 @@ SEPARATORS = {".": ".", "_": "_", "-": "-", "none": ""}
 
 # Options handed to the ToonCrafter engine in request.params (name in params -> argparse dest).
 TOONCRAFTER_PARAMS = ("model", "steps", "cfg", "eta", "frame_stride", "memory", "device", "dtype", "fit",
-                      "colour_match")
+                      "colour_match", "compile", "attention")
 FLOW_PARAMS = ("quality",)
 
 
@@ -133,6 +133,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--memory", choices=("auto", "high", "balanced", "low"), help="GPU memory mode (default auto)")
     g.add_argument("--device", choices=("cuda", "cpu"), help="device (default cuda)")
     g.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), help="weight precision on CUDA (default fp16)")
+    g.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the UNet (faster steps after a slow first one; high memory mode)")
+    g.add_argument("--attention", choices=("auto", "flash", "efficient", "cudnn", "math"),
+                   help="attention (SDPA) kernel (default auto: PyTorch's choice)")
     g.add_argument("--fit", choices=("letterbox", "crop"), help="fit the keys into 512x320 (default letterbox)")
     g.add_argument("--no-colour-match", dest="colour_match", action="store_false", default=None,
                    help="keep the model's colours instead of matching them to the keys")
