@@ -173,7 +173,7 @@ def run_interpolate(args: argparse.Namespace) -> int:
     start, end = match_keys(start, end, args.resize, args.start, args.end)
     names = FLOW_PARAMS if args.engine == "flow" else TOONCRAFTER_PARAMS
     params = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
-    if args.engine == "tooncrafter" and getattr(args, "preset", None) and "steps" not in params:
+    if names is TOONCRAFTER_PARAMS and getattr(args, "preset", None) and "steps" not in params:
         params["steps"] = PRESETS[args.preset]
     engine = create_engine(args.engine)
     configure = getattr(engine, "configure", None)
