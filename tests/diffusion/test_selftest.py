@@ -17,16 +17,15 @@ SMALL = {"size": (64, 64), "steps": 2}  # the CPU test's budget; the command use
 
 @pytest.fixture(scope="module")
 def cpu_report():
-    return selftest.run_selftest("cpu", modes=("high", "balanced"), **SMALL)
+    return selftest.run_selftest("cpu", modes=("balanced",), **SMALL)  # high on the CPU is the reference itself
 
 
 def test_cpu_selftest_runs_each_mode_in_float32_and_passes(cpu_report):
     rows = cpu_report.reduced
-    assert [(r["mode"], r["dtype"]) for r in rows] == [("high", "fp32"), ("balanced", "fp32")]
+    assert [(r["mode"], r["dtype"]) for r in rows] == [("balanced", "fp32")]
     assert cpu_report.passed, cpu_report.failures
-    assert rows[0]["video_error"] == 0.0  # the high mode on the CPU is the reference computation
     # balanced: unbatched guidance and the lean decode, the same numbers up to summation order
-    assert 0.0 <= rows[1]["video_error"] <= 1e-4
+    assert 0.0 <= rows[0]["video_error"] <= 1e-4
     assert cpu_report.full_size == []
     assert any("needs a CUDA GPU" in s for s in cpu_report.skipped)
     assert cpu_report.attention["fp32"] == "flash (CPU)"
@@ -64,7 +63,7 @@ def test_doctor_selftest_json_on_the_cpu(monkeypatch, capsys, cpu_report):
     assert run_cli(["doctor", "--selftest", "--device", "cpu", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert calls["device"] == "cpu"
-    assert data["passed"] and [r["mode"] for r in data["reduced"]] == ["high", "balanced"]
+    assert data["passed"] and [r["mode"] for r in data["reduced"]] == ["balanced"]
     assert data["environment"]["torch"] == torch.__version__
     assert data["skipped"]
 
