@@ -119,9 +119,17 @@ def _child(size: str, variant: str) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
+COMPILE_TIMEOUT_S = 900  # compiling the UNet on 2 loaded cores took longer than 500 s once
+
+
 def measure(size: str, variant: str) -> dict | None:
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_unet", "--child", size, variant],
-                          capture_output=True, text=True, check=False)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_unet", "--child", size, variant],
+                              capture_output=True, text=True, check=False,
+                              timeout=COMPILE_TIMEOUT_S if variant == "compile" else None)
+    except subprocess.TimeoutExpired:
+        print(f"  {size} {variant}: not finished within {COMPILE_TIMEOUT_S} s (compilation on the CPU)")
+        return None
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
