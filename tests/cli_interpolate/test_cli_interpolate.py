@@ -353,3 +353,12 @@ def test_existing_files_are_not_overwritten_without_the_flag(keys, tmp_path, cap
     assert run_cli(["interpolate", *keys, "--count", "3", "--out", str(out), "--overwrite", "--quiet"]) == 0
     assert _pngs(out) == ["inbetween.0001.png", "inbetween.0002.png", "inbetween.0003.png"]
     assert _read(mine).ndim == 3
+
+
+def test_presets_set_the_steps_and_explicit_steps_win(keys, tmp_path, fake_engines):
+    assert run_cli(["interpolate", *keys, "--count", "1", "--engine", "recorder", "--out", str(tmp_path / "a"),
+                    "--preset", "draft", "--quiet"]) == 0
+    assert _Recorder.last.params == {"steps": 15}
+    assert run_cli(["interpolate", *keys, "--count", "1", "--engine", "recorder", "--out", str(tmp_path / "b"),
+                    "--preset", "draft", "--steps", "30", "--quiet"]) == 0
+    assert _Recorder.last.params == {"steps": 30}

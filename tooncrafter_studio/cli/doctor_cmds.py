@@ -5,6 +5,10 @@
                                  fake tensors (one 512x320x16 generation, one step; runs anywhere,
                                  about a minute per mode on two cores)
            [--memory MODE] [--dtype fp16|bf16|fp32] [--json]
+    doctor --selftest            run the reduced model in every memory mode and precision this device
+                                 supports against float32 on the CPU, then (CUDA) one full-size UNet
+           [--device cuda|cpu]   step per mode: speed, peak memory vs prediction, attention kernel;
+           [--json]              no model file needed; exit status 1 when a check fails
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--memory", choices=MODES,
                    help="memory mode to dry-run (default: all modes; balanced with --json)")
     p.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default="fp16", help="weight precision (default fp16)")
+    p.add_argument("--selftest", action="store_true",
+                   help="check this device's numbers, speed and memory with built-in test weights (no model file)")
+    p.add_argument("--device", choices=("cuda", "cpu"), help="device for --selftest (default: CUDA when present)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--model", help="model file or folder to look for (default: the usual places)")
     p.set_defaults(handler=run_doctor)
@@ -51,6 +58,10 @@ def _gib(nbytes: float) -> str:
 
 
 def run_doctor(args: argparse.Namespace) -> int:
+    if args.selftest:
+        return _selftest(args)
+    if args.device:
+        raise InputError("--device is used with --selftest.")
     if args.estimate_vram:
         return _estimate(args)
     if args.memory:
@@ -94,6 +105,37 @@ def _dry_run(dryrun, mode: str, dtype: str):  # noqa: ANN001, ANN202
     if report.error is not None:
         raise report.error
     return report
+
+
+def _selftest(args: argparse.Namespace) -> int:
+    if _torch_missing():
+        raise InputError("The self-test needs PyTorch: install the 'tooncrafter' extra.")
+    from ..core.fsio import atomic_write_text
+    from ..diffusion import selftest
+    from ..engines.tooncrafter import presets
+
+    if args.device == "cuda":
+        from ..diffusion import memory
+
+        if not memory.cuda_available():
+            raise InputError("--device cuda: PyTorch sees no CUDA GPU here; run the self-test with --device cpu.")
+
+    def say(text: str) -> None:
+        if not args.json:
+            print(f"... {text}", file=sys.stderr, flush=True)
+
+    report = selftest.run_selftest(args.device, progress=say)
+    timings = selftest.step_timings(report)
+    if timings["steps"]:  # the time estimates of the presets use these
+        try:
+            atomic_write_text(presets.timings_path(), json.dumps(timings, indent=1))
+        except Exception as exc:  # a read-only cache folder must not fail the test
+            say(f"could not store the step timings: {exc}")
+    if args.json:
+        print(json.dumps(report.as_json()))
+    else:
+        print(selftest.format_report(report))
+    return 0 if report.passed else 1
 
 
 def _diagnose(args: argparse.Namespace) -> int:

@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--engine", default=None, help="engine id (default: each segment's, usually flow)")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="engine parameter (VALUE read as JSON when it parses, else text); repeatable")
+    p.add_argument("--preset", choices=("draft", "final"), default=None,
+                   help="ToonCrafter speed preset: draft = 15 steps, final = 50; --param steps=N overrides")
     p.add_argument("--seed", type=int, default=None, help="seed (default: the segment's, or a fresh one)")
     p.add_argument("--seeds", type=int, default=1, metavar="N",
                    help="takes per pair, with seeds SEED, SEED+1, ... (default 1)")
@@ -141,6 +143,12 @@ def run_generate(args: argparse.Namespace) -> int:
                     jobs += [segment_job(project, span, count=args.count, spacing=args.spacing, times=times,
                                          engine=args.engine, params=params, seed=first.seed + i, prompt=args.prompt)
                              for i in range(1, args.seeds)]
+        if getattr(args, "preset", None) and "steps" not in params:  # the preset beats the segment's steps
+            from ..engines.tooncrafter.presets import PRESETS
+
+            for job in jobs:
+                if job.engine_id == "tooncrafter":
+                    job.params["steps"] = PRESETS[args.preset]
         if task_id is not None:
             job = jobs[0]
             job.release()

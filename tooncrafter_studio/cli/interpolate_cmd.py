@@ -24,6 +24,7 @@ from ..core.limits import MAX_START_NUMBER
 from ..core.progress import CancelToken
 from ..engines.base import InterpolationRequest
 from ..engines.sketch import split_sketch_params
+from ..engines.tooncrafter.presets import PRESETS, describe_plan
 from ..export.naming import Naming, check_name_length
 from ..media import read_image, write_png
 from ..media.imageio import to_bit_depth, to_channels
@@ -37,7 +38,7 @@ SEPARATORS = {".": ".", "_": "_", "-": "-", "none": ""}
 
 # Options handed to the ToonCrafter engine in request.params (name in params -> argparse dest).
 TOONCRAFTER_PARAMS = ("model", "steps", "cfg", "eta", "frame_stride", "memory", "device", "dtype", "fit",
-                      "colour_match")
+                      "colour_match", "compile", "attention")
 FLOW_PARAMS = ("quality",)
 
 
@@ -135,13 +136,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     g = p.add_argument_group("tooncrafter engine")
     g.add_argument("--model", help="model checkpoint (model.ckpt or .safetensors)")
-    g.add_argument("--steps", type=int, help="denoising steps (default 50)")
+    g.add_argument("--preset", choices=("draft", "final"),
+                   help="speed preset: draft = 15 steps, final = 50 (the default); --steps overrides")
+    g.add_argument("--steps", type=int, help="denoising steps (default 50, the final preset)")
     g.add_argument("--cfg", type=float, help="classifier-free guidance scale (default 7.5)")
     g.add_argument("--eta", type=float, help="DDIM eta (default 1.0)")
     g.add_argument("--frame-stride", type=int, help="frame stride conditioning (default 10)")
     g.add_argument("--memory", choices=("auto", "high", "balanced", "low"), help="GPU memory mode (default auto)")
     g.add_argument("--device", choices=("cuda", "mps", "cpu"), help="device (default cuda; mps: Apple silicon)")
     g.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), help="weight precision on CUDA and MPS (default fp16)")
+    g.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the UNet (faster steps after a slow first one; high memory mode)")
+    g.add_argument("--attention", choices=("auto", "flash", "efficient", "cudnn", "math"),
+                   help="attention (SDPA) kernel (default auto: PyTorch's choice)")
     g.add_argument("--fit", choices=("letterbox", "crop"), help="fit the keys into 512x320 (default letterbox)")
     g.add_argument("--no-colour-match", dest="colour_match", action="store_false", default=None,
                    help="keep the model's colours instead of matching them to the keys")
@@ -181,6 +188,8 @@ def run_interpolate(args: argparse.Namespace) -> int:
     start, end = match_keys(start, end, args.resize, args.start, args.end)
     names = FLOW_PARAMS if args.engine == "flow" else TOONCRAFTER_PARAMS
     params = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    if names is TOONCRAFTER_PARAMS and getattr(args, "preset", None) and "steps" not in params:
+        params["steps"] = PRESETS[args.preset]
     engine = build_engine(args.engine, params)  # options are checked here, once, before probe()
     probe = engine.probe()
     if not probe.available:
@@ -232,6 +241,8 @@ def _interpolate_into(out: Path, args: argparse.Namespace, engine, start: np.nda
         raise ExportError(f"{out} already holds {shown}; pass --overwrite to replace them, or choose "
                           "another --out or --name.")
 
+    if args.engine == "tooncrafter" and not quiet:
+        print(describe_plan(params, times), file=sys.stderr)
     request = InterpolationRequest(start=start, end=end, times=times, params=params, seed=args.seed,
                                    prompt=args.prompt)
     cancel = CancelToken()

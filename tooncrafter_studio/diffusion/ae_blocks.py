@@ -16,8 +16,10 @@ VAE_NORM_EPS = 1e-6  # every 2-D GroupNorm of the VAE and the fusion attention's
 TEMPORAL_NORM_EPS = 1e-5  # the decoder's temporal res-blocks (trap 5)
 
 
+
+
 def vae_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(32, channels, eps=VAE_NORM_EPS, affine=True)
+    return Float32GroupNorm(32, channels, eps=VAE_NORM_EPS, affine=True)
 
 
 class Float32GroupNorm(nn.GroupNorm):

@@ -2,11 +2,22 @@
 
 Nothing here materialises the full attention matrix, so the decoder's fusion attention and the
 UNet's spatial attention stay within memory at full size.
+
+Precision: every SDPA kernel accumulates the softmax in float32 for fp16/bf16 inputs (flash and
+memory-efficient by design; the math kernel upcasts unless `allow_fp16_bf16_reduction_math_sdp`
+is switched on, which we never do), so half-precision attention keeps the original's float32
+softmax without our code casting anything.
+
+SDPA kernel choice: `set_sdpa_kernel("auto" | "flash" | "efficient" | "cudnn" | "math")` restricts
+PyTorch's choice (auto: PyTorch picks, flash first); `sdpa_kernel_used` tells which one runs for
+a given shape, dtype and device (the self-test reports it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +25,17 @@ import torch.nn.functional as F
 log = logging.getLogger(__name__)
 
 _backend = "sdpa"  # "sdpa" | "xformers"
+SDPA_KERNELS = ("auto", "flash", "efficient", "cudnn", "math")
+_sdpa_kernel = "auto"
+# aten operator -> the kernel's name as the self-test reports it
+_SDPA_OPS = {
+    "_scaled_dot_product_flash_attention_for_cpu": "flash (CPU)",
+    "_scaled_dot_product_flash_attention": "flash",
+    "_scaled_dot_product_efficient_attention": "memory-efficient",
+    "_scaled_dot_product_cudnn_attention": "cudnn",
+    "_safe_softmax": "math",
+    "_softmax": "math",
+}
 
 
 def available_backends() -> list[str]:
@@ -38,6 +60,55 @@ def get_backend() -> str:
     return _backend
 
 
+def set_sdpa_kernel(name: str) -> None:
+    """Restrict the SDPA kernel ("auto" lets PyTorch choose); a kernel that cannot run a call makes
+    that call fail with PyTorch's reason, so only force one to compare or to work around a bug."""
+    global _sdpa_kernel
+    if name not in SDPA_KERNELS:
+        raise ValueError(f"Unknown SDPA kernel '{name}': use one of {', '.join(SDPA_KERNELS)}.")
+    _sdpa_kernel = name
+    log.info("SDPA kernel: %s", name)
+
+
+def get_sdpa_kernel() -> str:
+    return _sdpa_kernel
+
+
+@contextlib.contextmanager
+def _kernel_choice() -> Iterator[None]:
+    if _sdpa_kernel == "auto":
+        yield
+        return
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    backend = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
+               "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[_sdpa_kernel]
+    with sdpa_kernel([backend]):
+        yield
+
+
+def sdpa_kernel_used(shape: tuple[int, int, int, int], dtype: torch.dtype, device: torch.device | str) -> str:
+    """The SDPA kernel PyTorch runs for (batch, heads, tokens, head_dim) inputs, seen by recording
+    the operators one call dispatches; "failed: ..." when none can run it."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen: list[str] = []
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            seen.append(func.overloadpacket.__name__)
+            return func(*args, **(kwargs or {}))
+
+    q = torch.zeros(shape, dtype=dtype, device=device)
+    try:
+        with Recorder():
+            attention(q, q, q)
+    except RuntimeError as exc:
+        return f"failed: {str(exc).splitlines()[0][:120]}"
+    names = [_SDPA_OPS[name] for name in seen if name in _SDPA_OPS]
+    return names[0] if names else "unknown (" + ", ".join(sorted(set(seen))[:4]) + ")"
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q·kᵀ/√d)·v for tensors shaped (batch, heads, tokens, head_dim); no mask, no dropout."""
     if _backend == "xformers" and q.is_cuda:
@@ -45,7 +116,10 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
 
         out = xops.memory_efficient_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         return out.transpose(1, 2)
-    return F.scaled_dot_product_attention(q, k, v)
+    if _sdpa_kernel == "auto":
+        return F.scaled_dot_product_attention(q, k, v)
+    with _kernel_choice():
+        return F.scaled_dot_product_attention(q, k, v)
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:

@@ -30,6 +30,8 @@ from PySide6.QtWidgets import (
 
 from ..engines.base import ProbeResult
 from ..engines.tooncrafter.engine import Settings as ToonCrafterSettings
+from ..engines.tooncrafter.presets import PRESETS, estimate_run, preset_of
+from ..engines.tooncrafter.timing import plan_passes
 from ..project.commands import SetSegmentSettings, segment_settings
 from ..project.document import SegmentSettings, Spacing
 from ..project.resolve import SegmentSpan, derived_count
@@ -177,8 +179,16 @@ class SegmentInspector(QWidget):
         self.dice = QToolButton()
         self.dice.setText("Roll")
         self.dice.setToolTip("Roll a new seed")
+        self.preset = QComboBox()
+        for name, steps in PRESETS.items():
+            self.preset.addItem(f"{name.capitalize()} ({steps} steps)", name)
+        self.preset.addItem("Custom", "custom")
+        self.preset.setToolTip("Draft: fewer steps on the same schedule, for judging timing; final: full quality")
         self.steps = QSpinBox()
         self.steps.setRange(1, 60)
+        self.time_estimate = QLabel()
+        self.time_estimate.setObjectName("time_estimate")
+        self.time_estimate.setWordWrap(True)
         self.cfg = QDoubleSpinBox()
         self.cfg.setRange(1.0, 15.0)
         self.cfg.setSingleStep(0.5)
@@ -224,8 +234,10 @@ class SegmentInspector(QWidget):
         form.addRow("", self.setup_button)
         form.addRow("Prompt", self.prompt)
         form.addRow("Seed", seed_row)
+        form.addRow("Preset", self.preset)
         form.addRow("", self.seed_note)
         form.addRow("Steps", self.steps)
+        form.addRow("", self.time_estimate)
         form.addRow("CFG scale", self.cfg)
         form.addRow("Frame stride", self.frame_stride)
         form.addRow("Fit", self.fit)
@@ -249,6 +261,7 @@ class SegmentInspector(QWidget):
         self.seed.valueChanged.connect(lambda v: self._edit("seed", seed=v) if self.fixed_seed.isChecked() else None)
         self.dice.clicked.connect(self.roll_seed)
         self.steps.valueChanged.connect(lambda v: self._edit_param("steps", v))
+        self.preset.currentIndexChanged.connect(self._preset_chosen)
         self.cfg.valueChanged.connect(lambda v: self._edit_param("cfg", v))
         self.frame_stride.valueChanged.connect(lambda v: self._edit_param("frame_stride", v))
         self.fit.currentIndexChanged.connect(lambda _i: self._edit_param("fit", self.fit.currentData()))
@@ -336,6 +349,8 @@ class SegmentInspector(QWidget):
             self.seed.setValue(int(settings.seed or 0) % (MAX_SEED + 1))
             params = {**PARAM_DEFAULTS, **settings.params}
             self.steps.setValue(int(params["steps"]))
+            self.preset.setCurrentIndex(max(0, self.preset.findData(preset_of(int(params["steps"])) or "custom")))
+            self.time_estimate.setText(self._estimate_text(params, span) if enabled else "")
             self.cfg.setValue(float(params["cfg"]))
             self.frame_stride.setValue(int(params["frame_stride"]))
             self.fit.setCurrentIndex(max(0, self.fit.findData(params["fit"])))
@@ -365,8 +380,8 @@ class SegmentInspector(QWidget):
         caps = self.capabilities.get(engine_id)
         diffusion = caps is not None and getattr(caps, "supports_prompt", False)
         enabled = self.span is not None and self.session.shot is not None
-        for widget in (self.prompt, self.steps, self.cfg, self.frame_stride, self.fit, self.memory_mode,
-                       self.sketch_scale):
+        for widget in (self.prompt, self.preset, self.steps, self.cfg, self.frame_stride, self.fit,
+                       self.memory_mode, self.sketch_scale):
             widget.setEnabled(enabled and (diffusion or caps is None and engine_id == "tooncrafter"))
         # A seed only matters to an engine whose result changes with it: say so instead of offering it.
         variants = caps is None or getattr(caps, "seed_variants", False)
@@ -387,6 +402,20 @@ class SegmentInspector(QWidget):
         params = dict(self.settings().params)
         params[name] = value
         self._edit(f"param-{name}", params=params)
+
+    def _preset_chosen(self, _index: int) -> None:
+        name = self.preset.currentData()
+        if not self._updating and name in PRESETS:
+            self.steps.setValue(PRESETS[name])  # the Steps box records the edit
+
+    def _estimate_text(self, params: dict[str, Any], span: SegmentSpan) -> str:
+        """The ToonCrafter time of this segment at its steps (no torch: a measured or table figure)."""
+        times = effective_times(self.settings(), span.gap)
+        if not times:
+            return ""
+        device = str(params.get("device") or "cuda")
+        estimate = estimate_run(int(params["steps"]), device, len(plan_passes(times)), dtype=str(params.get("dtype") or "fp16"))
+        return f"ToonCrafter on {device}: {estimate.describe()}"
 
     def _spacing_chosen(self, _index: int) -> None:
         if self._updating or self.span is None:

@@ -43,6 +43,7 @@ ENGINE_VERSION = "1"
 MEMORY_CHOICES = ("auto", "high", "balanced", "low")
 DEVICES = ("cuda", "mps", "cpu")  # mps: Apple silicon (Metal)
 DTYPES = ("fp16", "bf16", "fp32")
+ATTENTION_KERNELS = ("auto", "flash", "efficient", "cudnn", "math")  # diffusion.attention.SDPA_KERNELS
 MAX_STEPS = 60  # the 'uniform_trailing' spacing breaks beyond 60 (spec §0.15); the pipeline re-checks
 CPU_WARNING = ("Running ToonCrafter on the CPU: a full-size generation takes hours "
                "(about 2.5 minutes per denoising step on 2 cores).")
@@ -68,6 +69,8 @@ class Settings:
     device: str = "cuda"
     dtype: str = "fp16"
     trim_keys: bool = True  # drop near-copies of the anchors (no pause at keys)
+    compile: bool = False  # torch.compile the UNet (diffusion/compile.py; falls back with one log line)
+    attention: str = "auto"  # SDPA kernel (auto: PyTorch's choice)
 
     @property
     def model_is_object(self) -> bool:
@@ -121,6 +124,8 @@ def parse_settings(params: dict[str, Any] | None, base: Settings | None = None) 
         device=_choice(params, "device", DEVICES, base.device),
         dtype=_choice(params, "dtype", DTYPES, base.dtype),
         trim_keys=bool(trim),
+        compile=bool(params.get("compile", base.compile)),
+        attention=_choice(params, "attention", ATTENTION_KERNELS, base.attention),
     )
 
 
@@ -217,13 +222,21 @@ def _check_model_file(path: Path) -> None:
 class PipelineBackend:
     """Our ToonCrafterPipeline on a model placed for a memory mode; `close()` gives the GPU back."""
 
-    def __init__(self, model: Any, mode: str, device: str, dtype_name: str) -> None:
+    def __init__(self, model: Any, mode: str, device: str, dtype_name: str, compile_unet: bool = False,
+                 attention: str = "auto") -> None:
         from ...diffusion import memory
+        from ...diffusion.attention import set_sdpa_kernel
         from ...diffusion.pipeline import ToonCrafterPipeline
 
         dtype = memory.weight_dtype(device, dtype_name)
         self.mode = mode
+        self.unet = model.unet
+        set_sdpa_kernel(attention)
         self.placement = memory.apply_memory_mode(model, mode, device, dtype)
+        if compile_unet:
+            from ...diffusion.compile import compile_unet as compile_in_place
+
+            compile_in_place(self.unet, device, mode)
         self.pipeline = ToonCrafterPipeline(model, batch_cfg=self.placement.batch_cfg,
                                             lean_decode=self.placement.lean_decode,
                                             stage_hook=self.placement.stage_hook)
@@ -236,6 +249,9 @@ class PipelineBackend:
         return self.pipeline(start, end, **kwargs)
 
     def close(self) -> None:
+        from ...diffusion.compile import uncompile
+
+        uncompile(self.unet)
         self.placement.remove()
         self.pipeline.clear_cache()
 
@@ -390,7 +406,7 @@ class ToonCrafterEngine(Engine):
                                           "Generate ▸ ToonCrafter Engine… ▸ Download model…). Looked in: "
                                  + "; ".join(looked) + ".")
             model = self._load_file(path, settings)
-        return PipelineBackend(model, mode, settings.device, settings.dtype)
+        return PipelineBackend(model, mode, settings.device, settings.dtype, settings.compile, settings.attention)
 
     def _load_file(self, path: Path, settings: Settings, progress: ProgressCallback | None = None,
                    cancel: CancelToken | None = None) -> Any:

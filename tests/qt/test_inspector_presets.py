@@ -1,0 +1,31 @@
+"""The segment inspector's speed preset and the time estimate shown before a run."""
+
+from __future__ import annotations
+
+from tooncrafter_studio.project.commands import SetSegmentSettings
+
+
+def test_preset_sets_steps_undoably_and_the_estimate_follows(qtbot, window, project_folder):
+    window.open_project(project_folder)
+    span = window.session.spans()[0]
+    window.session.push(SetSegmentSettings(span.key, engine="tooncrafter"))
+    inspector = window.inspector
+    assert inspector.preset.currentData() == "custom"  # the inspector's default 25 steps is neither preset
+    before = inspector.time_estimate.text()
+    assert before.startswith("ToonCrafter on cuda: about ") and "rough" in before
+
+    inspector.preset.setCurrentIndex(inspector.preset.findData("draft"))
+    assert window.inspector.settings().params["steps"] == 15
+    assert inspector.steps.value() == 15 and inspector.preset.currentData() == "draft"
+    draft = inspector.time_estimate.text()
+    assert draft != before
+
+    inspector.steps.setValue(50)  # typing the final preset's steps selects it
+    assert inspector.preset.currentData() == "final"
+    window.session.undo()  # the steps edits merge into one undo step: back to 25 (or 15), preset in step
+    assert inspector.steps.value() in (15, 25)
+    assert inspector.preset.currentData() == {15: "draft", 25: "custom"}[inspector.steps.value()]
+
+    params = dict(inspector.settings().params, device="cpu")
+    window.session.push(SetSegmentSettings(span.key, params=params))
+    assert "CPU" in inspector.time_estimate.text()
