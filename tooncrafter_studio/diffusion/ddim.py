@@ -114,7 +114,7 @@ def sample_ddim(
     callback: StepCallback | None = None,
     batch_cfg: bool = True,
     trace: list[StepTrace] | None = None,
-    check_finite: bool = True,
+    check_finite: bool = False,
 ) -> torch.Tensor:
     """Denoise x_T (B, C, T, H, W) over the DDIM `tables`; returns the final latent (float32).
 

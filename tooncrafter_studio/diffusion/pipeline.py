@@ -324,7 +324,7 @@ class ToonCrafterPipeline:
             latent = sample_ddim(
                 model_fn, x_T, tables, conditioning.cond, conditioning.uncond,
                 cfg_scale=cfg_scale, guidance_rescale=guidance_rescale, noise=noise, callback=on_step,
-                batch_cfg=self.batch_cfg,
+                batch_cfg=self.batch_cfg, check_finite=True,
             )
         except NonFiniteLatent as exc:
             dtype = _module_dtype(self.model.model)

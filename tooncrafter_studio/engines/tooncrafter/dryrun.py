@@ -104,7 +104,8 @@ def expected_devices(mode: str, last_stage: str | None, device: str) -> dict[str
 def misplaced_weights(model: Any, mode: str, last_stage: str | None, device: str) -> list[str]:
     found = _component_devices(model)
     wanted = expected_devices(mode, last_stage, device)
-    return [f"{unit}: on {', '.join(sorted(found[unit]))}, the {mode} mode puts it on {wanted[unit]}"
+    return [f"{unit}: on {', '.join(sorted(found[unit]))}, expected on {wanted[unit]} ({mode} mode, after "
+            f"{last_stage or 'unload'})"
             for unit in wanted if unit in found and found[unit] and found[unit] != {wanted[unit]}]
 
 
@@ -211,7 +212,7 @@ def dry_run(
         if engine._backend is not None:
             report.misplaced = misplaced_weights(model, state["mode"], state.get("stage"), device)
         engine.unload()
-        report.misplaced += [f"after unload: {line}" for line in misplaced_weights(model, "high", None, device)]
+        report.misplaced += misplaced_weights(model, "high", None, device)  # (unplaced: all on the CPU)
         report.live_after_unload = recorder.live
         report.ops = recorder.ops
         report.stage_ops = dict(recorder.stage_ops)
