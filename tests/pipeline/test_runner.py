@@ -282,3 +282,17 @@ def test_loose_image_job_returns_frames_without_writing(tmp_path):
     result = run_job(job, BlendEngine())
     assert result.take is None and len(result.frames) == 1 and result.frames[0].shape == (24, 32, 3)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_job_without_a_seed_gets_the_flow_engines_default_result(tmp_path):
+    """The flow engine's seeds pick alternatives (issue 11); a first take must be its best result
+    (seed 0), not an alternative picked by a randomly drawn seed."""
+    from tooncrafter_studio.engines.flow import FlowEngine
+
+    project = make_project(tmp_path)
+    first = run_job(segment_job(project, KEY), FlowEngine(), project=project)
+    assert first.seed == 0 and first.take.seed == 0
+    assert first.info.get("variant") == "default"
+    rolled = run_job(segment_job(project, KEY, seed=3), FlowEngine(), project=project)
+    assert rolled.seed == 3 and rolled.info.get("variant") != "default"
+    assert any(not np.array_equal(a, b) for a, b in zip(first.frames, rolled.frames))

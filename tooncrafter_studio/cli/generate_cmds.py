@@ -73,8 +73,9 @@ def parse_times(text: str) -> list[float]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from ..engines.registry import create_engine
     from ..pipeline.jobs import TakeReservation, parse_pair, redo_rejected_job, segment_job
-    from ..pipeline.runner import draw_seed
+    from ..pipeline.runner import first_seed
     from ..pipeline.shared_project import (
         check_task_id,
         clear_failed_attempt,
@@ -139,7 +140,8 @@ def run_generate(args: argparse.Namespace) -> int:
                                     engine=args.engine, params=params, seed=args.seed, prompt=args.prompt)
                 jobs.append(first)
                 if args.seeds > 1:
-                    first.seed = first.seed if first.seed is not None else draw_seed()
+                    if first.seed is None:
+                        first.seed = first_seed(create_engine(first.engine_id).capabilities)
                     jobs += [segment_job(project, span, count=args.count, spacing=args.spacing, times=times,
                                          engine=args.engine, params=params, seed=first.seed + i, prompt=args.prompt)
                              for i in range(1, args.seeds)]

@@ -41,6 +41,13 @@ DRY_RUN_PEAK_BYTES_FP16: dict[str, int] = {
     "balanced": int(3.18 * GiB),
     "low": int(1.82 * GiB),
 }
+# The denoise stage's share of those peaks (one UNet step with its conditions; the dry run's
+# per-stage figures): what `doctor --selftest` compares with torch.cuda.max_memory_allocated.
+DRY_RUN_DENOISE_BYTES_FP16: dict[str, int] = {
+    "high": int(5.66 * GiB),
+    "balanced": int(3.18 * GiB),
+    "low": int(0.69 * GiB),
+}
 # What sketch guidance adds (an estimate, not yet in the dry run nor measured on a GPU): the encoder's fp16 weights
 # (728,455,904 bytes), resident with the UNet while denoising, plus its 13 residuals for 16 frames
 # at 320x512 (4,198,400 values per frame, 134 MB per batch row), held through the UNet pass; the

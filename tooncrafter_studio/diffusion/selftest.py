@@ -9,7 +9,7 @@ how fast, and in how much memory? No model file is needed: the weights come from
    differ only in batched guidance and the lean decode.
 2. Full size (CUDA only): one UNet step at 512x320x16 (cond + uncond, as the pipeline runs it in
    that mode) with fill-rule weights per memory mode: seconds per step, peak allocated memory
-   against the predicted peak of the memory trace, and the SDPA kernel used.
+   against the dry run's predicted peak for that stage, and the SDPA kernel used.
 
 The report is a plain dict (`as_json`) with a text rendering (`format_report`).
 """
@@ -206,14 +206,11 @@ def filled_full_unet() -> torch.nn.Module:
 
 
 def predicted_step_bytes(mode: str, dtype: str) -> int | None:
-    """The memory trace's peak for one UNet step in `mode` (None when the trace is unavailable)."""
-    try:
-        from . import memtrace
-
-        return int(memtrace.trace_generation(mode, dtype).stages["unet step"])
-    except Exception:  # the trace is an estimate; its absence must not stop the self-test
-        log.debug("No traced UNet-step peak for %s/%s", mode, dtype, exc_info=True)
+    """The dry run's peak for the denoise stage in `mode` (memory.DRY_RUN_DENOISE_BYTES_FP16)."""
+    figure = memory.DRY_RUN_DENOISE_BYTES_FP16.get(mode)
+    if figure is None:
         return None
+    return figure * 2 if dtype == "fp32" else figure
 
 
 def run_full_step(holder: torch.nn.Module, device: torch.device, mode: str, dtype: str,

@@ -29,6 +29,7 @@ class EngineCapabilities:
     max_inbetweens_per_pass: int | None = None  # None: any number in one pass
     deterministic: bool = True
     seed_variants: bool = False  # True when another seed gives a different result (a real variant)
+    default_seed: int | None = None  # the seed of the engine's default result (flow: 0); None: draw one
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,7 @@ class FlowEngine(Engine):
     label = "Optical flow (CPU)"
     capabilities = EngineCapabilities(needs_gpu=False, supports_prompt=False, previews=False,
                                       max_inbetweens_per_pass=None, deterministic=True,
-                                      seed_variants=True)
+                                      seed_variants=True, default_seed=0)
 
     def __init__(self, settings: FlowSettings | None = None) -> None:
         self.settings = settings  # None: from request.params["quality"] ("best" or "fast")

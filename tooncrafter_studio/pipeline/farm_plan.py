@@ -25,7 +25,7 @@ from ..project.commands import segment_settings
 from ..project.project import Project
 from ..project.resolve import SegmentSpan, key_spans
 from .jobs import parse_pair, plan_inbetweens
-from .runner import draw_seed
+from .runner import first_seed
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,8 @@ def make_plan(project: Project, pairs: list[str] | None = None, seeds: int = 1, 
         settings = segment_settings(shot, span.key)
         plan_inbetweens(span.gap, settings)  # raises a clear error for a segment that cannot be made
         engines.add(engine or settings.engine or "flow")
-        base = seed if seed is not None else settings.seed if settings.seed is not None else draw_seed()
+        base = (seed if seed is not None else settings.seed if settings.seed is not None
+                else first_seed(create_engine(engine or settings.engine or "flow").capabilities))
         for i in range(seeds):
             pair = _pair_text(span)
             tasks.append(FarmTask(pair, base + i, f"{batch}-{pair}-s{base + i}"))

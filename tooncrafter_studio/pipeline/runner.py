@@ -34,7 +34,7 @@ import numpy as np
 from ..core.errors import EngineUnavailable, ProjectError, StudioError
 from ..core.fsio import fsync_dir
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, StageReporter, no_progress
-from ..engines.base import Engine, InterpolationRequest
+from ..engines.base import Engine, EngineCapabilities, InterpolationRequest
 from ..media.imageio import read_image, write_png
 from ..media.importer import conform, read_frame
 from ..project.commands import AddTake
@@ -69,6 +69,12 @@ class JobResult:
 def draw_seed() -> int:
     """A fresh seed from the OS (not from any global random state)."""
     return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
+
+
+def first_seed(capabilities: EngineCapabilities) -> int:
+    """The seed of a job that names none: the engine's default result where it has one (the flow
+    engine's best in-betweens are seed 0; other seeds are its alternatives), else a fresh seed."""
+    return capabilities.default_seed if capabilities.default_seed is not None else draw_seed()
 
 
 def json_safe(value: Any) -> Any:
@@ -206,7 +212,7 @@ def run_job(job: Job, engine: Engine | None = None, progress: ProgressCallback |
         engine.load(progress, cancel)
         cancel.raise_if_cancelled()
 
-        seed = job.seed if job.seed is not None else draw_seed()
+        seed = job.seed if job.seed is not None else first_seed(engine.capabilities)
         request = InterpolationRequest(start, end, list(job.times), {**job.params, **_sketch_params(job, engine)},
                                        seed, job.prompt)
         request.validate()
