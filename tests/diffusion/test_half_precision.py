@@ -165,9 +165,11 @@ def test_group_norm_runs_in_float32_and_rounds_once(dtype):
 
 def test_vae_norms_accept_half_weights():
     """Defect found: the VAE's 2-D GroupNorms ran plain in half precision and its temporal ones fed
-    float32 inputs to half gains (a mixed-dtype error on the CPU); now all are GroupNorm32."""
+    float32 inputs to half gains (a mixed-dtype error on the CPU); now all compute in float32."""
+    from tooncrafter_studio.diffusion.ae_blocks import Float32GroupNorm
+
     block = ResnetBlock(32, 64).to(torch.bfloat16)
-    assert isinstance(block.norm1, GroupNorm32)
+    assert isinstance(block.norm1, Float32GroupNorm)
     out = block(torch.randn((1, 32, 4, 4)).bfloat16())
     assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
 

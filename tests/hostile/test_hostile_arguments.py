@@ -33,7 +33,7 @@ CASES = [
     (["generate", "{shot}", "--seed", "-1"], "--seed must be"),
     (["generate", "{shot}", "--seed", str(2**63)], "--seed must be"),
     (["generate", "{shot}", "--param", "=1"], "NAME=VALUE"),
-    (["generate", "{shot}", "--param", "qualty=fast"], "qualty is not a parameter"),
+    (["generate", "{shot}", "--param", "qualty=fast"], "has no option qualty"),
     (["generate", "{shot}", "--engine", "../../evil"], "Unknown engine"),
     (["export", "{shot}", "--out", "{tmp}/o", "--name", "../evil"], "cannot be used as a file name"),
     (["export", "{shot}", "--out", "{tmp}/o", "--name", LONG], "too long"),

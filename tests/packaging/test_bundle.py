@@ -141,7 +141,7 @@ def test_the_frozen_app_runs_tooncrafter_in_the_engine_environment(bundle, env, 
     args = ("interpolate", frames / "ball.0001.png", frames / "ball.0005.png", "--count", "1", "--out",
             tmp_path / "out", "--engine", "tooncrafter", "--device", "cpu", "--model", tmp_path / "absent.ckpt")
     alone = _run(bundle, *args, env=env)
-    assert alone.returncode == 2 and "needs torch" in alone.stderr
+    assert alone.returncode == 3 and "needs torch" in alone.stderr
     through_worker = _run(bundle, *args, env=dict(env, **{ENV_DIR_ENV: str(engine_env)}))
-    assert through_worker.returncode == 2
+    assert through_worker.returncode == 3
     assert "No ToonCrafter model was found" in through_worker.stderr and "absent.ckpt" in through_worker.stderr

@@ -88,7 +88,7 @@ def test_tiny_tooncrafter_on_the_cluster_matches_the_local_run(cluster, tmp_path
     torch.set_num_threads(1)  # as in a Ray worker (OMP_NUM_THREADS=1): CPU sums in the same order
     try:
         for job in _jobs(local, "tooncrafter", params=params):
-            commit_take(run_job(job, engine, apply=False))
+            commit_take(run_job(job, engine))
     finally:
         torch.set_num_threads(threads)
     jobs = _jobs(remote, "tooncrafter", params=params)
@@ -108,7 +108,7 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(cluster, tmp_path
     try:
         local = make_project(tmp_path / "local", keys=KEYS, count=25)
         for job in _jobs(local, "test-marked"):
-            commit_take(run_job(job, MarkedBlend(str(tmp_path / "local-marks")), apply=False))
+            commit_take(run_job(job, MarkedBlend(str(tmp_path / "local-marks"))))
     finally:
         unregister_engine("test-marked")
     remote = make_project(tmp_path / "remote", keys=KEYS, count=25)

@@ -105,7 +105,7 @@ def test_generate_configures_its_engine_from_params(tmp_path, capsys):
     code = run_cli(["generate", str(project.folder), "--pair", "1:9", "--engine", OptionEngine.id,
                     "--param", "model=missing", "-q"])
     err = capsys.readouterr().err
-    assert code == 2 and "the model file 'missing' does not exist" in err  # model= reached probe()
+    assert code == 3 and "the model file 'missing' does not exist" in err  # model= reached probe(): unavailable
     code = run_cli(["generate", str(project.folder), "--pair", "1:9", "--engine", OptionEngine.id,
                     "--param", "bogus=1", "-q"])
     assert code == 2 and "has no option bogus" in capsys.readouterr().err
@@ -123,7 +123,7 @@ def test_generate_device_cpu_is_accepted_by_tooncrafter(tmp_path, capsys):
     code = run_cli(["generate", str(project.folder), "--pair", "1:9", "--engine", "tooncrafter",
                     "--param", "device=cpu", "--param", f"model={tmp_path / 'none.ckpt'}", "-q"])
     err = capsys.readouterr().err
-    assert code == 2 and "Unknown ToonCrafter option" not in err and "CUDA" not in err
+    assert code == 3 and "Unknown ToonCrafter option" not in err and "CUDA" not in err  # unavailable: resource
     assert "none.ckpt" in err or "not installed" in err
 
 

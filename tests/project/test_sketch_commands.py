@@ -89,7 +89,7 @@ def test_generation_hands_sketches_to_the_engine_and_the_take_records_them(tmp_p
     project.push(PlaceSketch(KEY, 4, ref))
     project.push(SetSketchScale(KEY, 1.2))
     engine = SketchEngine()
-    result = run_job(segment_job(project, KEY, seed=3), engine)
+    result = run_job(segment_job(project, KEY, seed=3), engine, project=project)
     params = engine.requests[0].params
     assert [(s.time, s.name, s.sha256) for s in params["sketches"]] == [(0.5, "pose.png", ref.sha256)]
     assert params["sketches"][0].image.shape == (48, 64, 3) and params["sketch_scale"] == 1.2
@@ -103,7 +103,7 @@ def test_engines_without_sketch_support_get_none_and_the_take_says_so(tmp_path):
     project = make_project(tmp_path)
     project.push(PlaceSketch(KEY, 3, import_sketch_file(project.folder, _sketch_file(tmp_path))))
     engine = BlendEngine()
-    result = run_job(segment_job(project, KEY, seed=3), engine)
+    result = run_job(segment_job(project, KEY, seed=3), engine, project=project)
     assert "sketches" not in engine.requests[0].params
     assert project.shot.takes[result.take.id].params["sketches_used"] is False
 

@@ -33,7 +33,7 @@ def test_generate_with_a_cluster_address_runs_one_batch_off_the_ui_thread(qtbot,
         release.wait(10)  # the cluster is busy: the UI must not wait for it
         engine = create_engine("flow")
         for job in jobs:
-            yield run_job(job, engine, None, cancel, apply=False)
+            yield run_job(job, engine, None, cancel)
 
     monkeypatch.setattr(cluster_ray, "run_on_ray", fake_run_on_ray)
     window.open_project(project_folder)

@@ -10,7 +10,7 @@ def test_preset_sets_steps_undoably_and_the_estimate_follows(qtbot, window, proj
     span = window.session.spans()[0]
     window.session.push(SetSegmentSettings(span.key, engine="tooncrafter"))
     inspector = window.inspector
-    assert inspector.preset.currentData() == "custom"  # the inspector's default 25 steps is neither preset
+    assert inspector.preset.currentData() == "final"  # the engine's default 50 steps are the final preset
     before = inspector.time_estimate.text()
     assert before.startswith("ToonCrafter on cuda: about ") and "rough" in before
 
@@ -20,11 +20,13 @@ def test_preset_sets_steps_undoably_and_the_estimate_follows(qtbot, window, proj
     draft = inspector.time_estimate.text()
     assert draft != before
 
+    inspector.steps.setValue(30)  # steps of neither preset
+    assert inspector.preset.currentData() == "custom"
     inspector.steps.setValue(50)  # typing the final preset's steps selects it
     assert inspector.preset.currentData() == "final"
-    window.session.undo()  # the steps edits merge into one undo step: back to 25 (or 15), preset in step
-    assert inspector.steps.value() in (15, 25)
-    assert inspector.preset.currentData() == {15: "draft", 25: "custom"}[inspector.steps.value()]
+    window.session.undo()  # the steps edits merge into one undo step: back to 50 (or 15), preset in step
+    assert inspector.steps.value() in (15, 50)
+    assert inspector.preset.currentData() == {15: "draft", 50: "final"}[inspector.steps.value()]
 
     params = dict(inspector.settings().params, device="cpu")
     window.session.push(SetSegmentSettings(span.key, params=params))

@@ -508,7 +508,7 @@ class ToonCrafterEngine(Engine):
                 self._release_backend()  # nothing fits: give the GPU back rather than hold a half-placed model
                 raise
         else:
-            run = self._attempt(mode, settings, times, keys8, progress, cancel)
+            run = self._attempt(mode, settings, times, keys8, progress, cancel, sketch_options)
 
         cancel.raise_if_cancelled()
         plan, start_m, end_m, frames_at, jobs, used_mode = (run.plan, run.start, run.end, run.frames_at,
@@ -602,8 +602,8 @@ class ToonCrafterEngine(Engine):
         found["landings"] = []
 
         def kwargs(job: timing.PassJob) -> dict[str, Any]:
-            hints, found = sketches.pass_hints(options.sketches, job.start.time, job.end.time, plan, planes)
-            found["landings"] += [(job.index, landing) for landing in found]
+            hints, landed = sketches.pass_hints(options.sketches, job.start.time, job.end.time, plan, planes)
+            found["landings"] += [(job.index, landing) for landing in landed]
             return {"sketch_hints": hints, "sketch_scale": options.scale, "sketch_context": options.context}
 
         return kwargs
