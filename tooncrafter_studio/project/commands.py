@@ -313,19 +313,16 @@ class DeleteFrames(_CellsSnapshot):
         return cells
 
 
-class SetSegmentSettings(Command):
-    """Change some of a segment's in-between settings (count, exposure, spacing, engine, seed, ...)."""
+class SegmentSettingsEdit(Command):
+    """A change of one segment's settings: `edited(current)` says what they become (validated before
+    anything changes); undo restores the previous settings, or removes a segment it created."""
 
-    def __init__(self, key: SegmentKey, merge_id: str | None = None, **changes: Any) -> None:
-        unknown = sorted(set(changes) - SETTINGS_FIELDS)
-        if unknown:
-            raise InputError(f"Unknown segment setting '{unknown[0]}'.")
-        self.key: SegmentKey = (key[0], key[1])
-        self.changes = changes
-        self.merge_id = merge_id
-        self.label = "Segment " + ", ".join(sorted(changes)) if changes else "Segment settings"
-        self._before: SegmentSettings | None = None
-        self._created = False
+    key: SegmentKey
+    _before: SegmentSettings | None = None
+    _created: bool = False
+
+    def edited(self, current: SegmentSettings) -> SegmentSettings:
+        raise NotImplementedError
 
     def do(self, shot: Shot) -> Change:
         for drawing_id in self.key:
@@ -333,7 +330,7 @@ class SetSegmentSettings(Command):
                 raise InputError(f"No drawing '{drawing_id}' in the shot.")
         segment = shot.segments.get(self.key)
         current = segment.settings if segment is not None else SegmentSettings()
-        new = dataclasses.replace(copy.deepcopy(current), **copy.deepcopy(self.changes))
+        new = self.edited(current)
         validate_settings(new)
         self._created = segment is None
         if segment is None:
@@ -349,6 +346,24 @@ class SetSegmentSettings(Command):
             assert self._before is not None
             shot.segments[self.key].settings = copy.deepcopy(self._before)
         return Change(segments=frozenset([self.key]))
+
+
+class SetSegmentSettings(SegmentSettingsEdit):
+    """Change some of a segment's in-between settings (count, exposure, spacing, engine, seed, ...)."""
+
+    def __init__(self, key: SegmentKey, merge_id: str | None = None, **changes: Any) -> None:
+        unknown = sorted(set(changes) - SETTINGS_FIELDS)
+        if unknown:
+            raise InputError(f"Unknown segment setting '{unknown[0]}'.")
+        self.key: SegmentKey = (key[0], key[1])
+        self.changes = changes
+        self.merge_id = merge_id
+        self.label = "Segment " + ", ".join(sorted(changes)) if changes else "Segment settings"
+        self._before: SegmentSettings | None = None
+        self._created = False
+
+    def edited(self, current: SegmentSettings) -> SegmentSettings:
+        return dataclasses.replace(copy.deepcopy(current), **copy.deepcopy(self.changes))
 
     def merge_with(self, later: Command) -> bool:
         if not isinstance(later, SetSegmentSettings) or later.key != self.key:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from ..core.errors import InputError, ProjectError
 from ..core.fsio import atomic_write_bytes
-from .commands import Change, Command, SegmentKey, validate_settings
-from .document import Segment, SegmentSettings, Shot, SketchRef
+from .commands import Command, SegmentKey, SegmentSettingsEdit
+from .document import SegmentSettings, SketchRef
 
 SKETCHES_DIR = "sketches"
 MAX_SKETCH_BYTES = 256 << 20
@@ -39,7 +39,7 @@ def import_sketch_file(folder: Path, path: str | Path) -> SketchRef:
     return SketchRef(relative, digest, source.name)
 
 
-class _SketchEdit(Command):
+class _SketchEdit(SegmentSettingsEdit):
     """Replace a segment's sketches (and strength); undo restores the previous settings."""
 
     def __init__(self, key: SegmentKey) -> None:
@@ -50,29 +50,10 @@ class _SketchEdit(Command):
     def _edit(self, settings: SegmentSettings, gap: int | None) -> None:
         raise NotImplementedError
 
-    def do(self, shot: Shot) -> Change:
-        for drawing_id in self.key:
-            if drawing_id not in shot.drawings:
-                raise InputError(f"No drawing '{drawing_id}' in the shot.")
-        segment = shot.segments.get(self.key)
-        current = segment.settings if segment is not None else SegmentSettings()
+    def edited(self, current: SegmentSettings) -> SegmentSettings:
         new = copy.deepcopy(current)
         self._edit(new, None)
-        validate_settings(new)
-        self._created = segment is None
-        if segment is None:
-            segment = shot.segments[self.key] = Segment(*self.key)
-        self._before = copy.deepcopy(current)
-        segment.settings = new
-        return Change(segments=frozenset([self.key]))
-
-    def undo(self, shot: Shot) -> Change:
-        if self._created:
-            del shot.segments[self.key]
-        else:
-            assert self._before is not None
-            shot.segments[self.key].settings = copy.deepcopy(self._before)
-        return Change(segments=frozenset([self.key]))
+        return new
 
 
 class PlaceSketch(_SketchEdit):
