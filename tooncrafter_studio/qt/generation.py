@@ -250,11 +250,7 @@ class GenerationController(QObject):
             self._add_take(result)
         for job in jobs:
             job.release()  # idempotent: a take added above already released its own
-        if task.state == "failed":
-            log.warning("Cluster generation failed: %s", task.error)
-            self.message.emit(f"Generation failed: {task.error}")
-        elif task.state == "cancelled":
-            self.message.emit(f"Cancelled: {task.label}")
+        self._say_why_it_ended(task)
 
     def _job_done(self, task: Task) -> None:
         job: Job = task.payload["job"]
@@ -262,8 +258,11 @@ class GenerationController(QObject):
             self._add_take(task.result)
             return
         job.release()  # cancelled while queued, failed, or cancelled after run_job returned
+        self._say_why_it_ended(task)
+
+    def _say_why_it_ended(self, task: Task) -> None:
         if task.state == "failed":
-            log.warning("Generation failed: %s", task.error)
+            log.warning("Generation failed (%s): %s", task.label, task.error)
             self.message.emit(f"Generation failed: {task.error}")
         elif task.state == "cancelled":
             self.message.emit(f"Cancelled: {task.label}")
