@@ -39,7 +39,7 @@ class FailingBlend(MarkedBlend):
 
 
 def tiny_tooncrafter():
-    """The ToonCrafter engine with the tiny reduced random model of tests/engine_tooncrafter (64x64)."""
+    """The ToonCrafter engine with the tiny reduced random model of tests/engines/tooncrafter (64x64)."""
     from tooncrafter_studio.diffusion.config import ToonCrafterConfig
     from tooncrafter_studio.diffusion.fill import fill_module
     from tooncrafter_studio.diffusion.model import build_model

@@ -18,7 +18,7 @@ from tooncrafter_studio.diffusion.ddim import replay_noise, sample_ddim  # noqa:
 from tooncrafter_studio.diffusion.pipeline import ToonCrafterPipeline  # noqa: E402
 from tooncrafter_studio.diffusion.schedule import ddim_tables  # noqa: E402
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "vectors"
+VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "vectors"
 MULTI_STEP_TOL = 1e-3
 
 

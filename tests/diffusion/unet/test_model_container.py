@@ -19,7 +19,7 @@ from tooncrafter_studio.diffusion.config import REDUCED_PARAMS  # noqa: E402
 from tooncrafter_studio.diffusion.fill import fill_module  # noqa: E402
 from tooncrafter_studio.diffusion.verify import compare  # noqa: E402
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
 VECTORS = REFERENCE / "vectors"
 
 # configs/inference_512_v1.0.yaml `model.params` (use_checkpoint as the scripts set it).

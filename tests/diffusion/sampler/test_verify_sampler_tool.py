@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 
 from tooncrafter_studio.diffusion import verify, verify_sampler  # noqa: E402
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "vectors"
+VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "vectors"
 
 
 def test_checkers_are_registered():

@@ -23,7 +23,7 @@ from tooncrafter_studio.diffusion.clip import (  # noqa: E402
 )
 from tooncrafter_studio.diffusion.resampler import Resampler, ResamplerConfig  # noqa: E402
 
-MANIFEST = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "tooncrafter_512_keys.json"
+MANIFEST = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "tooncrafter_512_keys.json"
 
 # vectors/README §2, the reduced model's `params` blocks.
 REDUCED_FIRST_STAGE = {

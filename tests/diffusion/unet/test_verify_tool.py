@@ -13,7 +13,7 @@ pytest.importorskip("torch")
 
 from tooncrafter_studio.diffusion import verify  # noqa: E402
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "vectors"
+VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "vectors"
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from tooncrafter_studio.diffusion.fill import fill_tensor  # noqa: E402
 from tooncrafter_studio.diffusion.unet import UNet3D, UNetConfig  # noqa: E402
 from tooncrafter_studio.diffusion.unet_blocks import SpatialTransformer, TemporalTransformer  # noqa: E402
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "vectors"
+VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "vectors"
 PREFIX = "model.diffusion_model."
 
 

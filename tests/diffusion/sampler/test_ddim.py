@@ -20,7 +20,7 @@ from tooncrafter_studio.diffusion.ddim import (  # noqa: E402
 )
 from tooncrafter_studio.diffusion.schedule import ddim_tables, schedule_buffers  # noqa: E402
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "vectors"
+VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "vectors"
 MULTI_STEP_TOL = 1e-3  # vectors/README §4 for multi-step results
 
 

@@ -12,7 +12,7 @@ pytest.importorskip("open_clip")
 
 from tooncrafter_studio.diffusion import verify_encoders as ve  # noqa: E402
 
-VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "vectors"
+VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "vectors"
 
 
 def _vector(name: str) -> Path:

@@ -22,7 +22,7 @@ from tooncrafter_studio.diffusion.schedule import (  # noqa: E402
     supported_step_counts,
 )
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
 VECTORS = REFERENCE / "vectors"
 
 

@@ -29,7 +29,7 @@ from tooncrafter_studio.diffusion.checkpoint import (  # noqa: E402
     load_state_dict,
 )
 
-MANIFEST = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "tooncrafter_512_keys.json"
+MANIFEST = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "tooncrafter_512_keys.json"
 
 
 def _states_equal(model, state):

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from tooncrafter_studio.core.errors import ModelError  # noqa: E402
 from tooncrafter_studio.diffusion.unet import REDUCED_UNET_PARAMS, UNet3D, UNetConfig  # noqa: E402
 
-REFERENCE = Path(__file__).resolve().parents[2].parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
 MANIFEST = REFERENCE / "tooncrafter_512_keys.json"
 PREFIX = "model.diffusion_model."
 
