@@ -233,3 +233,16 @@ def test_importing_the_engine_and_doctor_does_not_load_torch():
             "ToonCrafter = tooncrafter_studio.engines.tooncrafter.ToonCrafterEngine; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_changing_compile_or_attention_gives_a_new_backend_for_the_same_model():
+    """The backend depends on torch.compile and the SDPA kernel: changing only those must not keep
+    the old placement (the model itself is kept)."""
+    from tooncrafter_studio.engines.tooncrafter.engine import BackendKey, parse_settings
+
+    plain = parse_settings({"device": "cpu"})
+    compiled = parse_settings({"device": "cpu", "compile": True})
+    math_kernel = parse_settings({"device": "cpu", "attention": "math"})
+    keys = {BackendKey.of(s, "high") for s in (plain, compiled, math_kernel)}
+    assert len(keys) == 3
+    assert all(BackendKey.of(plain).same_model(BackendKey.of(s)) for s in (compiled, math_kernel))

@@ -140,11 +140,13 @@ class BackendKey:
     device: str
     dtype: str
     mode: str = ""
+    compile: bool = False  # a compiled UNet or another attention kernel is another backend (same model)
+    attention: str = "auto"
 
     @classmethod
     def of(cls, settings: Settings, mode: str = "") -> BackendKey:
         model = f"object:{id(settings.model)}" if settings.model_is_object else str(settings.model)
-        return cls(model, settings.device, settings.dtype, mode)
+        return cls(model, settings.device, settings.dtype, mode, settings.compile, settings.attention)
 
     def same_model(self, other: BackendKey) -> bool:
         return (self.model, self.device, self.dtype) == (other.model, other.device, other.dtype)
