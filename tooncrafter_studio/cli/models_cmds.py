@@ -79,11 +79,9 @@ def _expected(config_name: str, keys=None):
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return f"{n:.2f} GB"
+    from ..pipeline.model_download import format_size
+
+    return format_size(n, decimals=2)
 
 
 def run_check(args: argparse.Namespace) -> int:

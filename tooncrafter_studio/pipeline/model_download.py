@@ -77,12 +77,13 @@ class RemoteFile:
         return None
 
 
-def format_size(n: float) -> str:
+def format_size(n: float, decimals: int = 1) -> str:
+    """Bytes in decimal units (B, KB, MB, GB), as download sizes are usually given."""
     for unit in ("B", "KB", "MB", "GB"):
         if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.{decimals}f} {unit}"
         n /= 1000
-    return f"{n:.1f} GB"
+    return f"{n:.{decimals}f} GB"
 
 
 def hub_endpoint() -> str:
