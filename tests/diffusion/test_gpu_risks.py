@@ -78,3 +78,73 @@ def test_an_allocation_failure_in_the_lowest_mode_is_reported_as_out_of_memory()
 def test_other_cudnn_errors_are_not_taken_for_out_of_memory():
     assert not memory.is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED"))
     assert not memory.is_out_of_memory(ValueError("out of memory"))  # not a runtime allocation failure
+
+
+# -- 1: a forced attention kernel, per call ---------------------------------------------------------
+
+from tooncrafter_studio.diffusion.nets import attention as attn  # noqa: E402
+
+
+@pytest.fixture
+def forced_kernel():
+    yield attn.set_sdpa_kernel
+    attn.set_sdpa_kernel("auto")
+
+
+def test_forced_flash_and_cudnn_give_way_where_they_cannot_take_the_call(caplog):
+    attn._fallbacks_logged.clear()
+    with caplog.at_level(logging.INFO, logger=attn.__name__):
+        # the Resampler attends in float32 (12 heads of 64): flash and cuDNN take only half precision
+        assert attn.kernel_for_call("flash", torch.float32, 64, "cuda") == "efficient"
+        assert attn.kernel_for_call("flash", torch.float32, 64, "cuda") == "efficient"
+        assert attn.kernel_for_call("cudnn", torch.float32, 64, "cuda") == "efficient"
+        # the VAE's mid-block attention: one head of 512
+        assert attn.kernel_for_call("flash", torch.float16, 512, "cuda") == "efficient"
+        assert attn.kernel_for_call("cudnn", torch.bfloat16, 512, "cuda") == "efficient"
+    # the UNet's attention (head size 64, fp16) keeps the kernel asked for
+    assert attn.kernel_for_call("flash", torch.float16, 64, "cuda") == "flash"
+    assert attn.kernel_for_call("cudnn", torch.float16, 64, "cuda") == "cudnn"
+    assert attn.kernel_for_call("math", torch.float32, 512, "cuda") == "math"
+    said = [r.getMessage() for r in caplog.records if "instead" in r.getMessage()]
+    assert len(said) == 4, said  # once per kernel and reason, not once per call
+
+
+def test_forced_kernel_reaches_sdpa_as_chosen_per_call(monkeypatch, forced_kernel):
+    chosen = []
+    monkeypatch.setattr(attn, "kernel_for_call", lambda requested, dtype, d, dev: chosen.append(
+        (requested, dtype, d)) or "math")
+    forced_kernel("flash")
+    q = torch.randn(1, 2, 8, 16)
+    out = attn.attention(q, q, q)
+    assert chosen == [("flash", torch.float32, 16)]
+    assert torch.allclose(out, torch.nn.functional.scaled_dot_product_attention(q, q, q), atol=1e-6)
+
+
+def test_math_kernel_takes_queries_in_chunks_with_the_same_result(monkeypatch, forced_kernel):
+    q = torch.randn(1, 2, 300, 8)
+    k = torch.randn(1, 2, 50, 8)
+    v = torch.randn(1, 2, 50, 8)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    budget = 40 * 2 * 50 * 4  # scores of 40 queries
+    monkeypatch.setattr(attn, "MATH_SCORES_BUDGET_BYTES", budget)
+    real = torch.nn.functional.scaled_dot_product_attention
+    scores = []
+
+    def recording(q_, k_, v_, *a, **kw):
+        scores.append(q_.shape[0] * q_.shape[1] * q_.shape[2] * k_.shape[2] * 4)
+        return real(q_, k_, v_, *a, **kw)
+
+    monkeypatch.setattr(attn.F, "scaled_dot_product_attention", recording)
+    forced_kernel("math")
+    out = attn.attention(q, k, v)
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert len(scores) == 8 and max(scores) <= budget
+
+
+def test_math_kernel_keeps_the_decoders_fusion_attention_bounded():
+    # the fusion attention at 1/4 resolution: 16 frames x 80 x 128 queries to 2 x 80 x 128 reference pixels
+    batch, heads, queries, keys = 1, 8, 16 * 80 * 128, 2 * 80 * 128
+    whole = batch * heads * queries * keys * 4
+    assert whole > 50 * 1024**3
+    chunk = attn.math_query_chunk(batch, heads, queries, keys)
+    assert batch * heads * chunk * keys * 4 <= attn.MATH_SCORES_BUDGET_BYTES
