@@ -148,3 +148,76 @@ def test_math_kernel_keeps_the_decoders_fusion_attention_bounded():
     assert whole > 50 * 1024**3
     chunk = attn.math_query_chunk(batch, heads, queries, keys)
     assert batch * heads * chunk * keys * 4 <= attn.MATH_SCORES_BUDGET_BYTES
+
+
+# -- 4: the float32 redo of an overflowed decode ----------------------------------------------------
+
+class _Overflow(torch.nn.Module):
+    def forward(self, x):
+        return (x * 1e6) / 1e6  # the identity in float32, inf in float16
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    pytest.importorskip("open_clip")
+    from tooncrafter_studio.cli.dryrun import dry_run_config
+    from tooncrafter_studio.diffusion.checks.fill import fill_module
+    from tooncrafter_studio.diffusion.nets.model import build_model
+
+    model = build_model(dry_run_config("tiny"), device="cpu")
+    fill_module(model)
+    return model
+
+
+def _overflowing_fp16_decode(tiny_model, oom_in_float32: int):
+    """A tiny generation whose fp16 decode overflows and whose first `oom_in_float32` float32
+    decodes run out of memory."""
+    import numpy as np
+
+    from tooncrafter_studio.diffusion.run.pipeline import ToonCrafterPipeline
+
+    vae = tiny_model.first_stage_model
+    vae.to(torch.float16)
+    failures = {"left": oom_in_float32, "float32_tries": 0}
+
+    def hook(_m, args, out):
+        if args[0].dtype == torch.float32:
+            failures["float32_tries"] += 1
+            if failures["left"]:
+                failures["left"] -= 1
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.00 GiB")
+        return _Overflow()(out)
+
+    handle = vae.decoder.conv_in.register_forward_hook(hook)
+    rng = np.random.default_rng(3)
+    keys = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2)]
+    try:
+        return ToonCrafterPipeline(tiny_model)(*keys, prompt="x", steps=2, seed=5), failures
+    finally:
+        handle.remove()
+        vae.to(torch.float32)
+
+
+def test_a_float32_redecode_that_runs_out_of_memory_is_done_again_piece_by_piece(tiny_model):
+    import numpy as np
+
+    out, failures = _overflowing_fp16_decode(tiny_model, oom_in_float32=1)
+    assert failures["left"] == 0 and failures["float32_tries"] >= 2  # whole (out of memory), then lean
+    assert np.isfinite(out.video.numpy()).all() and out.frames.std() > 1
+
+
+def test_a_float32_redecode_that_never_fits_names_the_overflow_and_is_not_retried_as_oom(tiny_model):
+    from tooncrafter_studio.core.errors import NumericalError
+
+    with pytest.raises(NumericalError, match="float16 decode overflowed.*ran out of GPU memory") as info:
+        _overflowing_fp16_decode(tiny_model, oom_in_float32=5)
+    assert not memory.is_out_of_memory(info.value)  # so the engine does not rerun the generation lower
+    tried = []
+
+    def attempt(mode):
+        tried.append(mode)
+        raise info.value
+
+    with pytest.raises(NumericalError):
+        memory.run_with_oom_retry(attempt, "high")
+    assert tried == ["high"]
