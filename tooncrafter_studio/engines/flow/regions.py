@@ -160,7 +160,7 @@ def _test_unmatched(regions: Regions, known: np.ndarray, shift: np.ndarray, src:
 
 def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray, test_unmatched: bool = True) -> Seeds:
     """Initial flows a->b and b->a from region matches (zero where nothing moved or matched)."""
-    from .flow_warp import push_pull_fill  # local: flow_warp imports this module
+    from .warp import push_pull_fill  # local: warp imports this module
 
     h, w = rgb_a.shape[:2]
     diag = float(np.hypot(h, w))

@@ -1,7 +1,7 @@
 """The optical-flow in-betweener's numerics: flow once per segment, then a cheap frame per time.
 
 Outline (numpy / OpenCV):
-1. Seeds for large motion (flow_regions.py): flat-colour regions between ink lines are matched
+1. Seeds for large motion (regions.py): flat-colour regions between ink lines are matched
    across the keys (colour, area, shape, distance); each match gives a similarity transform
    (shift, turn of the principal axis, scale) and a camera pan is taken from phase correlation
    when the background agrees. Optionally (test_unmatched) regions without a match try the
@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..core.errors import InputError
-from . import flow_blend
-from .flow_regions import seed_flows
+from ...core.errors import InputError
+from . import blend as flow_blend
+from .regions import seed_flows
 
 # Longest side of the image the flow is computed and splatted on; larger keys are scaled down for
 # the flow only (the warp itself runs at full resolution).
@@ -63,7 +63,7 @@ class FlowSettings:
     dis_refine: int = 3  # variational refinement iterations per scale (3 scored a little better than 5
     # on the public set, a little lower on the real one, and is cheaper)
     seed_side: int = 0  # longest side the region seeds are matched on (0: the flow's resolution)
-    learned: bool = False  # the learned blend (flow_blend.py) after the hand-made one, 8-bit RGB only
+    learned: bool = False  # the learned blend (blend.py) after the hand-made one, 8-bit RGB only
     learned_min_flat: float = 0.65  # ... and only on flat-colour drawings: this fraction of the start
     # key flat (it was trained on such drawings; on textured anime frames it scored 0.5 dB lower)
     flip_occlusion: bool = False  # variant: where the warps disagree, the lighter side wins

@@ -1,6 +1,6 @@
 """The CPU optical-flow engine: the embedded default, no GPU and no weights.
 
-The numerics live in `flow_warp.py`; this module adapts them to the engine interface: dtype and
+The numerics live in `warp.py`; this module adapts them to the engine interface: dtype and
 alpha handling, progress, cancel. Flow is computed once per segment and reused for every time.
 """
 
@@ -12,8 +12,8 @@ import logging
 import cv2
 import numpy as np
 
-from ..core.progress import CancelToken, ProgressCallback, StageReporter
-from .base import (
+from ...core.progress import CancelToken, ProgressCallback, StageReporter
+from ..base import (
     Engine,
     EngineCapabilities,
     InterpolationRequest,
@@ -21,7 +21,7 @@ from .base import (
     ProbeResult,
     full_scale,
 )
-from .flow_warp import FlowSettings, SegmentInterpolator, settings_for
+from .warp import FlowSettings, SegmentInterpolator, settings_for
 
 log = logging.getLogger(__name__)
 

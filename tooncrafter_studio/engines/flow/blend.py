@@ -23,7 +23,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "flow_blend.onnx"
+MODEL_FILE = "blend.onnx"
 # The features, in order (tools/flow_train reads this list; changing it means retraining):
 FEATURES = ("warp0 rgb", "warp1 rgb", "disagreement", "confidence0", "confidence1", "share0",
             "time", "motion0", "motion1")
@@ -92,7 +92,7 @@ class LearnedBlend:
 def shipped() -> LearnedBlend | None:
     """The network shipped with the package, or None when it is missing or OpenCV cannot read it."""
     try:
-        data = resources.files("tooncrafter_studio.engines").joinpath(MODEL_FILE).read_bytes()
+        data = resources.files("tooncrafter_studio.engines.flow").joinpath(MODEL_FILE).read_bytes()
     except (FileNotFoundError, OSError):
         return None
     try:
