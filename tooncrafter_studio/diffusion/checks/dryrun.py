@@ -409,9 +409,9 @@ def fake_model(config: Any = None) -> Any:
     """The ToonCrafter model of `config` (None: the 512 model) with fake CPU float32 weights, as
     `load_model` leaves it before placement, and the real float32 schedule buffers. Built once per
     configuration and kept; use it inside `dry_run_session`."""
-    from .config import ToonCrafterConfig
-    from .model import build_model
-    from .schedule import schedule_buffers
+    from ..nets.config import ToonCrafterConfig
+    from ..nets.model import build_model
+    from ..nets.schedule import schedule_buffers
 
     config = config or ToonCrafterConfig.default()
     if config in _models:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..core.errors import ModelError
+from ...core.errors import ModelError
 
 
 def unwrap_params(params: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The engine's own run on a simulated GPU: what `doctor --estimate-vram` and the tests use.
 
 `dry_run()` calls `ToonCrafterEngine.interpolate` with `device="cuda"` (or "mps") and an injected
-model whose weights are fake tensors, inside `diffusion.dryrun`'s session: the engine chooses the
+model whose weights are fake tensors, inside `diffusion.checks.dryrun`'s session: the engine chooses the
 memory mode from the simulated card, places the model, runs the pipeline's stages with their hooks,
 the lean decode and the streamed blocks, retries after an out-of-memory error, and returns its
 frames, exactly as for a user. The report says how many bytes were live on the device at the
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from ...core.progress import CancelToken, ProgressCallback, ProgressEvent
-from ..base import InterpolationRequest
-from .engine import ToonCrafterEngine
+from ..core.progress import CancelToken, ProgressCallback, ProgressEvent
+from ..engines.base import InterpolationRequest
+from ..engines.tooncrafter.engine import ToonCrafterEngine
 
 FULL_SIZE = (320, 512)  # the 512 model's frame, height x width
 STAGES = ("text", "image", "vae_encode", "denoise", "decode")
@@ -64,7 +64,7 @@ def _rgb(height: int, width: int, shift: int = 0) -> np.ndarray:
 def _component_devices(model: Any) -> dict[str, set[str]]:
     """Device types of each placement unit's weights ("model.diffusion_model" split into its
     resident layers and its streamed blocks)."""
-    from ...diffusion import memory
+    from ..diffusion.run import memory
 
     out: dict[str, set[str]] = {}
     for name in memory.COMPONENTS:
@@ -84,7 +84,7 @@ def _component_devices(model: Any) -> dict[str, set[str]]:
 
 def expected_devices(mode: str, last_stage: str | None, device: str) -> dict[str, str]:
     """Where a memory mode keeps each unit after the pipeline ran up to `last_stage` (None: not placed)."""
-    from ...diffusion import memory
+    from ..diffusion.run import memory
 
     kind = device.split(":")[0]
     units = ["cond_stage_model", "embedder", "image_proj_model", "first_stage_model", "unet.resident", "unet.blocks"]
@@ -115,7 +115,7 @@ def _watch_placement(report: DryRunReport, recorder: Any, state: dict[str, Any])
     mode the model is placed in."""
     from unittest import mock
 
-    from ...diffusion import memory
+    from ..diffusion.run import memory
 
     original = memory.Placement.stage_hook
 
@@ -149,15 +149,15 @@ def dry_run(
     """Run one interpolation through the engine on a simulated `device` and report what it did.
 
     `config` None: the full 512 model; `size` the keys' (height, width) (the model frame by
-    default, so fitting is the identity). `card`: a `diffusion.dryrun.SimulatedCard` or a key of
+    default, so fitting is the identity). `card`: a `diffusion.checks.dryrun.SimulatedCard` or a key of
     its CARDS ("8gb", "12gb", "24gb", "80gb", "mac16gb"). `oom_in`: memory modes in which the first UNet call fails
     in its middle block with `torch.cuda.OutOfMemoryError`. `cancel_after_steps`: cancel after that
     many denoising steps. `model_hook(model)` may add hooks before the run and return their handles
     (removed after it: the fake model is kept for the next dry run). What the run raised
     (Cancelled, OutOfMemory) is kept in `report.error`, not raised.
     """
-    from ...diffusion import dryrun
-    from ...diffusion.config import ToonCrafterConfig
+    from ..diffusion.checks import dryrun
+    from ..diffusion.nets.config import ToonCrafterConfig
 
     cfg = config or ToonCrafterConfig.default()
     card = dryrun.CARDS[card or "24gb"] if card is None or isinstance(card, str) else card
@@ -229,7 +229,7 @@ def dry_run_config(size: str = "full") -> Any:
     path of the engine at a few percent of the operators, for the test matrix."""
     import dataclasses
 
-    from ...diffusion.config import ToonCrafterConfig
+    from ..diffusion.nets.config import ToonCrafterConfig
 
     if size == "full":
         return ToonCrafterConfig.default()

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .autoencoder import (
+from ..nets.autoencoder import (
     Autoencoder,
     AutoencoderConfig,
     concat_condition,
@@ -24,7 +24,7 @@ from .autoencoder import (
     encode_pair,
     encode_video,
 )
-from .clip import (
+from ..nets.clip import (
     ImageEmbedder,
     TextEncoder,
     TextEncoderConfig,
@@ -32,9 +32,9 @@ from .clip import (
     clip_preprocess,
     tokenize,
 )
+from ..nets.resampler import Resampler, ResamplerConfig
+from ..run.preprocess import image_to_tensor, resize_center_crop
 from .fill import fill_module
-from .preprocess import image_to_tensor, resize_center_crop
-from .resampler import Resampler, ResamplerConfig
 from .verify import CHECKERS, Comparison, compare, register, tensor_stats
 
 VAE_PREFIX = "first_stage_model."

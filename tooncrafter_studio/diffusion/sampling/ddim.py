@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .schedule import DDIMTables
+from ..nets.schedule import DDIMTables
 
 ModelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 # Called after every step with (steps done, total steps, preview latent = the current x̂₀ estimate).

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.errors import ModelError
+from ...core.errors import ModelError
 from ._params import check_options, unwrap_params
 from .attention import attention, merge_heads, split_heads
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..core.errors import InputError
+from ...core.errors import InputError
 
 MODEL_HEIGHT = 320
 MODEL_WIDTH = 512

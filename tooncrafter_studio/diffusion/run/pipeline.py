@@ -30,12 +30,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.errors import InputError, NumericalError
-from ..core.progress import CancelToken, ProgressCallback, StageReporter
-from .autoencoder import concat_condition, decode_interpolation, encode_pair
-from .ddim import NoiseSource, NonFiniteLatent, generator_noise, replay_noise, sample_ddim
+from ...core.errors import InputError, NumericalError
+from ...core.progress import CancelToken, ProgressCallback, StageReporter
+from ..nets.autoencoder import concat_condition, decode_interpolation, encode_pair
+from ..nets.schedule import DDIMTables, ddim_tables
+from ..sampling.ddim import NoiseSource, NonFiniteLatent, generator_noise, replay_noise, sample_ddim
 from .preprocess import image_to_tensor, tensor_to_images
-from .schedule import DDIMTables, ddim_tables
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def float32_weights(module: nn.Module) -> Iterator[None]:
 
 
 class ToonCrafterPipeline:
-    """Generation with a built ToonCrafter model (`diffusion.model.ToonCrafterModel`)."""
+    """Generation with a built ToonCrafter model (`diffusion.nets.model.ToonCrafterModel`)."""
 
     def __init__(
         self,
@@ -241,7 +241,7 @@ class ToonCrafterPipeline:
                            context.to(device), fs.expand(b), **extra)
 
         if sketch is not None:
-            from .sketch_guidance import controlled_call
+            from ..sampling.sketch_guidance import controlled_call
 
             return controlled_call(call, sketch)
         return call
@@ -249,7 +249,7 @@ class ToonCrafterPipeline:
     def sketch_guidance(self, hints: Any, scale: float | None = None, context: str | None = None) -> Any:
         """A SketchGuidance from (T, 1, H, W) hints with the encoder attached to the model
         (`model.sketch_encoder`); InputError when none is."""
-        from .sketch_guidance import DEFAULT_CONTEXT, DEFAULT_SCALE, SketchGuidance
+        from ..sampling.sketch_guidance import DEFAULT_CONTEXT, DEFAULT_SCALE, SketchGuidance
 
         encoder = getattr(self.model, "sketch_encoder", None)
         if encoder is None:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.errors import ModelError
+from ...core.errors import ModelError
 from ._params import unwrap_params
 from .unet_blocks import (
     Downsample,

@@ -1,6 +1,6 @@
 """Check our implementation against the reference vectors of the original code.
 
-    python -m tooncrafter_studio.diffusion.verify VECTOR_DIR [--only FILE ...] [--tolerance REL]
+    python -m tooncrafter_studio.diffusion.checks.verify VECTOR_DIR [--only FILE ...] [--tolerance REL]
 
 For every vector file in VECTOR_DIR that has a registered checker, runs our modules on the stored
 inputs (weights by the fill rule, float32, CPU) and prints, per file and per array, the max absolute
@@ -113,7 +113,7 @@ def load_checkers() -> dict[str, Checker]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tooncrafter_studio.diffusion.verify", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tooncrafter_studio.diffusion.checks.verify", description=__doc__.split("\n")[0])
     parser.add_argument("vector_dir", type=Path)
     parser.add_argument("--only", nargs="*", default=None, help="file names (with or without .npz) to check")
     parser.add_argument("--tolerance", type=float, default=None, help="override every relative tolerance")

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..core.errors import ModelError
+from ...core.errors import ModelError
 from ._params import unwrap_params
 from .autoencoder import AutoencoderConfig
 from .clip import TC_TINY, TextEncoderConfig, VisionEncoderConfig

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..core.errors import InputError, ModelError
+from ...core.errors import InputError, ModelError
 from ._params import unwrap_params
 
 # Checkpoint order of the top-level buffers (registration order of the original).

@@ -13,7 +13,6 @@ unscaled residuals: 12 for the UNet's skip tensors, then one for its middle-bloc
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..core.errors import ModelError
+from ...core.errors import ModelError
 from ._params import unwrap_params
 from .unet import keep_cpu_heap_small, timestep_embedding
 from .unet_blocks import Downsample, ResBlock, SpatialTransformer, Stage, to_frames_layout
@@ -197,23 +196,3 @@ def build_sketch_encoder(config: SketchEncoderConfig | None = None, device: torc
             for parameter in encoder.parameters():
                 parameter.zero_()
     return encoder
-
-
-def expected_sketch_keys(config: SketchEncoderConfig | None = None) -> Any:
-    """The ExpectedKeys of a sketch-encoder file (340 keys for the published encoder)."""
-    from .checkpoint import ExpectedKeys
-
-    return ExpectedKeys.from_model(build_sketch_encoder(config), SKETCH_ENCODER_NAME)
-
-
-def load_sketch_encoder(path: str | os.PathLike, config: SketchEncoderConfig | None = None,
-                        device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                        progress: Any = None, cancel: Any = None) -> SketchEncoder:
-    """`sketch_encoder.ckpt` (plain or {"state_dict": ...}) or a .safetensors copy, loaded strictly
-    through the checkpoint module's safe reader (weights_only; wrong files named)."""
-    from .checkpoint import load_into_model
-
-    encoder = build_sketch_encoder(config, dtype=dtype)
-    load_into_model(encoder, path, device=device, dtype=dtype, progress=progress, cancel=cancel,
-                    name=SKETCH_ENCODER_NAME)
-    return encoder.eval()

@@ -1,4 +1,4 @@
-"""Checkers of the sketch-guidance vectors (vectors/sketch/README.md) for `diffusion.verify`:
+"""Checkers of the sketch-guidance vectors (vectors/sketch/README.md) for `diffusion.checks.verify`:
 preprocessing, the reduced and full encoders (both context variants), the reduced UNet with
 control (cond + uncond batched batch-major, scales 0.6 and 1.0, scale 0 = plain bit for bit), the
 e2e generation with the stored draws replayed, and the fill-rule checksums of both encoders."""
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..nets.sketch_encoder import SketchEncoder, SketchEncoderConfig, build_sketch_encoder
+from ..run.sketch_preprocess import fork_geometry, fork_hint, grey_u8, to_rgb8
+from ..sampling.sketch_guidance import SketchGuidance
 from .fill import fill_module, fill_tensor
-from .sketch_encoder import SketchEncoder, SketchEncoderConfig, build_sketch_encoder
-from .sketch_guidance import SketchGuidance
-from .sketch_preprocess import fork_geometry, fork_hint, grey_u8, to_rgb8
 from .verify import Comparison, compare, compare_probe, register, tensor_stats
 
 SINGLE_PASS = 1e-5
@@ -151,8 +151,8 @@ def check_encoder_full(path: Path) -> list[Comparison]:
 @functools.lru_cache(maxsize=1)
 def reduced_wrapper():
     """The reduced UNet (fill rule) in its hybrid-conditioning wrapper; nothing else is built."""
-    from .model import DiffusionWrapper
-    from .unet import UNetConfig
+    from ..nets.model import DiffusionWrapper
+    from ..nets.unet import UNetConfig
     from .verify_unet import build_filled_unet
 
     return DiffusionWrapper(build_filled_unet(UNetConfig.reduced())).eval()
@@ -232,9 +232,9 @@ def to_np(value: torch.Tensor) -> np.ndarray:
 
 @register("sketch_e2e_reduced.npz")
 def check_e2e_reduced(path: Path) -> list[Comparison]:
-    from .autoencoder import decode_interpolation
-    from .ddim import StepTrace, replay_noise, sample_ddim
-    from .pipeline import ToonCrafterPipeline
+    from ..nets.autoencoder import decode_interpolation
+    from ..run.pipeline import ToonCrafterPipeline
+    from ..sampling.ddim import StepTrace, replay_noise, sample_ddim
     from .verify_sampler import reduced_filled_model
 
     z = np.load(path)

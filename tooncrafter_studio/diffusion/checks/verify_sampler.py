@@ -1,4 +1,4 @@
-"""Checkers of the schedule, the DDIM sampler and the whole pipeline for `diffusion.verify`:
+"""Checkers of the schedule, the DDIM sampler and the whole pipeline for `diffusion.checks.verify`:
 `schedule.npz`, `ddim_reduced.npz` (replayed network outputs, then the real reduced UNet) and
 `e2e_reduced.npz` (conditioning, final latent and video with the stored draws replayed)."""
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .ddim import StepTrace, replay_noise, sample_ddim
-from .schedule import ddim_tables, schedule_buffers
+from ..nets.schedule import ddim_tables, schedule_buffers
+from ..sampling.ddim import StepTrace, replay_noise, sample_ddim
 from .verify import Comparison, compare, register
 
 SINGLE_PASS = 1e-5  # vectors/README §4
@@ -22,9 +22,9 @@ SIGMA_TOLERANCE = 3e-8  # the stored sigmas, one float32 ulp after the loop's ca
 @functools.lru_cache(maxsize=1)
 def reduced_filled_model():
     """The reduced model of the vectors with weights by the fill rule (float32, CPU); cached."""
-    from .config import ToonCrafterConfig
+    from ..nets.config import ToonCrafterConfig
+    from ..nets.model import build_model
     from .fill import fill_module
-    from .model import build_model
 
     model = build_model(ToonCrafterConfig.reduced(), device="cpu")
     fill_module(model)
@@ -108,7 +108,7 @@ def model_buffers(model) -> dict[str, torch.Tensor]:
 
 @register("e2e_reduced.npz")
 def check_e2e_reduced(path: Path) -> list[Comparison]:
-    from .pipeline import ToonCrafterPipeline
+    from ..run.pipeline import ToonCrafterPipeline
 
     z = np.load(path)
     pipe = ToonCrafterPipeline(reduced_filled_model())

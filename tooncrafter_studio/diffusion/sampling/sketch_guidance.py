@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..core.errors import InputError
-from .sketch_encoder import CONTEXT_MODES, SketchEncoder
+from ...core.errors import InputError
+from ..nets.sketch_encoder import CONTEXT_MODES, SketchEncoder
 
 DEFAULT_SCALE = 0.6  # the UI default of both community implementations
 MAX_SCALE = 1.5

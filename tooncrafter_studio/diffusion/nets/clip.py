@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.errors import ModelError
+from ...core.errors import ModelError
 from ._params import check_options, unwrap_params
 from .attention import attention, merge_heads, split_heads
 

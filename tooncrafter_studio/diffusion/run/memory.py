@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..core.errors import InputError, OutOfMemory
+from ...core.errors import InputError, OutOfMemory
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ DTYPES = ("fp16", "bf16", "fp32")
 
 # Peak bytes on the GPU of one 512x320x16 generation per mode with 2-byte weights (fp16 and bf16
 # alike): the peak of live device storage in the dry run of the engine's own CUDA path
-# (engines/tooncrafter/dryrun.py; `doctor --estimate-vram`, benchmarks/bench_memory.py). Update them
+# (cli/dryrun.py; `doctor --estimate-vram`, benchmarks/bench_memory.py). Update them
 # when the model code changes; a test checks the balanced figure against a fresh full-size dry run.
 DRY_RUN_PEAK_BYTES_FP16: dict[str, int] = {
     "high": int(10.74 * GiB),
@@ -445,7 +445,7 @@ def torch_environment() -> dict[str, Any]:
     """What torch sees: versions, CUDA build, devices with total/free memory, attention backends."""
     import torch
 
-    from .attention import available_backends
+    from ..nets.attention import available_backends
 
     info: dict[str, Any] = {
         "torch": torch.__version__,

@@ -28,15 +28,18 @@ from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from ..core.errors import ModelError
-from ..core.fsio import atomic_open
-from ..core.progress import CancelToken, ProgressCallback, StageReporter
+from ...core.errors import ModelError
+from ...core.fsio import atomic_open
+from ...core.progress import CancelToken, ProgressCallback, StageReporter
 from .safetensors_header import read_header
+
+if TYPE_CHECKING:
+    from ..nets.sketch_encoder import SketchEncoder, SketchEncoderConfig
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +104,7 @@ class ExpectedKeys:
     @classmethod
     def for_config(cls, config: Any = None, name: str | None = None) -> ExpectedKeys:
         """For a ToonCrafterConfig (default: the 512 model), built on `meta` (no weights allocated)."""
-        from .model import build_model
+        from ..nets.model import build_model
 
         model = build_model(config, device="meta")
         return cls.from_model(model, name or ("ToonCrafter 512" if config is None else "configured ToonCrafter"))
@@ -584,7 +587,7 @@ def _materialize_leftovers(model: nn.Module, device: torch.device) -> None:
 
 
 def _restore_dropped_buffers(model: nn.Module, dropped: list[str]) -> None:
-    from .schedule import schedule_buffers
+    from ..nets.schedule import schedule_buffers
 
     config = getattr(getattr(model, "config", None), "schedule", None)
     computed = schedule_buffers(config)
@@ -596,7 +599,7 @@ def _restore_dropped_buffers(model: nn.Module, dropped: list[str]) -> None:
 
 def _compare_schedule(model: nn.Module, weights: WeightFile) -> None:
     """The file's schedule buffers win; say so if they differ from the computed ones."""
-    from .schedule import SAMPLER_BUFFERS, schedule_buffers
+    from ..nets.schedule import SAMPLER_BUFFERS, schedule_buffers
 
     config = getattr(getattr(model, "config", None), "schedule", None)
     computed = schedule_buffers(config)
@@ -617,7 +620,7 @@ def load_model(
     cancel: CancelToken | None = None,
 ) -> nn.Module:
     """Build the model on `meta` and load `path` into it strictly (no throw-away allocation)."""
-    from .model import build_model
+    from ..nets.model import build_model
 
     model = build_model(config, device="meta", dtype=dtype)
     load_into_model(model, path, device=device, dtype=dtype, progress=progress, cancel=cancel)
@@ -701,3 +704,23 @@ def convert(
             reporter.step(message=key.rsplit(".", 2)[0][-40:])
     log.info("converted %s -> %s (%d tensors, %d dropped)", weights.path, out, len(keys), len(dropped))
     return identify(out)
+
+
+def expected_sketch_keys(config: SketchEncoderConfig | None = None) -> ExpectedKeys:
+    """The ExpectedKeys of a sketch-encoder file (340 keys for the published encoder)."""
+    from ..nets.sketch_encoder import SKETCH_ENCODER_NAME, build_sketch_encoder
+
+    return ExpectedKeys.from_model(build_sketch_encoder(config), SKETCH_ENCODER_NAME)
+
+
+def load_sketch_encoder(path: str | os.PathLike, config: SketchEncoderConfig | None = None,
+                        device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+                        progress: Any = None, cancel: Any = None) -> SketchEncoder:
+    """`sketch_encoder.ckpt` (plain or {"state_dict": ...}) or a .safetensors copy, loaded strictly
+    through the checkpoint module's safe reader (weights_only; wrong files named)."""
+    from ..nets.sketch_encoder import SKETCH_ENCODER_NAME, build_sketch_encoder
+
+    encoder = build_sketch_encoder(config, dtype=dtype)
+    load_into_model(encoder, path, device=device, dtype=dtype, progress=progress, cancel=cancel,
+                    name=SKETCH_ENCODER_NAME)
+    return encoder.eval()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import ModelError
+from ...core.errors import ModelError
 
 # Bounds checked before anything is allocated from the header's numbers.
 MAX_HEADER_BYTES = 100_000_000

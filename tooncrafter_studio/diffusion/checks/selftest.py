@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import memory
-from .attention import get_sdpa_kernel, sdpa_kernel_used
+from ..nets.attention import get_sdpa_kernel, sdpa_kernel_used
+from ..run import memory
 from .precision import relative_error, tolerance, torch_dtype
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def reduced_inputs(size: tuple[int, int] = REDUCED_SIZE, steps: int = REDUCED_ST
 
 def _generate(model: torch.nn.Module, placement: memory.Placement | None, start: torch.Tensor, end: torch.Tensor,
               draws: list[torch.Tensor]) -> Any:
-    from .pipeline import ToonCrafterPipeline
+    from ..run.pipeline import ToonCrafterPipeline
 
     if placement is None:
         pipe = ToonCrafterPipeline(model)
@@ -193,13 +193,13 @@ class _UNetHolder(torch.nn.Module):
 
     def __init__(self, unet: torch.nn.Module) -> None:
         super().__init__()
-        from .model import DiffusionWrapper
+        from ..nets.model import DiffusionWrapper
 
         self.model = DiffusionWrapper(unet)
 
 
 def filled_full_unet() -> torch.nn.Module:
-    from .unet import UNetConfig
+    from ..nets.unet import UNetConfig
     from .verify_unet import build_filled_unet
 
     return build_filled_unet(UNetConfig())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.errors import InputError
+from ...core.errors import InputError
 
 # cv2.cvtColor(BGR2GRAY) in integers: Y = (3735·B + 19235·G + 9798·R + 16384) >> 15.
 _GREY_R, _GREY_G, _GREY_B, _GREY_SHIFT = 9798, 19235, 3735, 15

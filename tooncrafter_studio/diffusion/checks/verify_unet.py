@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..nets.unet import UNet3D, UNetConfig, keep_cpu_heap_small
 from .fill import fill_module
-from .unet import UNet3D, UNetConfig, keep_cpu_heap_small
 from .verify import Comparison, compare, compare_probe, register
 
 PREFIX = "model.diffusion_model."
