@@ -20,9 +20,9 @@ import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from ..core.engine_env import ready_env
 from ..core.errors import InputError
 from ..core.paths import find_model
+from ..setup.engine_env import ready_env
 
 MODES = ("high", "balanced", "low")
 PACKAGES = ("tooncrafter-studio", "numpy", "opencv-python-headless", "pillow", "PySide6-Essentials", "torch",

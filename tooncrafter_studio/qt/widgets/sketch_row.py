@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..core.errors import StudioError
-from ..project.document import Shot, SketchRef
-from ..project.resolve import SegmentSpan
-from ..project.sketches import PlaceSketch, RemoveSketch, import_sketch_file
+from ...core.errors import StudioError
+from ...project.document import Shot, SketchRef
+from ...project.resolve import SegmentSpan
+from ...project.sketches import PlaceSketch, RemoveSketch, import_sketch_file
 
 
 def sketch_marks(shot: Shot | None, spans: list[SegmentSpan]) -> dict[int, SketchRef]:
@@ -51,7 +51,7 @@ _tinted_cache: dict[str, object] = {}
 def sketch_layer(session, frame: int):
     """The viewer layer of the sketch on `frame` (its lines tinted violet, multiplied over the
     frame), or None. Sketch files are small: read on first use and kept."""
-    from ..media.imageio import read_image
+    from ...media.imageio import read_image
     from .thumbnails import DisplayImage
     from .viewer import Layer, tinted
 

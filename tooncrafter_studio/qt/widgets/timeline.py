@@ -15,8 +15,8 @@ from PySide6.QtCore import QEvent, QPoint, QRect, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen, QPolygon, QWheelEvent
 from PySide6.QtWidgets import QAbstractScrollArea, QToolTip, QWidget
 
-from ..project.document import ReviewStatus
-from ..project.resolve import ResolvedFrame, SegmentSpan
+from ...project.document import ReviewStatus
+from ...project.resolve import ResolvedFrame, SegmentSpan
 from .thumbnails import ImageLoader
 
 RULER_H = 20

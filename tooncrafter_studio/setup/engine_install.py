@@ -7,7 +7,7 @@
 The choice: an NVIDIA driver (read from `nvidia-smi`) picks the newest CUDA build of torch that the
 driver supports; macOS on Apple silicon takes PyPI's wheels (MPS); anything else takes the CPU
 build. The user may override it. The environment lives in the user data folder
-(core/engine_env.py) and is created with `uv` (pip and venv are the fallback). The install is
+(setup/engine_env.py) and is created with `uv` (pip and venv are the fallback). The install is
 idempotent (a finished environment for the same plan is left alone), resumable (a half-finished
 one is completed; uv's cache keeps what was downloaded) and cancellable (the running installer
 process is stopped).
@@ -32,7 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..core.engine_env import (
+from ..core.errors import Cancelled, InputError, StudioError
+from ..core.fsio import atomic_write_text
+from ..core.paths import user_cache_dir, user_data_dir
+from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
+from .engine_env import (
     MARKER_FILE,
     MARKER_VERSION,
     EngineEnv,
@@ -42,10 +46,6 @@ from ..core.engine_env import (
     read_marker,
     ready_env,
 )
-from ..core.errors import Cancelled, InputError, StudioError
-from ..core.fsio import atomic_write_text
-from ..core.paths import user_cache_dir, user_data_dir
-from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.engine_env import ready_env
-from ..core.errors import Cancelled, StudioError
-from ..core.paths import find_model, user_models_dir
-from ..core.progress import CancelToken, ProgressEvent
-from ..pipeline import engine_install, model_download
+from ...core.errors import Cancelled, StudioError
+from ...core.paths import find_model, user_models_dir
+from ...core.progress import CancelToken, ProgressEvent
+from ...setup import engine_install, model_download
+from ...setup.engine_env import ready_env
 
 log = logging.getLogger(__name__)
 

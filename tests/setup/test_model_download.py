@@ -10,7 +10,7 @@ from hub_server import COMMIT, HubServer
 
 from tooncrafter_studio.core.errors import Cancelled, InputError
 from tooncrafter_studio.core.progress import CancelToken
-from tooncrafter_studio.pipeline import model_download as md
+from tooncrafter_studio.setup import model_download as md
 
 REPO = "Doubiiu/ToonCrafter"
 PAYLOAD = os.urandom(3 * md.CHUNK + 12345)
@@ -145,7 +145,7 @@ def test_convert_runs_in_the_engine_environment_when_torch_is_not_here(tmp_path,
     import json
     import sys
 
-    from tooncrafter_studio.core import engine_env
+    from tooncrafter_studio.setup import engine_env
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "torch" else real(n, *a))

@@ -12,7 +12,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QApplication, QHBoxLayout, QPlainTextEdit, QPushButton, QVBoxLayout, QWidget
 
-from ..engines.base import ProbeResult
+from ...engines.base import ProbeResult
 
 MAX_LINES = 5000
 
@@ -94,7 +94,7 @@ def diagnostics(probes: dict[str, ProbeResult], model_path: str | None, project:
     engines' probe results say what the device and model are."""
     from PySide6 import __version__ as pyside_version
 
-    from .. import __version__
+    from ... import __version__
 
     lines = [
         f"ToonCrafter Studio {__version__}",

@@ -28,15 +28,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..engines.base import ProbeResult
-from ..engines.tooncrafter.engine import Settings as ToonCrafterSettings
-from ..engines.tooncrafter.presets import PRESETS, estimate_run, preset_of
-from ..engines.tooncrafter.timing import plan_passes
-from ..project.commands import SetSegmentSettings, segment_settings
-from ..project.document import SegmentSettings, Spacing
-from ..project.resolve import SegmentSpan, derived_count
-from ..project.spacing import inbetween_times
-from .session import Session
+from ...engines.base import ProbeResult
+from ...engines.tooncrafter.engine import Settings as ToonCrafterSettings
+from ...engines.tooncrafter.presets import PRESETS, estimate_run, preset_of
+from ...engines.tooncrafter.timing import plan_passes
+from ...project.commands import SetSegmentSettings, segment_settings
+from ...project.document import SegmentSettings, Spacing
+from ...project.resolve import SegmentSpan, derived_count
+from ...project.spacing import inbetween_times
+from ..session import Session
 
 SPACING_LABELS = {
     Spacing.LINEAR: "Linear",
@@ -139,7 +139,7 @@ class SpacingChart(QWidget):
 
 class SegmentInspector(QWidget):
     locate_model = Signal()
-    setup_engine = Signal()  # install the engine / download the model (qt/engine_setup.py)
+    setup_engine = Signal()  # install the engine / download the model (qt/dialogs/engine_setup.py)
 
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)

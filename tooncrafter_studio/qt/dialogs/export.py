@@ -22,12 +22,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.errors import StudioError
-from ..core.progress import ProgressEvent
-from ..export import PRESETS, ExportOptions, ExportReport, export_sequence, preview_names
-from ..project.document import Shot
+from ...core.errors import StudioError
+from ...core.progress import ProgressEvent
+from ...export import PRESETS, ExportOptions, ExportReport, export_sequence, preview_names
+from ...project.document import Shot
+from ..worker import Task, Worker
 from .form_rows import path_row
-from .worker import Task, Worker
 
 log = logging.getLogger(__name__)
 

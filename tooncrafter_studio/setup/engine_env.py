@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .paths import user_cache_dir, user_data_dir
+from ..core.paths import user_cache_dir, user_data_dir
 
 ENV_DIR_ENV = "TOONCRAFTER_STUDIO_ENGINE_ENV"  # overrides the location (tests, portable installs)
 MARKER_FILE = "tooncrafter-env.json"

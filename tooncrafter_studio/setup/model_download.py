@@ -36,10 +36,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from ..core.engine_env import is_frozen, package_source_root, ready_env
 from ..core.errors import Cancelled, InputError, StudioError
 from ..core.fsio import atomic_write_text, fsync_dir
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
+from .engine_env import is_frozen, package_source_root, ready_env
 
 log = logging.getLogger(__name__)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.errors import MediaError
-from ..media import read_frame, read_image
-from ..media.imageio import to_bit_depth
-from ..project.document import Shot, SourceKind
-from ..project.resolve import ImageRef
+from ...core.errors import MediaError
+from ...media import read_frame, read_image
+from ...media.imageio import to_bit_depth
+from ...project.document import Shot, SourceKind
+from ...project.resolve import ImageRef
 
 
 class FrameProvider:

@@ -21,9 +21,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.progress import ProgressEvent
-from .thumbnails import DisplayImage
-from .worker import Task, Worker
+from ...core.progress import ProgressEvent
+from ..widgets.thumbnails import DisplayImage
+from ..worker import Task, Worker
 
 COLUMNS = ("Job", "Progress", "ETA", "")
 SHOWN_KINDS = ("generate", "import")

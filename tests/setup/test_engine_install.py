@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from tooncrafter_studio.cli.main import run_cli
-from tooncrafter_studio.core.engine_env import ENV_DIR_ENV, MARKER_FILE, env_python, ready_env
 from tooncrafter_studio.core.errors import Cancelled, InputError
-from tooncrafter_studio.pipeline import engine_install as ei
+from tooncrafter_studio.setup import engine_install as ei
+from tooncrafter_studio.setup.engine_env import ENV_DIR_ENV, MARKER_FILE, env_python, ready_env
 
 QUERY = "driver_version,name,memory.total"
 
@@ -225,7 +225,7 @@ def test_cancel_stops_the_installer_process(tmp_path):
 def test_real_cpu_install_from_the_registry(tmp_path):
     plan = ei.plan_install("cpu", env_dir=tmp_path / "env")
     env = ei.run_install(plan)
-    from tooncrafter_studio.core.engine_env import read_marker
+    from tooncrafter_studio.setup.engine_env import read_marker
 
     verified = read_marker(env.path)["verified"]
     assert verified["torch"].startswith("2.14.1") and verified["cuda_available"] is False

@@ -24,8 +24,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..core.settings import Settings
-from .actions import COMMANDS, SPECS
+from ...core.settings import Settings
+from ..actions import COMMANDS, SPECS
 from .form_rows import path_row
 
 

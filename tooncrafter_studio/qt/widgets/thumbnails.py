@@ -18,10 +18,10 @@ import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 from PySide6.QtGui import QImage
 
-from ..media import FrameCache, thumbnail
-from ..project.resolve import ImageRef
+from ...media import FrameCache, thumbnail
+from ...project.resolve import ImageRef
+from ..worker import lower_thread_priority, track_pool
 from .frames import FrameProvider, display_array
-from .worker import lower_thread_priority, track_pool
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QFont
 from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QVBoxLayout, QWidget
 
-from ..project.commands import SetActiveTake
-from ..project.document import ReviewStatus, Shot
-from ..project.resolve import ResolvedFrame, SegmentSpan
-from .session import Session
+from ...project.commands import SetActiveTake
+from ...project.document import ReviewStatus, Shot
+from ...project.resolve import ResolvedFrame, SegmentSpan
+from ..session import Session
 
 
 def pending_frames(frames: list[ResolvedFrame]) -> list[int]:
