@@ -107,7 +107,7 @@ def test_generate_is_a_shared_writer(folder, capsys):
     """Farm tasks run generate side by side on one project: no exclusive claim, but the app's is respected."""
     from tooncrafter_studio.project.ownership import claim as take
 
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         _lock(folder, pid=other.pid, started="")  # a live generate elsewhere would hold nothing: a live app does
         assert run_cli(["generate", str(folder), "--all", "--engine", "crossfade", "-q"]) == 3
@@ -123,7 +123,7 @@ def test_generate_is_a_shared_writer(folder, capsys):
 
 
 def test_an_exclusive_claim_waits_for_live_shared_writers(folder, capsys):
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     marker = folder / f".owner-shared.render-7.{other.pid}.lock"
     try:
         marker.write_text(json.dumps({"host": socket.gethostname(), "pid": other.pid, "started": "",
