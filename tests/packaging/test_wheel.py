@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from waiting import PROCESS_CEILING_S
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run(*command, cwd=None, **kwargs) -> subprocess.CompletedProcess:
     # never from the checkout: `python -c` would import the package from the current folder
     cwd = cwd or Path(os.environ.get("TMPDIR", "/tmp") if os.name != "nt" else os.environ["TEMP"])
-    return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=600, cwd=cwd, **kwargs)
+    return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=PROCESS_CEILING_S, cwd=cwd, **kwargs)
 
 
 def _setuptools_at_least(major: int) -> bool:

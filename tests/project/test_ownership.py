@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from project_factories import make_shot
+from waiting import PROCESS_CEILING_S
 
 from tooncrafter_studio.cli.main import run_cli
 from tooncrafter_studio.core.errors import ProjectLocked
@@ -43,7 +44,7 @@ def test_a_second_process_is_told_who_holds_the_project(folder):
     before = (folder / PROJECT_FILE).read_bytes()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-m", "tooncrafter_studio", "keys", str(folder), "--frames", "2"],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=PROCESS_CEILING_S)
     assert done.returncode == 3, done.stderr
     assert done.stderr.count("\n") == 1 and "is open in the ToonCrafter Studio app on this computer" in done.stderr
     assert f"process {os.getpid()}" in done.stderr

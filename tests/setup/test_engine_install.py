@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from local_net import closed_port_url
 from waiting import wait_for
 
 from tooncrafter_studio.cli.main import run_cli
@@ -181,8 +182,9 @@ def test_a_failed_install_leaves_no_ready_env_and_resumes(tmp_path):
 
 def test_offline_is_said_plainly(tmp_path):
     plan = _plan(tmp_path, _script("pass"))
+    closed = closed_port_url()
     with pytest.raises(ei.OfflineError, match="Cannot reach 127.0.0.1.*offline"):
-        ei.run_install(plan, reachable=lambda urls: ei.check_reachable(["http://127.0.0.1:9"], timeout=2))
+        ei.run_install(plan, reachable=lambda urls: ei.check_reachable([closed], timeout=2))
     assert not plan.env_dir.exists()
     dns = _plan(tmp_path, _script("import sys; print('error: Failed to fetch: dns error: failed to lookup "
                                   "address information', file=sys.stderr); sys.exit(2)"))
