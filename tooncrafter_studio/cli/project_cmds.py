@@ -69,6 +69,10 @@ def open_for_editing(folder: str, command: str = "edit", shared: bool = False):
     if find_recovery(project.folder, lambda text: print(f"warning: {text}", file=sys.stderr)) is not None:
         print(f"warning: {project.folder} has unsaved changes from an earlier session (a recovery copy); "
               "open it in the app to recover them.", file=sys.stderr)
+    from ..project.moved_copy import original_location_notes
+
+    for note in original_location_notes(project.shot):
+        print(f"warning: {note}", file=sys.stderr)
     return project
 
 
@@ -97,6 +101,7 @@ def describe(project) -> dict[str, Any]:
     """Everything `info` shows, as JSON data."""
     from ..pipeline.jobs import plan_inbetweens
     from ..project.commands import segment_settings
+    from ..project.moved_copy import original_location_notes
     from ..project.project import find_recovery
     from ..project.relink import missing_drawings
     from ..project.resolve import key_spans
@@ -160,6 +165,7 @@ def describe(project) -> dict[str, Any]:
         "segments": segments,
         "takes": len(shot.takes),
         "missing_drawings": len(missing_drawings(shot, project.folder)),
+        "original_location": original_location_notes(shot),
         "recovery_available": find_recovery(project.folder, _warn) is not None,
     }
 
@@ -194,6 +200,8 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"    {mark} take {take['label'] or take['id']} ({take['id']}): {_plural(take['frames'], 'frame')}, "
                   f"{take['accepted']} accepted, {take['rejected']} rejected, {take['pending']} pending; "
                   f"{take['engine']}, seed {take['seed']}")
+    for note in data["original_location"]:
+        print(f"  {note}")
     if data["missing_drawings"]:
         print(f"  {_plural(data['missing_drawings'], 'drawing')} missing: their files are not where the project "
               f"says; find them with: tooncrafter-studio relink {data['project']} --source DIR")

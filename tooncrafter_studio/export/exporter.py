@@ -48,6 +48,7 @@ from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_pro
 from ..media.imageio import encode_png, plain_png_layout, probe_image, read_image
 from ..media.importer import conform, frame_path, read_frame
 from ..project.document import Shot, SourceKind
+from ..project.moved_copy import original_location_notes
 from ..project.resolve import ImageRef, ResolvedFrame, resolve_timeline
 from .naming import DEFAULT_PRESET, Naming, resolve_naming
 from .overwrite import file_id
@@ -409,6 +410,7 @@ def _export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Exp
     report = ExportReport(out_dir, plan.files, sheet_names, len(plan.frames), len(plan.jobs))
     report.held_in_place = [f.frame for i, f in enumerate(plan.frames)  # the first frame of each one held
                             if f.hidden is not None and (i == 0 or plan.frames[i - 1].hidden != f.hidden)]
+    report.warnings.extend(original_location_notes(shot))  # a moved copy exporting the original's drawings
     if options.drawings_only and options.timing_sheet == "none":
         report.warnings.append("Only drawings were written and no timing sheet: the timing is in the sidecar only.")
     foreign = [n for n in _listdir(out_dir) if plan.naming.matches(n) and n not in set(targets) and n not in stale]

@@ -157,8 +157,13 @@ def _settings_to_dict(settings: SegmentSettings) -> dict[str, Any]:
 def shot_to_dict(shot: Shot, folder: Path | None = None) -> dict[str, Any]:
     """The shot as plain JSON data (schema SCHEMA_VERSION, without the envelope)."""
 
-    def source_path(path: str) -> str:
-        return portable_path(path, folder) if folder is not None else path
+    def reading_original(source: Source) -> bool:
+        return source.original_location is not None and source.path == source.original_location[1]
+
+    def source_path(source: Source) -> str:
+        if reading_original(source):  # keep the relative path first: it wins again once it is back
+            return source.original_location[0]
+        return portable_path(source.path, folder) if folder is not None else source.path
 
     def located(source: Source) -> dict[str, Any]:  # where it was, for a copy whose relative path breaks
         if folder is None:
@@ -174,7 +179,7 @@ def shot_to_dict(shot: Shot, folder: Path | None = None) -> dict[str, Any]:
         "has_alpha": shot.has_alpha,
         "bit_depth": shot.bit_depth,
         "sources": [
-            {"id": s.id, "kind": str(SourceKind(s.kind).value), "path": source_path(s.path), "files": list(s.files),
+            {"id": s.id, "kind": str(SourceKind(s.kind).value), "path": source_path(s), "files": list(s.files),
              "width": s.width, "height": s.height, "fps": s.fps, "frame_count": s.frame_count,
              "has_alpha": s.has_alpha, "bit_depth": s.bit_depth, "gaps": list(s.gaps), "hashes": dict(s.hashes),
              **located(s)}
@@ -345,12 +350,16 @@ def _read_settings(r: _Reader) -> SegmentSettings:
     return settings
 
 
-def _usable_location(relative: str, absolute: str, folder: Path) -> str:
+def _usable_location(source: Source, absolute: str, folder: Path) -> str:
     """Where a source stored relative to the project is, as kept in memory: relative when inside the
-    project, absolute when outside it (`../plates` -> `/shows/plates`). When the relative path leads
-    nowhere but the absolute one recorded at saving still works (the project was copied elsewhere
-    and its drawings stayed where they were), that one."""
-    if not (folder / relative).exists() and absolute and Path(absolute).is_absolute() and Path(absolute).exists():
+    project, absolute when outside it (`../plates` -> `/shows/plates`). Only when the relative path
+    leads nowhere and the absolute one recorded at saving still works (the project was copied
+    elsewhere and its drawings stayed where they were) that one, marked on the source so that
+    info, the studio and export say the drawings are read from the original location."""
+    relative = source.path
+    if not (folder / relative).exists() and absolute and Path(absolute).is_absolute() \
+            and Path(absolute).exists():
+        source.original_location = (relative.replace("\\", "/"), absolute)
         return absolute
     if relative.replace("\\", "/").split("/", 1)[0] == "..":
         return os.path.normpath(folder / relative)
@@ -392,7 +401,7 @@ def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
                         hashes={k: v for k, v in s.dict("hashes").items() if isinstance(k, str) and isinstance(v, str)})
         absolute = s.str("absolute_path", "", required=False) or ""
         if folder is not None and not Path(source.path).is_absolute():
-            source.path = _usable_location(source.path, absolute, folder)
+            source.path = _usable_location(source, absolute, folder)
         _check_frame_size(s.where, source.width, source.height)
         shot.sources[source.id] = source
 

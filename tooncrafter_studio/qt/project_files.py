@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QFileDialog
 from ..core.errors import StudioError
 from ..core.paths import resources_dir, user_data_dir, user_log_dir
 from ..media import import_source
+from ..project.moved_copy import original_location_notes
 from ..project.project import PROJECT_FILE, Project, find_recovery, new_project, recover
 from ..project.relink import RelinkSources, missing_drawings, relink_plan
 from .pattern_dialog import PatternDialog
@@ -120,7 +121,16 @@ class ProjectFilesMixin:
         project = self.session.project
         missing = missing_drawings(project.shot, project.folder) if project is not None else []
         if not missing:
-            self.problem_bar.hide()
+            notes = original_location_notes(project.shot if project is not None else None)
+            if notes:  # a moved copy reading the original's drawings: visible, with a way to relink
+                text = notes[0][0].upper() + notes[0][1:] + "."
+                self.problem_label.setText(text)
+                self.open_other_action.setVisible(False)
+                self.locate_action.setVisible(True)
+                self.problem_bar.show()
+                self.show_message(text)
+            else:
+                self.problem_bar.hide()
             return 0
         count = len(missing)
         text = (f"{count} drawing{'s are' if count != 1 else ' is'} missing: the files are not where the project "
