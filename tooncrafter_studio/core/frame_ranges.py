@@ -93,8 +93,9 @@ def parse_frames(text: str, last: int | None = None) -> list[int]:
 
 def parse_frame_pair(text: str, last: int | None = None) -> tuple[int, int]:
     """'A:B' -> (A, B), two frame numbers of a key pair."""
-    first, sep, second = str(text).partition(":")
-    if not sep or ":" in second:
+    text = str(text)
+    first, sep, second = text.partition(":")
+    if not sep or not _NUMBER.fullmatch(first.strip()) or not _NUMBER.fullmatch(second.strip()):
         shown = text if len(text) <= 40 else text[:40] + "…"
-        raise InputError(f"'{shown}' is not a key pair; write it as START:END, e.g. 1:9.")
+        raise InputError(f"'{shown}' is not a key pair; write it as START:END with the digits 0-9, e.g. 1:9.")
     return parse_frame(first, last, "key pair start"), parse_frame(second, last, "key pair end")
