@@ -19,7 +19,7 @@ from ..media import import_source
 from ..project.moved_copy import original_location_notes
 from ..project.project import PROJECT_FILE, Project, find_recovery, new_project, recover
 from ..project.relink import RelinkSources, missing_drawings, relink_plan
-from .pattern_dialog import PatternDialog
+from .dialogs.pattern import PatternDialog
 from .worker import Task
 
 log = logging.getLogger(__name__)
