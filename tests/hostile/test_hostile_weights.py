@@ -11,7 +11,7 @@ import pytest
 from hostile_kit import refused
 
 from tooncrafter_studio.core.errors import ModelError
-from tooncrafter_studio.diffusion.safetensors_header import read_header
+from tooncrafter_studio.diffusion.weights.safetensors_header import read_header
 
 DIGITS_400 = b"9" * 400
 
