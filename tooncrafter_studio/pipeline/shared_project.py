@@ -71,6 +71,14 @@ def clear_failed_attempt(folder: Path, take_id: str) -> list[Path]:
     return removed
 
 
+def check_write_lock(folder: Path) -> None:
+    """Take and release the project's write lock once, before any work: a lock file that is a link or
+    not a plain file (ProjectError) or a holder that is stuck (ProjectLocked) is said at once, not after
+    the generation."""
+    with project_write_lock(folder):
+        pass
+
+
 def commit_take(result: JobResult, task_id: str | None = None, activate: bool = True) -> tuple[Take, bool]:
     """Register a finished job's take in its project folder under the write lock.
 

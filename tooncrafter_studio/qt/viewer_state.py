@@ -211,12 +211,15 @@ class ViewerMixin:
             self.frames.drop_pending()
         image = self.frames.get(ref, priority=10)
         marker = ""
-        if image is None:  # show the thumbnail (or keep the last picture) until the frame is decoded
+        if image is None:  # show the thumbnail (or keep the last drawing) until the frame is decoded
             error = self.frames.error(ref) or self.thumbnails.error(ref)
             thumb = None if error else self.thumbnails.get(ref, priority=10)
-            # a drawing that cannot be shown is a blank frame with a marker, never the previous picture
+            # a drawing that cannot be shown is a blank frame with a marker, never the previous picture;
+            # a denoising preview on screen (its overlay says so) is never carried over to a frame
+            # that is not part of its job
             marker = (self.provider.unavailable(ref, error) or "") if thumb is None else ""
-            image = thumb if thumb is not None else None if marker else self.viewer.image
+            last = None if marker or self.viewer.overlay else self.viewer.image
+            image = thumb if thumb is not None else last
         layers: list[Layer] = []
         if self.actions["onion_skin"].isChecked() and not badge:
             layers += self._onion_layers(frames, index)
