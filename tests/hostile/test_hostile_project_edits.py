@@ -127,3 +127,13 @@ def test_lineart_replaces_an_existing_file_only_with_overwrite(pose, tmp_path, c
     assert out.read_bytes().startswith(b"\x89PNG")
     code, _out, err = cli(capsys, "lineart", pose, tmp_path / "new.png")
     assert code == 0 and (tmp_path / "new.png").is_file(), err
+
+
+def test_interpolate_never_replaces_a_projects_file_either(shot, capsys):
+    footage = shot.parent / "footage"
+    takes = shot / "takes" / "t0000000001"
+    takes.mkdir(parents=True)
+    write_png(takes / "inb.0001.png", drawing(4))
+    refused(capsys, ["interpolate", footage / "walk.0001.png", footage / "walk.0005.png", "--count", "1",
+                     "--out", takes, "--name", "inb", "--start-number", "1", "--overwrite", "-q"], 2,
+            ("belongs to the project",), shot.parent)
