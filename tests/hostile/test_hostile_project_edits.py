@@ -60,6 +60,12 @@ def test_a_good_sketch_is_still_placed(shot, tmp_path, capsys):
     assert code == 0, err
     assert "sketches at 3 (pose.png)" in out
     assert len(list((shot / "sketches").iterdir())) == 1
+    named_wrong = tmp_path / "pose.txt"  # a PNG under another name: stored as what it is
+    write_png(named_wrong, drawing(3))
+    code, out, err = cli(capsys, "sketches", shot, "--add", f"4={named_wrong}")
+    assert code == 0, err
+    assert "4 (pose.txt)" in out
+    assert sorted(p.suffix for p in (shot / "sketches").iterdir()) == [".png", ".png"]
 
 
 # --- review and keys: one frame parser, bounded before expanding ---

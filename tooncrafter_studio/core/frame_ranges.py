@@ -77,7 +77,7 @@ def parse_frame_items(text: str, last: int | None = None, allow_all: bool = Fals
             raise InputError(f"The list names more than {MAX_SHOT_FRAMES:,} frames (the most a shot has).")
         spans.append((first, end, bool(single)))
     if not spans:
-        raise InputError(f"No frames were given; write them like {_EXAMPLE}.")
+        raise InputError("No frames were given; write them like 5, 3,5,7 or 3-7.")
     items: dict[int, bool] = {}
     for first, end, alone in spans:
         for frame in range(first, end + 1):
