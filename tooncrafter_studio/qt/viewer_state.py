@@ -250,7 +250,8 @@ class ViewerMixin:
         if preview is not None:  # the job for this segment is running: show where it has got to
             self.viewer.show_frame(preview.image, [], caption, badge, None, moving=False, overlay=preview.label)
             return
-        self.viewer.show_frame(image, layers, caption, badge, border, moving=prefetch, overlay=marker)
+        self.viewer.show_frame(image, layers, caption, badge, border, moving=prefetch, overlay=marker,
+                               overlay_color=COLORS["missing"].darker(130) if marker else None)
         if prefetch:
             self._prefetch(frames, index)
 
