@@ -102,6 +102,7 @@ def describe(project) -> dict[str, Any]:
     from ..pipeline.jobs import plan_inbetweens
     from ..project.commands import segment_settings
     from ..project.moved_copy import original_location_notes
+    from ..project.orphan_takes import find_orphan_takes
     from ..project.project import find_recovery
     from ..project.relink import missing_drawings
     from ..project.resolve import key_spans
@@ -166,6 +167,7 @@ def describe(project) -> dict[str, Any]:
         "takes": len(shot.takes),
         "missing_drawings": len(missing_drawings(shot, project.folder)),
         "original_location": original_location_notes(shot),
+        "unlisted_takes": [take.id for take in find_orphan_takes(project)],
         "recovery_available": find_recovery(project.folder, _warn) is not None,
     }
 
@@ -205,6 +207,11 @@ def run_info(args: argparse.Namespace) -> int:
     if data["missing_drawings"]:
         print(f"  {_plural(data['missing_drawings'], 'drawing')} missing: their files are not where the project "
               f"says; find them with: tooncrafter-studio relink {data['project']} --source DIR")
+    if data["unlisted_takes"]:
+        count = len(data["unlisted_takes"])
+        print(f"  {_plural(count, 'generated take')} in takes/ {'is' if count == 1 else 'are'} not in the project "
+              "(the app was probably closed before recording it); open the project in the app to add "
+              f"{'it' if count == 1 else 'them'} back")
     if data["recovery_available"]:
         print("  a recovery copy with unsaved changes exists; open the project in the app to recover it")
     return 0
