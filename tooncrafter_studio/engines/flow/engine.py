@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 
 import cv2
 import numpy as np
 
-from ...core.errors import InputError
 from ...core.progress import CancelToken, ProgressCallback, StageReporter
+from ...project.document import check_arc
 from ..base import (
     Engine,
     EngineCapabilities,
@@ -138,7 +137,8 @@ class FlowEngine(Engine):
         else:  # 16-bit and alpha: float, premultiplied so transparent colour does not bleed
             start = premultiply(to_float(request.start))
             end = premultiply(to_float(request.end))
-        arc = check_arc(request.params.get("arc"))
+        bend = request.params.get("arc")
+        arc = (check_arc(bend) if bend is not None else None) or (0.0, 0.0)
         shapes = None
         if native and not overrides and self.use_shapes:
             shape_settings = ShapeSettings(**SHAPE_PRESETS.get(quality, {}))
@@ -177,17 +177,3 @@ LOW_CONFIDENCE = 0.5  # below this an in-between says the motion is too large fo
 def flow_confidence(reliability: float, t: float) -> float:
     """Dense flow's confidence at time t: its forward-backward agreement, lowest mid-segment."""
     return float(1.0 - (1.0 - reliability) * (1.0 - abs(2.0 * t - 1.0)) ** 0.5)
-
-
-def check_arc(value) -> tuple[float, float]:
-    """The segment's path arc: (x, y) offset of the path at mid-segment, in fractions of the frame's
-    width and height, each within [-1, 1]; None is straight."""
-    if value is None:
-        return (0.0, 0.0)
-    try:
-        x, y = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise InputError(f"The arc must be two numbers (x, y), not {value!r}.") from None
-    if not all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in (x, y)):
-        raise InputError(f"The arc's offsets are fractions of the frame, from -1 to 1 (got {x:g}, {y:g}).")
-    return (x, y)
