@@ -217,16 +217,20 @@ class Claim:
         self.release()
 
 
-def claim(folder: str | os.PathLike, what: str, shared: bool = False) -> Claim:
+def claim(folder: str | os.PathLike, what: str, shared: bool = False, admit_shared: bool = False) -> Claim:
     """Claim the project folder for writing (see the module docstring); raises ProjectLocked.
 
     shared: for writers that coordinate among themselves with short write locks (farm tasks running
     `generate` on different key pairs at once): they take no exclusive claim, but are still refused
-    while the app or an exclusive command holds the project.
+    while an exclusive command holds the project.
+    admit_shared: an exclusive claim that lets shared writers in (the studio, which merges the takes
+    they register: project/farm_takes.py); other exclusive claimants are still refused.
     """
     root = Path(folder).resolve()
     record = {"host": _host(), "pid": os.getpid(), "started": _process_start(os.getpid()), "what": what,
               "since": datetime.now(UTC).isoformat(timespec="seconds")}
+    if admit_shared and not shared:
+        record["admits_shared"] = True
     return _claim_shared(root, record) if shared else _claim_exclusive(root, record)
 
 
@@ -245,7 +249,7 @@ def _claim_shared(root: Path, record: dict) -> Claim:
     _start_heartbeat()
     held = _track(Claim(root, first=False, path=marker))
     owner = read_owner(root)
-    if owner is not None and not is_stale(owner) and not _ours(owner):
+    if owner is not None and not is_stale(owner) and not _ours(owner) and not owner.get("admits_shared"):
         held.release()
         raise ProjectLocked(_describe(root, owner))
     return held
@@ -275,9 +279,9 @@ def _claim_exclusive(root: Path, record: dict) -> Claim:
         else:
             raise ProjectLocked(_describe(root, read_owner(root) or {}))
         _held[path] = 1
-    held = _track(Claim(root, first=True, path=path))
     others = shared_writers(root)
-    if others:
+    held = _track(Claim(root, first=not others, path=path))
+    if others and not record.get("admits_shared"):
         held.release()
         raise ProjectLocked(_describe(root, others[0]))
     return held
