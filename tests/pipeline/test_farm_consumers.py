@@ -136,6 +136,18 @@ def test_submit_deadline_calls_deadlinecommand_from_path(tmp_path):
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "argv.json").read_text()) == [
         str(out / "job_info.job"), str(out / "plugin_info.job"), str(out / "commands.txt")]
+    # with an export job: both submitted at once, the second dependent on the first
+    plan.farm.export_dir = r"\\nas\out\shot 010"
+    write_farm_job(plan, "deadline", out)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+                          env={**_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert done.returncode == 0, done.stderr
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert argv[:3] == ["-SubmitMultipleJobs", "-dependent", "-job"] and argv[6] == "-job"
+    assert argv[7:] == [str(out / n) for n in ("export_job_info.job", "export_plugin_info.job", "export_commands.txt")]
+    (line,) = (out / "export_commands.txt").read_text().splitlines()
+    assert split_windows_command_line(line)[3:] == ["export", str(plan.project_dir), "--out",
+                                                    r"\\nas\out\shot 010", "--include-pending", "--overwrite"]
 
 
 # -------------------------------------------------------------------- OpenCue (the real pyoutline)
@@ -169,6 +181,22 @@ def test_opencue_dry_run_through_pyoutline_runs_on_a_render_host(tmp_path):
     _run_take(["/bin/sh", "-c", first.findtext("cmd")])
     (take,) = Project.open(project.folder).shot.takes.values()
     assert take.params["task_id"] == "abc123-1:5-s3"
+
+
+def test_opencue_export_layer_waits_for_every_task(tmp_path):
+    pytest.importorskip("outline")
+    _project, plan = _plan(tmp_path / "p", export_dir="/mnt/out/shot 010")
+    out = tmp_path / "job"
+    write_farm_job(plan, "opencue", out)
+    spec = _opencue_spec(out, tmp_path)
+    layers = spec.findall("job/layers/layer")
+    assert [layer.get("name") for layer in layers][-1] == "export"
+    assert shlex.split(layers[-1].findtext("cmd"))[3:] == [
+        "export", str(plan.project_dir), "--out", "/mnt/out/shot 010", "--include-pending", "--overwrite"]
+    depends = spec.findall("depends/depend")
+    assert len(depends) == 4 and {d.get("type") for d in depends} == {"LAYER_ON_LAYER"}
+    assert {d.findtext("deplayer") for d in depends} == {"export"}
+    assert {d.findtext("onlayer") for d in depends} == {layer.get("name") for layer in layers[:-1]}
 
 
 def test_opencue_path_mapping_and_windows_hosts(tmp_path):
@@ -215,6 +243,8 @@ const author = {
     Command: (type, params) => ({ type, params }),
 };
 const context = { author, JSON, String, Array, Error };
+author.Task = (name, type) => ({ name, type, commands: [], dependencies: [],
+    addCommand(c) { this.commands.push(c); }, addDependency(t) { this.dependencies.push(t.name); } });
 vm.createContext(context);
 vm.runInContext(fs.readFileSync(script, "utf8"), context, { filename: script });
 const submitted = JSON.parse(fs.readFileSync(jobFile, "utf8"));
@@ -227,7 +257,7 @@ process.stdout.write(JSON.stringify({ declared, tasks: job.tasks }));
 
 @pytest.mark.skipif(NODE is None, reason="node is not installed")
 def test_flamenco_submission_compiles_in_the_job_type(tmp_path):
-    project, plan = _plan(tmp_path / "p", priority=65, tag="5c1e-gpu")
+    project, plan = _plan(tmp_path / "p", priority=65, tag="5c1e-gpu", export_dir=str(tmp_path / "exported"))
     out = tmp_path / "job"
     write_farm_job(plan, "flamenco", out)
     _Manager.received = []
@@ -254,9 +284,12 @@ def test_flamenco_submission_compiles_in_the_job_type(tmp_path):
     assert compiled.returncode == 0, compiled.stderr
     found = json.loads(compiled.stdout)
     assert set(body["settings"]) <= set(found["declared"])
-    commands = [[t["commands"][0]["params"]["exe"], *t["commands"][0]["params"]["args"]] for t in found["tasks"]]
+    *inbetweens, export = found["tasks"]
+    commands = [[t["commands"][0]["params"]["exe"], *t["commands"][0]["params"]["args"]] for t in inbetweens]
     assert commands == [plan.command(t) for t in plan.tasks]
-    assert [t["name"] for t in found["tasks"]] == [t.name for t in plan.tasks]
+    assert [t["name"] for t in inbetweens] == [t.name for t in plan.tasks]
+    assert export["name"] == "export" and export["dependencies"] == [t.name for t in plan.tasks]
+    assert [export["commands"][0]["params"]["exe"], *export["commands"][0]["params"]["args"]] == plan.export_command()
     _run_take(commands[0])
     assert len(Project.open(project.folder).shot.takes) == 1
 
@@ -299,3 +332,22 @@ def test_openjd_bundle_names_and_windows_to_linux_path_mapping(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     (take,) = Project.open(project.folder).shot.takes.values()
     assert take.params["task_id"] == "abc123-9:13-s4"
+
+
+def test_openjd_export_step_runs_after_every_task(tmp_path):
+    pytest.importorskip("openjd.model")
+    if not Path(OPENJD).exists():
+        pytest.skip("openjd-cli is not installed")
+    exported = tmp_path / "exported"
+    project, plan = _plan(tmp_path / "p", export_dir=str(exported))
+    out = tmp_path / "job"
+    write_farm_job(plan, "openjd", out)
+    template = json.loads((out / "template.json").read_text())
+    assert [s["name"] for s in template["steps"]] == ["Inbetween", "Export"]
+    assert template["steps"][1]["dependencies"] == [{"dependsOn": "Inbetween"}]
+    result = subprocess.run([OPENJD, "run", str(out / "template.json"), "-p", f"file://{out / 'job.params.json'}",
+                             "--step", "Export", "--run-dependencies"], capture_output=True, text=True, timeout=600,
+                            env=_env())
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert len(Project.open(project.folder).shot.takes) == 4  # every task ran before the export
+    assert len(list(exported.glob("*.png"))) == 25  # the whole shot, its new in-betweens included

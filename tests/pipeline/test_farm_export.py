@@ -112,3 +112,17 @@ def test_plan_seeds_and_pairs(tmp_path):
         make_plan(project, None, seeds=0)
 
 
+
+
+def test_doctor_names_the_command_log_and_help_says_which_codes_a_farm_retries(capsys, _private_user_home):
+    from tooncrafter_studio.core.paths import user_log_dir
+
+    assert run_cli(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert f"Command log (tracebacks of exit 1): {user_log_dir() / 'cli.log'}" in out
+    assert str(_private_user_home) in str(user_log_dir())
+    with pytest.raises(SystemExit):
+        run_cli(["--help"])
+    lines = capsys.readouterr().out.splitlines()
+    retried = [line.split()[0] for line in lines if line.strip()[:3].strip().isdigit() and " retry " in line]
+    assert retried == ["3"]

@@ -48,6 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     farm.add_argument("--pool", default=None, help="Deadline pool")
     farm.add_argument("--group", default=None, help="Deadline group (e.g. your GPU hosts)")
     farm.add_argument("--tag", default=None, help="OpenCue layer tag, or Flamenco worker tag UUID")
+    farm.add_argument("--export-to", default=None, metavar="DIR",
+                      help="add a last task that exports the shot to DIR (as the hosts see it) once every "
+                           "in-betweening task has finished (pending frames included)")
     farm.add_argument("--host-os", choices=("linux", "windows"), default="linux",
                       help="OpenCue: quote commands for a shell (linux) or by Windows rules")
     e.set_defaults(handler=run_farm_export)
@@ -69,7 +72,7 @@ def run_farm_export(args: argparse.Namespace) -> int:
         raise InputError(f"--task-timeout must be from 0 (none) to 10080 minutes, not {args.task_timeout}.")
     request = FarmRequest(project_dir=args.farm_project_dir, priority=args.priority,
                           timeout_minutes=args.task_timeout, pool=args.pool, group=args.group, tag=args.tag,
-                          host_os=args.host_os)
+                          host_os=args.host_os, export_dir=args.export_to)
     project = open_for_editing(args.project)
     plan = make_plan(project, args.segments, args.seeds, args.seed, args.engine, args.param, args.executable,
                      request=request)

@@ -75,8 +75,15 @@ def openjd_template(plan: FarmPlan, out: Path | None = None) -> dict:
             relative = ".."
         if relative != ".." and not relative.startswith("../"):
             project["default"] = relative
+    parameters, steps = [project], [step]
+    if plan.farm.export_dir:  # the Export step runs once every in-betweening task is done
+        parameters.append({"name": "ExportDir", "type": "PATH", "objectType": "DIRECTORY", "dataFlow": "OUT",
+                           "description": "Where the finished shot is exported, as the workers see it."})
+        export_args = [*plan.executable[1:], *plan.export_arguments("{{Param.ProjectDir}}", "{{Param.ExportDir}}")]
+        steps.append({"name": "Export", "dependencies": [{"dependsOn": "Inbetween"}],
+                      "script": {"actions": {"onRun": {"command": plan.executable[0], "args": export_args}}}})
     return {"specificationVersion": OPENJD_VERSION, "name": _job_name(plan),
-            "parameterDefinitions": [project], "steps": [step]}
+            "parameterDefinitions": parameters, "steps": steps}
 
 
 def validate_openjd(template: dict) -> bool:
@@ -99,11 +106,14 @@ def write_openjd(plan: FarmPlan, out: Path) -> list[Path]:
     path = out / "template.json"
     atomic_write_text(path, json_data(template), error=ExportError)
     bundle_values = out / "parameter_values.json"
+    given = {"ProjectDir": plan.farm_project_dir}
+    if plan.farm.export_dir:
+        given["ExportDir"] = plan.farm.export_dir
     atomic_write_text(bundle_values, json_data({"parameterValues": [
-        {"name": "ProjectDir", "value": plan.farm_project_dir}]}), error=ExportError)
-    # the same value as `openjd run template.json -p file://job.params.json` reads it
+        {"name": name, "value": value} for name, value in given.items()]}), error=ExportError)
+    # the same values as `openjd run template.json -p file://job.params.json` reads them
     values = out / "job.params.json"
-    atomic_write_text(values, json_data({"ProjectDir": plan.farm_project_dir}), error=ExportError)
+    atomic_write_text(values, json_data(given), error=ExportError)
     return [path, bundle_values, values]
 
 
@@ -142,6 +152,16 @@ def write_deadline(plan: FarmPlan, out: Path) -> list[Path]:
     plugin_info = {"StartupDirectory": plan.farm_project_dir}
     files = {"job_info.job": key_value_text(job_info), "plugin_info.job": key_value_text(plugin_info),
              "commands.txt": "".join(f"{line}\n" for line in commands)}
+    if plan.farm.export_dir:  # a second job that depends on the first (submit_deadline.py submits both)
+        export_info = {"Plugin": "CommandScript", "Name": f"{_job_name(plan)} export",
+                       "BatchName": job_info["BatchName"], "Frames": "0", "ChunkSize": 1,
+                       "Priority": job_info["Priority"]}
+        for key in ("Pool", "Group"):
+            if key in job_info:
+                export_info[key] = job_info[key]
+        files["export_job_info.job"] = key_value_text(export_info)
+        files["export_plugin_info.job"] = key_value_text(plugin_info)
+        files["export_commands.txt"] = windows_command_line(plan.export_command()) + "\n"
     for name, text in files.items():
         atomic_write_text(out / name, text, error=ExportError)
     return [*(out / name for name in files), _copy_script(out, "submit_deadline.py")]
@@ -159,7 +179,9 @@ def opencue_job(plan: FarmPlan) -> dict:
             "host_os": request.host_os, "priority": max(1, request.priority), "retries": 3,
             "gpus": plan.gpus_per_task, "gpu_memory": f"{request.gpu_memory_gb}g",
             "memory": f"{request.memory_gb}g", "timeout_minutes": request.timeout_minutes,
-            "tags": request.tag, "tasks": tasks}
+            "tags": request.tag, "tasks": tasks,
+            "export": {"layer": "export", "command": plan.export_command(PROJECT_PLACEHOLDER)}
+            if request.export_dir else None}
 
 
 def write_opencue(plan: FarmPlan, out: Path) -> list[Path]:
@@ -178,7 +200,7 @@ def flamenco_job(plan: FarmPlan) -> dict:
              for task in plan.tasks]
     settings = {"project_dir": plan.farm_project_dir, "batch": plan.batch, "executable": plan.executable[0],
                 "executable_args": json.dumps(plan.executable[1:]), "tasks": json.dumps(tasks),
-                "options": json.dumps(plan.options)}
+                "options": json.dumps(plan.options), "export_dir": plan.farm.export_dir or ""}
     job = {"name": _job_name(plan), "type": FLAMENCO_JOB_TYPE, "priority": max(0, min(100, plan.farm.priority)),
            "settings": settings}
     if plan.farm.tag:
@@ -215,6 +237,8 @@ def check_plan(plan: FarmPlan) -> None:
     fields += [("A generate option", word) for word in plan.options]
     fields += [(name, value) for name, value in (("--pool", plan.farm.pool), ("--group", plan.farm.group),
                                                  ("--tag", plan.farm.tag)) if value]
+    if plan.farm.export_dir:
+        fields.append(("The export folder", plan.farm.export_dir))
     check_farm_text(fields)
     if not plan.executable or not plan.executable[0]:
         raise InputError("--executable is empty; give how the farm's hosts start the CLI.")

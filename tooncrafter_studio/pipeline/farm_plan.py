@@ -59,6 +59,7 @@ class FarmRequest:
     host_os: str = "linux"  # how OpenCue's command lines are quoted: a shell (linux) or Windows rules
     gpu_memory_gb: int = 12  # what a ToonCrafter task asks for besides the GPU itself
     memory_gb: int = 8
+    export_dir: str | None = None  # a last task, after every other: `export` the shot there (farm's path)
 
 
 @dataclass
@@ -82,6 +83,14 @@ class FarmPlan:
         """The generate arguments of one task (without the executable), on the farm's hosts."""
         return ["generate", project_dir or self.farm_project_dir, "--pair", task.pair, "--seed", str(task.seed),
                 "--task-id", task.task_id, "--quiet", *self.options]
+
+    def export_arguments(self, project_dir: str | None = None, export_dir: str | None = None) -> list[str]:
+        """The last task's `export` arguments: every take so far, reviewed or not (the farm's takes are)."""
+        return ["export", project_dir or self.farm_project_dir, "--out", export_dir or str(self.farm.export_dir),
+                "--include-pending", "--overwrite"]
+
+    def export_command(self, project_dir: str | None = None, export_dir: str | None = None) -> list[str]:
+        return [*self.executable, *self.export_arguments(project_dir, export_dir)]
 
     def command(self, task: FarmTask, project_dir: str | None = None) -> list[str]:
         return [*self.executable, *self.arguments(task, project_dir)]

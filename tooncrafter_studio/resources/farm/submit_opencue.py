@@ -47,6 +47,7 @@ def build_outline(job, project_dir, show, host_os):
     from outline.modules.shell import Shell
 
     outline = Outline(job["job_name"], show=show, shot=job["shot"])
+    layers = []
     for task in job["tasks"]:
         args = [project_dir if arg == job["placeholder"] else arg for arg in task["command"]]
         layer = {"command": command_text(args, host_os), "range": "1", "chunk": 1,
@@ -55,7 +56,14 @@ def build_outline(job, project_dir, show, host_os):
             layer.update(gpus=job["gpus"], gpu_memory=job["gpu_memory"])
         if job["tags"]:
             layer["tags"] = job["tags"]
-        outline.add_layer(Shell(task["layer"], **layer))
+        layers.append(Shell(task["layer"], **layer))
+        outline.add_layer(layers[-1])
+    if job.get("export"):  # export the shot once every in-betweening layer has finished
+        args = [project_dir if arg == job["placeholder"] else arg for arg in job["export"]["command"]]
+        export = Shell(job["export"]["layer"], command=command_text(args, host_os), range="1", chunk=1)
+        for layer in layers:
+            export.depend_all(layer)
+        outline.add_layer(export)
     return outline
 
 

@@ -16,6 +16,8 @@ const JOB_TYPE = {
           description: "JSON list of {name, pair, seed, task_id}" },
         { key: "options", type: "string", default: "[]", visible: "submission",
           description: "JSON list of generate options every task gets" },
+        { key: "export_dir", type: "string", subtype: "dir_path", default: "",
+          description: "Export the shot here once every task is done (empty: no export task)" },
     ],
 };
 
@@ -31,6 +33,7 @@ function compileJob(job) {
     const settings = job.settings;
     const executableArgs = jsonList(settings.executable_args, "executable_args");
     const options = jsonList(settings.options, "options");
+    const inbetweens = [];
     for (const planned of jsonList(settings.tasks, "tasks")) {
         const task = author.Task(String(planned.name), "misc");
         const args = ["generate", settings.project_dir, "--pair", String(planned.pair),
@@ -39,6 +42,19 @@ function compileJob(job) {
             exe: settings.executable,
             args: executableArgs.concat(args, options),
         }));
+        job.addTask(task);
+        inbetweens.push(task);
+    }
+    if (settings.export_dir) {
+        const task = author.Task("export", "misc");
+        task.addCommand(author.Command("exec", {
+            exe: settings.executable,
+            args: executableArgs.concat(["export", settings.project_dir, "--out", settings.export_dir,
+                                         "--include-pending", "--overwrite"]),
+        }));
+        for (const before of inbetweens) {
+            task.addDependency(before);
+        }
         job.addTask(task);
     }
 }
