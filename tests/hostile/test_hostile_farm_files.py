@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from hostile_kit import assert_refused, cli, digest, make_footage, python_env
+from waiting import PROCESS_CEILING_S
 
 from tooncrafter_studio.cli.main import run_cli
 from tooncrafter_studio.project.project import Project
@@ -51,7 +52,7 @@ def test_opencue_submitter_never_runs_a_name(tmp_path, capsys, where):
     run = tmp_path / "cwd"
     run.mkdir()
     result = subprocess.run([sys.executable, str(script), "--dry-run"], cwd=run, capture_output=True, text=True,
-                            env=python_env(), timeout=120)
+                            env=python_env(), timeout=PROCESS_CEILING_S)
     assert not (run / "PWNED").exists(), result.stderr
     assert result.returncode in (0, 3), result.stderr
     # the script is ours, the same bytes for every export: it cannot hold the name
@@ -77,7 +78,7 @@ def test_flamenco_job_type_never_runs_a_name(tmp_path, capsys, separator):
         run = tmp_path / "cwd"
         run.mkdir()
         for script in out.glob("*.js") if out.exists() else []:
-            subprocess.run([NODE, "-e", "require(process.argv[1])", str(script)], cwd=run, timeout=60,
+            subprocess.run([NODE, "-e", "require(process.argv[1])", str(script)], cwd=run, timeout=PROCESS_CEILING_S,
                            capture_output=True)
         assert not (run / "PWNED").exists()
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import functools
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from cluster_factories import MarkedBlend
 from pipeline_factories import make_project
 from test_farm_export import KEYS
+from waiting import wait_for
 
 from tooncrafter_studio.cli.main import run_cli
 from tooncrafter_studio.pipeline.jobs import segment_job
@@ -72,9 +72,7 @@ def test_losing_the_only_node_ends_with_a_cluster_error(cpu_cluster, tmp_path):
     lost: list[bool] = []
 
     def remove_the_node_mid_task() -> None:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not (marks.exists() and any(marks.iterdir())):
-            time.sleep(0.05)
+        wait_for(lambda: marks.exists() and any(marks.iterdir()), "a task to start on the node")
         cluster.remove_node(node, allow_graceful=False)
         lost.append(True)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from pipeline_factories import make_project
 from test_farm_export import EXECUTABLE, KEYS, OPENJD, ROOT
+from waiting import PROCESS_CEILING_S
 
 from tooncrafter_studio.cli.main import run_cli
 from tooncrafter_studio.core.errors import InputError
@@ -51,7 +52,7 @@ def _plan(tmp_path, **request):
 
 
 def _run_take(words: list[str]) -> None:
-    result = subprocess.run(words, capture_output=True, text=True, timeout=300, env=_env())
+    result = subprocess.run(words, capture_output=True, text=True, timeout=PROCESS_CEILING_S, env=_env())
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -121,7 +122,7 @@ def test_submit_deadline_calls_deadlinecommand_from_path(tmp_path):
     out = tmp_path / "job with space"
     write_farm_job(plan, "deadline", out)
     script = out / "submit_deadline.py"
-    missing = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+    missing = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=PROCESS_CEILING_S,
                              env={**_env(), "PATH": str(tmp_path / "empty"), "DEADLINE_PATH": ""})
     assert missing.returncode == 3 and missing.stderr.count("\n") == 1 and "deadlinecommand" in missing.stderr
     # a stand-in deadlinecommand records what it was given (Deadline's client does not install from PyPI)
@@ -131,7 +132,7 @@ def test_submit_deadline_calls_deadlinecommand_from_path(tmp_path):
     fake.write_text(f"#!{sys.executable}\nimport json, sys\n"
                     f"open({str(tmp_path / 'argv.json')!r}, 'w').write(json.dumps(sys.argv[1:]))\n")
     fake.chmod(0o755)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=PROCESS_CEILING_S,
                           env={**_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "argv.json").read_text()) == [
@@ -139,7 +140,7 @@ def test_submit_deadline_calls_deadlinecommand_from_path(tmp_path):
     # with an export job: both submitted at once, the second dependent on the first
     plan.farm.export_dir = r"\\nas\out\shot 010"
     write_farm_job(plan, "deadline", out)
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60,
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=PROCESS_CEILING_S,
                           env={**_env(), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
     assert done.returncode == 0, done.stderr
     argv = json.loads((tmp_path / "argv.json").read_text())
@@ -157,7 +158,7 @@ def _opencue_spec(out: Path, tmp_path: Path, *args) -> ET.Element:
     home = tmp_path / "home"  # pyoutline keeps its session folders under ~/.opencue
     home.mkdir(exist_ok=True)
     result = subprocess.run([sys.executable, str(out / "submit_opencue.py"), "--dry-run", *args], capture_output=True,
-                            text=True, timeout=120, env={**_env(), "HOME": str(home), "SHOW": "anim"})
+                            text=True, timeout=PROCESS_CEILING_S, env={**_env(), "HOME": str(home), "SHOW": "anim"})
     assert result.returncode == 0, result.stderr[-3000:]
     return ET.fromstring(result.stdout[result.stdout.index("<spec>"):])
 
@@ -267,7 +268,7 @@ def test_flamenco_submission_compiles_in_the_job_type(tmp_path):
     try:
         result = subprocess.run([sys.executable, str(out / "submit_flamenco.py"), "--manager",
                                  f"http://127.0.0.1:{server.server_port}"], capture_output=True, text=True,
-                                timeout=60, env=_env())
+                                timeout=PROCESS_CEILING_S, env=_env())
     finally:
         server.shutdown()
         server.server_close()
@@ -280,7 +281,7 @@ def test_flamenco_submission_compiles_in_the_job_type(tmp_path):
     # the Manager compiles the job with the job type: node runs the same script the Manager loads
     (tmp_path / "submitted.json").write_text(json.dumps(body))
     compiled = subprocess.run([NODE, "-e", COMPILE_JOB, str(out / "tooncrafter.js"), str(tmp_path / "submitted.json")],
-                              capture_output=True, text=True, timeout=60)
+                              capture_output=True, text=True, timeout=PROCESS_CEILING_S)
     assert compiled.returncode == 0, compiled.stderr
     found = json.loads(compiled.stdout)
     assert set(body["settings"]) <= set(found["declared"])
@@ -301,7 +302,7 @@ def test_flamenco_submitter_reports_an_unreachable_manager_in_one_line(tmp_path)
     port = server.server_port
     server.server_close()  # nothing listens there now
     result = subprocess.run([sys.executable, str(tmp_path / "job" / "submit_flamenco.py"), "--manager",
-                             f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=60, env=_env())
+                             f"http://127.0.0.1:{port}"], capture_output=True, text=True, timeout=PROCESS_CEILING_S, env=_env())
     assert result.returncode == 3 and result.stderr.count("\n") == 1 and "cannot reach" in result.stderr
 
 
@@ -328,7 +329,7 @@ def test_openjd_bundle_names_and_windows_to_linux_path_mapping(tmp_path):
         {"source_path_format": "POSIX", "source_path": "/Volumes/studio", "destination_path": str(tmp_path / "p")}]}
     result = subprocess.run([OPENJD, "run", str(out / "template.json"), "-p", "ProjectDir=/Volumes/studio/shot",
                              "--path-mapping-rules", json.dumps(rules), "--task-param", "Pair=9:13",
-                             "--task-param", "Seed=4"], capture_output=True, text=True, timeout=300, env=_env())
+                             "--task-param", "Seed=4"], capture_output=True, text=True, timeout=PROCESS_CEILING_S, env=_env())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     (take,) = Project.open(project.folder).shot.takes.values()
     assert take.params["task_id"] == "abc123-9:13-s4"
@@ -346,7 +347,7 @@ def test_openjd_export_step_runs_after_every_task(tmp_path):
     assert [s["name"] for s in template["steps"]] == ["Inbetween", "Export"]
     assert template["steps"][1]["dependencies"] == [{"dependsOn": "Inbetween"}]
     result = subprocess.run([OPENJD, "run", str(out / "template.json"), "-p", f"file://{out / 'job.params.json'}",
-                             "--step", "Export", "--run-dependencies"], capture_output=True, text=True, timeout=600,
+                             "--step", "Export", "--run-dependencies"], capture_output=True, text=True, timeout=PROCESS_CEILING_S,
                             env=_env())
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert len(Project.open(project.folder).shot.takes) == 4  # every task ran before the export

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from pipeline_factories import make_project
+from waiting import PROCESS_CEILING_S
 
 from tooncrafter_studio.pipeline.jobs import segment_job
 from tooncrafter_studio.pipeline.runner import apply_result, run_job
@@ -28,7 +29,7 @@ def _farm_task(folder: Path, pair: str, seed: int) -> None:
     """One farm task, as a farm runs it: its own process, a task id, the flow engine."""
     result = subprocess.run([sys.executable, "-m", "tooncrafter_studio", "generate", str(folder), "--pair", pair,
                              "--seed", str(seed), "--task-id", f"b1-{pair}-s{seed}", "--engine", "flow", "-q"],
-                            capture_output=True, text=True, timeout=300,
+                            capture_output=True, text=True, timeout=PROCESS_CEILING_S,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr
 
@@ -100,5 +101,5 @@ def test_a_farm_label_taken_by_an_unsaved_take_here_gets_the_next_one(studio):
 def test_an_exclusive_command_is_still_refused_while_the_studio_is_open(studio):
     project, _watcher = studio
     result = subprocess.run([sys.executable, "-m", "tooncrafter_studio", "keys", str(project.folder), "--frames", "1,5"],
-                            capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            capture_output=True, text=True, timeout=PROCESS_CEILING_S, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 3 and "ToonCrafter Studio app" in result.stderr

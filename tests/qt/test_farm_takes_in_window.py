@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from waiting import PROCESS_CEILING_S
+
 from tooncrafter_studio.project.commands import SetShotProperties
 from tooncrafter_studio.project.project import Project
 
@@ -18,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _farm_task(folder: Path, pair: str, seed: int) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tooncrafter_studio", "generate", str(folder), "--pair", pair,
                            "--seed", str(seed), "--task-id", f"farm-{pair}-{seed}", "--engine", "flow", "-q"],
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          capture_output=True, text=True, timeout=PROCESS_CEILING_S, env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
 def test_farm_takes_arrive_in_the_open_window(qtbot, window, project_folder):

@@ -45,6 +45,7 @@ _held: dict[Path, int] = {}  # lock file -> claims by this process
 _held_lock = threading.Lock()
 _open: list[Claim] = []  # claims not released yet, for release_all
 _open_lock = threading.Lock()
+MAX_PID = 2**31 - 1  # PIDs are C ints everywhere; a lock file's larger number names no process
 
 
 def _host() -> str:
@@ -61,7 +62,7 @@ def _process_start(pid: int) -> str:
 
 
 def _alive(pid: int, started: str) -> bool:
-    if pid <= 0:
+    if not 0 < pid <= MAX_PID:  # os.kill would overflow on an absurd PID written into a lock file
         return False
     try:
         os.kill(pid, 0)
@@ -165,13 +166,20 @@ def is_stale(owner: dict) -> bool:
     if owner.get("host") != _host():
         return False
     pid = owner.get("pid")
-    return not isinstance(pid, int) or not _alive(pid, str(owner.get("started", "")))
+    valid = isinstance(pid, int) and not isinstance(pid, bool)
+    return not valid or not _alive(pid, str(owner.get("started", ""))[:40])
+
+
+def _clip(value: object, limit: int = 80) -> str:
+    """A lock file's field as one short line: the file is outside text, its fields may be anything."""
+    text = " ".join(str(value).split()) if isinstance(value, (str, int, float)) else "?"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _describe(folder: Path, owner: dict) -> str:
-    what = owner.get("what") or "another program"
-    host, pid = owner.get("host", "?"), owner.get("pid", "?")
-    where = "on this computer" if host == _host() else f"on {host}"
+    what = _clip(owner.get("what") or "another program")
+    host, pid = owner.get("host", "?"), _clip(owner.get("pid", "?"), 20)
+    where = "on this computer" if host == _host() else f"on {_clip(host, 64)}"
     held = owner.get("file") or str(folder / LOCK_FILE)  # the very file that holds the claim
     if host == _host():
         advice = "close it there first"
@@ -180,7 +188,7 @@ def _describe(folder: Path, owner: dict) -> str:
                   f"{int(STALE_SHARED_S // 60)} minutes after, or delete it now")
     else:
         advice = f"close it there first; if that computer crashed, delete {held}"
-    return f"{folder} is open in {what} {where} (process {pid}, since {owner.get('since', '?')}); {advice}."
+    return f"{folder} is open in {what} {where} (process {pid}, since {_clip(owner.get('since', '?'), 40)}); {advice}."
 
 
 @dataclass

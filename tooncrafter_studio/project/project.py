@@ -205,6 +205,16 @@ class Project:
             return []
         return list(shot.takes.values())
 
+    def kept_take_folders(self) -> set[str]:
+        """Names of the folders under takes/ that a take of the shot, one undo/redo can restore, one a
+        running job reserved, one in the recovery copy or one another process (a farm task) registered on disk
+        owns or has frames in."""
+        with self._lock:
+            takes = list(self.shot.takes.values()) + self.stack.referenced_takes()
+            keep = {take.id for take in takes} | self.stack.referenced_take_ids() | self._reserved
+        takes += self._recovery_takes() + self._registered_takes()
+        return keep | {take.id for take in takes} | _take_folders(takes)
+
     def collect_garbage(self, stale_temp_s: float = 3600.0) -> list[str]:
         """Delete take folders that nothing can bring back; returns their names.
 
@@ -220,11 +230,7 @@ class Project:
         if shared_writers(self.folder):  # a farm task may be between writing its take and registering it
             log.info("Not collecting take folders of %s while farm tasks write to it", self.folder)
             return []
-        with self._lock:
-            takes = list(self.shot.takes.values()) + self.stack.referenced_takes()
-            keep = {take.id for take in takes} | self.stack.referenced_take_ids() | self._reserved
-        takes += self._recovery_takes() + self._registered_takes()
-        keep |= _take_folders(takes)
+        keep = self.kept_take_folders()
         removed: list[str] = []
         now = time.time()
         for entry in sorted(takes_dir.iterdir()):
