@@ -23,11 +23,11 @@ import json
 import os
 import re
 from collections.abc import Callable
-from importlib.resources import files
 from pathlib import Path
 
 from ..core.errors import ExportError, InputError
 from ..core.fsio import atomic_write_text
+from ..core.paths import resources_dir
 from .farm_plan import FarmPlan, windows_command_line
 from .farm_text import check_farm_text, json_data, key_value_text
 
@@ -224,7 +224,7 @@ def _safe_name(text: str) -> str:
 
 def _copy_script(out: Path, name: str) -> Path:
     """One of our fixed scripts, copied as it is: it holds no user text (farm_text.py)."""
-    text = files("tooncrafter_studio.resources").joinpath("farm").joinpath(name).read_text(encoding="utf-8")
+    text = (resources_dir() / "farm" / name).read_text(encoding="utf-8")
     atomic_write_text(out / name, text, error=ExportError)
     return out / name
 
