@@ -95,8 +95,6 @@ class FarmPlan:
     def command(self, task: FarmTask, project_dir: str | None = None) -> list[str]:
         return [*self.executable, *self.arguments(task, project_dir)]
 
-    def shell_command(self, task: FarmTask, project_dir: str | None = None) -> str:
-        return shlex.join(self.command(task, project_dir))
 
 
 def _pair_text(span: SegmentSpan) -> str:
