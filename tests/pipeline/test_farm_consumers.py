@@ -352,3 +352,37 @@ def test_openjd_export_step_runs_after_every_task(tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     assert len(Project.open(project.folder).shot.takes) == 4  # every task ran before the export
     assert len(list(exported.glob("*.png"))) == 25  # the whole shot, its new in-betweens included
+
+
+def test_opencue_launch_sends_the_spec_with_only_the_network_call_replaced(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("outline")
+    import importlib.util
+
+    import opencue
+
+    _project, plan = _plan(tmp_path / "p")
+    out = tmp_path / "job"
+    write_farm_job(plan, "opencue", out)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("SHOW", "anim")
+    sent = []
+
+    class _Job:
+        def name(self):
+            return "anim-shot-tooncrafter"
+
+    def launch_spec_and_wait(spec):  # cuebot's gRPC call: the one thing not run here
+        sent.append(spec)
+        return [_Job()]
+
+    monkeypatch.setattr(opencue.api, "launchSpecAndWait", launch_spec_and_wait)
+    loaded = importlib.util.spec_from_file_location("submit_opencue_under_test", out / "submit_opencue.py")
+    script = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(script)
+    assert script.main([]) == 0
+    assert "submitted 4 tasks: anim-shot-tooncrafter" in capsys.readouterr().out
+    (spec,) = sent
+    layers = ET.fromstring(spec[spec.index("<spec>"):]).findall("job/layers/layer")
+    assert [shlex.split(layer.findtext("cmd")) for layer in layers] == [plan.command(t) for t in plan.tasks]
