@@ -468,6 +468,8 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         """Stop playback, cancel jobs and wait for every background thread to finish."""
         self.playback.stop()
         self.autosave_timer.stop()
+        if getattr(self, "farm_timer", None) is not None:
+            self.farm_timer.stop()
         for dialog in self.findChildren(ExportDialog):  # an export still running is cancelled too
             dialog.worker.shutdown()
         self.worker.shutdown()
