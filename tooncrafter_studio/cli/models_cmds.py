@@ -80,7 +80,7 @@ def _expected(config_name: str, keys=None):
 
 
 def _size(n: float) -> str:
-    from ..pipeline.model_download import format_size
+    from ..setup.model_download import format_size
 
     return format_size(n, decimals=2)
 
