@@ -90,6 +90,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("regenerate", "&Regenerate (New Seed)", ("R",), "Generate"),
     CommandSpec("regenerate_rejected", "Regenerate Re&jected Frames", ("Shift+R",), "Generate"),
     CommandSpec("cancel_jobs", "&Cancel All Jobs", ("Ctrl+Shift+X",), "Generate"),
+    CommandSpec("free_gpu_memory", "&Free GPU Memory", (), "Generate",
+                tip="Take the model off the GPU and give the memory back (the next job places it again)"),
     CommandSpec("engine_setup", "ToonCrafter &Engine…", (), "Generate",
                 tip="Install the ToonCrafter engine for your GPU and download the model"),
     CommandSpec("go_to_new_frames", "Go to &New Frames", ("Ctrl+J",), "Generate",

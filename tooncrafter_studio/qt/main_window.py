@@ -237,7 +237,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             "show_log": lambda: (self.docks["log"].show(), self.docks["log"].raise_()),
             "generate": self.generate_selection, "generate_all": self.generate_all,
             "regenerate": self.regenerate, "regenerate_rejected": self.regenerate_rejected,
-            "cancel_jobs": self.worker.cancel_all,
+            "cancel_jobs": self.worker.cancel_all, "free_gpu_memory": self.generation.free_gpu_memory,
             "accept_frame": lambda: self.review_frame(ReviewStatus.ACCEPTED),
             "reject_frame": lambda: self.review_frame(ReviewStatus.REJECTED),
             "reset_frame": lambda: self.review_frame(ReviewStatus.PENDING),

@@ -190,9 +190,13 @@ class Backends:
             self.release()  # nothing fits: give the GPU back rather than hold a half-placed model
             raise
 
-    def get(self, settings: Settings, mode: str) -> Backend:
+    def get(self, settings: Settings, mode: str, sketch_options: SketchOptions | None = None) -> Backend:
+        """The backend placed for `mode` (built when the key changed), with the sketch encoder the
+        options ask for read and placed beside the UNet."""
         if self.injected is not None:
             return self.injected
+        if sketch_options:
+            self.prepare_sketch_encoder(settings, sketch_options)
         key = BackendKey.of(settings, mode, self.sketch_encoder_file or "")
         if self.current is None or self.key != key:
             self.release()
@@ -231,12 +235,11 @@ class Backends:
     def prepare_sketch_encoder(self, settings: Settings, options: SketchOptions) -> dict[str, Any]:
         """Read the sketch encoder the options ask for (once; found next to the model unless named)
         and return its identity; the next backend is built with it."""
-        if self.injected is not None:
-            return {}  # an injected backend gets the hints and does what it can with them
         model = settings.model
         model_path = None
         if model is not None and hasattr(model, "generate") and callable(model):
-            return {"injected": True}  # an injected pipeline brings its own encoder
+            self.sketch_identity = {"injected": True}  # an injected pipeline brings its own encoder
+            return self.sketch_identity
         if not settings.model_is_object:
             model_path = self.model_path(settings)
             model = self.load_file(model_path, settings)

@@ -225,7 +225,6 @@ class ToonCrafterEngine(Engine):
         times = sorted(float(t) for t in request.times)
         started = time.monotonic()
         keys8 = (_to_rgb8(request.start), _to_rgb8(request.end))
-        encoder = self._backends.prepare_sketch_encoder(settings, sketch_options) if sketch_options else None
         mode = self._backends.choose_mode(settings, bool(sketch_options), lambda: self._probe_device(settings)[1])
         run = self._backends.run(settings, mode, lambda run_mode: self._attempt(
             run_mode, settings, times, keys8, progress, cancel, sketch_options), progress)
@@ -254,19 +253,20 @@ class ToonCrafterEngine(Engine):
             "seconds": round(time.monotonic() - started, 3),
         })
         if sketch_options:
-            info["sketches"] = sketches.provenance(sketch_options, run.sketch.get("landings", []), encoder)
+            info["sketches"] = sketches.provenance(sketch_options, run.sketch.get("landings", []),
+                                                   run.sketch.get("sketch_encoder"))
         return InterpolationResult(frames, info)
 
     def _attempt(self, mode: str, settings: Settings, times: list[float], keys8: tuple[np.ndarray, np.ndarray],
                  progress: ProgressCallback, cancel: CancelToken, sketch_options: SketchOptions | None = None) -> _Run:
         """One try at every pass in one memory mode (the OOM retry may call it again, lower)."""
         progress(ProgressEvent("load", 0, 0, f"preparing the model ({mode} memory mode)"))
-        backend = self._backends.get(settings, mode)
+        backend = self._backends.get(settings, mode, sketch_options)
         model_h, model_w = getattr(backend, "model_size", (MODEL_HEIGHT, MODEL_WIDTH))
         h, w = keys8[0].shape[:2]
         plan = plan_fit(w, h, settings.fit, model_w, model_h)
         start_m, end_m = plan.to_model(keys8[0]), plan.to_model(keys8[1])
-        sketch_found: dict[str, Any] = {}
+        sketch_found: dict[str, Any] = {"sketch_encoder": self._backends.sketch_identity} if sketch_options else {}
         extra = self._sketch_kwargs(sketch_options, plan, sketch_found) if sketch_options else None
         frames_at, jobs = self._run_passes(backend, settings, times, start_m, end_m, progress, cancel, extra)
         return _Run(plan, start_m, end_m, frames_at, jobs, mode, sketch_found)
