@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--detect-holds", action="store_true",
                    help="identical consecutive frames become one drawing held longer (animation on 2s, 3s)")
     p.add_argument("--name", default=None, help="shot name (default: the folder name)")
+    p.add_argument("--timing", default=None, metavar="SHEET",
+                   help="time the shot from an XDTS or CSV timing sheet (see `timing import`)")
+    p.add_argument("--track", default=None, metavar="NAME", help="with --timing: the sheet's cell track to use")
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     p.set_defaults(handler=run_new)
 
@@ -106,14 +109,38 @@ def run_new(args: argparse.Namespace) -> int:
 
     if args.fps is not None and not 0.1 <= args.fps <= 1000:
         raise InputError(f"--fps must be between 0.1 and 1000, not {args.fps:g}.")
+    timing = getattr(args, "timing", None)
+    if getattr(args, "track", None) is not None and timing is None:
+        raise InputError("--track chooses a track of the --timing sheet; give --timing SHEET too.")
+    sheet = None
+    if timing is not None:
+        from ..export.sheet_io import read_sheet
+
+        sheet = read_sheet(timing)  # a bad sheet fails before anything is created
     sources = args.source if len(args.source) > 1 else args.source[0]
     kwargs = {"default_fps": args.fps} if args.fps is not None else {}
     with TqdmProgress(quiet=getattr(args, "quiet", False)) as progress:
         result = import_source(sources, detect_holds=args.detect_holds, progress=progress, **kwargs)
+    if sheet is not None:
+        from ..export.sheet_timing import plan_import
+        from ..project.project import shot_from_source
+
+        plan_import(shot_from_source(result.source, result.groups, args.fps), sheet, args.track, args.fps)
     project = new_project(args.project, result.source, result.groups, args.fps, args.name)
     shot = project.shot
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if sheet is not None:
+        from ..export.sheet_timing import plan_import
+        from .timing_cmds import print_plan
+
+        plan = plan_import(shot, sheet, args.track, args.fps)
+        print_plan(plan)
+        for name, (frames, why) in plan.unmatched.items():
+            print(f"warning: no drawing for the sheet's '{name}' (frames {', '.join(map(str, frames[:10]))}): "
+                  f"{why}.", file=sys.stderr)
+        project.push(plan.command())
+        project.save()
     held = sum(1 for cell in shot.cells if cell.length > 1)
     print(f"Created {project.folder}: {shot.frame_count} frames, {len(shot.drawings)} drawings"
           + (f" ({held} held)" if args.detect_holds else "")

@@ -1,0 +1,112 @@
+"""Timing sheets in: a sheet sets the exposures and marks the in-betweens; generating makes exactly
+those frames; the timing exports back to an equal XDTS."""
+
+from __future__ import annotations
+
+import pytest
+
+from tooncrafter_studio.cli.main import run_cli
+from tooncrafter_studio.export.sheet_io import parse_sheet, read_sheet, xdts_sheet_text
+from tooncrafter_studio.export.sheet_timing import plan_import, shot_sheet
+from tooncrafter_studio.export.timing import SheetRow, xdts_text
+from tooncrafter_studio.project.project import open_project
+from tooncrafter_studio.project.resolve import key_spans, resolve_timeline
+from tooncrafter_studio.project.timing_sheet import normalized
+
+from .timing_sheets import make_keys, two_track_sheet, xdts
+
+
+def test_sheet_to_frames_to_equal_xdts(tmp_path, capsys):
+    """The done-criterion, end to end through the CLI and the flow engine."""
+    keys = make_keys(tmp_path / "keys")
+    sheet_path = tmp_path / "cut12.xdts"
+    sheet_path.write_text(xdts(two_track_sheet()), encoding="utf-8")
+    project_dir = tmp_path / "shot"
+    assert run_cli(["new", str(project_dir), "--source", str(keys), "--timing", str(sheet_path), "-q"]) == 0
+    out = capsys.readouterr()
+    assert "Other cell tracks not imported (kept in the sheet): B." in out.out
+    assert "Dialogue 'Serif' (read-only, kept): 3: Hello!." in out.out
+    assert "Camera work 'Camera'" in out.out
+
+    shot = open_project(project_dir).shot
+    labels = [f.label for f in resolve_timeline(shot)]
+    assert labels == ["1"] * 8 + ["2"] * 4 + ["×"] * 2 + ["3"] * 6 + ["1"] * 4
+    spans = {(s.start_frame, s.gap) for s in key_spans(shot)}
+    assert spans == {(1, 8), (9, 6), (15, 6)}
+
+    assert run_cli(["generate", str(project_dir), "--all", "--engine", "flow", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "skipped frames 9-15: the timing sheet marks no in-betweens there." in err
+    shot = open_project(project_dir).shot
+    made = sorted((span.start_frame + f.offset, round(f.time, 6)) for span in key_spans(shot)
+                  for seg in [shot.segments.get(span.key)] if seg and seg.active_take
+                  for f in shot.takes[seg.active_take].frames)
+    assert made == [(3, 0.25), (5, 0.5), (7, 0.75), (18, 0.5)]  # exactly the marked frames
+    resolved = resolve_timeline(shot)
+    assert [f.frame for f in resolved if f.kind == "inbetween" and f.new_drawing] == [3, 5, 7, 18]
+
+    back = tmp_path / "back.xdts"
+    assert run_cli(["timing", "export", str(project_dir), str(back)]) == 0
+    assert normalized(read_sheet(back)) == normalized(read_sheet(sheet_path))
+
+
+def test_import_is_one_undoable_step(tmp_path):
+    keys = make_keys(tmp_path / "keys")
+    assert run_cli(["new", str(tmp_path / "shot"), "--source", str(keys), "-q"]) == 0
+    project = open_project(tmp_path / "shot")
+    before = project.to_dict()
+    plan = plan_import(project.shot, parse_sheet(xdts(two_track_sheet()), "cut12.xdts"))
+    assert (plan.inbetweens, len(plan.keys), plan.empties) == (4, 3, 2)
+    project.push(plan.command())
+    assert project.shot.frame_count == 24 and project.shot.sheet is not None
+    assert project.stack.undo_label == "Import timing sheet (A)"
+    project.undo()
+    assert project.to_dict() == before
+    project.redo()
+    assert normalized(shot_sheet(project.shot)) == normalized(plan.sheet)
+
+
+def test_second_track_and_unmatched_names(tmp_path):
+    keys = make_keys(tmp_path / "keys", ("A_0001", "A_0002", "B_0001"))
+    files = [arg for path in sorted(keys.iterdir()) for arg in ("--source", str(path))]
+    assert run_cli(["new", str(tmp_path / "shot"), *files, "-q"]) == 0
+    project = open_project(tmp_path / "shot")
+    plan = plan_import(project.shot, parse_sheet(xdts(two_track_sheet()), "cut12.xdts"), "B")
+    # B_0002 was never drawn: A_0002 is not taken for it
+    assert plan.unmatched == {"2": ([7], "drawings of 2 families are numbered 2 and none is named after the track 'B'")}
+    assert plan.matched == {"1": "d0003"}  # a bare number prefers the track's own prefix
+    assert plan.other_tracks == ["A"]
+    project.push(plan.command())
+    assert [f.label for f in resolve_timeline(project.shot)][:13] == ["1"] * 6 + ["2"] * 6 + ["×"]
+    with pytest.raises(Exception, match="no cell track 'C'"):
+        plan_import(project.shot, parse_sheet(xdts(two_track_sheet()), "cut12.xdts"), "C")
+
+
+def test_our_xdts_writer_round_trips():
+    rows = [SheetRow(i + 1, d, "", "", "key", "source", "s", 0, "", "") for i, d in
+            enumerate(["1001", "1002", "1002", "1003"])]
+    sheet = parse_sheet(xdts_text(rows, "walk"), "walk.xdts")
+    assert [(e.frame, e.value) for e in sheet.cell_track().entries] == [(0, "1001"), (1, "1002"), (3, "1003")]
+    again = parse_sheet(xdts_sheet_text(sheet), "again.xdts")
+    assert normalized(again) == normalized(sheet)
+    full = parse_sheet(xdts(two_track_sheet()), "cut12.xdts")
+    assert normalized(parse_sheet(xdts_sheet_text(full), "x.xdts")) == normalized(full)
+
+
+def test_csv_layouts_chosen_by_header():
+    frame_csv = "Frame,A,B,Dialogue\n1,1,1,Hi\n2,,,\n3,○,x,\n4,,,\n5,2,,Bye\n"
+    sheet = parse_sheet(frame_csv.encode(), "cut.csv")
+    assert sheet.source_format == "csv-frame"
+    a = sheet.cell_track("A")
+    assert [(e.frame, e.value) for e in a.entries] == [(0, "1"), (2, "SYMBOL_TICK_1"), (4, "2")]
+    assert [(e.frame, e.value) for e in sheet.cell_track("B").entries] == [(0, "1"), (2, "SYMBOL_NULL_CELL")]
+    assert [(t.field_id, t.name) for t in sheet.other_tracks] == [(3, "Dialogue")]
+    tvpaint = ('"UTF-8, TVPaint, ""CSV 1.0"""\n"Width","Height","Framerate"\n"64","48","12.000"\n'
+               '"#Layers","Char"\n"#Density","1.0"\n"#00000","1"\n"#00001",""\n"#00002","SYMBOL_TICK_1"\n'
+               '"#00003","2"\n')
+    sheet = parse_sheet(tvpaint.encode(), "tv.csv")
+    assert (sheet.source_format, sheet.fps, sheet.duration) == ("csv-tvpaint", 12.0, 4)
+    assert [(e.frame, e.value) for e in sheet.cell_track("Char").entries] == [(0, "1"), (2, "SYMBOL_TICK_1"),
+                                                                               (3, "2")]
+    with pytest.raises(Exception, match="not a timing sheet this app reads"):
+        parse_sheet(b"a,b\n1,2\n", "other.csv")
