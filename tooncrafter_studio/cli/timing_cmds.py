@@ -42,9 +42,9 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
-def print_plan(plan, out=sys.stdout) -> None:
+def print_plan(plan) -> None:
     for line in plan.summary():
-        print(line, file=out)
+        print(line)
 
 
 def run_import(args: argparse.Namespace) -> int:
