@@ -122,19 +122,18 @@ def run_new(args: argparse.Namespace) -> int:
     with TqdmProgress(quiet=getattr(args, "quiet", False)) as progress:
         result = import_source(sources, detect_holds=args.detect_holds, progress=progress, **kwargs)
     if sheet is not None:
-        from ..export.sheet_timing import plan_import
         from ..project.project import shot_from_source
+        from .timing_cmds import plan_for
 
-        plan_import(shot_from_source(result.source, result.groups, args.fps), sheet, args.track, args.fps)
+        plan_for(shot_from_source(result.source, result.groups, args.fps), sheet, timing, args.track, args.fps)
     project = new_project(args.project, result.source, result.groups, args.fps, args.name)
     shot = project.shot
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if sheet is not None:
-        from ..export.sheet_timing import plan_import
-        from .timing_cmds import print_plan
+        from .timing_cmds import plan_for, print_plan
 
-        plan = plan_import(shot, sheet, args.track, args.fps)
+        plan = plan_for(shot, sheet, timing, args.track, args.fps)
         print_plan(plan)
         for name, (frames, why) in plan.unmatched.items():
             print(f"warning: no drawing for the sheet's '{name}' (frames {', '.join(map(str, frames[:10]))}): "

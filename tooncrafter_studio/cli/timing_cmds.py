@@ -42,6 +42,16 @@ def _usage(parser: argparse.ArgumentParser) -> int:
     return 2
 
 
+def plan_for(shot, sheet, sheet_path: str, track: str | None, fps: float | None):
+    """The import plan; its errors name the sheet."""
+    from ..export.sheet_timing import plan_import
+
+    try:
+        return plan_import(shot, sheet, track, fps)
+    except InputError as exc:
+        raise InputError(f"{Path(sheet_path).name}: {exc}") from None
+
+
 def print_plan(plan) -> None:
     for line in plan.summary():
         print(line)
@@ -49,12 +59,11 @@ def print_plan(plan) -> None:
 
 def run_import(args: argparse.Namespace) -> int:
     from ..export.sheet_io import read_sheet
-    from ..export.sheet_timing import plan_import
     from .project_cmds import open_for_editing
 
     sheet = read_sheet(args.sheet)  # a bad sheet fails before the project is touched
     project = open_for_editing(args.project, "timing import")
-    plan = plan_import(project.shot, sheet, args.track, args.fps)
+    plan = plan_for(project.shot, sheet, args.sheet, args.track, args.fps)
     print_plan(plan)
     for name, (frames, why) in plan.unmatched.items():
         print(f"warning: no drawing for the sheet's '{name}' (frames {', '.join(map(str, frames[:10]))}): {why}.",

@@ -33,7 +33,7 @@ FIELD_NAMES = {FIELD_CELL: "cells", FIELD_DIALOGUE: "dialogue", FIELD_CAMERA: "c
 # Limits of a sheet (a real one is a few hundred entries; these leave room for a feature film's cut).
 MAX_SHEET_FILE_BYTES = 16 << 20
 MAX_SHEET_TRACKS = 1000
-MAX_SHEET_ENTRIES = 500_000  # entries of all tracks together
+MAX_SHEET_ENTRIES = 200_000  # entries of all tracks together (16 MiB holds about 400,000)
 MAX_SHEET_VALUES = 16  # values of one entry
 MAX_SHEET_TEXT = 1000  # characters of one value or name
 MAX_SHEET_DEPTH = 32  # nesting of the XDTS JSON (a real file is 12 deep)
