@@ -344,3 +344,34 @@ def _with_marks(runs: list[Exposure], marks: dict[int, str]) -> list[Exposure]:
 
 __all__ = ["FIELD_CAMERA", "FIELD_CELL", "FIELD_DIALOGUE", "DrawingIndex", "TimingPlan", "import_timing",
            "plan_import", "shot_sheet"]
+
+
+@dataclass(frozen=True)
+class TimelineNotes:
+    """What the timeline shows of a sheet, read-only: the marks above the cells (1-based frame ->
+    ○ in-between to make, ● reverse sheet) and a row per dialogue / camera-work track."""
+
+    marks: dict[int, str]
+    rows: list[tuple[str, dict[int, str]]]  # (title, 1-based frame -> text where an entry starts)
+
+
+def timeline_notes(shot: Shot | None) -> TimelineNotes:
+    if shot is None:
+        return TimelineNotes({}, [])
+    marks: dict[int, str] = {}
+    for span in key_spans(shot):
+        segment = shot.segments.get(span.key)
+        for offset in (segment.settings.offsets or []) if segment is not None else []:
+            if 0 < offset < span.gap:
+                marks[span.start_frame + offset] = "○"
+    rows: list[tuple[str, dict[int, str]]] = []
+    if shot.sheet is not None:
+        chosen = next((t for t in shot.sheet.cell_tracks if t.name == shot.sheet_track), None)
+        if chosen is not None:
+            for run in exposures(chosen, shot.sheet.duration):
+                if run.kind == "reverse" and run.start < shot.frame_count:
+                    marks.setdefault(run.start + 1, "●")
+        for track in shot.sheet.other_tracks:
+            title = f"{FIELD_NAMES.get(track.field_id, 'field ' + str(track.field_id)).capitalize()}: {track.name}"
+            rows.append((title, {e.frame + 1: " ".join(e.values) for e in track.entries}))
+    return TimelineNotes(marks, rows)

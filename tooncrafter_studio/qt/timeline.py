@@ -1,6 +1,7 @@
 """The exposure sheet across the bottom of the window, painted by hand (Pencil2D / OpenToonz style).
 
-Rows, top to bottom: frame numbers; cells (one box per exposure, holds drawn as one extended
+Rows, top to bottom: frame numbers; the read-only rows of an imported timing sheet (dialogue, camera
+work), if any; cells (one box per exposure, with the sheet's ○ in-between and ● reverse marks on top, holds drawn as one extended
 cell, thumbnail when there is room); segments (the key pairs, click to select one). Keys carry a
 marker; in-betweens are filled by review status so a generated drawing can never pass for a
 hand-drawn one. Painting only reads `resolve_timeline` output and cached thumbnails: a missing
@@ -21,6 +22,7 @@ from .thumbnails import ImageLoader
 
 RULER_H = 20
 SEGMENT_H = 14
+NOTE_H = 16  # a read-only row of an imported timing sheet (dialogue, camera work)
 CELL_PAD = 3
 MIN_FRAME_W = 4.0
 MAX_FRAME_W = 160.0
@@ -44,6 +46,9 @@ COLORS = {
     "text": QColor(240, 240, 240),
     "missing": QColor(255, 90, 90),
     "sketch": QColor(150, 150, 160),
+    "note_row": QColor(46, 46, 52),
+    "note": QColor(120, 96, 150),
+    "sheet_mark": QColor(255, 236, 160),
 }
 
 
@@ -117,6 +122,8 @@ class TimelineView(QAbstractScrollArea):
             loader.failed.connect(lambda *_: self.viewport().update())
         self.paint_count = 0
         self.sketch_frames: set[int] = set()  # the sketch row: in-between cells with a sketch
+        self.sheet_marks: dict[int, str] = {}  # frame -> ○ / ● from the imported timing sheet
+        self.note_rows: list[tuple[str, dict[int, str]]] = []  # read-only sheet rows: (title, frame -> text)
         self.setAcceptDrops(True)
 
     def sizeHint(self) -> QSize:
@@ -133,6 +140,13 @@ class TimelineView(QAbstractScrollArea):
             first, last = self.selection
             self.selection = (min(first, count), min(last, count))
         self._update_scroll_range()
+        self.viewport().update()
+
+    def set_sheet_notes(self, marks: dict[int, str], rows: list[tuple[str, dict[int, str]]]) -> None:
+        """The imported sheet's marks and read-only rows (shown, never edited here)."""
+        self.sheet_marks = dict(marks)
+        self.note_rows = list(rows)
+        self.setMinimumHeight(110 + NOTE_H * len(self.note_rows))
         self.viewport().update()
 
     @property
@@ -169,7 +183,8 @@ class TimelineView(QAbstractScrollArea):
 
     def cell_rect(self) -> QRect:
         height = self.viewport().height()
-        return QRect(0, RULER_H, self.viewport().width(), height - RULER_H - SEGMENT_H)
+        notes = NOTE_H * len(self.note_rows)
+        return QRect(0, RULER_H + notes, self.viewport().width(), height - RULER_H - notes - SEGMENT_H)
 
     def visible_frames(self) -> tuple[int, int]:
         first = self.frame_at(0)
@@ -351,7 +366,9 @@ class TimelineView(QAbstractScrollArea):
         first = self.frame_at(clip.left())
         last = self.frame_at(clip.right())
         self._paint_ruler(painter, first, last)
+        self._paint_note_rows(painter, first, last)
         self._paint_cells(painter, first, last)
+        self._paint_sheet_marks(painter, first, last)
         self._paint_segments(painter, first, last)
         self._paint_sketch_row(painter, first, last)
         self._paint_selection(painter)
@@ -447,6 +464,45 @@ class TimelineView(QAbstractScrollArea):
                                                         int(rect.width() - 4))
                 painter.drawText(QRectF(rect.left() + 2, rect.bottom() - 15, rect.width() - 4, 12),
                                  Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)
+
+    def _paint_note_rows(self, painter: QPainter, first: int, last: int) -> None:
+        """Dialogue and camera work of the imported sheet: each entry from its frame to the next."""
+        font = QFont(painter.font())
+        font.setPixelSize(10)
+        painter.setFont(font)
+        for row, (title, entries) in enumerate(self.note_rows):
+            top = RULER_H + row * NOTE_H
+            painter.fillRect(QRectF(0, top, self.viewport().width(), NOTE_H), COLORS["note_row"])
+            starts = sorted(entries)
+            for i, frame in enumerate(starts):
+                end = starts[i + 1] if i + 1 < len(starts) else self.frame_count + 1
+                if end <= first or frame > last:
+                    continue
+                x0, x1 = self.frame_x(frame), self.frame_x(end)
+                rect = QRectF(x0 + 1, top + 2, max(2.0, x1 - x0 - 2), NOTE_H - 4)
+                painter.fillRect(rect, COLORS["note"])
+                painter.setPen(COLORS["text"])
+                text = painter.fontMetrics().elidedText(entries[frame], Qt.TextElideMode.ElideRight,
+                                                        int(max(0.0, rect.width() - 4)))
+                painter.drawText(rect.adjusted(2, 0, -2, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                                 text)
+            painter.setPen(COLORS["ruler_text"])
+            painter.drawText(QRectF(self.viewport().width() - 160, top, 156, NOTE_H),
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, title)
+
+    def _paint_sheet_marks(self, painter: QPainter, first: int, last: int) -> None:
+        """The sheet's in-between (○) and reverse (●) marks on top of the cells they fall in."""
+        if not self.sheet_marks:
+            return
+        font = QFont(painter.font())
+        font.setPixelSize(12)
+        font.setBold(True)
+        painter.setFont(font)
+        painter.setPen(COLORS["sheet_mark"])
+        top = self.cell_rect().top() + CELL_PAD + 1
+        for frame in sorted(f for f in self.sheet_marks if first <= f <= last):
+            painter.drawText(QRectF(self.frame_x(frame), top, self.frame_w, 14), Qt.AlignmentFlag.AlignCenter,
+                             self.sheet_marks[frame])
 
     def _paint_segments(self, painter: QPainter, first: int, last: int) -> None:
         top = self.viewport().height() - SEGMENT_H
