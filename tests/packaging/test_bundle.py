@@ -59,7 +59,7 @@ def test_the_bundle_has_no_torch_and_carries_what_it_needs(bundle):
     assert not (internal / "torch").exists() and not list(internal.glob("libtorch*"))
     assert (internal / "tooncrafter_studio" / "resources" / "sample_shot" / "project.json").exists()
     assert (internal / "worker_src" / "tooncrafter_studio" / "engines" / "worker.py").exists()
-    assert (internal / "worker_src" / "tooncrafter_studio" / "diffusion" / "pipeline.py").exists()
+    assert (internal / "worker_src" / "tooncrafter_studio" / "diffusion" / "run" / "pipeline.py").exists()
     assert (internal / "LICENSE").exists() and "numpy" in (internal / "THIRD_PARTY_NOTICES.txt").read_text()
     assert list((internal / "uv").glob("uv*"))
 
@@ -98,7 +98,7 @@ def test_engine_install_plan_uses_the_bundled_uv(bundle, env):
 
 
 def test_models_download_works_frozen(bundle, env, tmp_path):
-    sys.path.insert(0, str(TESTS / "pipeline"))
+    sys.path.insert(0, str(TESTS / "setup"))
     from hub_server import HubServer
 
     payload = os.urandom(300_000)
@@ -128,7 +128,7 @@ def test_the_shipped_worker_sources_run_an_engine(bundle):
 def test_the_frozen_app_runs_tooncrafter_in_the_engine_environment(bundle, env, tmp_path):
     """With a ready engine environment (here: a stand-in whose python is this test's, which has torch)
     the frozen app, which has no torch, reaches the ToonCrafter engine through the worker."""
-    from tooncrafter_studio.core.engine_env import ENV_DIR_ENV, MARKER_FILE
+    from tooncrafter_studio.setup.engine_env import ENV_DIR_ENV, MARKER_FILE
 
     engine_env = tmp_path / "engine-env"
     python = engine_env / "bin" / "python"

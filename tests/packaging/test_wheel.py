@@ -95,7 +95,7 @@ def test_the_installed_app_opens_the_sample_shot(installed):
 
 def test_an_installed_wheel_gives_the_worker_a_folder_with_only_our_package(installed):
     """site-packages must not shadow the engine environment's packages: the worker gets a copy."""
-    found = _run(installed["python"], "-c", "from tooncrafter_studio.core.engine_env import package_source_root; "
+    found = _run(installed["python"], "-c", "from tooncrafter_studio.setup.engine_env import package_source_root; "
                  "print(package_source_root())", env=installed["env"])
     root = Path(found.stdout.strip())
     assert root.is_relative_to(installed["work"] / "home") and [p.name for p in root.iterdir()] == ["tooncrafter_studio"]

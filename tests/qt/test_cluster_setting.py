@@ -12,7 +12,7 @@ from tooncrafter_studio.core.settings import Settings
 from tooncrafter_studio.engines.registry import create_engine
 from tooncrafter_studio.pipeline import cluster_ray
 from tooncrafter_studio.pipeline.runner import run_job
-from tooncrafter_studio.qt.settings_dialog import SettingsDialog
+from tooncrafter_studio.qt.dialogs.settings import SettingsDialog
 
 
 def test_settings_dialog_keeps_the_cluster_address(qtbot):

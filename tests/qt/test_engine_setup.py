@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QMessageBox
 
-from tooncrafter_studio.core import engine_env
-from tooncrafter_studio.pipeline import engine_install as ei
-from tooncrafter_studio.qt.engine_setup import EngineSetupDialog
+from tooncrafter_studio.qt.dialogs.engine_setup import EngineSetupDialog
+from tooncrafter_studio.setup import engine_env
+from tooncrafter_studio.setup import engine_install as ei
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "setup"))
 from hub_server import HubServer  # noqa: E402
 
 

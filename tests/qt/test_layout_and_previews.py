@@ -144,7 +144,7 @@ def test_copy_diagnostics_names_the_model_file_checked_off_the_ui_thread(qtbot, 
     line = next(line for line in text.splitlines() if line.startswith("Model file: "))
     assert str(model) in line and f"{model.stat().st_size:,} bytes" in line
     if importlib.util.find_spec("torch") is not None:
-        from tooncrafter_studio.diffusion.checkpoint import identify
+        from tooncrafter_studio.diffusion.weights.checkpoint import identify
 
         assert f"fingerprint {identify(model).fingerprint}" in line
     else:

@@ -21,7 +21,7 @@ from tooncrafter_studio.media import read_image
 from tooncrafter_studio.project.commands import SetSegmentSettings
 from tooncrafter_studio.project.document import ReviewStatus
 from tooncrafter_studio.project.resolve import ImageRef
-from tooncrafter_studio.qt.jobs_panel import format_eta
+from tooncrafter_studio.qt.panels.jobs import format_eta
 
 HERE = Path(__file__).resolve().parent
 

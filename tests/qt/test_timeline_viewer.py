@@ -13,10 +13,10 @@ from qt_helpers import make_shot
 
 from tooncrafter_studio.project.document import ReviewStatus, Take, TakeFrame
 from tooncrafter_studio.project.resolve import ImageRef, key_spans, resolve_timeline
-from tooncrafter_studio.qt.frames import FrameProvider
-from tooncrafter_studio.qt.thumbnails import DisplayImage, ImageLoader
-from tooncrafter_studio.qt.timeline import COLORS, RULER_H, TimelineView, runs_of
-from tooncrafter_studio.qt.viewer import Playback, ViewerWidget, onion_opacities, tinted
+from tooncrafter_studio.qt.widgets.frames import FrameProvider
+from tooncrafter_studio.qt.widgets.thumbnails import DisplayImage, ImageLoader
+from tooncrafter_studio.qt.widgets.timeline import COLORS, RULER_H, TimelineView, runs_of
+from tooncrafter_studio.qt.widgets.viewer import Playback, ViewerWidget, onion_opacities, tinted
 
 
 class BlockingProvider:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from tooncrafter_studio.project.resolve import resolve_timeline
-from tooncrafter_studio.qt.timing_dialog import TimingSheetDialog
+from tooncrafter_studio.qt.dialogs.timing_sheet import TimingSheetDialog
 
 IDENTIFIER = "exchangeDigitalTimeSheet Save Data"
 

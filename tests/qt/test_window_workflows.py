@@ -361,7 +361,7 @@ def test_run_app_opens_a_project_and_returns_an_exit_code(project_folder, tmp_pa
 def test_export_runs_in_the_background_and_can_be_cancelled(qtbot, window, project_folder, tmp_path,
                                                             monkeypatch):
     from tooncrafter_studio.core.progress import StageReporter
-    from tooncrafter_studio.qt import export_dialog
+    from tooncrafter_studio.qt.dialogs import export as export_dialog
 
     calls = []
 
@@ -432,7 +432,7 @@ def test_new_project_from_a_sequence_pattern(qtbot, window, project_folder, tmp_
 def test_closing_the_window_during_an_export_stops_it(qtbot, project_folder, tmp_path, monkeypatch):
     from tooncrafter_studio.core.progress import StageReporter
     from tooncrafter_studio.core.settings import Settings
-    from tooncrafter_studio.qt import export_dialog
+    from tooncrafter_studio.qt.dialogs import export as export_dialog
     from tooncrafter_studio.qt.main_window import MainWindow
 
     def slow_export(folder, shot, options, progress, cancel):

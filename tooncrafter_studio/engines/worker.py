@@ -1,7 +1,7 @@
 """An engine in another Python process: the JSON-lines protocol, the worker and its client.
 
 The frozen app carries no torch; the ToonCrafter engine runs in the private environment's
-interpreter (core/engine_env.py) as a worker process:
+interpreter (setup/engine_env.py) as a worker process:
 
     <env python> -m tooncrafter_studio.engines.worker ENGINE_ID      (our sources on PYTHONPATH)
 

@@ -18,7 +18,7 @@ from ..core.paths import resources_dir, user_data_dir, user_log_dir
 from ..media import import_source
 from ..project.project import PROJECT_FILE, Project, find_recovery, new_project, recover
 from ..project.relink import RelinkSources, missing_drawings, relink_plan
-from .pattern_dialog import PatternDialog
+from .dialogs.pattern import PatternDialog
 from .worker import Task
 
 log = logging.getLogger(__name__)

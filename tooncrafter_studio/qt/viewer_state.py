@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from ..core.progress import ProgressEvent
 from ..project.resolve import ImageRef, ResolvedFrame
-from .sketch_row import sketch_layer
-from .thumbnails import DisplayImage
-from .timeline import COLORS
-from .viewer import (
+from .widgets.sketch_row import sketch_layer
+from .widgets.thumbnails import DisplayImage
+from .widgets.timeline import COLORS
+from .widgets.viewer import (
     LIGHT_TABLE_A,
     LIGHT_TABLE_B,
     ONION_AFTER,
