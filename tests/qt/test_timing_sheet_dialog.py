@@ -27,7 +27,7 @@ def write_sheet(path):
     return path
 
 
-def test_import_timing_sheet_from_the_file_menu(qtbot, window, project_folder, tmp_path):
+def test_import_timing_sheet_from_the_file_menu(qtbot, window, project_folder, tmp_path, monkeypatch):
     window.open_project(project_folder)
     before_frames = window.session.shot.frame_count
     sheet = write_sheet(tmp_path / "c1.xdts")
@@ -47,6 +47,10 @@ def test_import_timing_sheet_from_the_file_menu(qtbot, window, project_folder, t
     assert [f.label for f in resolve_timeline(shot)] == ["1"] * 6 + ["2"] * 4 + ["×"] * 2 + ["3"] * 4
     assert window.timeline.sheet_marks == {3: "○", 5: "○", 10: "●"}
     assert window.timeline.note_rows == [("Dialogue: Serif", {2: "Hey!", 6: "Wait"})]
+    asked = []
+    monkeypatch.setattr(window.generation, "generate", lambda spans, **kw: asked.append(spans))
+    window.actions.trigger("generate_all")  # only the pair the sheet marks in-betweens for
+    assert [(s.start_frame, s.gap) for s in asked[0]] == [(1, 6)]
     assert window.session.project.stack.undo_label == "Import timing sheet (A)"
     window.session.undo()
     assert window.session.shot.frame_count == before_frames and window.session.shot.sheet is None

@@ -20,10 +20,6 @@ XDTS_IDENTIFIER = "exchangeDigitalTimeSheet Save Data"
 XDTS_VERSION = 5
 XDTS_FIELD_CELL = 0
 SYMBOL_NULL_CELL = "SYMBOL_NULL_CELL"
-SYMBOL_TICK_1 = "SYMBOL_TICK_1"
-SYMBOL_TICK_2 = "SYMBOL_TICK_2"
-SYMBOL_HYPHEN = "SYMBOL_HYPHEN"
-_SYMBOLS = {SYMBOL_NULL_CELL, SYMBOL_TICK_1, SYMBOL_TICK_2, SYMBOL_HYPHEN}
 
 CSV_COLUMNS = ("frame", "drawing", "file", "label", "kind", "image", "image_id", "image_index", "status", "note")
 
@@ -86,36 +82,21 @@ def xdts_text(rows: list[SheetRow], track_name: str, cut: str = "1", scene: str 
 
 
 def parse_xdts(text: str) -> dict[str, list[str | None]]:
-    """Per cell track name, the value shown on each frame (None for an empty cell).
+    """Per cell track name, the drawing shown on each frame (None for an empty cell), read by the full
+    reader (sheet_io.py): a value holds until the next entry; marks and hyphens keep the drawing before."""
+    from ..project.timing_sheet import exposures
+    from .sheet_io import parse_sheet
 
-    Follows the readers' rule: a value holds until the next entry; symbols other than the null
-    cell (tick marks, hyphen) keep the previous drawing.
-    """
-    first, _, rest = text.partition("\n")
-    if first.strip() != XDTS_IDENTIFIER:
-        raise ValueError("not an XDTS file (missing the identifier line)")
-    document = json.loads(rest)
-    if not isinstance(document.get("version"), int):
-        raise ValueError("XDTS without a version")
+    sheet = parse_sheet(text, "XDTS text")
     result: dict[str, list[str | None]] = {}
-    for table in document["timeTables"]:
-        duration = int(table["duration"])
-        names = next((h["names"] for h in table.get("timeTableHeaders", []) if h["fieldId"] == XDTS_FIELD_CELL), [])
-        for field in table.get("fields", []):
-            if field["fieldId"] != XDTS_FIELD_CELL:
-                continue
-            for track in field["tracks"]:
-                shown: list[str | None] = [None] * duration
-                entries = sorted(track["frames"], key=lambda f: f["frame"])
-                current: str | None = None
-                for i, entry in enumerate(entries):
-                    value = entry["data"][0]["values"][0]
-                    if value == SYMBOL_NULL_CELL:
-                        current = None
-                    elif value not in _SYMBOLS:
-                        current = value
-                    end = entries[i + 1]["frame"] if i + 1 < len(entries) else duration
-                    for f in range(max(0, entry["frame"]), min(end, duration)):
-                        shown[f] = current
-                result[names[track["trackNo"]]] = shown
+    for track in sheet.cell_tracks:
+        shown: list[str | None] = []
+        current: str | None = None
+        for run in exposures(track, sheet.duration):
+            if run.kind == "drawing":
+                current = run.name
+            elif run.kind == "empty":
+                current = None
+            shown += [current] * run.length
+        result[track.name] = shown
     return result
