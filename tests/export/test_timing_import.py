@@ -110,3 +110,25 @@ def test_csv_layouts_chosen_by_header():
                                                                                (3, "2")]
     with pytest.raises(Exception, match="not a timing sheet this app reads"):
         parse_sheet(b"a,b\n1,2\n", "other.csv")
+
+
+def test_otio_export_read_by_opentimelineio(tmp_path):
+    otio = pytest.importorskip("opentimelineio")
+    keys = make_keys(tmp_path / "keys")
+    sheet_path = tmp_path / "cut12.xdts"
+    sheet_path.write_text(xdts(two_track_sheet()), encoding="utf-8")
+    project_dir = tmp_path / "shot"
+    assert run_cli(["new", str(project_dir), "--source", str(keys), "--timing", str(sheet_path), "--fps", "12",
+                    "-q"]) == 0
+    out = tmp_path / "cut12.otio"
+    assert run_cli(["timing", "export", str(project_dir), str(out)]) == 0
+    timeline = otio.adapters.read_from_file(str(out))
+    track = timeline.tracks[0]
+    assert track.name == "A" and track.duration().to_frames() == 24 and track.duration().rate == 12
+    items = [(type(i).__name__, i.name if isinstance(i, otio.schema.Clip) else "", i.duration().to_frames())
+             for i in track]
+    assert items == [("Clip", "1", 8), ("Clip", "2", 4), ("Gap", "", 2), ("Clip", "3", 6), ("Clip", "1", 4)]
+    assert track[0].media_reference.target_url.endswith("/keys/A_0001.png")
+    marks = sorted((int(m.marked_range.start_time.to_frames()), m.name) for m in track.markers)
+    assert marks == [(0, "FI"), (2, "Hello!"), (2, "in-between"), (4, "in-between"), (6, "in-between"),
+                     (17, "in-between")]

@@ -28,11 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
     q.set_defaults(handler=run_import)
 
-    q = sub.add_parser("export", help="write the shot's timing as an XDTS sheet",
+    q = sub.add_parser("export", help="write the shot's timing as an XDTS sheet (or an OpenTimelineIO timeline)",
                        description="Write the cells, holds, empty cells and in-between marks of the shot as an "
-                                   "XDTS sheet, with the tracks, dialogue and camera work of an imported sheet.")
+                                   "XDTS sheet, with the tracks, dialogue and camera work of an imported sheet. "
+                                   "A name ending in .otio writes an OpenTimelineIO timeline for editorial "
+                                   "(the editorial extra).")
     q.add_argument("project", metavar="PROJECT_DIR")
-    q.add_argument("out", metavar="OUT.xdts")
+    q.add_argument("out", metavar="OUT.xdts|OUT.otio")
     q.add_argument("--overwrite", action="store_true", help="replace an existing file")
     q.set_defaults(handler=run_export)
 
@@ -90,7 +92,15 @@ def run_export(args: argparse.Namespace) -> int:
         raise InputError(f"{out} exists; add --overwrite to replace it.")
     if out.is_dir():
         raise InputError(f"{out} is a folder; give a file name ending in .xdts.")
+    if out.suffix.lower() not in (".xdts", ".otio"):
+        raise InputError(f"{out.name}: name the file .xdts (a timing sheet) or .otio (OpenTimelineIO).")
     project = open_project(args.project)
+    if out.suffix.lower() == ".otio":
+        from ..export.otio_export import otio_text
+
+        atomic_write_text(out, otio_text(project.shot, project.folder), error=ExportError)
+        print(f"Wrote {out}: {project.shot.frame_count} frames at {project.shot.fps:g} fps.")
+        return 0
     sheet = shot_sheet(project.shot)
     atomic_write_text(out, xdts_sheet_text(sheet), error=ExportError)
     print(f"Wrote {out}: {sheet.duration} frames, {len(sheet.tracks)} track{'s' if len(sheet.tracks) != 1 else ''}.")
