@@ -30,6 +30,10 @@ from ..project.timing_sheet import (
     FIELD_CELL,
     FIELD_DIALOGUE,
     FIELD_NAMES,
+    SYMBOL_HYPHEN,
+    SYMBOL_NULL_CELL,
+    SYMBOL_TICK_1,
+    SYMBOL_TICK_2,
     Exposure,
     Sheet,
     SheetTrack,
@@ -255,13 +259,21 @@ def plan_import(shot: Shot, sheet: Sheet, track_name: str | None = None, fps: fl
     plan.other_tracks = [t.name for t in sheet.cell_tracks if t is not track]
     for other in sheet.other_tracks:
         what = FIELD_NAMES.get(other.field_id, f"field {other.field_id}")
-        shown = ", ".join(f"{e.frame + 1}: {' '.join(e.values)}" for e in other.entries[:6])
+        shown = ", ".join(f"{e.frame + 1}: {_shown(e.values)}" for e in other.entries[:6])
         more = f" and {len(other.entries) - 6} more" if len(other.entries) > 6 else ""
         plan.notes.append(f"{what.capitalize()} '{other.name}' (read-only, kept): {shown or 'no entries'}{more}.")
     plan.notes += list(sheet.notes)
     if plan.fps is None:
-        plan.notes.append(f"The sheet has no frame rate; the shot keeps {shot.fps:g} fps (--fps sets one).")
+        plan.notes.append(f"The sheet has no frame rate; the shot keeps {shot.fps:g} fps unless one is set.")
     return plan
+
+
+def _shown(values: tuple[str, ...]) -> str:
+    """A field entry as a sheet prints it: symbols as their marks."""
+    return " ".join(_GLYPHS.get(v, v) for v in values)
+
+
+_GLYPHS = {SYMBOL_NULL_CELL: "×", SYMBOL_HYPHEN: "|", SYMBOL_TICK_1: "○", SYMBOL_TICK_2: "●"}
 
 
 def is_blank_id(drawing_id: str, blanks: dict[str, str]) -> bool:
@@ -373,5 +385,7 @@ def timeline_notes(shot: Shot | None) -> TimelineNotes:
                     marks.setdefault(run.start + 1, "●")
         for track in shot.sheet.other_tracks:
             title = f"{FIELD_NAMES.get(track.field_id, 'field ' + str(track.field_id)).capitalize()}: {track.name}"
-            rows.append((title, {e.frame + 1: " ".join(e.values) for e in track.entries}))
+            row = {e.frame + 1: "" if e.value == SYMBOL_NULL_CELL else _shown(e.values)
+                   for e in track.entries if e.value != SYMBOL_HYPHEN}  # "": the entry before ends here
+            rows.append((title, row))
     return TimelineNotes(marks, rows)

@@ -476,7 +476,7 @@ class TimelineView(QAbstractScrollArea):
             starts = sorted(entries)
             for i, frame in enumerate(starts):
                 end = starts[i + 1] if i + 1 < len(starts) else self.frame_count + 1
-                if end <= first or frame > last:
+                if end <= first or frame > last or not entries[frame]:  # "": the entry before ends here
                     continue
                 x0, x1 = self.frame_x(frame), self.frame_x(end)
                 rect = QRectF(x0 + 1, top + 2, max(2.0, x1 - x0 - 2), NOTE_H - 4)
@@ -495,14 +495,19 @@ class TimelineView(QAbstractScrollArea):
         if not self.sheet_marks:
             return
         font = QFont(painter.font())
-        font.setPixelSize(12)
+        font.setPixelSize(11)
         font.setBold(True)
         painter.setFont(font)
-        painter.setPen(COLORS["sheet_mark"])
         top = self.cell_rect().top() + CELL_PAD + 1
+        side = min(14.0, max(6.0, self.frame_w - 2))
         for frame in sorted(f for f in self.sheet_marks if first <= f <= last):
-            painter.drawText(QRectF(self.frame_x(frame), top, self.frame_w, 14), Qt.AlignmentFlag.AlignCenter,
-                             self.sheet_marks[frame])
+            badge = QRectF(self.frame_x(frame) + (self.frame_w - side) / 2, top, side, side)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(COLORS["background"])  # a dark badge: readable over any thumbnail
+            painter.drawRoundedRect(badge, 3, 3)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.setPen(COLORS["sheet_mark"])
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, self.sheet_marks[frame])
 
     def _paint_segments(self, painter: QPainter, first: int, last: int) -> None:
         top = self.viewport().height() - SEGMENT_H
