@@ -132,3 +132,46 @@ def test_otio_export_read_by_opentimelineio(tmp_path):
     marks = sorted((int(m.marked_range.start_time.to_frames()), m.name) for m in track.markers)
     assert marks == [(0, "FI"), (2, "Hello!"), (2, "in-between"), (4, "in-between"), (6, "in-between"),
                      (17, "in-between")]
+
+
+def test_our_csv_sheet_times_a_fresh_project_the_same(tmp_path):
+    """Export (PNGs + our CSV + XDTS) from a timed, generated shot; the CSV re-times a new project from the same
+    keys with the same cells, keys and in-between frames; the exported XDTS keeps the dialogue."""
+    keys = make_keys(tmp_path / "keys")
+    sheet_path = tmp_path / "cut12.xdts"
+    sheet_path.write_text(xdts(two_track_sheet()), encoding="utf-8")
+    first, second = tmp_path / "shot", tmp_path / "again"
+    assert run_cli(["new", str(first), "--source", str(keys), "--timing", str(sheet_path), "-q"]) == 0
+    assert run_cli(["generate", str(first), "--all", "-q"]) == 0
+    assert run_cli(["export", str(first), "--out", str(tmp_path / "out"), "--include-pending"]) == 0
+    exported = read_sheet(tmp_path / "out" / "shot.xdts")
+    assert [(t.field_id, t.name, [(e.frame, e.values) for e in t.entries]) for t in exported.other_tracks] == [
+        (3, "Serif", [(2, ("Hello!",))]), (5, "Camera", [(0, ("FI",))])]
+    assert run_cli(["new", str(second), "--source", str(keys), "--timing", str(tmp_path / "out" / "shot.csv"),
+                    "-q"]) == 0
+    a, b = open_project(first).shot, open_project(second).shot
+    def cells(shot):
+        return [(shot.drawings[c.drawing_id].label, c.length, shot.drawings[c.drawing_id].is_key) for c in shot.cells]
+
+    assert cells(b) == cells(a) == [("1", 8, True), ("2", 4, True), ("", 2, False), ("3", 6, True), ("1", 4, True)]
+    offsets = {(s.start_frame, s.gap): b.segments[s.key].settings.offsets for s in key_spans(b)}
+    assert offsets == {(1, 8): [2, 4, 6], (9, 6): [], (15, 6): [3]}
+
+
+@pytest.mark.parametrize(("entries", "expected"), [
+    # Clip Studio's entry before frame 0 starts the track; a hyphen carries on; a repeat is dropped
+    ([(-1, "1"), (2, "SYMBOL_HYPHEN"), (3, "1"), (4, "2")], [(0, "1"), (4, "2")]),
+    # a null cell at the start, or after another, says nothing new; one at or past the end is dropped
+    ([(0, "SYMBOL_NULL_CELL"), (1, "1"), (3, "SYMBOL_NULL_CELL"), (4, "SYMBOL_NULL_CELL"), (6, "SYMBOL_NULL_CELL")],
+     [(1, "1"), (3, "SYMBOL_NULL_CELL")]),
+    # marks are instructions: each is kept, even two in a row; the same drawing after a mark is a new exposure
+    ([(0, "1"), (1, "SYMBOL_TICK_1"), (2, "SYMBOL_TICK_1"), (3, "1"), (4, "SYMBOL_TICK_2")],
+     [(0, "1"), (1, "SYMBOL_TICK_1"), (2, "SYMBOL_TICK_1"), (3, "1"), (4, "SYMBOL_TICK_2")]),
+    # the last entry at a frame wins (entries out of order)
+    ([(3, "2"), (0, "1"), (3, "3")], [(0, "1"), (3, "3")]),
+])
+def test_cell_track_normal_form(entries, expected):
+    from tooncrafter_studio.project.timing_sheet import SheetEntry, normalize_cells
+
+    normal = normalize_cells([SheetEntry(f, (v,)) for f, v in entries], duration=6)
+    assert [(e.frame, e.value) for e in normal] == expected

@@ -316,11 +316,12 @@ def _parse_own_csv(rows: list[list[str]], track_name: str) -> Sheet:
         if len(row) < len(CSV_COLUMNS):
             raise _Bad(f"row {index + 2} has {len(row)} columns, not {len(CSV_COLUMNS)}")
         record = dict(zip(CSV_COLUMNS, row))
-        drawing, kind = record["drawing"].strip(), record["kind"].strip()
+        # the project's name for the drawing (what the timeline shows), else the exported number
+        drawing, kind = record["label"].strip() or record["drawing"].strip(), record["kind"].strip()
         if (drawing, kind) == previous:
             continue
         previous = (drawing, kind)
-        if not drawing:
+        if not drawing or drawing == "×":
             entries.append(SheetEntry(index, (SYMBOL_NULL_CELL,)))
         elif kind == "inbetween":
             entries.append(SheetEntry(index, (SYMBOL_TICK_1,)))

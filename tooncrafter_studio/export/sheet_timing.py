@@ -54,14 +54,16 @@ def _split(name: str) -> tuple[str, int] | None:
 class DrawingIndex:
     """Finds the drawing a sheet's name means, by exact name first, then by prefix and number."""
 
-    def __init__(self, shot: Shot) -> None:
+    def __init__(self, shot: Shot, displayed: bool = False) -> None:
+        """displayed: also the name our own sheets print for a drawing without a label (its source frame
+        number), for re-reading a sheet this app wrote."""
         self.exact: dict[str, set[str]] = {}
         self.numbered: dict[int, list[tuple[str, str]]] = {}  # number -> (prefix, drawing id)
         for drawing in shot.drawings.values():
             if is_blank(shot, drawing.id):
                 continue
             source = shot.sources.get(drawing.source_id)
-            names = {drawing.label}
+            names = {drawing.label or (f"{drawing.source_frame + 1:04d}" if displayed else "")}
             if source is not None and 0 <= drawing.source_frame < len(source.files):
                 names.add(PurePath(source.files[drawing.source_frame]).stem)
             for name in filter(None, names):
@@ -167,7 +169,7 @@ def plan_import(shot: Shot, sheet: Sheet, track_name: str | None = None, fps: fl
     if fps is not None and not 0.1 <= fps <= 1000:
         raise InputError(f"--fps must be between 0.1 and 1000, not {fps:g}.")
     runs = exposures(track, sheet.duration)
-    index = DrawingIndex(shot)
+    index = DrawingIndex(shot, displayed=sheet.source_format == "csv")
     taken_ids = set(shot.drawings)
     blank = next((s for s in shot.sources.values() if s.kind == SourceKind.BLANK), None)
     add_sources: list[Source] = []

@@ -16,6 +16,8 @@ import io
 import json
 from dataclasses import dataclass
 
+from ..project.timing_sheet import SheetTrack
+
 XDTS_IDENTIFIER = "exchangeDigitalTimeSheet Save Data"
 XDTS_VERSION = 5
 XDTS_FIELD_CELL = 0
@@ -57,9 +59,11 @@ def parse_csv(text: str) -> list[dict[str, str]]:
     return list(reader)
 
 
-def xdts_text(rows: list[SheetRow], track_name: str, cut: str = "1", scene: str = "1") -> str:
+def xdts_text(rows: list[SheetRow], track_name: str, cut: str = "1", scene: str = "1",
+              extra_fields: list[SheetTrack] | tuple[SheetTrack, ...] = ()) -> str:
     """The sheet as XDTS. Only the documented keys are written (the frame rate is not one of them;
-    the CSV and the sidecar carry it), so that strict readers accept the file."""
+    the CSV and the sidecar carry it), so that strict readers accept the file. `extra_fields`: tracks
+    of other fields (dialogue, camera work of an imported sheet) written as they are."""
     duration = len(rows)
     frames: list[dict] = []
     previous = None
@@ -68,13 +72,24 @@ def xdts_text(rows: list[SheetRow], track_name: str, cut: str = "1", scene: str 
             frames.append({"data": [{"id": 0, "values": [row.drawing]}], "frame": index})
             previous = row.drawing
     frames.append({"data": [{"id": 0, "values": [SYMBOL_NULL_CELL]}], "frame": duration})
+    headers = [{"fieldId": XDTS_FIELD_CELL, "names": [track_name]}]
+    fields = [{"fieldId": XDTS_FIELD_CELL, "tracks": [{"trackNo": 0, "frames": frames}]}]
+    for field_id in sorted({t.field_id for t in extra_fields if t.field_id != XDTS_FIELD_CELL}):
+        tracks = sorted((t for t in extra_fields if t.field_id == field_id), key=lambda t: t.number)
+        names = [""] * (tracks[-1].number + 1)
+        for track in tracks:
+            names[track.number] = track.name
+        headers.append({"fieldId": field_id, "names": names})
+        fields.append({"fieldId": field_id, "tracks": [
+            {"trackNo": t.number, "frames": [{"data": [{"id": 0, "values": list(e.values)}], "frame": e.frame}
+                                             for e in t.entries if e.frame < duration]} for t in tracks]})
     document = {
         "header": {"cut": cut, "scene": scene},
         "timeTables": [{
             "duration": duration,
             "name": track_name,
-            "timeTableHeaders": [{"fieldId": XDTS_FIELD_CELL, "names": [track_name]}],
-            "fields": [{"fieldId": XDTS_FIELD_CELL, "tracks": [{"trackNo": 0, "frames": frames}]}],
+            "timeTableHeaders": headers,
+            "fields": fields,
         }],
         "version": XDTS_VERSION,
     }
