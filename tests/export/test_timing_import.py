@@ -175,3 +175,27 @@ def test_cell_track_normal_form(entries, expected):
 
     normal = normalize_cells([SheetEntry(f, (v,)) for f, v in entries], duration=6)
     assert [(e.frame, e.value) for e in normal] == expected
+
+
+def test_a_second_sheet_replaces_the_first_ones_marks(tmp_path):
+    keys = make_keys(tmp_path / "keys")
+    assert run_cli(["new", str(tmp_path / "shot"), "--source", str(keys), "-q"]) == 0
+    project = open_project(tmp_path / "shot")
+    project.push(plan_import(project.shot, parse_sheet(xdts(two_track_sheet()), "cut12.xdts")).command())
+    marked = {k: s.settings.offsets for k, s in project.shot.segments.items()}
+    assert marked == {("d0001", "d0002"): [2, 4, 6], ("d0002", "d0003"): [], ("d0003", "d0001"): [3]}
+    # the second sheet: keys 1 and 3 only, one mark; a recurring pair makes its marks each time
+    second = {"timeTables": [{"duration": 12, "timeTableHeaders": [{"fieldId": 0, "names": ["A"]}],
+                              "fields": [{"fieldId": 0, "tracks": [{"trackNo": 0, "frames": [
+                                  {"frame": 0, "data": [{"values": ["1"]}]}, {"frame": 1, "data": [{"values": [
+                                      "SYMBOL_TICK_1"]}]}, {"frame": 3, "data": [{"values": ["3"]}]},
+                                  {"frame": 6, "data": [{"values": ["1"]}]}, {"frame": 7, "data": [{"values": [
+                                      "SYMBOL_TICK_1"]}]}, {"frame": 9, "data": [{"values": ["3"]}]}]}]}]}],
+              "version": 5}
+    plan = plan_import(project.shot, parse_sheet(xdts(second), "second.xdts"))
+    assert (plan.inbetweens, plan.marks) == (2, [2, 8])
+    project.push(plan.command())
+    now = {k: s.settings.offsets for k, s in project.shot.segments.items() if s.settings.offsets is not None}
+    assert now == {("d0001", "d0003"): [1], ("d0003", "d0001"): []}
+    project.undo()
+    assert {k: s.settings.offsets for k, s in project.shot.segments.items()} == marked

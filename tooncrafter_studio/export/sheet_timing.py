@@ -16,6 +16,7 @@ so that an imported sheet exports back equal.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -122,7 +123,8 @@ class TimingPlan:
 
     @property
     def inbetweens(self) -> int:
-        return sum(len(v) for v in self.offsets.values())
+        """In-between frames generation will make (a key pair that recurs makes its marks each time)."""
+        return len(self.marks)
 
     def command(self) -> ApplyTiming:
         labels: dict[str, str] = {}
@@ -345,8 +347,11 @@ def _file_stem(shot: Shot, drawing: Drawing) -> str:
 def _with_marks(runs: list[Exposure], marks: dict[int, str]) -> list[Exposure]:
     """Split the runs at the marked frames (a mark starts a run of its own kind)."""
     out: list[Exposure] = []
+    ordered = sorted(marks)
     for run in runs:
-        cuts = sorted(f for f in marks if run.start < f < run.start + run.length)
+        lo = bisect.bisect_right(ordered, run.start)
+        hi = bisect.bisect_left(ordered, run.start + run.length)
+        cuts = ordered[lo:hi]
         edges = [run.start, *cuts, run.start + run.length]
         for first, end in zip(edges, edges[1:]):
             if first == run.start:

@@ -627,7 +627,9 @@ class ApplyTiming(Command):
                 raise InputError("In-between positions were given for a key that is not in the shot.")
         if any(d not in shot.drawings for d in self.labels):
             raise InputError("A sheet name was given to a drawing that is not in the shot.")
+        stale = [k for k, seg in shot.segments.items() if k not in self.offsets and seg.settings.offsets is not None]
         self._before = {
+            "stale": {k: list(shot.segments[k].settings.offsets or []) for k in stale},
             "labels": {d: shot.drawings[d].label for d in self.labels},
             "cells": copy.deepcopy(shot.cells), "keys": {d.id: d.is_key for d in shot.drawings.values()},
             "segments": {k: copy.deepcopy(shot.segments.get(k)) for k in self.offsets},
@@ -642,6 +644,8 @@ class ApplyTiming(Command):
             drawing.is_key = drawing.id in self.keys
         for drawing_id, name in self.labels.items():
             shot.drawings[drawing_id].label = name
+        for key in self._before["stale"]:  # marks of an earlier sheet's key pairs go with it
+            shot.segments[key].settings.offsets = None
         for key, offsets in self.offsets.items():
             segment = shot.segments.get(key)
             if segment is None:
@@ -660,6 +664,8 @@ class ApplyTiming(Command):
                 shot.segments.pop(key, None)
             else:
                 shot.segments[key] = copy.deepcopy(segment)
+        for key, offsets in before["stale"].items():
+            shot.segments[key].settings.offsets = list(offsets)
         for drawing in self.add_drawings:
             shot.drawings.pop(drawing.id, None)
         for source in self.add_sources:
@@ -673,7 +679,8 @@ class ApplyTiming(Command):
         return self._change()
 
     def _change(self) -> Change:
-        return Change(timeline=True, keys=True, shot=True, segments=frozenset(self.offsets), sources=True,
+        touched = frozenset(self.offsets) | frozenset(self._before.get("stale", {}))
+        return Change(timeline=True, keys=True, shot=True, segments=touched, sources=True,
                       drawings=frozenset(d.id for d in self.add_drawings) | frozenset(self.keys)
                       | frozenset(self.labels))
 

@@ -10,6 +10,7 @@ thumbnail is requested from the background loader and the cell is painted withou
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QPoint, QRect, QRectF, QSize, Qt, Signal
@@ -124,6 +125,7 @@ class TimelineView(QAbstractScrollArea):
         self.sketch_frames: set[int] = set()  # the sketch row: in-between cells with a sketch
         self.sheet_marks: dict[int, str] = {}  # frame -> ○ / ● from the imported timing sheet
         self.note_rows: list[tuple[str, dict[int, str]]] = []  # read-only sheet rows: (title, frame -> text)
+        self._note_starts: list[list[int]] = []
         self.setAcceptDrops(True)
 
     def sizeHint(self) -> QSize:
@@ -146,6 +148,7 @@ class TimelineView(QAbstractScrollArea):
         """The imported sheet's marks and read-only rows (shown, never edited here)."""
         self.sheet_marks = dict(marks)
         self.note_rows = list(rows)
+        self._note_starts = [sorted(entries) for _title, entries in self.note_rows]  # sorted once, not per paint
         self.setMinimumHeight(110 + NOTE_H * len(self.note_rows))
         self.viewport().update()
 
@@ -473,8 +476,12 @@ class TimelineView(QAbstractScrollArea):
         for row, (title, entries) in enumerate(self.note_rows):
             top = RULER_H + row * NOTE_H
             painter.fillRect(QRectF(0, top, self.viewport().width(), NOTE_H), COLORS["note_row"])
-            starts = sorted(entries)
-            for i, frame in enumerate(starts):
+            starts = self._note_starts[row]
+            begin = max(0, bisect.bisect_right(starts, first) - 1)  # only the entries on screen
+            for i in range(begin, len(starts)):
+                frame = starts[i]
+                if frame > last:
+                    break
                 end = starts[i + 1] if i + 1 < len(starts) else self.frame_count + 1
                 if end <= first or frame > last or not entries[frame]:  # "": the entry before ends here
                     continue
