@@ -199,3 +199,16 @@ def test_a_second_sheet_replaces_the_first_ones_marks(tmp_path):
     assert now == {("d0001", "d0003"): [1], ("d0003", "d0001"): []}
     project.undo()
     assert {k: s.settings.offsets for k, s in project.shot.segments.items()} == marked
+
+
+def test_info_reports_the_sheet(tmp_path, capsys):
+    keys = make_keys(tmp_path / "keys")
+    sheet_path = tmp_path / "cut12.xdts"
+    sheet_path.write_text(xdts(two_track_sheet()), encoding="utf-8")
+    assert run_cli(["new", str(tmp_path / "shot"), "--source", str(keys), "--timing", str(sheet_path), "-q"]) == 0
+    capsys.readouterr()
+    assert run_cli(["info", str(tmp_path / "shot")]) == 0
+    out = capsys.readouterr().out
+    assert "timed by sheet 'cut12' (xdts, 24 frames), track 'A'; other tracks kept: B" in out
+    assert "dialogue 'Serif': 3: Hello!" in out and "camera work 'Camera': 1: FI" in out
+    assert "segment 1-9 (8 frames, linear, flow): 3 in-betweens at +2, +4, +6" in out

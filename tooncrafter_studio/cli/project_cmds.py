@@ -193,7 +193,22 @@ def describe(project) -> dict[str, Any]:
         "missing_drawings": len(missing_drawings(shot, project.folder)),
         "original_location": original_location_notes(shot),
         "recovery_available": find_recovery(project.folder, _warn) is not None,
+        "timing_sheet": _sheet_info(shot),
     }
+
+
+def _sheet_info(shot) -> dict[str, Any] | None:
+    """The imported timing sheet: which track the cells follow and what it keeps read-only."""
+    from ..project.timing_sheet import FIELD_NAMES
+
+    sheet = shot.sheet
+    if sheet is None:
+        return None
+    return {"name": sheet.name, "format": sheet.source_format, "duration": sheet.duration, "track": shot.sheet_track,
+            "other_tracks": [t.name for t in sheet.cell_tracks if t.name != shot.sheet_track],
+            "fields": [{"field": FIELD_NAMES.get(t.field_id, str(t.field_id)), "name": t.name,
+                        "entries": [{"frame": e.frame + 1, "values": list(e.values)} for e in t.entries]}
+                       for t in sheet.other_tracks]}
 
 
 def _plural(n: int, word: str) -> str:
@@ -228,6 +243,14 @@ def run_info(args: argparse.Namespace) -> int:
                   f"{take['engine']}, seed {take['seed']}")
     for note in data["original_location"]:
         print(f"  {note}")
+    sheet = data["timing_sheet"]
+    if sheet is not None:
+        others = f"; other tracks kept: {', '.join(sheet['other_tracks'])}" if sheet["other_tracks"] else ""
+        print(f"  timed by sheet '{sheet['name']}' ({sheet['format']}, {sheet['duration']} frames), track "
+              f"'{sheet['track']}'{others}")
+        for field in sheet["fields"]:
+            entries = ", ".join(f"{e['frame']}: {' '.join(e['values'])}" for e in field["entries"][:8])
+            print(f"    {field['field']} '{field['name']}': {entries or 'no entries'}")
     if data["missing_drawings"]:
         print(f"  {_plural(data['missing_drawings'], 'drawing')} missing: their files are not where the project "
               f"says; find them with: tooncrafter-studio relink {data['project']} --source DIR")
