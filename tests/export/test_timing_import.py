@@ -212,3 +212,41 @@ def test_info_reports_the_sheet(tmp_path, capsys):
     assert "timed by sheet 'cut12' (xdts, 24 frames), track 'A'; other tracks kept: B" in out
     assert "dialogue 'Serif': 3: Hello!" in out and "camera work 'Camera': 1: FI" in out
     assert "segment 1-9 (8 frames, linear, flow): 3 in-betweens at +2, +4, +6" in out
+
+
+def test_names_find_drawings_by_name_or_number(tmp_path):
+    from tooncrafter_studio.export.sheet_timing import DrawingIndex
+
+    keys = make_keys(tmp_path / "keys", ("A_0001", "A_0002", "B_0001", "pose"))
+    files = [arg for path in sorted(keys.iterdir()) for arg in ("--source", str(path))]
+    assert run_cli(["new", str(tmp_path / "shot"), *files, "-q"]) == 0
+    shot = open_project(tmp_path / "shot").shot
+    by_file = {shot.sources[d.source_id].files[d.source_frame]: d.id for d in shot.drawings.values()}
+    index = DrawingIndex(shot)
+    for name in ("A1", "a_1", "A0001", "A-001", "A_0001"):
+        assert index.find(name, "X") == (by_file["A_0001.png"], ""), name
+    assert index.find("1", "A") == (by_file["A_0001.png"], "")  # the track's own family
+    assert index.find("0001", "B") == (by_file["B_0001.png"], "")
+    assert index.find("POSE", "A") == (by_file["pose.png"], "")
+    assert index.find("2", "B") == (None, "drawings of 2 families are numbered 2 and none is named after the "
+                                          "track 'B'")  # never guessed: A_0002 is not B's
+    assert index.find("1", "C")[0] is None  # A_0001 or B_0001: ambiguous
+    assert index.find("C1", "C") == (None, "no drawing has that name or number")
+
+
+def test_xdts_details_from_other_writers():
+    """Clip Studio's frame before 0, a track without a header name, two tracks of one name, a second time
+    table, and a field this app does not know: all read, and said."""
+    document = two_track_sheet()
+    table = document["timeTables"][0]
+    table["timeTableHeaders"][0]["names"] = ["A", "A"]
+    table["fields"][0]["tracks"].append({"trackNo": 2, "frames": [{"frame": -1, "data": [{"values": ["9"]}]}]})
+    table["fields"].append({"fieldId": 7, "tracks": [{"trackNo": 0, "frames": [{"frame": 1, "data": [
+        {"values": ["x"]}]}]}]})
+    document["timeTables"].append(dict(table))
+    sheet = parse_sheet(xdts(document), "csp.xdts")
+    assert [t.name for t in sheet.cell_tracks] == ["A", "A (2)", "Track 3"]
+    assert [(e.frame, e.value) for e in sheet.cell_track("Track 3").entries] == [(0, "9")]
+    assert any("2 time tables; only the first was read" in n for n in sheet.notes)
+    assert any("fields 7" in n for n in sheet.notes) and any("'A (2)'" in n for n in sheet.notes)
+    assert normalized(parse_sheet(xdts_sheet_text(sheet), "again.xdts")) == normalized(sheet)

@@ -193,12 +193,31 @@ def _parse_xdts(body: str, default_track: str) -> Sheet:
             tracks.append(SheetTrack(field_id, number, name, tuple(entries)))
     if len(tracks) > MAX_SHEET_TRACKS:
         raise _Bad(f"it has {len(tracks):,} tracks, above the limit of {MAX_SHEET_TRACKS:,}")
+    tracks = _unique_names(tracks, notes)
     unknown = sorted({t.field_id for t in tracks} - {FIELD_CELL, FIELD_DIALOGUE, FIELD_CAMERA})
     if unknown:
         notes.append(f"fields {', '.join(map(str, unknown))} are of a kind this app does not show; they are kept")
     return Sheet(duration, tuple(tracks), _text(table.get("name", ""), "timeTables[0].name"),
                  _text(header.get("cut", ""), "header.cut"), _text(header.get("scene", ""), "header.scene"),
                  "xdts", None, tuple(notes))
+
+
+def _unique_names(tracks: list[SheetTrack], notes: list[str]) -> list[SheetTrack]:
+    """Two cell tracks with one name could not be told apart (--track NAME): the later ones get a number."""
+    seen: set[str] = set()
+    out = []
+    for track in tracks:
+        name = track.name
+        if track.field_id == FIELD_CELL:
+            n = 1
+            while name in seen:
+                n += 1
+                name = f"{track.name} ({n})"
+            if name != track.name:
+                notes.append(f"two cell tracks are called '{track.name}'; the later one is '{name}' here")
+            seen.add(name)
+        out.append(SheetTrack(track.field_id, track.number, name, track.entries))
+    return out
 
 
 def _xdts_entry(raw: object, where: str) -> SheetEntry | None:
