@@ -66,3 +66,13 @@ def test_a_bad_sheet_is_said_in_the_preview(qtbot, window, project_folder, tmp_p
     assert not dialog.ok_button.isEnabled()
     dialog.reject()
     assert window.session.project.stack.undo_label == ""
+
+
+def test_the_file_menu_opens_it(qtbot, window, project_folder):
+    window.open_project(project_folder)
+    window.actions.trigger("import_timing")
+    dialog = window.findChild(TimingSheetDialog)
+    assert dialog is not None and dialog.isVisible()
+    assert dialog.preview.toPlainText() == "Choose an XDTS or CSV timing sheet." and not dialog.ok_button.isEnabled()
+    assert "Import Timing Sheet" in window.actions["import_timing"].text().replace("&", "")
+    dialog.reject()
