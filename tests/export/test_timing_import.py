@@ -73,7 +73,7 @@ def test_second_track_and_unmatched_names(tmp_path):
     project = open_project(tmp_path / "shot")
     plan = plan_import(project.shot, parse_sheet(xdts(two_track_sheet()), "cut12.xdts"), "B")
     # B_0002 was never drawn: A_0002 is not taken for it
-    assert plan.unmatched == {"2": ([7], "drawings of 2 families are numbered 2 and none is named after the track 'B'")}
+    assert plan.unmatched == {"2": ([7], "the only drawing numbered 2 is of another family ('a'), not of the track 'B'")}
     assert plan.matched == {"1": "d0003"}  # a bare number prefers the track's own prefix
     assert plan.other_tracks == ["A"]
     project.push(plan.command())
@@ -101,13 +101,17 @@ def test_csv_layouts_chosen_by_header():
     assert [(e.frame, e.value) for e in a.entries] == [(0, "1"), (2, "SYMBOL_TICK_1"), (4, "2")]
     assert [(e.frame, e.value) for e in sheet.cell_track("B").entries] == [(0, "1"), (2, "SYMBOL_NULL_CELL")]
     assert [(t.field_id, t.name) for t in sheet.other_tracks] == [(3, "Dialogue")]
-    tvpaint = ('"UTF-8, TVPaint, ""CSV 1.0"""\n"Width","Height","Framerate"\n"64","48","12.000"\n'
-               '"#Layers","Char"\n"#Density","1.0"\n"#00000","1"\n"#00001",""\n"#00002","SYMBOL_TICK_1"\n'
-               '"#00003","2"\n')
+    # as TVPaint (and Krita, which writes the same format) lay it out: the image name on every frame it shows
+    tvpaint = ('UTF-8, TVPaint, "CSV 1.0"\r\n'
+               "Project Name, Width, Height, Frame Count, Layer Count, Frame Rate, Pixel Aspect Ratio, Field Mode\r\n"
+               '"bounce", 64, 48, 5, 1, 12.000000, 1.000000, Progressive\r\n'
+               '#Layers, "Char"\r\n#Density, 1.000000\r\n#Blending, "Color"\r\n#Visible, 1\r\n'
+               '#00000, "frame00001-00000.png"\r\n#00001, "frame00001-00000.png"\r\n'
+               '#00002, "frame00001-00002.png"\r\n#00003, ""\r\n#00004, "frame00001-00004.png"\r\n')
     sheet = parse_sheet(tvpaint.encode(), "tv.csv")
-    assert (sheet.source_format, sheet.fps, sheet.duration) == ("csv-tvpaint", 12.0, 4)
-    assert [(e.frame, e.value) for e in sheet.cell_track("Char").entries] == [(0, "1"), (2, "SYMBOL_TICK_1"),
-                                                                               (3, "2")]
+    assert (sheet.source_format, sheet.fps, sheet.duration) == ("csv-tvpaint", 12.0, 5)
+    assert [(e.frame, e.value) for e in sheet.cell_track("Char").entries] == [
+        (0, "frame00001-00000.png"), (2, "frame00001-00002.png"), (3, "SYMBOL_NULL_CELL"), (4, "frame00001-00004.png")]
     with pytest.raises(Exception, match="not a timing sheet this app reads"):
         parse_sheet(b"a,b\n1,2\n", "other.csv")
 
@@ -217,7 +221,7 @@ def test_info_reports_the_sheet(tmp_path, capsys):
 def test_names_find_drawings_by_name_or_number(tmp_path):
     from tooncrafter_studio.export.sheet_timing import DrawingIndex
 
-    keys = make_keys(tmp_path / "keys", ("A_0001", "A_0002", "B_0001", "pose"))
+    keys = make_keys(tmp_path / "keys", ("A_0001", "A_0002", "B_0001", "pose", "frame00001-00002"))
     files = [arg for path in sorted(keys.iterdir()) for arg in ("--source", str(path))]
     assert run_cli(["new", str(tmp_path / "shot"), *files, "-q"]) == 0
     shot = open_project(tmp_path / "shot").shot
@@ -228,9 +232,10 @@ def test_names_find_drawings_by_name_or_number(tmp_path):
     assert index.find("1", "A") == (by_file["A_0001.png"], "")  # the track's own family
     assert index.find("0001", "B") == (by_file["B_0001.png"], "")
     assert index.find("POSE", "A") == (by_file["pose.png"], "")
-    assert index.find("2", "B") == (None, "drawings of 2 families are numbered 2 and none is named after the "
+    assert index.find("frame00001-00002.png", "Char") == (by_file["frame00001-00002.png"], "")  # TVPaint names
+    assert index.find("2", "B") == (None, "drawings of 2 families (a, frame00001) are numbered 2, none of the "
                                           "track 'B'")  # never guessed: A_0002 is not B's
-    assert index.find("1", "C")[0] is None  # A_0001 or B_0001: ambiguous
+    assert index.find("1", "C") == (None, "drawings of 2 families (a, b) are numbered 1, none of the track 'C'")
     assert index.find("C1", "C") == (None, "no drawing has that name or number")
 
 

@@ -13,7 +13,9 @@ CSV, chosen by the header:
 - a `Frame` column and one column per layer (After Effects exposure-sheet scripts and spreadsheets):
   a row per frame; an empty cell carries on, `x`/`×` is an empty cell, `○`/`●` the marks; a column
   called Dialogue or Camera is that field;
-- TVPaint's layer-structure CSV: a `#Layers` row names the layers, `#<number>` rows are the frames.
+- TVPaint's layer-structure CSV (also written by Krita): a `#Layers` row names the layers, `#<number>`
+  rows are the frames and repeat the image name on every frame it is shown; an empty cell is an
+  empty frame; the header's `Frame Rate` is the shot's.
 
 Every size is checked before it is used (MAX_SHEET_* in project/timing_sheet.py); anything wrong is
 an InputError of one line that names the file.
@@ -296,7 +298,7 @@ def _cell_value(text: str) -> str | None:
 def _csv_rows(text: str) -> list[list[str]]:
     rows: list[list[str]] = []
     try:
-        for row in csv.reader(io.StringIO(text, newline="")):
+        for row in csv.reader(io.StringIO(text, newline=""), skipinitialspace=True):  # TVPaint writes ', "name"'
             if len(row) > MAX_SHEET_TRACKS + 1:
                 raise _Bad(f"a row has {len(row):,} columns, above the limit of {MAX_SHEET_TRACKS + 1:,}")
             if any(len(cell) > MAX_SHEET_TEXT for cell in row):
@@ -353,7 +355,10 @@ def _parse_own_csv(rows: list[list[str]], track_name: str) -> Sheet:
                  track_name, source_format="csv")
 
 
-def _parse_layer_csv(names: list[str], rows: list[list[str]], source_format: str, fps: float | None) -> Sheet:
+def _parse_layer_csv(names: list[str], rows: list[list[str]], source_format: str, fps: float | None,
+                     blank_is_empty: bool = False) -> Sheet:
+    """blank_is_empty: an empty cell is an empty frame (TVPaint repeats a held name on every frame),
+    instead of "carry on" (spreadsheets write a name where it changes)."""
     duration = len(rows)
     if duration < 1:
         raise _Bad("it has no frames")
@@ -374,7 +379,7 @@ def _parse_layer_csv(names: list[str], rows: list[list[str]], source_format: str
                 if cell.strip():
                     entries.append(SheetEntry(frame, (cell.strip(),)))
                 continue
-            value = _cell_value(cell)
+            value = SYMBOL_NULL_CELL if blank_is_empty and not cell.strip() else _cell_value(cell)
             if value is not None:
                 entries.append(SheetEntry(frame, (value,)))
         total += len(entries)
@@ -392,7 +397,8 @@ def _parse_tvpaint(rows: list[list[str]], layers_row: int) -> Sheet:
     fps = None
     for index, row in enumerate(rows[:layers_row]):
         for column, cell in enumerate(row):
-            if cell.strip().casefold() == "framerate" and index + 1 < len(rows) and column < len(rows[index + 1]):
+            if cell.strip().casefold() in ("framerate", "frame rate") and index + 1 < len(rows) \
+                    and column < len(rows[index + 1]):
                 try:
                     value = float(rows[index + 1][column])
                 except ValueError:
@@ -401,4 +407,4 @@ def _parse_tvpaint(rows: list[list[str]], layers_row: int) -> Sheet:
                     fps = value
     names = rows[layers_row][1:]
     frames = [row[1:] for row in rows[layers_row + 1:] if row and _TVPAINT_FRAME.match(row[0].strip())]
-    return _parse_layer_csv(names, frames, "csv-tvpaint", fps)
+    return _parse_layer_csv(names, frames, "csv-tvpaint", fps, blank_is_empty=True)

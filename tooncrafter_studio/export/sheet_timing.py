@@ -43,6 +43,7 @@ from ..project.timing_sheet import (
 )
 
 _NUMBERED = re.compile(r"^(.*?)[\s_.\-]*(\d+)$")
+_IMAGE_SUFFIXES = {".png", ".tga", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".exr", ".psd", ".webp"}
 
 
 def _split(name: str) -> tuple[str, int] | None:
@@ -75,7 +76,11 @@ class DrawingIndex:
 
     def find(self, name: str, track: str) -> tuple[str | None, str]:
         """(drawing id, "") or (None, why not)."""
-        exact = self.exact.get(name.strip().casefold(), set())
+        name = name.strip()
+        suffix = PurePath(name).suffix.lower()
+        if suffix in _IMAGE_SUFFIXES:  # TVPaint's sheets name the image file: frame00001-00003.png
+            name = name[: -len(suffix)]
+        exact = self.exact.get(name.casefold(), set())
         if len(exact) == 1:
             return next(iter(exact)), ""
         split = _split(name)
@@ -96,8 +101,12 @@ class DrawingIndex:
             if len(found) == 1:
                 return next(iter(found)), ""
         if not prefix and len(prefixes) > 1 and candidates:
-            return None, (f"drawings of {len(prefixes)} families are numbered {number} and none is named after "
-                          f"the track '{track}'")
+            families = sorted({p.rstrip(" _.-") for p, _d in candidates})
+            if len(families) == 1:
+                return None, (f"the only drawing numbered {number} is of another family ('{families[0]}'), "
+                              f"not of the track '{track}'")
+            return None, (f"drawings of {len(families)} families ({', '.join(families)}) are numbered {number}, "
+                          f"none of the track '{track}'")
         return None, "no drawing has that name or number"
 
 
