@@ -124,3 +124,15 @@ def test_damaged_stored_sheet(capsys, tmp_path, case):
     (folder / "project.json").write_text(json.dumps(data))
     code, _out, err = cli(capsys, "info", folder)
     assert code == 2 and err.count("\n") == 1 and "shot.sheet" in err and "project.json" in err, err
+
+
+def test_timing_export_never_overwrites_by_surprise(capsys, tmp_path, shot):
+    existing = tmp_path / "cut.xdts"
+    existing.write_text("mine", encoding="utf-8")
+    refused(capsys, ["timing", "export", shot, existing], 2, ("exists; add --overwrite",), shot.parent, tmp_path)
+    refused(capsys, ["timing", "export", shot, tmp_path / "cut.txt"], 2, (".xdts", ".otio"), shot.parent, tmp_path)
+    folder = tmp_path / "out.xdts"
+    folder.mkdir()
+    refused(capsys, ["timing", "export", shot, folder], 2, ("exists",), shot.parent, tmp_path)
+    code, _out, err = cli(capsys, "timing", "export", shot, existing, "--overwrite")
+    assert code == 0 and existing.read_text(encoding="utf-8").startswith("exchangeDigitalTimeSheet Save Data"), err

@@ -227,6 +227,9 @@ def run_info(args: argparse.Namespace) -> int:
           f"{' RGBA' if data['has_alpha'] else ''}{' 16-bit' if data['bit_depth'] == 16 else ''}; "
           f"{data['drawings']} drawings in {data['cells']} cells")
     for source in data["sources"]:
+        if source["kind"] == "blank":  # no files: what empty cells and undrawn names of a sheet show
+            print(f"  source {source['id']}: blank (the timing sheet's empty cells and names with no drawing)")
+            continue
         print(f"  source {source['id']}: {source['kind']}, {source['frames']} frames, {source['path']}")
     print("  keys: " + (", ".join(str(k["frame"]) for k in data["keys"]) if data["keys"] else "none "
                         "(mark them with: tooncrafter-studio keys PROJECT_DIR --frames 1,9,17)"))
