@@ -265,7 +265,10 @@ def xdts_sheet_text(sheet: Sheet) -> str:
                         "fields": fields}],
         "version": XDTS_VERSION,
     }
-    return XDTS_IDENTIFIER + "\n" + json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    entries = sum(len(t.entries) for t in sheet.tracks)
+    # readable when small; compact when large, so that any sheet we write stays under the size we read
+    layout = {"indent": 2} if entries <= 5000 else {"separators": (",", ":")}
+    return XDTS_IDENTIFIER + "\n" + json.dumps(document, ensure_ascii=False, **layout) + "\n"
 
 
 # --------------------------------------------------------------------------- CSV

@@ -93,7 +93,8 @@ def xdts_text(rows: list[SheetRow], track_name: str, cut: str = "1", scene: str 
         }],
         "version": XDTS_VERSION,
     }
-    return XDTS_IDENTIFIER + "\n" + json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    layout = {"indent": 2} if len(frames) <= 5000 else {"separators": (",", ":")}  # large: stay readable by us
+    return XDTS_IDENTIFIER + "\n" + json.dumps(document, ensure_ascii=False, **layout) + "\n"
 
 
 def parse_xdts(text: str) -> dict[str, list[str | None]]:
