@@ -255,3 +255,18 @@ def test_xdts_details_from_other_writers():
     assert any("2 time tables; only the first was read" in n for n in sheet.notes)
     assert any("fields 7" in n for n in sheet.notes) and any("'A (2)'" in n for n in sheet.notes)
     assert normalized(parse_sheet(xdts_sheet_text(sheet), "again.xdts")) == normalized(sheet)
+
+
+def test_the_largest_sheet_we_write_is_one_we_read():
+    from tooncrafter_studio.project.timing_sheet import (
+        MAX_SHEET_FILE_BYTES,
+        Sheet,
+        SheetEntry,
+        SheetTrack,
+    )
+
+    frames = 100_000  # a shot at its frame limit, a new drawing on every frame
+    track = SheetTrack(0, 0, "A", tuple(SheetEntry(f, (str(f % 2 + 1),)) for f in range(frames)))
+    text = xdts_sheet_text(Sheet(frames, (track,), "long"))
+    assert len(text.encode()) < MAX_SHEET_FILE_BYTES
+    assert parse_sheet(text, "long.xdts").cell_track().entries == track.entries
