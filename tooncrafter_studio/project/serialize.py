@@ -153,6 +153,7 @@ def _settings_to_dict(settings: SegmentSettings) -> dict[str, Any]:
                          for o, r in sorted(settings.sketches.items())},
             "sketch_scale": settings.sketch_scale} if settings.sketches or settings.sketch_scale != 0.6 else {}),
         **({"offsets": list(settings.offsets)} if settings.offsets is not None else {}),
+        **({"arc": [float(settings.arc[0]), float(settings.arc[1])]} if settings.arc is not None else {}),
     }
 
 
@@ -332,6 +333,16 @@ def _read_sketches(r: _Reader) -> dict[int, SketchRef]:
     return out
 
 
+def _read_arc(r: _Reader) -> tuple[float, float] | None:
+    value = r.data.get("arc")
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise _Bad(f"{r.where}.arc should be a list of two numbers")
+    return (float(value[0]), float(value[1]))
+
+
 def _read_settings(r: _Reader) -> SegmentSettings:
     times = r.list("times", required=False) if r.data.get("times") is not None else None
     if times is not None and not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
@@ -349,6 +360,7 @@ def _read_settings(r: _Reader) -> SegmentSettings:
         sketch_scale=r.float("sketch_scale", 0.6, required=False),
         offsets=r.list("offsets", required=False, limit=MAX_INBETWEENS) if r.data.get("offsets") is not None
         else None,
+        arc=_read_arc(r),
     )
     try:
         validate_settings(settings)
