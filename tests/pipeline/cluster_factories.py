@@ -14,18 +14,27 @@ from tooncrafter_studio.core.errors import InputError
 
 
 class MarkedBlend(BlendEngine):
-    """BlendEngine that notes each request it starts (a file named after its process) and takes
-    `delay` seconds per frame, so a test can kill the worker in the middle of a task."""
+    """BlendEngine that notes each request it starts (a file named after its process and start time)
+    and then, given `hold`, waits until that file exists before making frames, so a test acts on a
+    worker while it is certainly in the middle of a task. The first `free_first` tasks to start
+    never wait."""
 
     id = "test-marked"
 
-    def __init__(self, marks: str, delay: float = 0.0) -> None:
-        super().__init__(delay=delay)
+    def __init__(self, marks: str, hold: str | None = None, free_first: int = 0) -> None:
+        super().__init__()
         self.marks = Path(marks)
+        self.hold = Path(hold) if hold else None
+        self.free_first = free_first
 
     def interpolate(self, request, progress=None, cancel=None):
         self.marks.mkdir(parents=True, exist_ok=True)
-        (self.marks / f"{os.getpid()}-{time.monotonic_ns()}").touch()
+        mine = self.marks / f"{os.getpid()}-{time.monotonic_ns()}"
+        mine.touch()
+        started = sorted(self.marks.iterdir(), key=lambda p: int(p.name.split("-")[1]))
+        if self.hold is not None and mine not in started[:self.free_first]:
+            while not self.hold.exists():  # released by the test; a cancel interrupts the wait
+                time.sleep(0.02)
         return super().interpolate(request, progress, cancel)
 
 
