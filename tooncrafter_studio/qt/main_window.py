@@ -175,6 +175,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.playback.frame.connect(self._playback_frame)
         self.playback.state_changed.connect(self._playback_state)
         self.frames.ready.connect(self._image_ready)
+        self.frames.failed.connect(self._image_failed)
         self.tints.ready.connect(self._image_ready)
         self.thumbnails.ready.connect(self._image_ready)
         self.generation.message.connect(self.show_message)
