@@ -14,27 +14,24 @@ from tooncrafter_studio.core.errors import InputError
 
 
 class MarkedBlend(BlendEngine):
-    """BlendEngine that notes each request it starts (a file named after its process and start time)
-    and then, given `hold`, waits until that file exists before making frames, so a test acts on a
-    worker while it is certainly in the middle of a task. The first `free_first` tasks to start
-    never wait."""
+    """BlendEngine that notes each request it starts (a file named after its process) and then waits
+    until the file `hold` exists before making frames, so a test acts on a worker while it is
+    certainly in the middle of a task. With `hold` given here every request waits; without it, only
+    requests whose params say {"hold": path}."""
 
     id = "test-marked"
 
-    def __init__(self, marks: str, hold: str | None = None, free_first: int = 0) -> None:
+    def __init__(self, marks: str, hold: str | None = None) -> None:
         super().__init__()
         self.marks = Path(marks)
-        self.hold = Path(hold) if hold else None
-        self.free_first = free_first
+        self.hold = hold
 
     def interpolate(self, request, progress=None, cancel=None):
         self.marks.mkdir(parents=True, exist_ok=True)
-        mine = self.marks / f"{os.getpid()}-{time.monotonic_ns()}"
-        mine.touch()
-        started = sorted(self.marks.iterdir(), key=lambda p: int(p.name.split("-")[1]))
-        if self.hold is not None and mine not in started[:self.free_first]:
-            while not self.hold.exists():  # released by the test; a cancel interrupts the wait
-                time.sleep(0.02)
+        (self.marks / f"{os.getpid()}-{time.monotonic_ns()}").touch()
+        hold = self.hold or request.params.get("hold")
+        while hold and not Path(hold).exists():  # released by the test; a cancel ends the worker
+            time.sleep(0.02)
         return super().interpolate(request, progress, cancel)
 
 

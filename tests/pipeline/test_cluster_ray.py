@@ -145,10 +145,12 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(cluster, tmp_path
 
 def test_cancel_keeps_finished_takes_and_frees_the_workers(cluster, tmp_path):
     project = make_project(tmp_path, keys=KEYS, count=25)
-    release = tmp_path / "release"  # never given: all but the first task are still running at the cancel
-    factory = functools.partial(MarkedBlend, str(tmp_path / "marks"), str(release), free_first=1)
+    release = tmp_path / "release"  # never given: all but the first job are still running at the cancel
+    factory = functools.partial(MarkedBlend, str(tmp_path / "marks"))
     cancel = CancelToken()
     jobs = _jobs(project, "test-marked")
+    for job in jobs[1:]:
+        job.params["hold"] = str(release)
     committed = 0
     with pytest.raises(Cancelled):
         for result in cluster_ray.run_on_ray(jobs, factories={"test-marked": factory}, cancel=cancel):
@@ -190,3 +192,9 @@ def test_only_engines_that_need_a_gpu_ask_for_one():
     assert cluster_ray.needs_gpu("tooncrafter")
     assert not cluster_ray.needs_gpu("tooncrafter", {"device": "cpu"})
     assert not cluster_ray.needs_gpu("an-engine-only-the-workers-know")
+
+
+def test_a_cluster_error_is_one_line_without_terminal_colours():
+    error = RuntimeError("The actor died \x1b[36mray::EngineWorker.__init__()\x1b[39m (pid=1)\nTraceback ...")
+    assert cluster_ray._first_line(error) == "The actor died ray::EngineWorker.__init__() (pid=1)"
+    assert cluster_ray.ClusterError("x").resource  # exit 3: a farm may retry
