@@ -31,7 +31,7 @@ class MarkedBlend(BlendEngine):
         (self.marks / f"{os.getpid()}-{time.monotonic_ns()}").touch()
         hold = self.hold or request.params.get("hold")
         while hold and not Path(hold).exists():  # released by the test; a cancel ends the worker
-            time.sleep(0.02)
+            time.sleep(0.02)  # poll for the release
         return super().interpolate(request, progress, cancel)
 
 
