@@ -175,6 +175,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.playback.frame.connect(self._playback_frame)
         self.playback.state_changed.connect(self._playback_state)
         self.frames.ready.connect(self._image_ready)
+        self.frames.failed.connect(self._image_failed)
         self.tints.ready.connect(self._image_ready)
         self.thumbnails.ready.connect(self._image_ready)
         self.generation.message.connect(self.show_message)
@@ -467,6 +468,8 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         """Stop playback, cancel jobs and wait for every background thread to finish."""
         self.playback.stop()
         self.autosave_timer.stop()
+        if getattr(self, "farm_timer", None) is not None:
+            self.farm_timer.stop()
         for dialog in self.findChildren(ExportDialog):  # an export still running is cancelled too
             dialog.worker.shutdown()
         self.worker.shutdown()
