@@ -437,7 +437,7 @@ def estimate_transform(image_a: np.ndarray, image_b: np.ndarray, mask_a: np.ndar
                 best, best_err = matrix, err
     assert best is not None
     if refine and best_err > 0.02:
-        refined = _refine_ecc(image_a, image_b, mask_b, best)
+        refined = _refine_ecc(image_a, image_b, mask_a, mask_b, best)
         if refined is not None:
             err = score(refined)
             if err < best_err:
@@ -445,7 +445,10 @@ def estimate_transform(image_a: np.ndarray, image_b: np.ndarray, mask_a: np.ndar
     return best, best_err
 
 
-def _refine_ecc(image_a: np.ndarray, image_b: np.ndarray, mask_b: np.ndarray, matrix: np.ndarray) -> np.ndarray | None:
+def _refine_ecc(image_a: np.ndarray, image_b: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray,
+                matrix: np.ndarray) -> np.ndarray | None:
+    """ECC on grey levels: the template is b's box around the group, the input all of a with the
+    group's pixels (ECC's mask is on its input image)."""
     ys, xs = np.nonzero(mask_b)
     h, w = mask_b.shape
     x0, y0 = max(0, xs.min() - 4), max(0, ys.min() - 4)
@@ -454,13 +457,13 @@ def _refine_ecc(image_a: np.ndarray, image_b: np.ndarray, mask_b: np.ndarray, ma
         return None
     grey_a = cv2.cvtColor(image_a, cv2.COLOR_RGB2GRAY).astype(np.float32)
     template = cv2.cvtColor(np.ascontiguousarray(image_b[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    tmask = cv2.dilate(mask_b[y0:y1, x0:x1].astype(np.uint8), np.ones((5, 5), np.uint8))
+    amask = cv2.dilate(mask_a.astype(np.uint8), np.ones((5, 5), np.uint8))
     back = _invert(matrix)  # b -> a, global; in template coordinates x_b = x_c + offset
     offset = np.array([x0, y0], np.float64)
     warp = np.hstack([back[:, :2], (back[:, :2] @ offset + back[:, 2])[:, None]]).astype(np.float32)
     try:
         _, warp = cv2.findTransformECC(template, grey_a, warp, cv2.MOTION_AFFINE,
-                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-4), tmask, 3)
+                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-4), amask, 3)
     except cv2.error:
         return None
     warp = warp.astype(np.float64)
