@@ -45,6 +45,8 @@ class ShapeSettings:
     analysis_side: int = 640  # longest side the keys are segmented and matched on
     refine: bool = True  # ECC refinement of each group's transform
     deform: bool = True  # dense flow inside each group after its transform (squash, limbs)
+    samples: int = 400  # pixels per group that score a candidate transform
+    turn_step: int = 12  # degrees between the candidate rotations
     max_moving_regions: int = 120  # more moving regions per key: left to dense flow
     min_flat: float = 0.6  # flat-colour share of the start key below which dense flow takes over
     unmatched_cost: float = 3.0
@@ -53,7 +55,7 @@ class ShapeSettings:
     max_error: float = 0.2  # ... and only when its transform explains it this well (0..1)
 
 
-SHAPE_PRESETS = {"best": {}, "fast": {"analysis_side": 400, "refine": False}}
+SHAPE_PRESETS = {"best": {}, "fast": {"analysis_side": 400, "refine": False, "samples": 250, "turn_step": 20}}
 
 
 def _grey_dis() -> cv2.DISOpticalFlow:
@@ -541,13 +543,13 @@ class ShapeInterpolator:
         moved: list[Group] = []
         for g in (g for g in coarse if g.kind == "moved"):
             masks[id(g)] = self._masks(g, changed)
-            g.matrix, g.error = estimate_transform(small_a, small_b, *masks[id(g)], s.refine)
+            g.matrix, g.error = estimate_transform(small_a, small_b, *masks[id(g)], s.refine, samples=s.samples, step=s.turn_step)
             parts = [f for f in fine if f.kind == "moved" and set(f.regions_a) <= set(g.regions_a)]
             if len(parts) > 1 and g.error > 0.1:
                 weights, errors = [], []
                 for f in parts:
                     masks[id(f)] = self._masks(f, changed)
-                    f.matrix, f.error = estimate_transform(small_a, small_b, *masks[id(f)], s.refine)
+                    f.matrix, f.error = estimate_transform(small_a, small_b, *masks[id(f)], s.refine, samples=s.samples, step=s.turn_step)
                     weights.append(float(masks[id(f)][0].sum()))
                     errors.append(f.error)
                 if np.average(errors, weights=weights) < g.error - 0.08:
@@ -559,7 +561,7 @@ class ShapeInterpolator:
         attached = self._attach(moved, loose, masks)
         for g in attached:
             masks[id(g)] = self._masks(g, changed)
-            g.matrix, g.error = estimate_transform(small_a, small_b, *masks[id(g)], s.refine, g.matrix)
+            g.matrix, g.error = estimate_transform(small_a, small_b, *masks[id(g)], s.refine, g.matrix, s.samples, s.turn_step)
         if s.deform:
             for g in moved:
                 field = deformation(small_a, small_b, *masks[id(g)], g.matrix)
@@ -596,7 +598,7 @@ class ShapeInterpolator:
         errors: dict[int, float] = {}
 
         def quick(ma, mb):
-            return estimate_transform(small_a, small_b, ma, mb, refine=False, samples=250, step=20)[1]
+            return estimate_transform(small_a, small_b, ma, mb, refine=False, samples=200, step=24)[1]
 
         def own(i):
             if i not in errors:
