@@ -53,9 +53,8 @@ def sample_strip() -> np.ndarray:
 
 
 def worst_case() -> tuple[np.ndarray, str]:
-    from tools.flow_train import evaluate, heldout
-
     from benchmarks.bench_shapes import HELD_OUT_SEEDS
+    from tools.flow_train import evaluate, heldout
     from tooncrafter_studio.engines.base import InterpolationRequest
     from tooncrafter_studio.engines.flow.engine import FlowEngine
 

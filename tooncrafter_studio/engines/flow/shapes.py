@@ -772,14 +772,14 @@ class ShapeInterpolator:
         """The in-between at t. With `base` (dense flow's in-between of the clean plates), the
         shape-moved groups are drawn over it; without, every group is drawn over the keys'
         background (shapes only)."""
-        a = self.start.astype(np.float32)
-        b = self.end.astype(np.float32)
-        if base is not None:
-            out = base.astype(np.float32)
+        if base is not None:  # only the groups' boxes change: the keys are sampled as bytes
+            out = base.copy()
             for i in self.order:
                 if i in self.handled:
-                    self._draw_moved(out, self.groups[i], a, b, t)
-            return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+                    self._draw_moved(out, self.groups[i], self.start, self.end, t)
+            return out
+        a = self.start.astype(np.float32)
+        b = self.end.astype(np.float32)
         out = self._background(a, b, t)
         for i in self.order:
             g = self.groups[i]
@@ -873,8 +873,8 @@ class ShapeInterpolator:
         weight = wa + wb
         alpha = (wa * mask_a + wb * mask_b) / np.maximum(weight, 1e-6)
         alpha = np.clip((alpha - 0.5) * 2.0 + 0.5, 0.0, 1.0)  # a crisp outline, no ghost halo
-        colour_a = cv2.remap(a, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        colour_b = cv2.remap(b, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        colour_a = cv2.remap(a, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        colour_b = cv2.remap(b, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         ca, cb = wa * mask_a, wb * mask_b
         share_a = ca / np.maximum(ca + cb, 1e-6)
         # Where the two keys disagree on the colour, the nearer key decides (no double image).
@@ -883,4 +883,5 @@ class ShapeInterpolator:
         colour = colour_a * share_a + colour_b * (1.0 - share_a)
         alpha = alpha[..., None]
         sl = (slice(oy0, oy1), slice(ox0, ox1))
-        out[sl] = colour * alpha + out[sl] * (1.0 - alpha)
+        mixed = colour * alpha + out[sl].astype(np.float32) * (1.0 - alpha)
+        out[sl] = mixed if out.dtype != np.uint8 else np.clip(mixed + 0.5, 0, 255).astype(np.uint8)
