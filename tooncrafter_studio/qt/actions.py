@@ -38,6 +38,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("save", "&Save", ("Ctrl+S",), "File", True),
     CommandSpec("save_as", "Save &As…", ("Ctrl+Shift+S",), "File"),
     CommandSpec("export", "&Export PNG Sequence…", ("Ctrl+E",), "File", True),
+    CommandSpec("import_timing", "Import &Timing Sheet…", (), "File",
+                tip="Set the exposures and the frames to in-between from an XDTS or CSV timing sheet"),
     CommandSpec("locate_missing", "&Locate Missing Drawings…", (), "File",
                 tip="Point the project at the folder where its drawings are now (nothing is copied)"),
     CommandSpec("settings", "Se&ttings…", ("Ctrl+,",), "File"),

@@ -32,11 +32,13 @@ from PySide6.QtWidgets import (
 from ..core.errors import StudioError
 from ..core.settings import Settings, load_settings, save_settings
 from ..engines.registry import engine_ids
+from ..export.sheet_timing import timeline_notes
 from ..project.document import ReviewStatus
 from ..project.resolve import SegmentSpan
 from .actions import ActionRegistry, about_text, shortcut_sheet_html
 from .dialogs.export import ExportDialog
 from .dialogs.settings import SettingsDialog
+from .dialogs.timing_sheet import TimingSheetDialog
 from .editing import EditingMixin
 from .generation import GenerationController
 from .layout_store import restore_layout, save_layout
@@ -175,6 +177,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.playback.frame.connect(self._playback_frame)
         self.playback.state_changed.connect(self._playback_state)
         self.frames.ready.connect(self._image_ready)
+        self.frames.failed.connect(self._image_failed)
         self.tints.ready.connect(self._image_ready)
         self.thumbnails.ready.connect(self._image_ready)
         self.generation.message.connect(self.show_message)
@@ -213,6 +216,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
             "new_project": self.new_project_dialog, "open_project": self.open_project_dialog,
             "new_from_pattern": self.new_from_pattern_dialog,
             "save": self.save, "save_as": self.save_as_dialog, "export": self.export_dialog,
+            "import_timing": self.import_timing_dialog,
             "locate_missing": self.locate_missing_drawings,
             "settings": self.settings_dialog, "quit": self.close, "engine_setup": self.engine_setup_dialog,
             "undo": self.session.undo, "redo": self.session.redo,
@@ -323,6 +327,8 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
     def _refresh_document(self) -> None:
         frames = self.session.frames()
         self.timeline.sketch_frames = set(sketch_marks(self.session.shot, self.session.spans()))
+        notes = timeline_notes(self.session.shot)
+        self.timeline.set_sheet_notes(notes.marks, notes.rows)
         self.timeline.set_frames(frames, self.session.spans())
         self.playback.frame_count = max(1, len(frames))
         if self.current_frame > len(frames):
@@ -428,6 +434,17 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self._export_dialog = dialog
         return dialog
 
+    def import_timing_dialog(self, path: str = "") -> TimingSheetDialog | None:
+        """File ▸ Import Timing Sheet…: the plan the dialog previews is applied as one undoable command."""
+        if self.session.project is None:
+            self.show_message("Open a shot first.")
+            return None
+        dialog = TimingSheetDialog(self.session.project.shot, path, parent=self)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: dialog.plan is not None and self.session.push(dialog.plan.command()))
+        dialog.open()
+        return dialog
+
     def copy_diagnostics(self) -> str:
         project = self.session.project
         model = describe_model(self.generation.model_identity, self.generation.model_identity_known)
@@ -467,6 +484,8 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         """Stop playback, cancel jobs and wait for every background thread to finish."""
         self.playback.stop()
         self.autosave_timer.stop()
+        if getattr(self, "farm_timer", None) is not None:
+            self.farm_timer.stop()
         for dialog in self.findChildren(ExportDialog):  # an export still running is cancelled too
             dialog.worker.shutdown()
         self.worker.shutdown()
