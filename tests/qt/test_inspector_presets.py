@@ -6,7 +6,7 @@ from tooncrafter_studio.project.commands import SetSegmentSettings
 
 
 def test_preset_sets_steps_undoably_and_the_estimate_follows(qtbot, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     span = window.session.spans()[0]
     window.session.push(SetSegmentSettings(span.key, engine="tooncrafter"))
     inspector = window.inspector

@@ -40,7 +40,7 @@ def run_app(args: list[str] | None = None) -> int:
     app.setStyle("Fusion")
     window = MainWindow()
     window.show()
-    window.open_startup(options.project)
+    window.files.open_startup(options.project)
     if options.smoke_test:
         _report_and_quit(app, window)
     code = app.exec()

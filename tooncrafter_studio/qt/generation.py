@@ -88,12 +88,15 @@ class GenerationController(QObject):
     message = Signal(str)
     take_added = Signal(str, object)  # take id, SegmentSpan key
     probes_ready = Signal(object, object)
+    job_started = Signal(object)  # task: one of ours was queued (the jobs panel watches it)
+    job_ended = Signal(object)  # task: one of ours is done, failed or cancelled (its preview goes)
 
     def __init__(self, session: Session, worker: Worker, settings: Settings, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.worker = worker
         self.settings = settings
+        self.tasks: list[Task] = []  # ours, queued or running
         self.probes: dict[str, ProbeResult] = {}
         self.capabilities: dict[str, Any] = {}
         self.model_identity: dict[str, Any] | None = None
@@ -231,7 +234,7 @@ class GenerationController(QObject):
             return run_job(job, engine, progress, cancel)
 
         label = self.job_label(job) + (" (rejected frames)" if job.kept_from else "")
-        return self.worker.submit(label, run, "generate", payload={"job": job}, on_done=self._job_done)
+        return self.worker.submit(label, run, payload={"job": job}, on_done=self._job_done, watch=self._watch)
 
     def _submit_to_cluster(self, jobs: list[Job], address: str) -> Task:
         """One task for the batch: the worker thread waits on the cluster, the UI keeps working."""
@@ -241,7 +244,22 @@ class GenerationController(QObject):
             return list(run_on_ray(jobs, address, cancel=cancel, progress=progress))
 
         label = f"{len(jobs)} key pair{'s' if len(jobs) != 1 else ''} on the cluster {address}"
-        return self.worker.submit(label, run, "generate", payload={"jobs": jobs}, on_done=self._batch_done)
+        return self.worker.submit(label, run, payload={"jobs": jobs}, on_done=self._batch_done, watch=self._watch)
+
+    def _watch(self, task: Task) -> None:
+        self.tasks.append(task)
+        task.signals.ended.connect(self._ended)
+        self.job_started.emit(task)  # connected to JobsPanel.watch: its row shows from the start
+
+    def _ended(self, task: Task) -> None:
+        if task in self.tasks:
+            self.tasks.remove(task)
+        self.job_ended.emit(task)
+
+    def cancel_all(self) -> None:
+        """Cancel our queued and running jobs (another project is being opened)."""
+        for task in list(self.tasks):
+            self.worker.cancel(task)
 
     def _batch_done(self, task: Task) -> None:
         jobs: list[Job] = task.payload["jobs"]

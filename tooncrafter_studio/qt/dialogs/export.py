@@ -107,10 +107,6 @@ class ExportDialog(QDialog):
         self.name.textChanged.connect(self.update_preview)
         self.include_pending.toggled.connect(self.update_preview)
         self.drawings_only.toggled.connect(self.update_preview)
-        self.worker.task_progress.connect(self._progress)
-        self.worker.task_finished.connect(self._finished)
-        self.worker.task_failed.connect(self._failed)
-        self.worker.task_cancelled.connect(self._cancelled)
         self.update_preview()
 
     def options(self) -> ExportOptions:
@@ -155,8 +151,13 @@ class ExportDialog(QDialog):
         self.status.setText("Exporting…")
         self.export_button.setEnabled(False)
         self.task = self.worker.submit(
-            "Export", lambda progress, cancel: export_sequence(folder, shot, options, progress, cancel), "export")
+            "Export", lambda progress, cancel: export_sequence(folder, shot, options, progress, cancel),
+            watch=self._watch)
         return self.task
+
+    def _watch(self, task: Task) -> None:
+        task.signals.progress.connect(self._progress)
+        task.signals.ended.connect(self._ended)
 
     def _progress(self, _task: Task, event: ProgressEvent) -> None:
         if event.total:
@@ -164,7 +165,15 @@ class ExportDialog(QDialog):
             self.progress.setValue(event.done)
         self.status.setText(f"{event.stage} {event.done}/{event.total}" if event.total else event.stage)
 
-    def _finished(self, _task: Task, report: ExportReport) -> None:
+    def _ended(self, task: Task) -> None:
+        if task.state == "done":
+            self._finished(task.result)
+        elif task.state == "failed":
+            self._failed(task.error)
+        else:
+            self._cancelled()
+
+    def _finished(self, report: ExportReport) -> None:
         self.task = None
         self.report = report
         self.progress.setValue(self.progress.maximum())
@@ -177,13 +186,13 @@ class ExportDialog(QDialog):
         log.info("Exported %d files to %s", len(report.files), report.out_dir)
         self.exported.emit(report)
 
-    def _failed(self, _task: Task, message: str, _details: str) -> None:
+    def _failed(self, message: str) -> None:
         self.task = None
         self.progress.setVisible(False)
         self.status.setText(f"<span style='color:#ff8a80'>{message}</span>")
         self.export_button.setEnabled(True)
 
-    def _cancelled(self, _task: Task) -> None:
+    def _cancelled(self) -> None:
         self.task = None
         self.progress.setVisible(False)
         self.status.setText("Export cancelled; nothing was left half-written.")
