@@ -22,7 +22,7 @@ from ..core.paths import find_model
 from ..core.progress import CancelToken, ProgressCallback
 from ..core.settings import Settings
 from ..engines.base import EngineCapabilities, ProbeResult
-from ..engines.registry import create_engine, engine_ids
+from ..engines.registry import engine_ids, engine_info
 from ..pipeline.engines import EngineCache, build_engine, settings_options
 from ..pipeline.jobs import Job, redo_rejected_job, segment_job
 from ..pipeline.runner import JobResult, apply_result, draw_seed, run_job
@@ -134,15 +134,15 @@ class GenerationController(QObject):
         known = self.capabilities.get(engine_id)
         if known is None:
             try:
-                known = create_engine(engine_id).capabilities
-            except Exception:  # an engine that cannot be created: the job will say why
+                known = engine_info(engine_id).capabilities
+            except Exception:  # an engine that cannot be imported: the job will say why
                 return EngineCapabilities()
         return known
 
     def engine_label(self, engine_id: str) -> str:
         try:
-            return create_engine(engine_id).label or engine_id
-        except Exception:  # an engine that cannot even be created
+            return engine_info(engine_id).label
+        except Exception:  # an engine that cannot even be imported
             return engine_id
 
     def refusal(self, engine_id: str, new_variant: bool = False) -> str:
