@@ -359,6 +359,8 @@ class ProjectFiles(QObject):
 
     def open_startup(self, project_arg: str | None = None) -> None:
         """Open --project, else the last project, else the sample shot with the first-run hint."""
+        if project_arg and Path(project_arg).name == PROJECT_FILE:  # the file itself was named
+            project_arg = str(Path(project_arg).parent)
         candidates = [project_arg] if project_arg else [self.settings.last_project]
         for path in candidates:
             if path and os.path.lexists(Path(path) / PROJECT_FILE):
