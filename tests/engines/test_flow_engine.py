@@ -8,8 +8,8 @@ import pytest
 from engine_synthetic import FILL, OTHER, PAPER, disc_frame, fill_centroid, occlusion_frames
 
 from tooncrafter_studio.engines.base import InterpolationRequest
-from tooncrafter_studio.engines.flow import FlowEngine
-from tooncrafter_studio.engines.flow_warp import push_pull_fill
+from tooncrafter_studio.engines.flow.engine import FlowEngine
+from tooncrafter_studio.engines.flow.warp import push_pull_fill
 
 
 def _run(a, b, times):
@@ -69,7 +69,7 @@ def _blue(img):
 def test_occluding_square_does_not_smear(learned):
     """A square slides over a still disc: it arrives whole where it should be, leaves no trail
     behind, and nothing of it bleeds onto the paper."""
-    from tooncrafter_studio.engines.flow_warp import FlowSettings
+    from tooncrafter_studio.engines.flow.warp import FlowSettings
 
     a = occlusion_frames(30.0)
     b = occlusion_frames(70.0)
@@ -193,7 +193,7 @@ def test_push_pull_keeps_valid_values_and_fills_a_gradient_smoothly():
 
 
 def test_splat_moves_pixels_by_t_times_their_flow_and_the_faster_one_wins():
-    from tooncrafter_studio.engines.flow_warp import _Splatter
+    from tooncrafter_studio.engines.flow.warp import _Splatter
 
     h, w = 12, 16
     flow = np.zeros((h, w, 2), np.float32)
@@ -218,7 +218,7 @@ def test_splat_moves_pixels_by_t_times_their_flow_and_the_faster_one_wins():
 
 @pytest.mark.parametrize("overrides", [{"test_unmatched": True}, {"seed_side": 64}])
 def test_optional_seed_settings_follow_the_motion(overrides):
-    from tooncrafter_studio.engines.flow_warp import FlowSettings
+    from tooncrafter_studio.engines.flow.warp import FlowSettings
 
     a = disc_frame((40.0, 48.0))
     b = disc_frame((80.0, 48.0))
@@ -253,8 +253,8 @@ def test_a_seed_gives_a_real_alternative_and_the_same_seed_the_same_frames():
 
 
 def test_start_and_end_dominant_variants_lean_the_way_they_say():
-    from tooncrafter_studio.engines.flow import VARIANTS
-    from tooncrafter_studio.engines.flow_warp import FlowSettings
+    from tooncrafter_studio.engines.flow.engine import VARIANTS
+    from tooncrafter_studio.engines.flow.warp import FlowSettings
 
     names = [name for name, _ in VARIANTS]
     start_seed, end_seed = names.index("start-dominant blend") + 1, names.index("end-dominant blend") + 1

@@ -59,7 +59,7 @@ def test_the_bundle_has_no_torch_and_carries_what_it_needs(bundle):
     assert not (internal / "torch").exists() and not list(internal.glob("libtorch*"))
     assert (internal / "tooncrafter_studio" / "resources" / "sample_shot" / "project.json").exists()
     assert (internal / "worker_src" / "tooncrafter_studio" / "engines" / "worker.py").exists()
-    assert (internal / "worker_src" / "tooncrafter_studio" / "diffusion" / "pipeline.py").exists()
+    assert (internal / "worker_src" / "tooncrafter_studio" / "diffusion" / "run" / "pipeline.py").exists()
     assert (internal / "LICENSE").exists() and "numpy" in (internal / "THIRD_PARTY_NOTICES.txt").read_text()
     assert list((internal / "uv").glob("uv*"))
 

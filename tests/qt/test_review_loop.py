@@ -15,6 +15,7 @@ import pytest
 from engines_for_tests import SlowEngine, VariantEngine
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel, QTreeWidget
+from qt_helpers import PATIENCE_MS
 
 from tooncrafter_studio.engines.registry import register_engine, unregister_engine
 from tooncrafter_studio.media import read_image
@@ -47,7 +48,7 @@ def key(qtbot, window, key, modifier=Qt.KeyboardModifier.NoModifier):
 
 
 def wait_takes(qtbot, window, count):
-    qtbot.waitUntil(lambda: len(window.session.shot.takes) >= count and not window.worker.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: len(window.session.shot.takes) >= count and not window.worker.busy, timeout=PATIENCE_MS)
 
 
 def pixels_at(window, frame):
@@ -71,7 +72,7 @@ def test_a_deterministic_engine_says_so_instead_of_returning_the_rejected_frames
                                                                                  messages):
     window.files.open_project(project_folder)
     use_engine(window, "crossfade")
-    qtbot.waitUntil(lambda: "crossfade" in window.generation.probes, timeout=60_000)
+    qtbot.waitUntil(lambda: "crossfade" in window.generation.probes, timeout=PATIENCE_MS)
     key(qtbot, window, Qt.Key.Key_G)
     wait_takes(qtbot, window, 1)
     assert window.inspector.seed_note.isVisibleTo(window.inspector)  # the seed is not offered
@@ -136,7 +137,7 @@ def test_a_rejected_frame_shows_its_own_label_and_status_everywhere(qtbot, windo
     dialog = window.dialogs.export_dialog()
     dialog.out_dir.setText(str(tmp_path / "out"))
     dialog.timing_sheet.setCurrentIndex(dialog.timing_sheet.findData("csv"))
-    with qtbot.waitSignal(dialog.exported, timeout=20_000):
+    with qtbot.waitSignal(dialog.exported, timeout=PATIENCE_MS):
         dialog.start()
     rows = list(csv.DictReader(next((tmp_path / "out").glob("*.csv")).open(encoding="utf-8")))
     assert (rows[4]["label"], rows[4]["status"], rows[4]["note"]) == ("T1-2", "rejected", "T1-2 rejected: holds T1-1")
@@ -180,7 +181,7 @@ def test_no_label_is_clipped_without_a_tooltip(qtbot, window, project_folder, si
     window.session.push(SetSegmentSettings(window.session.spans()[0].key, engine="tooncrafter"))
     key(qtbot, window, Qt.Key.Key_Right)
     window.editing.generate_all()  # takes rows and job rows with long names
-    qtbot.waitUntil(lambda: not window.worker.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: not window.worker.busy, timeout=PATIENCE_MS)
     QApplication.processEvents()
     assert clipped(window) == []
     inspector = window.docks["inspector"].widget()  # the inspector scrolls: the Takes panel covers nothing
@@ -229,7 +230,7 @@ def test_timeline_labels_stay_distinct_at_the_default_zoom(qtbot, window, tmp_pa
     window.files.open_project(folder)
     window.session.push(SetSegmentSettings(window.session.spans()[0].key, engine="crossfade", exposure=1))
     window.editing.generate_selection()
-    qtbot.waitUntil(lambda: len(window.session.shot.takes) == 1 and not window.worker.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: len(window.session.shot.takes) == 1 and not window.worker.busy, timeout=PATIENCE_MS)
     metrics = window.timeline.fontMetrics()
     width = int(window.timeline.frame_w - 4)
     drawn = [metrics.elidedText(f.label, Qt.TextElideMode.ElideLeft, width)
@@ -244,7 +245,7 @@ def test_timeline_labels_stay_distinct_at_the_default_zoom(qtbot, window, tmp_pa
 def test_messages_name_controls_not_command_line_flags(qtbot, window, project_folder, messages, tmp_path):
     window.files.open_project(project_folder)
     use_engine(window, "tooncrafter")
-    qtbot.waitUntil(lambda: "tooncrafter" in window.generation.probes, timeout=120_000)
+    qtbot.waitUntil(lambda: "tooncrafter" in window.generation.probes, timeout=PATIENCE_MS)
     key(qtbot, window, Qt.Key.Key_G)
     assert "--" not in window.inspector.engine_status.text()
     if not window.generation.probes["tooncrafter"].available:  # G refuses it at once, and says why
@@ -254,7 +255,7 @@ def test_messages_name_controls_not_command_line_flags(qtbot, window, project_fo
     dialog = window.dialogs.export_dialog()
     dialog.out_dir.setText(str(tmp_path / "out"))
     dialog.start()
-    qtbot.waitUntil(lambda: dialog.task is None, timeout=20_000)
+    qtbot.waitUntil(lambda: dialog.task is None, timeout=PATIENCE_MS)
     assert "overwrit" in dialog.status.text() and "--" not in dialog.status.text()
     dialog.close()
     assert all("--" not in text for text in messages), messages
@@ -268,7 +269,7 @@ def test_jobs_panel_reads_truthfully_and_the_playhead_stays(qtbot, engines, wind
     assert format_eta(0) == "" and format_eta(None) == "" and format_eta(75) == "1:15"
     window.view.set_current_frame(12)  # the user works elsewhere
     key(qtbot, window, Qt.Key.Key_G, Qt.KeyboardModifier.ShiftModifier)  # flow: no live previews
-    qtbot.waitUntil(lambda: len(window.session.shot.takes) == 2 and not window.worker.busy, timeout=30_000)
+    qtbot.waitUntil(lambda: len(window.session.shot.takes) == 2 and not window.worker.busy, timeout=PATIENCE_MS)
     assert window.view.current_frame == 12  # not moved: offered instead
     assert window.go_button.isVisible()
     tasks = window.worker.tasks
@@ -280,9 +281,9 @@ def test_jobs_panel_reads_truthfully_and_the_playhead_stays(qtbot, engines, wind
     use_engine(window, "slow-test")
     window.editing.generate_selection()
     task = window.worker.tasks[-1]
-    qtbot.waitUntil(lambda: task.state == "running" and window.jobs.bars[task.id].value() > 0, timeout=10_000)
+    qtbot.waitUntil(lambda: task.state == "running" and window.jobs.bars[task.id].value() > 0, timeout=PATIENCE_MS)
     window.worker.cancel(task)
-    qtbot.waitUntil(lambda: window.jobs.row_state(task).get("stage") == "cancelled", timeout=10_000)
+    qtbot.waitUntil(lambda: window.jobs.row_state(task).get("stage") == "cancelled", timeout=PATIENCE_MS)
     bar = window.jobs.bars[task.id]
     assert bar.value() == 0 and window.jobs.row_state(task)["eta"] == ""  # not half done
     assert not window.session.project._reserved  # noqa: SLF001  (released on cancel)
@@ -320,7 +321,7 @@ def test_keyboard_only_review_session(qtbot, engines, window, project_folder, tm
     out = tmp_path / "out"
     dialog.out_dir.selectAll()
     qtbot.keyClicks(dialog.out_dir, str(out))
-    with qtbot.waitSignal(dialog.exported, timeout=20_000):
+    with qtbot.waitSignal(dialog.exported, timeout=PATIENCE_MS):
         qtbot.keyClick(dialog.out_dir, Qt.Key.Key_Return)
     exported = read_image(sorted(out.glob("*.png"))[4])  # frame 5
     assert np.array_equal(exported[..., :3], redrawn[..., :3])

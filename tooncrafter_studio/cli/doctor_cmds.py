@@ -76,8 +76,8 @@ def _torch_missing() -> bool:
 def _estimate(args: argparse.Namespace) -> int:
     if _torch_missing():
         raise InputError("The memory estimate needs PyTorch: install the 'tooncrafter' extra.")
-    from ..diffusion import memory
-    from ..engines.tooncrafter import dryrun
+    from ..diffusion.run import memory
+    from . import dryrun
 
     modes = [args.memory] if args.memory else (["balanced"] if args.json else list(MODES))
     if args.json:
@@ -111,11 +111,11 @@ def _selftest(args: argparse.Namespace) -> int:
     if _torch_missing():
         raise InputError("The self-test needs PyTorch: install the 'tooncrafter' extra.")
     from ..core.fsio import atomic_write_text
-    from ..diffusion import selftest
+    from ..diffusion.checks import selftest
     from ..engines.tooncrafter import presets
 
     if args.device == "cuda":
-        from ..diffusion import memory
+        from ..diffusion.run import memory
 
         if not memory.cuda_available():
             raise InputError("--device cuda: PyTorch sees no CUDA GPU here; run the self-test with --device cpu.")
@@ -154,7 +154,7 @@ def _diagnose(args: argparse.Namespace) -> int:
               "install`, or install the 'tooncrafter' extra); the flow engine works without it.")
         ok = False
     else:
-        from ..diffusion import memory
+        from ..diffusion.run import memory
 
         env = memory.torch_environment()
         print(f"PyTorch {env['torch']}, CUDA build {env['cuda_build'] or 'none (CPU build)'}, "

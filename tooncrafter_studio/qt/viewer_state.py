@@ -324,9 +324,12 @@ class ViewerController(QObject):
         if prefetch:  # the frame changed: loads queued for earlier positions are not wanted any more
             self.images.frames.drop_pending()
         image = self.images.frames.get(ref, priority=10)
-        if image is None:  # show the thumbnail (or keep the last picture) until the frame is decoded
+        if image is None:  # show the thumbnail (or keep the last drawing) until the frame is decoded
             thumb = self.images.thumbnails.get(ref, priority=10)
-            image = thumb if thumb is not None else self.viewer.image
+            # a denoising preview on screen (its overlay says so) is never carried over to a frame
+            # that is not part of its job
+            last = None if self.viewer.overlay else self.viewer.image
+            image = thumb if thumb is not None else last
         layers: list[Layer] = []
         if self.actions["onion_skin"].isChecked() and not badge:
             layers += self._onion_layers(frames, index)

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from tooncrafter_studio.cli.main import EXIT_FAILED, run_cli  # noqa: E402
 from tooncrafter_studio.core.errors import ModelError  # noqa: E402
-from tooncrafter_studio.diffusion.checkpoint import (  # noqa: E402
+from tooncrafter_studio.diffusion.weights.checkpoint import (  # noqa: E402
     NonFiniteWeights,
     WeightFile,
     convert,
@@ -128,7 +128,7 @@ def test_nan_weights_are_refused_by_check_convert_load_and_the_engine(tmp_path, 
     report = json.loads(captured.out)
     assert report["ok"] is False and report["non_finite"] == [key]
     # the engine's pre-flight uses the same check
-    from tooncrafter_studio.diffusion import checkpoint
+    from tooncrafter_studio.diffusion.weights import checkpoint
     from tooncrafter_studio.engines.tooncrafter import engine
 
     monkeypatch.setattr(checkpoint.ExpectedKeys, "for_config", classmethod(lambda cls, *a, **k: reduced_expected))
