@@ -5,21 +5,9 @@ sub-commands are headless and never need Qt."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-PROJECT_FILE = "project.json"  # the same name as project.project.PROJECT_FILE (not imported: keep this light)
 GUI_MISSING = ('The desktop app needs Qt, which is not installed here: pip install "tooncrafter-studio[gui]". '
                "The headless commands work without it: tooncrafter-studio --help")
-
-
-def project_folder_of(arg: str) -> str | None:
-    """The project folder an argument names (the folder, or its project.json), else None."""
-    path = Path(arg)
-    if path.name == PROJECT_FILE and path.is_file():
-        return str(path.parent)
-    if path.is_dir() and (path / PROJECT_FILE).is_file():
-        return str(path)
-    return None
 
 
 def _is_command(name: str) -> bool:
@@ -33,6 +21,8 @@ def gui_args(args: list[str]) -> list[str] | None:
     """The app's arguments when these open the app, else None (a headless command)."""
     if not args or args[0].startswith("--project") or args[0] == "--gui":
         return [a for a in args if a != "--gui"]
+    from .project.project import project_folder_of
+
     folder = project_folder_of(args[0]) if not args[0].startswith("-") else None
     if folder is not None and not _is_command(args[0]):
         return ["--project", folder, *args[1:]]

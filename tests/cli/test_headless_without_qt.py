@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tooncrafter_studio.__main__ import GUI_MISSING, gui_args, project_folder_of
+from tooncrafter_studio.__main__ import GUI_MISSING, gui_args
 from tooncrafter_studio.core.paths import resources_dir
+from tooncrafter_studio.project.project import project_folder_of
 
 # PySide6 made unimportable, as on a machine without the gui extra; prints what got imported.
 WITHOUT_QT = """

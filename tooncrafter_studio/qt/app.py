@@ -14,6 +14,7 @@ from PySide6.QtCore import QEvent, QObject
 
 from ..core.logging import configure_logging
 from ..core.paths import user_log_dir
+from ..project.project import project_folder_of
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +38,6 @@ class FileOpenEvents(QObject):
 
     def eventFilter(self, watched, event) -> bool:  # noqa: N802
         if event.type() == QEvent.Type.FileOpen:
-            from ..__main__ import project_folder_of
-
             path = event.file()
             self.window.files.open_project(project_folder_of(path) or path)
             return True
