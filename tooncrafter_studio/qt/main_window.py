@@ -27,7 +27,7 @@ from ..project.document import ReviewStatus
 from .actions import ActionRegistry
 from .editing import Editing
 from .generation import GenerationController
-from .layout_store import restore_layout, save_layout
+from .layout_store import fit_on_screen, restore_layout, save_layout
 from .panels.inspector import SegmentInspector
 from .panels.jobs import JobsPanel
 from .panels.log import LogPanel
@@ -61,7 +61,6 @@ class MainWindow(QMainWindow):
         self.settings = self.store.settings
         self.setWindowTitle(APP_NAME)
         self.setAcceptDrops(True)
-        self.resize(1400, 900)
         self._closing = False
 
         self.session = Session(self)
@@ -90,8 +89,10 @@ class MainWindow(QMainWindow):
         self.inspector.set_engines(engine_ids(), {})
         self._update_title()
         if self.store.persist:
-            restore_layout(self)
+            restore_layout(self)  # fits the screen when this screen has no saved geometry
             self.problem_bar.hide()  # a saved layout may have it shown
+        else:
+            fit_on_screen(self)
         self.generation.probe_engines()
 
     # ------------------------------------------------------------------ composition

@@ -1,0 +1,78 @@
+"""The papercuts of the last walk through the studio (issue 22), each as the user meets it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QEvent, QPoint, QRect, QUrl
+from PySide6.QtGui import QFileOpenEvent
+from PySide6.QtWidgets import QApplication
+from qt_helpers import PATIENCE_MS
+
+from tooncrafter_studio.core.settings import Settings
+from tooncrafter_studio.qt.app import FileOpenEvents
+from tooncrafter_studio.qt.layout_store import default_geometry, fit_on_screen, layout_path, screen_key
+from tooncrafter_studio.qt.main_window import MainWindow
+
+# ------------------------------------------------------------------ 1. the window fits the screen
+
+
+def _inside(window, widget) -> bool:
+    top_left = widget.mapTo(window, QPoint(0, 0))
+    return window.rect().contains(QRect(top_left, widget.size()))
+
+
+def test_the_window_opens_inside_the_available_screen(qtbot, window):
+    available = window.screen().availableGeometry()
+    assert available.contains(window.geometry())  # not 1400x900 on this 800x800 offscreen screen
+
+
+def test_on_a_1280x720_screen_the_sheet_and_the_inspector_are_on_screen(qtbot, window):
+    available = QRect(0, 0, 1280, 720 - 32)  # a 720p panel with a task bar
+    assert default_geometry(available).width() <= 1280 and default_geometry(available).height() <= 688
+    fit_on_screen(window, available)
+    qtbot.waitUntil(lambda: window.height() <= 688, timeout=PATIENCE_MS)
+    for name in ("timeline", "inspector", "takes", "jobs"):
+        dock = window.docks[name]
+        assert dock.isVisible() and _inside(window, dock), name
+    assert window.inspector.visibleRegion().boundingRect().height() > 100  # readable, scrolls beyond
+
+
+def test_the_geometry_is_remembered_per_screen(qtbot, monkeypatch):
+    first = MainWindow(Settings(autosave_interval_s=0), persist_settings=True)
+    first.prompts.ask_unsaved = lambda: "discard"
+    qtbot.addWidget(first)
+    first.show()
+    qtbot.waitExposed(first)
+    first.resize(640, 480)
+    qtbot.waitUntil(lambda: first.width() == 640, timeout=PATIENCE_MS)
+    assert first.close()
+    saved = layout_path().read_text()
+    assert screen_key(first.screen()) in saved
+
+    # the same screen: the size comes back
+    second = MainWindow(Settings(autosave_interval_s=0), persist_settings=True)
+    qtbot.addWidget(second)
+    assert second.width() == 640
+    second.shutdown()
+
+    # another screen (here: the same one under another name) opens fitted, not at 640 wide
+    monkeypatch.setattr("tooncrafter_studio.qt.layout_store.screen_key", lambda screen: "another-1920x1080")
+    third = MainWindow(Settings(autosave_interval_s=0), persist_settings=True)
+    qtbot.addWidget(third)
+    assert third.width() == default_geometry(third.screen().availableGeometry()).width() != 640
+    third.shutdown()
+
+
+# ------------------------------------------------------------------ 2. opening a project by path
+
+
+def test_the_app_opens_the_project_it_was_given_as_project_json(qtbot, window, project_folder):
+    window.files.open_startup(str(project_folder / "project.json"))
+    assert window.session.project is not None and window.session.project.folder == project_folder.resolve()
+
+
+def test_a_project_opened_from_the_finder_opens_in_the_window(qtbot, window, project_folder):
+    opener = FileOpenEvents(window, window)
+    event = QFileOpenEvent(QUrl.fromLocalFile(str(project_folder / "project.json")))
+    assert event.type() == QEvent.Type.FileOpen
+    assert opener.eventFilter(QApplication.instance(), event)
+    assert window.session.project is not None and window.session.project.folder == project_folder.resolve()
