@@ -76,3 +76,52 @@ def test_a_project_opened_from_the_finder_opens_in_the_window(qtbot, window, pro
     assert event.type() == QEvent.Type.FileOpen
     assert opener.eventFilter(QApplication.instance(), event)
     assert window.session.project is not None and window.session.project.folder == project_folder.resolve()
+
+
+# ------------------------------------------------------------------ 3. counts that cannot fit
+
+
+def test_the_inspector_refuses_more_inbetweens_than_frames_and_says_why(qtbot, window, project_folder):
+    window.files.open_project(project_folder)  # keys 8 frames apart: at most 7 in-betweens
+    inspector = window.inspector
+    span = window.session.spans()[0]
+    assert span.gap == 8 and inspector.span == span
+    assert inspector.count.maximum() == 7
+    inspector.count.lineEdit().selectAll()
+    qtbot.keyClicks(inspector.count, "120")
+    inspector.count.interpretText()
+    assert inspector.settings().count in (None, 1)  # "1" was typed before "120" stopped being valid
+    inspector.count.setValue(120)  # as the arrows or a wheel would: stops at 7
+    assert inspector.settings().count == 7
+    assert "at most 7" in inspector.count_note.text().lower() and inspector.count_note.isVisible()
+
+
+def test_a_saved_count_that_does_not_fit_shows_the_reason(qtbot, window, project_folder):
+    from tooncrafter_studio.project.commands import SetSegmentSettings
+
+    window.files.open_project(project_folder)
+    span = window.session.spans()[0]
+    window.session.push(SetSegmentSettings(span.key, count=120))  # e.g. frames deleted since
+    assert window.inspector.count.value() == 120
+    assert "120 in-betweens do not fit" in window.inspector.count_note.text()
+
+
+# ------------------------------------------------------------------ 4. a time estimate only where it applies
+
+
+def test_no_gpu_time_estimate_for_the_flow_engine_or_without_a_gpu(qtbot, window, project_folder):
+    from qt_helpers import as_if_probed
+
+    from tooncrafter_studio.engines.base import ProbeResult
+    from tooncrafter_studio.project.commands import SetSegmentSettings
+
+    window.files.open_project(project_folder)
+    span = window.session.spans()[0]
+    no_gpu = ProbeResult(False, "No CUDA GPU is available here (PyTorch sees none).")
+    as_if_probed(qtbot, window, flow=ProbeResult(True, ""), tooncrafter=no_gpu)
+    assert window.inspector.settings().engine == "flow"
+    assert window.inspector.time_estimate.text() == ""
+    window.session.push(SetSegmentSettings(span.key, engine="tooncrafter"))
+    assert window.inspector.time_estimate.text() == ""  # no GPU here: no CUDA figure
+    as_if_probed(qtbot, window, tooncrafter=ProbeResult(True, "CUDA, 20.0 GB free of 24.0 GB, high memory mode"))
+    assert "GPU (CUDA)" in window.inspector.time_estimate.text()
