@@ -10,9 +10,8 @@ folder, written through QSettings with an explicit path so TOONCRAFTER_STUDIO_HO
 from __future__ import annotations
 
 import logging
-from pathlib import Path
-
 import re
+from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QRect, QSettings, QSize
 from PySide6.QtGui import QGuiApplication, QScreen
