@@ -125,3 +125,27 @@ def test_no_gpu_time_estimate_for_the_flow_engine_or_without_a_gpu(qtbot, window
     assert window.inspector.time_estimate.text() == ""  # no GPU here: no CUDA figure
     as_if_probed(qtbot, window, tooncrafter=ProbeResult(True, "CUDA, 20.0 GB free of 24.0 GB, high memory mode"))
     assert "GPU (CUDA)" in window.inspector.time_estimate.text()
+
+
+# ------------------------------------------------------------------ 5. sketches the engine will not use
+
+
+def test_a_sketch_on_a_flow_segment_says_where_it_is_that_flow_ignores_it(qtbot, window, project_folder, tmp_path):
+    import cv2
+    import numpy as np
+
+    sketch = np.full((48, 64, 3), 255, np.uint8)
+    cv2.line(sketch, (30, 4), (30, 44), (0, 0, 0), 2)
+    path = tmp_path / "breakdown.png"
+    cv2.imwrite(str(path), sketch)
+    messages: list[str] = []
+    window.prompts.shown.connect(messages.append)
+    window.files.open_project(project_folder)
+    assert window.inspector.settings().engine == "flow"
+    assert not window.inspector.sketch_note.isVisible()
+    window.editing.place_sketch(5, str(path))  # what a drop on the frame-5 cell does
+    assert "ignores sketches" in messages[-1] and "ToonCrafter" in messages[-1]
+    assert window.inspector.sketch_note.isVisible() and "ignores sketches" in window.inspector.sketch_note.text()
+    window.actions["sketch_overlay"].setChecked(True)
+    window.view.set_current_frame(5)
+    assert "ignores" in window.viewer.badge

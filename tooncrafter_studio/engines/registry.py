@@ -33,6 +33,7 @@ class EngineInfo:
     id: str
     label: str
     capabilities: EngineCapabilities
+    accepts_sketches: bool = False  # takes sketches in params["sketches"] (engines/sketch.py)
 
 
 def register_engine(engine_id: str, factory: Callable[[], Engine]) -> None:
@@ -91,8 +92,10 @@ def engine_info(engine_id: str) -> EngineInfo:
     factory = _factory(engine_id)
     cls = factory if isinstance(factory, type) else getattr(factory, "engine_class", None)
     if isinstance(cls, type) and issubclass(cls, Engine):
-        return EngineInfo(engine_id, cls.label or engine_id, cls.capabilities)
+        return EngineInfo(engine_id, cls.label or engine_id, cls.capabilities,
+                          bool(getattr(cls, "accepts_sketches", False)))
     if engine_id not in _built_for_info:
         engine = factory()
-        _built_for_info[engine_id] = EngineInfo(engine_id, engine.label or engine_id, engine.capabilities)
+        _built_for_info[engine_id] = EngineInfo(engine_id, engine.label or engine_id, engine.capabilities,
+                                                bool(getattr(engine, "accepts_sketches", False)))
     return _built_for_info[engine_id]

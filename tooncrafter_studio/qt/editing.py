@@ -18,7 +18,7 @@ from .panels.takes import next_pending
 from .prompts import Prompts
 from .session import Session
 from .viewer_state import ViewerController
-from .widgets.sketch_row import place_sketch
+from .widgets.sketch_row import place_sketch, sketches_ignored, span_inside
 from .widgets.timeline import TimelineView
 
 log = logging.getLogger(__name__)
@@ -177,6 +177,10 @@ class Editing(QObject):
         problem = place_sketch(self.session, frame, path)
         if problem:
             self.prompts.show_message(problem, 8000)
+            return
+        ignored = sketches_ignored(self.session.shot, span_inside(self.session.spans(), frame))
+        if ignored:
+            self.prompts.show_message(f"Sketch {Path(path).name} placed on frame {frame}. {ignored}", 15000)
         else:
             self.prompts.show_message(f"Sketch {Path(path).name} placed on frame {frame}", 5000)
 

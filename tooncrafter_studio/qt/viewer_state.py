@@ -18,7 +18,7 @@ from .actions import ActionRegistry
 from .panels.takes import TakesPanel
 from .session import Session
 from .widgets.frames import FrameProvider
-from .widgets.sketch_row import sketch_layer, sketch_marks
+from .widgets.sketch_row import sketch_layer, sketch_marks, sketches_ignored
 from .widgets.thumbnails import DisplayImage, ImageLoader
 from .widgets.timeline import COLORS, TimelineView
 from .widgets.viewer import (
@@ -348,7 +348,8 @@ class ViewerController(QObject):
             sketch = sketch_layer(self.session, frame.frame)
             if sketch is not None:
                 layers.append(sketch)
-                badge = (badge + "  " if badge else "") + "SKETCH"
+                ignored = sketches_ignored(self.session.shot, self.session.span_at(frame.frame))
+                badge = (badge + "  " if badge else "") + ("SKETCH (this engine ignores it)" if ignored else "SKETCH")
         kind = {"key": "key", "drawing": "drawing", "inbetween": "in-between"}.get(frame.kind, frame.kind)
         status = f" {frame.status.value}" if frame.status is not None and frame.take_id else ""
         note = f" — {frame.note}" if frame.note else ""

@@ -38,6 +38,7 @@ from ...project.document import SegmentSettings, Spacing
 from ...project.resolve import SegmentSpan, derived_count
 from ...project.spacing import inbetween_times
 from ..session import Session
+from ..widgets.sketch_row import sketches_ignored
 
 SPACING_LABELS = {
     Spacing.LINEAR: "Linear",
@@ -223,6 +224,11 @@ class SegmentInspector(QWidget):
                                      "ToonCrafter (0 = not at all; default 0.6). Drop images on in-between cells "
                                      "to add sketches.")
 
+        self.sketch_note = QLabel()  # sketches on this pair that its engine will not use
+        self.sketch_note.setObjectName("sketch_note")
+        self.sketch_note.setWordWrap(True)
+        self.sketch_note.setStyleSheet("color: #ffb74d")
+        self.sketch_note.setVisible(False)
         self.seed_note = QLabel("This engine is deterministic: the seed changes nothing. For other in-betweens "
                                 "change Spacing, In-betweens or Engine.")
         self.seed_note.setWordWrap(True)
@@ -259,6 +265,7 @@ class SegmentInspector(QWidget):
         form.addRow("", self.color_match)
         form.addRow("Memory", self.memory_mode)
         form.addRow("Sketch strength", self.sketch_scale)
+        form.addRow("", self.sketch_note)
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
         layout.addLayout(form)
@@ -375,6 +382,9 @@ class SegmentInspector(QWidget):
             self.sketch_scale.setValue(float(settings.sketch_scale))
             count = len(settings.sketches)
             self.sketch_scale.setSuffix(f"   ({count} sketch{'es' if count != 1 else ''})")
+            ignored = sketches_ignored(shot, span) if enabled else ""
+            self.sketch_note.setText(ignored)
+            self.sketch_note.setVisible(bool(ignored))
             self._refresh_engine(settings.engine)
         finally:
             self._updating = False
