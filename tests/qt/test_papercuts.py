@@ -149,3 +149,33 @@ def test_a_sketch_on_a_flow_segment_says_where_it_is_that_flow_ignores_it(qtbot,
     window.actions["sketch_overlay"].setChecked(True)
     window.view.set_current_frame(5)
     assert "ignores" in window.viewer.badge
+
+
+# ------------------------------------------------------------------ 6. the welcome banner
+
+
+def _first_run(qtbot, window):
+    window.files.open_startup(None)  # a first run: the sample shot with the welcome banner
+    assert window.viewer.hint and window.files.first_run_hint
+    qtbot.waitUntil(lambda: window.viewer.image is not None, timeout=PATIENCE_MS)
+
+
+def test_the_welcome_banner_never_covers_the_picture(qtbot, window):
+    _first_run(qtbot, window)
+    banner, picture = window.viewer.hint_rect(), window.viewer.image_rect()
+    assert not banner.isEmpty() and not banner.intersects(picture)
+    window.viewer.grab()  # paints with the banner
+
+
+def test_the_welcome_banner_leaves_at_the_first_edit(qtbot, window):
+    _first_run(qtbot, window)
+    window.editing.set_exposure(2)  # any first piece of work (a key, a take, a review)
+    assert window.viewer.hint == "" and window.viewer.hint_rect().isEmpty()
+
+
+def test_the_welcome_banner_closes_with_its_close_box(qtbot, window):
+    from PySide6.QtCore import Qt
+
+    _first_run(qtbot, window)
+    qtbot.mouseClick(window.viewer, Qt.MouseButton.LeftButton, pos=window.viewer.hint_close_rect().center().toPoint())
+    assert window.viewer.hint == "" and window.files.first_run_hint == ""

@@ -104,6 +104,7 @@ class ProjectFiles(QObject):
         self.autosave_timer.timeout.connect(self.autosave)
         problem_bar.open_other_button.clicked.connect(self.open_project_dialog)
         problem_bar.locate_button.clicked.connect(lambda: self.locate_missing_drawings())
+        viewer.hint_dismissed.connect(self.dismiss_welcome)
         session.project_opened.connect(self._project_opened)
         session.document_changed.connect(self._document_changed)
         self.update_recent_menu()
@@ -121,7 +122,16 @@ class ProjectFiles(QObject):
         freeze_long_lived_objects()
         self.report_missing_drawings()
 
+    def dismiss_welcome(self) -> None:
+        """The first-run banner goes once the user has started (their first edit, take or review) or
+        closed it: it never stays over the work for a whole session."""
+        if self.first_run_hint:
+            self.first_run_hint = ""
+            if self.viewer.hint:
+                self.viewer.set_hint("")
+
     def _document_changed(self, change) -> None:
+        self.dismiss_welcome()
         if change.sources:  # relinking (or undoing it) changes which drawings are missing
             self.images.invalidate()
             self.report_missing_drawings()
