@@ -179,3 +179,44 @@ def test_the_welcome_banner_closes_with_its_close_box(qtbot, window):
     _first_run(qtbot, window)
     qtbot.mouseClick(window.viewer, Qt.MouseButton.LeftButton, pos=window.viewer.hint_close_rect().center().toPoint())
     assert window.viewer.hint == "" and window.files.first_run_hint == ""
+
+
+# ------------------------------------------------------------------ 7. a reviewed take stays active
+
+
+def test_generating_again_keeps_the_reviewed_take_and_offers_the_new_one_beside_it(qtbot, window, project_folder):
+    from engines_for_tests import VariantEngine
+    from PySide6.QtCore import Qt
+
+    from tooncrafter_studio.engines.registry import register_engine, unregister_engine
+    from tooncrafter_studio.project.commands import SetSegmentSettings
+    from tooncrafter_studio.project.document import ReviewStatus
+
+    register_engine(VariantEngine.id, VariantEngine)
+    try:
+        messages: list[str] = []
+        window.prompts.shown.connect(messages.append)
+        window.files.open_project(project_folder)
+        span = window.session.spans()[0]
+        window.session.push(SetSegmentSettings(span.key, engine=VariantEngine.id))
+        qtbot.keyClick(window.timeline, Qt.Key.Key_G)
+        qtbot.waitUntil(lambda: len(window.session.shot.takes) == 1, timeout=PATIENCE_MS)
+        segment = window.session.shot.segments[span.key]
+        reviewed = segment.active_take
+        window.view.set_current_frame(3)
+        qtbot.keyClick(window.timeline, Qt.Key.Key_A)  # accept one in-between: the take is reviewed
+        assert window.session.shot.takes[reviewed].frames[0].status == ReviewStatus.ACCEPTED
+
+        qtbot.keyClick(window.timeline, Qt.Key.Key_G)  # G again on the reviewed pair
+        qtbot.waitUntil(lambda: len(window.session.shot.takes) == 2, timeout=PATIENCE_MS)
+        qtbot.waitUntil(lambda: window.takes.compare_take is not None, timeout=PATIENCE_MS)
+        new = next(t for t in segment.take_ids if t != reviewed)
+        assert segment.active_take == reviewed  # still what shows and exports
+        assert window.session.frames()[2].take_id == reviewed
+        assert window.takes.compare_take == new  # beside it: selected, the B side of A/B flip
+        assert any("stays active" in m for m in messages)
+
+        window.takes.set_active(new)  # the animator chooses (double-click or ])
+        assert segment.active_take == new
+    finally:
+        unregister_engine(VariantEngine.id)

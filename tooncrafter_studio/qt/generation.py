@@ -34,6 +34,11 @@ from .worker import Task, Worker, track_pool
 log = logging.getLogger(__name__)
 
 
+def is_reviewed(take) -> bool:
+    """Whether the animator has judged any frame of the take (accepted or rejected)."""
+    return any(frame.status != ReviewStatus.PENDING for frame in take.frames)
+
+
 def model_identity(settings: Settings) -> dict[str, Any] | None:
     """Path, size and cheap fingerprint of the model file the settings lead to (None: no file found).
     Reads a few MB at most, and imports torch (through the checkpoint module) when it is installed:
@@ -87,6 +92,7 @@ class _ProbeJob(QRunnable):
 class GenerationController(QObject):
     message = Signal(str)
     take_added = Signal(str, object)  # take id, SegmentSpan key
+    take_beside = Signal(str)  # a new take kept beside a reviewed active take (the takes panel offers it)
     probes_ready = Signal(object, object)
     job_started = Signal(object)  # task: one of ours was queued (the jobs panel watches it)
     job_ended = Signal(object)  # task: one of ours is done, failed or cancelled (its preview goes)
@@ -292,12 +298,26 @@ class GenerationController(QObject):
             result.job.release()
             log.info("A finished take belongs to a project that is no longer open; it was not added.")
             return
+        # A reviewed take stays active (it is what the animator chose, what shows and exports); the new
+        # one comes beside it. Redrawing its rejected frames is asked of that take itself: that one
+        # takes over, carrying the accepted frames along.
+        segment = project.shot.segments.get((result.take.start_key, result.take.end_key))
+        kept = segment.active_take if segment is not None and not result.job.kept_from else None
+        beside = kept is not None and kept in project.shot.takes and is_reviewed(project.shot.takes[kept])
         try:
-            apply_result(result, project)
+            apply_result(result, project, activate=not beside)
         except StudioError as exc:
             self.message.emit(f"The take could not be added: {exc}")
             return
         take = result.take
+        if beside:
+            reviewed = project.shot.takes[kept]
+            self.message.emit(f"Take {take.label} is ready beside {reviewed.label or reviewed.id}, which stays active "
+                              "(reviewed: it is what shows and exports). Pick it in the Takes panel to compare (B), "
+                              "double-click it (or press ]) to make it the active take.")
+            log.info("Take %s (%s) added beside the reviewed take %s", take.label, take.id, reviewed.label)
+            self.take_beside.emit(take.id)
+            return
         pending = sum(1 for tf in take.frames if tf.status == ReviewStatus.PENDING)
         self.message.emit(f"Take {take.label} is ready: {pending} in-between{'s' if pending != 1 else ''} "
                           f"to review (A accept, X reject, N next).")

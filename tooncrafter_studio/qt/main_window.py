@@ -166,6 +166,7 @@ class MainWindow(QMainWindow):
         self.generation.job_started.connect(self.jobs.watch)
         self.generation.job_ended.connect(self.view.job_ended)
         self.generation.probes_ready.connect(self._probes_ready)
+        self.generation.take_beside.connect(self.takes.offer)
         self.jobs.preview_ready.connect(self.view.show_job_preview)
         self.editing.new_frames_ready.connect(self.go_button.setVisible)
         self.inspector.locate_model.connect(self.dialogs.locate_model)
