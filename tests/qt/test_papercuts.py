@@ -220,3 +220,29 @@ def test_generating_again_keeps_the_reviewed_take_and_offers_the_new_one_beside_
         assert segment.active_take == new
     finally:
         unregister_engine(VariantEngine.id)
+
+
+# ------------------------------------------------------------------ 8. exporting with missing drawings
+
+
+def test_export_with_missing_drawings_points_to_locate_and_then_works(qtbot, window, project_folder, tmp_path,
+                                                                       monkeypatch):
+    from PySide6.QtCore import Qt
+
+    moved = tmp_path / "moved"
+    (project_folder / "src").rename(moved)  # the drawings' folder was moved away
+    window.files.open_project(project_folder)
+    dialog = window.dialogs.export_dialog()
+    dialog.out_dir.setText(str(tmp_path / "out"))
+    assert dialog.start() is None  # refused before anything is written
+    assert "missing" in dialog.status.text() and "Locate Missing Drawings" in dialog.status.text()
+    assert dialog.locate_button.isVisible() and not (tmp_path / "out").exists()
+
+    monkeypatch.setattr("tooncrafter_studio.qt.project_files.QFileDialog.getExistingDirectory",
+                        lambda *a, **k: str(moved))
+    qtbot.mouseClick(dialog.locate_button, Qt.MouseButton.LeftButton)
+    assert not dialog.locate_button.isVisible()
+    task = dialog.start()
+    assert task is not None
+    qtbot.waitUntil(lambda: dialog.report is not None, timeout=PATIENCE_MS)
+    assert len(dialog.report.files) == window.timeline.frame_count

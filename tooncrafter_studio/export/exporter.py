@@ -48,6 +48,7 @@ from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_pro
 from ..media.imageio import encode_png, plain_png_layout, probe_image, read_image
 from ..media.importer import conform, frame_path, read_frame
 from ..project.document import Shot, SourceKind
+from ..project.relink import missing_drawings
 from ..project.resolve import ImageRef, ResolvedFrame, resolve_timeline
 from .naming import DEFAULT_PRESET, Naming, resolve_naming
 from .timing import SheetRow, csv_text, xdts_text
@@ -370,6 +371,36 @@ def _provenance(shot: Shot, options: ExportOptions, plan: _Plan, written: list[t
     }
 
 
+LOCATE_IN_THE_APP = "Locate them first: File ▸ Locate Missing Drawings…"
+
+
+class MissingDrawingsError(ExportError):
+    """Drawings of the shot are not where the project says: the export would stop at the first one.
+    `summary` says which; the message adds how to find them in the app (the CLI names `relink`)."""
+
+    def __init__(self, summary: str, count: int) -> None:
+        super().__init__(f"{summary} {LOCATE_IN_THE_APP}")
+        self.summary = summary
+        self.count = count
+
+
+def check_drawings_present(shot: Shot, project_folder: str | os.PathLike) -> None:
+    """MissingDrawingsError when any drawing's file is missing (before anything is written)."""
+    missing = missing_drawings(shot, Path(project_folder))
+    if not missing:
+        return
+    names = []
+    for drawing_id in missing[:3]:
+        drawing = shot.drawings[drawing_id]
+        source = shot.sources[drawing.source_id]
+        names.append(source.path if source.kind == SourceKind.VIDEO or not source.files
+                     else f"{source.path}/{source.files[drawing.source_frame]}")
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    count = len(missing)
+    raise MissingDrawingsError(f"{count} drawing{'s are' if count != 1 else ' is'} missing ({', '.join(names)}{more}): "
+                               "the files are not where the project says, so nothing was exported.", count)
+
+
 def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: ExportOptions,
                     progress: ProgressCallback | None = None, cancel: CancelToken | None = None,
                     clock: Callable[[], float] | None = None) -> ExportReport:
@@ -400,6 +431,7 @@ def _export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Exp
     project_folder = Path(project_folder)
     if not str(options.out_dir).strip():
         raise ExportError("Choose a folder to export into.")
+    check_drawings_present(shot, project_folder)
     out_dir = Path(options.out_dir)
     plan = _plan(shot, options)
     sheet_names = _sheet_names(plan.naming, options)

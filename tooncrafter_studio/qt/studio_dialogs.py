@@ -93,9 +93,15 @@ class StudioDialogs(QObject):
             return None
         dialog = ExportDialog(project.shot, project.folder, parent=self.window)
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.locate_missing.connect(lambda: self._locate_for_export(dialog))
         dialog.open()
         self.last_export = dialog
         return dialog
+
+    def _locate_for_export(self, dialog: ExportDialog) -> None:
+        if self.files.locate_missing_drawings():
+            dialog.status.setText("Drawings found: export again.")
+            dialog.locate_button.setVisible(False)
 
     def shutdown(self) -> None:
         for dialog in self.window.findChildren(ExportDialog):  # an export still running is cancelled too

@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QProgressBar,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
 from ...core.errors import StudioError
 from ...core.progress import ProgressEvent
 from ...export import PRESETS, ExportOptions, ExportReport, export_sequence, preview_names
+from ...export.exporter import MissingDrawingsError, check_drawings_present
 from ...project.document import Shot
 from ..worker import Task, Worker
 from .form_rows import path_row
@@ -37,6 +39,7 @@ SHEETS = (("CSV and XDTS", "both"), ("CSV", "csv"), ("XDTS", "xdts"), ("None", "
 
 class ExportDialog(QDialog):
     exported = Signal(object)  # ExportReport
+    locate_missing = Signal()  # "Locate missing drawings…": the window relinks, then export can run
 
     def __init__(self, shot: Shot, project_folder: Path, out_dir: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -75,6 +78,9 @@ class ExportDialog(QDialog):
         self.progress.setVisible(False)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.locate_button = QPushButton("Locate missing drawings…")
+        self.locate_button.setVisible(False)
+        self.locate_button.clicked.connect(self.locate_missing.emit)
 
         form = QFormLayout()
         form.addRow("Folder", out_row)
@@ -97,6 +103,7 @@ class ExportDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.locate_button)
         layout.addWidget(self.buttons)
         self.export_button.setDefault(True)  # Enter exports (once in the dialog): keyboard all the way
 
@@ -146,6 +153,13 @@ class ExportDialog(QDialog):
             self.status.setText("Choose a folder to export into.")
             return None
         shot, folder = self.shot, self.project_folder
+        try:  # before anything is written: a missing drawing would stop the export half-way
+            check_drawings_present(shot, folder)
+        except MissingDrawingsError as exc:
+            self.status.setText(f"<span style='color:#ff8a80'>{exc}</span>")
+            self.locate_button.setVisible(True)
+            return None
+        self.locate_button.setVisible(False)
         self.progress.setVisible(True)
         self.progress.setRange(0, 0)
         self.status.setText("Exporting…")
