@@ -7,8 +7,7 @@ import os
 
 from ..core.errors import InputError
 from ..export import PRESETS, ExportOptions, export_sequence
-from ..export.exporter import MissingDrawingsError
-from ..export.exporter import TIMING_SHEETS
+from ..export.exporter import TIMING_SHEETS, MissingDrawingsError
 from .progress import TqdmProgress
 
 
