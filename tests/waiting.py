@@ -19,3 +19,8 @@ def wait_for(condition: Callable[[], object], what: str, timeout_s: float = PATI
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {timeout_s:.0f} s waiting for {what}")
         time.sleep(0.02)  # the poll interval, not a guess at how long anything takes
+
+# A ceiling for a child process that ends on its own (a build, a CLI run, a script): far above what
+# it takes on a loaded 2-core machine, there only so that a hung process fails its test with its
+# output instead of stalling the whole run.
+PROCESS_CEILING_S = 1800.0

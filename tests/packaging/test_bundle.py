@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from waiting import PROCESS_CEILING_S
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
@@ -35,7 +36,7 @@ def bundle(tmp_path_factory) -> Path:
     built = subprocess.run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
                             "--distpath", str(work / "dist"), "--workpath", str(work / "build"),
                             str(ROOT / "packaging" / "tooncrafter_studio.spec")],
-                           capture_output=True, text=True, timeout=1200, cwd=work)
+                           capture_output=True, text=True, timeout=PROCESS_CEILING_S, cwd=work)
     assert built.returncode == 0, built.stderr[-3000:]
     return work / "dist" / "tooncrafter-studio"
 
@@ -48,7 +49,7 @@ def env(tmp_path):
     return environment
 
 
-def _run(bundle: Path, *args, env, cli=True, timeout=300) -> subprocess.CompletedProcess:
+def _run(bundle: Path, *args, env, cli=True, timeout=PROCESS_CEILING_S) -> subprocess.CompletedProcess:
     exe = _exe(bundle, "tooncrafter-studio-cli" if cli else "tooncrafter-studio")
     return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout,
                           cwd=bundle.parent)

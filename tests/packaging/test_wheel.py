@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from waiting import PROCESS_CEILING_S
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run(*command, cwd=None, **kwargs) -> subprocess.CompletedProcess:
     # never from the checkout: `python -c` would import the package from the current folder
     cwd = cwd or Path(os.environ.get("TMPDIR", "/tmp") if os.name != "nt" else os.environ["TEMP"])
-    return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=600, cwd=cwd, **kwargs)
+    return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=PROCESS_CEILING_S, cwd=cwd, **kwargs)
 
 
 def _setuptools_at_least(major: int) -> bool:
@@ -57,7 +58,10 @@ def installed(tmp_path_factory):
     # our wheel alone; its dependencies come from this environment's site-packages (offline, fast)
     done = _run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", wheel)
     assert done.returncode == 0, done.stderr
-    purelib = _run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
+    asked = _run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    assert asked.returncode == 0 and asked.stdout.strip(), f"the new venv's Python failed: {asked.stderr}"
+    purelib = asked.stdout.strip()
+    assert Path(purelib).is_dir(), f"the new venv has no site-packages at {purelib}"
     Path(purelib, "_main_env_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     script = venv / ("Scripts/tooncrafter-studio.exe" if os.name == "nt" else "bin/tooncrafter-studio")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", TOONCRAFTER_STUDIO_HOME=str(work / "home"))

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from pipeline_factories import make_project
+from waiting import PROCESS_CEILING_S
 
 from tooncrafter_studio.cli.main import run_cli
 from tooncrafter_studio.core.errors import InputError
@@ -62,7 +63,7 @@ def _openjd_start(*argv) -> subprocess.Popen:
 
 
 def _openjd(*argv) -> subprocess.CompletedProcess:
-    return subprocess.run([OPENJD, "run", *map(str, argv)], capture_output=True, text=True, timeout=300,
+    return subprocess.run([OPENJD, "run", *map(str, argv)], capture_output=True, text=True, timeout=PROCESS_CEILING_S,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
 
 
@@ -84,7 +85,7 @@ def test_openjd_job_run_locally_fills_the_project_like_generate_all(tmp_path, ca
     halves = [json.dumps([{"Pair": f"{a}:{b}", "Seed": 7} for a, b in spans[i::2]]) for i in (0, 1)]
     hosts = [_openjd_start(template, "-p", params, "--tasks", half) for half in halves]
     for host in hosts:
-        out, err = host.communicate(timeout=300)
+        out, err = host.communicate(timeout=PROCESS_CEILING_S)
         assert host.returncode == 0, out[-3000:] + err[-3000:]
         assert out.count("take T1 with 1 in-between") == 3
     expected = takes_by_segment(local.folder)
@@ -159,7 +160,7 @@ def test_other_formats_carry_the_same_plan(tmp_path, capsys):
     assert [t["name"] for t in tasks][:2] == ["frames-1-5-seed-3", "frames-1-5-seed-4"]
 
     # and one Deadline line, run as the farm would, makes its take
-    result = subprocess.run(shlex.split(lines[0]), capture_output=True, text=True, timeout=120,
+    result = subprocess.run(shlex.split(lines[0]), capture_output=True, text=True, timeout=PROCESS_CEILING_S,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr
     (take,) = Project.open(project.folder).shot.takes.values()

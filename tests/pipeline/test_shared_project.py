@@ -70,7 +70,7 @@ def test_lock_of_a_killed_holder_is_released(tmp_path):
     holder = _start("hold", tmp_path)
     try:
         assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(ProjectError, match="stayed locked"), project_write_lock(tmp_path, timeout_s=0.2):
+        with pytest.raises(ProjectError, match="is busy"), project_write_lock(tmp_path, timeout_s=0.2):
             pass
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait()

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from project_factories import make_shot
+from waiting import PROCESS_CEILING_S
 
 from tooncrafter_studio.cli.main import run_cli
 from tooncrafter_studio.core.errors import ProjectLocked
@@ -43,7 +44,7 @@ def test_a_second_process_is_told_who_holds_the_project(folder):
     before = (folder / PROJECT_FILE).read_bytes()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-m", "tooncrafter_studio", "keys", str(folder), "--frames", "2"],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=PROCESS_CEILING_S)
     assert done.returncode == 3, done.stderr
     assert done.stderr.count("\n") == 1 and "is open in the ToonCrafter Studio app on this computer" in done.stderr
     assert f"process {os.getpid()}" in done.stderr
@@ -107,7 +108,7 @@ def test_generate_is_a_shared_writer(folder, capsys):
     """Farm tasks run generate side by side on one project: no exclusive claim, but the app's is respected."""
     from tooncrafter_studio.project.ownership import claim as take
 
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         _lock(folder, pid=other.pid, started="")  # a live generate elsewhere would hold nothing: a live app does
         assert run_cli(["generate", str(folder), "--all", "--engine", "crossfade", "-q"]) == 3
@@ -123,7 +124,7 @@ def test_generate_is_a_shared_writer(folder, capsys):
 
 
 def test_an_exclusive_claim_waits_for_live_shared_writers(folder, capsys):
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     marker = folder / f".owner-shared.render-7.{other.pid}.lock"
     try:
         marker.write_text(json.dumps({"host": socket.gethostname(), "pid": other.pid, "started": "",

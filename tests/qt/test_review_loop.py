@@ -16,6 +16,7 @@ from engines_for_tests import SlowEngine, VariantEngine
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel, QTreeWidget
 from qt_helpers import PATIENCE_MS
+from waiting import PROCESS_CEILING_S
 
 from tooncrafter_studio.engines.registry import register_engine, unregister_engine
 from tooncrafter_studio.media import read_image
@@ -192,7 +193,7 @@ def test_no_label_is_clipped_without_a_tooltip(qtbot, window, project_folder, si
 def test_no_label_is_clipped_at_150_percent_scaling(tmp_path):
     """Qt's scale factor is read when the application starts: a fresh process at 1.5."""
     env = {**os.environ, "QT_SCALE_FACTOR": "1.5", "QT_QPA_PLATFORM": "offscreen",
-           "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])}
     script = f"""
 import json, sys
 sys.path.insert(0, {str(HERE)!r})
@@ -214,7 +215,7 @@ for _ in range(20):
 print(json.dumps({{"ratio": w.devicePixelRatio(), "clipped": t.clipped(w)}}))
 w.close()
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=PROCESS_CEILING_S)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["ratio"] == 1.5 and result["clipped"] == []

@@ -12,6 +12,7 @@ from engines_for_tests import FastSlowEngine, MissingModelEngine, SlowEngine, St
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
 from qt_helpers import PATIENCE_MS
+from waiting import PROCESS_CEILING_S
 
 from tooncrafter_studio.engines.registry import register_engine, unregister_engine
 from tooncrafter_studio.project.commands import SetSegmentSettings
@@ -317,7 +318,7 @@ def test_copy_diagnostics(qtbot, window, project_folder):
 def test_importing_the_app_does_not_import_torch():
     code = ("import sys; import tooncrafter_studio.qt.app, tooncrafter_studio.qt.main_window; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PROCESS_CEILING_S)
     assert result.returncode == 0, result.stderr
 
 
@@ -351,7 +352,7 @@ def test_run_app_opens_a_project_and_returns_an_exit_code(project_folder, tmp_pa
         f"sys.exit(run_app(['--project', {str(project_folder)!r}]))\n"
     )
     env = {**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen", "TOONCRAFTER_STUDIO_HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PROCESS_CEILING_S, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"TITLE test — {project_folder.resolve()}" in result.stdout and " 18" in result.stdout
 

@@ -7,6 +7,7 @@ import os
 
 import pytest
 from hub_server import COMMIT, HubServer
+from local_net import closed_port_url
 
 from tooncrafter_studio.core.errors import Cancelled, InputError
 from tooncrafter_studio.core.progress import CancelToken
@@ -110,7 +111,7 @@ def test_not_enough_disk_is_said_before_downloading(hub, tmp_path, monkeypatch):
 
 
 def test_an_unreachable_hub_is_offline(monkeypatch):
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_ENDPOINT", closed_port_url())
     with pytest.raises(md.OfflineError, match="offline"):
         md.fetch_info(REPO, "model.ckpt", timeout=3)
 

@@ -78,6 +78,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from ..pipeline.runner import first_seed
     from ..pipeline.shared_project import (
         check_task_id,
+        check_write_lock,
         clear_failed_attempt,
         commit_take,
         registered_take,
@@ -161,6 +162,7 @@ def run_generate(args: argparse.Namespace) -> int:
                       "nothing to do.")
                 return 0
             clear_failed_attempt(project.folder, job.take_id)
+        check_write_lock(project.folder)  # a stuck or planted write lock is said now, not after the work
         quiet = getattr(args, "quiet", False)
         if args.cluster:
             from ..pipeline.cluster_ray import run_on_ray

@@ -26,6 +26,7 @@ from ..engines.base import InterpolationRequest
 from ..engines.sketch import split_sketch_params
 from ..engines.tooncrafter.presets import PRESETS, describe_plan
 from ..export.naming import Naming, check_name_length
+from ..export.overwrite import enclosing_project, same_file
 from ..media import read_image, write_png
 from ..media.imageio import to_bit_depth, to_channels
 from ..pipeline.engines import build_engine
@@ -51,13 +52,6 @@ def _read_key(path: str) -> np.ndarray:
     if not file.is_file():
         raise MediaError(f"{path} is not a file.")
     return read_image(file)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def _parse_times(text: str) -> list[float]:
@@ -232,10 +226,14 @@ def _interpolate_into(out: Path, args: argparse.Namespace, engine, start: np.nda
     planned = frame_names(len(times), args.name, SEPARATORS[args.separator], args.padding, args.start_number)
     taken = [name for name in planned if (out / name).exists()]
     keys = [Path(args.start), Path(args.end)]
-    clobbered = [name for name in taken if any(_same_file(out / name, key) for key in keys)]
+    clobbered = [name for name in taken if any(same_file(out / name, key) for key in keys)]
     if clobbered:
         raise InputError(f"{out / clobbered[0]} is a key of this command; in-betweens never replace their keys, "
                          "whatever --overwrite says. Choose another --out or --name.")
+    project = enclosing_project(out / taken[0]) if taken else None
+    if project is not None:
+        raise ExportError(f"{out / taken[0]} belongs to the project in {project}; a project's files are never "
+                          "replaced from outside it, whatever --overwrite says. Choose another --out or --name.")
     if taken and not args.overwrite:
         shown = ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
         raise ExportError(f"{out} already holds {shown}; pass --overwrite to replace them, or choose "

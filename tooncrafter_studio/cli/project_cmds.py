@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Any
 
 from ..core.errors import InputError
-from ..core.limits import MAX_SHOT_FRAMES
+from ..core.frame_ranges import parse_frames
 from .progress import TqdmProgress
 
 
@@ -54,34 +54,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_relink)
 
 
-def parse_frames(text: str) -> list[int]:
-    """'1,9,17' or '1-5,9' -> frame numbers (1-based)."""
-    frames: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                first, last = (int(x) for x in part.split("-", 1))
-                if last < first:
-                    raise ValueError
-                if last > MAX_SHOT_FRAMES:  # checked before the range becomes a list
-                    raise InputError(f"Frame {last} is beyond the limit of {MAX_SHOT_FRAMES:,} frames for a shot.")
-                frames.extend(range(first, last + 1))
-                if len(frames) > MAX_SHOT_FRAMES:
-                    raise InputError(f"More than {MAX_SHOT_FRAMES:,} frames were given.")
-            else:
-                frames.append(int(part))
-        except ValueError:
-            raise InputError(f"'{part}' is not a frame number or range (e.g. 1,9,17 or 1-5).") from None
-    if not frames:
-        raise InputError("No frames were given; write them like --frames 1,9,17.")
-    bad = [f for f in frames if f < 1]
-    if bad:
-        raise InputError(f"Frame {bad[0]} does not exist; frames are numbered from 1.")
-    return list(dict.fromkeys(frames))
-
-
 SHARED_WRITES_ENV = "TOONCRAFTER_STUDIO_SHARED_WRITES"
 
 
@@ -97,6 +69,10 @@ def open_for_editing(folder: str, command: str = "edit", shared: bool = False):
     if find_recovery(project.folder, lambda text: print(f"warning: {text}", file=sys.stderr)) is not None:
         print(f"warning: {project.folder} has unsaved changes from an earlier session (a recovery copy); "
               "open it in the app to recover them.", file=sys.stderr)
+    from ..project.moved_copy import original_location_notes
+
+    for note in original_location_notes(project.shot):
+        print(f"warning: {note}", file=sys.stderr)
     return project
 
 
@@ -125,6 +101,7 @@ def describe(project) -> dict[str, Any]:
     """Everything `info` shows, as JSON data."""
     from ..pipeline.jobs import plan_inbetweens
     from ..project.commands import segment_settings
+    from ..project.moved_copy import original_location_notes
     from ..project.project import find_recovery
     from ..project.relink import missing_drawings
     from ..project.resolve import key_spans
@@ -188,6 +165,7 @@ def describe(project) -> dict[str, Any]:
         "segments": segments,
         "takes": len(shot.takes),
         "missing_drawings": len(missing_drawings(shot, project.folder)),
+        "original_location": original_location_notes(shot),
         "recovery_available": find_recovery(project.folder, _warn) is not None,
     }
 
@@ -222,6 +200,8 @@ def run_info(args: argparse.Namespace) -> int:
             print(f"    {mark} take {take['label'] or take['id']} ({take['id']}): {_plural(take['frames'], 'frame')}, "
                   f"{take['accepted']} accepted, {take['rejected']} rejected, {take['pending']} pending; "
                   f"{take['engine']}, seed {take['seed']}")
+    for note in data["original_location"]:
+        print(f"  {note}")
     if data["missing_drawings"]:
         print(f"  {_plural(data['missing_drawings'], 'drawing')} missing: their files are not where the project "
               f"says; find them with: tooncrafter-studio relink {data['project']} --source DIR")
@@ -240,10 +220,7 @@ def run_keys(args: argparse.Namespace) -> int:
         raise InputError("--remove and --clear do not go together; --clear already removes every key.")
     project = open_for_editing(args.project, "keys")
     shot = project.shot
-    frames = parse_frames(args.frames) if args.frames is not None else []
-    for frame in frames:
-        if frame > shot.frame_count:
-            raise InputError(f"Frame {frame} is outside the shot (frames 1 to {shot.frame_count}).")
+    frames = parse_frames(args.frames, shot.frame_count) if args.frames is not None else []
     with project.stack.macro("Keys"):
         if args.clear:
             project.push(SetKeys([d.id for d in shot.drawings.values() if d.is_key], False))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.frame_ranges import parse_frame_pair
 from ..project.document import (
     ReviewStatus,
     SegmentSettings,
@@ -295,11 +296,7 @@ def image_job(start: np.ndarray, end: np.ndarray, times: list[float], engine: st
 
 def parse_pair(shot: Shot, text: str) -> SegmentSpan:
     """'A:B' (timeline frames of two neighbouring keys) -> the segment; clear errors otherwise."""
-    try:
-        a_text, b_text = text.split(":")
-        a, b = int(a_text), int(b_text)
-    except ValueError:
-        raise InputError(f"'{text}' is not a key pair; write it as START:END, e.g. 1:9.") from None
+    a, b = parse_frame_pair(text)  # the shared frame parser: ASCII digits, bounded
     spans = key_spans(shot)
     key_frames = sorted({s.start_frame for s in spans} | {s.start_frame + s.gap for s in spans})
     listed = ", ".join(str(f) for f in key_frames) or "none"

@@ -54,6 +54,9 @@ class Source:
     bit_depth: int = 8  # 8 or 16
     gaps: list[int] = field(default_factory=list)  # missing frame numbers found at import
     hashes: dict[str, str] = field(default_factory=dict)  # file name -> content fingerprint (relink.py)
+    # (relative path, absolute path) when the relative path was missing at opening and the files are
+    # read from the absolute one recorded at saving (a moved copy); said in info, the studio and export
+    original_location: tuple[str, str] | None = field(default=None, compare=False)
 
 
 @dataclass

@@ -40,6 +40,7 @@ _held: dict[Path, int] = {}  # lock file -> claims by this process
 _held_lock = threading.Lock()
 _open: list[Claim] = []  # claims not released yet, for release_all
 _open_lock = threading.Lock()
+MAX_PID = 2**31 - 1  # PIDs are C ints everywhere; a lock file's larger number names no process
 
 
 def _host() -> str:
@@ -56,7 +57,7 @@ def _process_start(pid: int) -> str:
 
 
 def _alive(pid: int, started: str) -> bool:
-    if pid <= 0:
+    if not 0 < pid <= MAX_PID:  # os.kill would overflow on an absurd PID written into a lock file
         return False
     try:
         os.kill(pid, 0)
@@ -133,16 +134,23 @@ def is_stale(owner: dict) -> bool:
     if owner.get("host") != _host():
         return False
     pid = owner.get("pid")
-    return not isinstance(pid, int) or not _alive(pid, str(owner.get("started", "")))
+    valid = isinstance(pid, int) and not isinstance(pid, bool)
+    return not valid or not _alive(pid, str(owner.get("started", ""))[:40])
+
+
+def _clip(value: object, limit: int = 80) -> str:
+    """A lock file's field as one short line: the file is outside text, its fields may be anything."""
+    text = " ".join(str(value).split()) if isinstance(value, (str, int, float)) else "?"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _describe(folder: Path, owner: dict) -> str:
-    what = owner.get("what") or "another program"
-    host, pid = owner.get("host", "?"), owner.get("pid", "?")
-    where = "on this computer" if host == _host() else f"on {host}"
+    what = _clip(owner.get("what") or "another program")
+    host, pid = owner.get("host", "?"), _clip(owner.get("pid", "?"), 20)
+    where = "on this computer" if host == _host() else f"on {_clip(host, 64)}"
     advice = ("close it there first" if host == _host() else
               f"close it there first; if that computer crashed, delete {folder / LOCK_FILE}")
-    return f"{folder} is open in {what} {where} (process {pid}, since {owner.get('since', '?')}); {advice}."
+    return f"{folder} is open in {what} {where} (process {pid}, since {_clip(owner.get('since', '?'), 40)}); {advice}."
 
 
 @dataclass

@@ -197,6 +197,15 @@ class Project:
             return []
         return list(shot.takes.values())
 
+    def kept_take_folders(self) -> set[str]:
+        """Names of the folders under takes/ that a take of the shot, one undo/redo can restore, one a
+        running job reserved, or one in the recovery copy owns or has frames in."""
+        with self._lock:
+            takes = list(self.shot.takes.values()) + self.stack.referenced_takes()
+            keep = {take.id for take in takes} | self.stack.referenced_take_ids() | self._reserved
+        takes += self._recovery_takes()
+        return keep | _take_folders(takes)
+
     def collect_garbage(self, stale_temp_s: float = 3600.0) -> list[str]:
         """Delete take folders that nothing can bring back; returns their names.
 
@@ -209,11 +218,7 @@ class Project:
         takes_dir = self.folder / TAKES_DIR
         if not takes_dir.is_dir():
             return []
-        with self._lock:
-            takes = list(self.shot.takes.values()) + self.stack.referenced_takes()
-            keep = {take.id for take in takes} | self.stack.referenced_take_ids() | self._reserved
-        takes += self._recovery_takes()
-        keep |= _take_folders(takes)
+        keep = self.kept_take_folders()
         removed: list[str] = []
         now = time.time()
         for entry in sorted(takes_dir.iterdir()):

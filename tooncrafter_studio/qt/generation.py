@@ -26,6 +26,7 @@ from ..engines.registry import engine_ids, engine_info
 from ..pipeline.engines import EngineCache, build_engine, settings_options
 from ..pipeline.jobs import Job, redo_rejected_job, segment_job
 from ..pipeline.runner import JobResult, apply_result, draw_seed, run_job
+from ..pipeline.shared_project import record_take
 from ..project.document import ReviewStatus, segment_settings
 from ..project.resolve import SegmentSpan
 from .session import Session
@@ -304,12 +305,18 @@ class GenerationController(QObject):
         segment = project.shot.segments.get((result.take.start_key, result.take.end_key))
         kept = segment.active_take if segment is not None and not result.job.kept_from else None
         beside = kept is not None and kept in project.shot.takes and is_reviewed(project.shot.takes[kept])
+        was_clean = project.stack.is_clean
         try:
             apply_result(result, project, activate=not beside)
         except StudioError as exc:
             self.message.emit(f"The take could not be added: {exc}")
             return
         take = result.take
+        try:  # in project.json now, not at the next save or autosave: a crash loses no finished take
+            record_take(project, take, was_clean)
+        except StudioError as exc:
+            log.warning("Take %s could not be recorded in project.json: %s", take.id, exc)
+            self.message.emit(f"Take {take.label} is in the studio but not yet on disk ({exc}); save to keep it.")
         if beside:
             reviewed = project.shot.takes[kept]
             self.message.emit(f"Take {take.label} is ready beside {reviewed.label or reviewed.id}, which stays active "

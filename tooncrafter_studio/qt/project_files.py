@@ -17,6 +17,8 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
 from ..core.errors import StudioError
 from ..core.paths import resources_dir, user_data_dir, user_log_dir
 from ..media import import_source
+from ..project.moved_copy import original_location_notes
+from ..project.orphan_takes import RestoreTakes, find_orphan_takes
 from ..project.project import PROJECT_FILE, Project, find_recovery, new_project, recover
 from ..project.relink import RelinkSources, missing_drawings, relink_plan
 from .dialogs.pattern import PatternDialog
@@ -166,7 +168,26 @@ class ProjectFiles(QObject):
         for text in damaged:
             self.prompts.show_message(text, 15000)
             log.warning("%s", text)
+        self.offer_unlisted_takes()
         return True
+
+    def offer_unlisted_takes(self) -> int:
+        """Offer back complete take folders the project does not list (the app was killed before it
+        recorded them; see project/orphan_takes.py). Returns how many were added (one undo step)."""
+        project = self.session.project
+        takes = find_orphan_takes(project) if project is not None else []
+        if not takes:
+            return 0
+        count = len(takes)
+        if not self.ask("Add back generated takes?",
+                        f"{count} generated take{'s' if count != 1 else ''} in {project.folder / 'takes'} "
+                        f"{'are' if count != 1 else 'is'} not in the project (the app probably closed before "
+                        "recording them). Add them back? (No leaves the folders where they are.)"):
+            return 0
+        self.session.push(RestoreTakes(takes))
+        self.show_message(f"Added back {count} take{'s' if count != 1 else ''}; save to keep "
+                          f"{'them' if count != 1 else 'it'}.")
+        return count
 
     def show_open_problem(self, text: str) -> None:
         """No shot open because one could not be: say why, and offer to open another."""
@@ -178,7 +199,16 @@ class ProjectFiles(QObject):
         project = self.session.project
         missing = missing_drawings(project.shot, project.folder) if project is not None else []
         if not missing:
-            self.problem_bar.hide()
+            notes = original_location_notes(project.shot if project is not None else None)
+            if notes:  # a moved copy reading the original's drawings: visible, with a way to relink
+                text = notes[0][0].upper() + notes[0][1:] + "."
+                self.problem_label.setText(text)
+                self.open_other_action.setVisible(False)
+                self.locate_action.setVisible(True)
+                self.problem_bar.show()
+                self.show_message(text)
+            else:
+                self.problem_bar.hide()
             return 0
         count = len(missing)
         text = (f"{count} drawing{'s are' if count != 1 else ' is'} missing: the files are not where the project "

@@ -40,6 +40,8 @@ HOSTILE_HEADERS = {
     "bool shape": ({"a": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, b"\0" * 4, "invalid shape"),
     "5000-digit dimension": (b'{"a":{"dtype":"F32","shape":[' + b"9" * 5000 + b'],"data_offsets":[0,4]}}',
                              b"\0" * 4, "unreadable header"),
+    "400-digit dimension": (b'{"a":{"dtype":"F32","shape":[' + b"9" * 400 + b'],"data_offsets":[0,4]}}',
+                            b"\0" * 4, "over the limit"),
     "huge dimension": ({"a": {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 4]}}, b"\0" * 4,
                        "over the limit"),
     "deep nesting": (b"[" * 100_000 + b"]" * 100_000, b"", "unreadable header"),

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from waiting import PROCESS_CEILING_S
 
 pytest.importorskip("torch")
 
@@ -80,7 +81,7 @@ def test_command_line_on_the_reduced_unet_vector(tmp_path):
         pytest.skip("unet_reduced.npz not available")
     (tmp_path / "unet_reduced.npz").symlink_to(source)
     proc = subprocess.run([sys.executable, "-m", "tooncrafter_studio.diffusion.checks.verify", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=PROCESS_CEILING_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "unet_reduced.npz: ok (61 arrays" in proc.stdout
     assert "out_T4" in proc.stdout and "output_blocks.11 head" in proc.stdout

@@ -9,8 +9,10 @@ is switched on, which we never do), so half-precision attention keeps the origin
 softmax without our code casting anything.
 
 SDPA kernel choice: `set_sdpa_kernel("auto" | "flash" | "efficient" | "cudnn" | "math")` restricts
-PyTorch's choice (auto: PyTorch picks, flash first); `sdpa_kernel_used` tells which one runs for
-a given shape, dtype and device (the self-test reports it).
+PyTorch's choice (auto: PyTorch picks, flash first), per call: a forced flash or cuDNN gives way to
+the memory-efficient kernel where it cannot take the call (float32, head size over its limit), and
+the math kernel takes its queries in chunks so its score matrix stays bounded. `sdpa_kernel_used`
+tells which one runs for a given shape, dtype and device (the self-test reports it).
 """
 
 from __future__ import annotations
@@ -75,14 +77,15 @@ def get_sdpa_kernel() -> str:
 
 
 @contextlib.contextmanager
-def _kernel_choice() -> Iterator[None]:
-    if _sdpa_kernel == "auto":
+def _kernel_choice(kernel: str | None = None) -> Iterator[None]:
+    kernel = kernel or _sdpa_kernel
+    if kernel == "auto":
         yield
         return
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     backend = {"flash": SDPBackend.FLASH_ATTENTION, "efficient": SDPBackend.EFFICIENT_ATTENTION,
-               "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[_sdpa_kernel]
+               "cudnn": SDPBackend.CUDNN_ATTENTION, "math": SDPBackend.MATH}[kernel]
     with sdpa_kernel([backend]):
         yield
 
@@ -109,6 +112,41 @@ def sdpa_kernel_used(shape: tuple[int, int, int, int], dtype: torch.dtype, devic
     return names[0] if names else "unknown (" + ", ".join(sorted(set(seen))[:4]) + ")"
 
 
+# What the forced fused kernels take on CUDA: flash and cuDNN run only fp16/bf16 and head sizes up to
+# these (the Resampler attends in float32; the VAE's mid-block attention has one head of 512).
+FUSED_HEAD_DIM_LIMIT = {"flash": 256, "cudnn": 128}
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+# The math kernel materialises the float32 score matrix: its queries are taken in chunks whose scores
+# stay under this (the decoder's fusion attention would otherwise build ~50 GiB of them).
+MATH_SCORES_BUDGET_BYTES = 512 * 1024**2
+_fallbacks_logged: set[tuple[str, str]] = set()
+
+
+def kernel_for_call(requested: str, dtype: torch.dtype, head_dim: int, device_type: str) -> str:
+    """The kernel one call runs when `requested` is forced: flash and cuDNN give way to the
+    memory-efficient kernel on CUDA where they cannot take the dtype or the head size (said once
+    per reason in the log)."""
+    if requested not in FUSED_HEAD_DIM_LIMIT or device_type != "cuda":
+        return requested
+    reason = None
+    if dtype not in HALF_DTYPES:
+        reason = f"it takes only fp16/bf16 and this attention runs in {str(dtype).removeprefix('torch.')}"
+    elif head_dim > FUSED_HEAD_DIM_LIMIT[requested]:
+        reason = f"it takes head sizes up to {FUSED_HEAD_DIM_LIMIT[requested]} and this attention has {head_dim}"
+    if reason is None:
+        return requested
+    if (requested, reason) not in _fallbacks_logged:
+        _fallbacks_logged.add((requested, reason))
+        log.info("SDPA kernel %s: the memory-efficient kernel runs this call instead (%s).", requested, reason)
+    return "efficient"
+
+
+def math_query_chunk(batch: int, heads: int, queries: int, keys: int, budget: int | None = None) -> int:
+    """How many queries one math-kernel call may take so that its float32 scores fit `budget`."""
+    per_query = max(1, batch * heads * keys * 4)
+    return max(1, min(queries, (budget or MATH_SCORES_BUDGET_BYTES) // per_query))
+
+
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     """softmax(q·kᵀ/√d)·v for tensors shaped (batch, heads, tokens, head_dim); no mask, no dropout."""
     if _backend == "xformers" and q.is_cuda:
@@ -118,8 +156,16 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor
         return out.transpose(1, 2)
     if _sdpa_kernel == "auto":
         return F.scaled_dot_product_attention(q, k, v)
-    with _kernel_choice():
-        return F.scaled_dot_product_attention(q, k, v)
+    kernel = kernel_for_call(_sdpa_kernel, q.dtype, q.shape[-1], q.device.type)
+    with _kernel_choice(kernel):
+        if kernel != "math":
+            return F.scaled_dot_product_attention(q, k, v)
+        b, h, n, _ = q.shape
+        chunk = math_query_chunk(b, h, n, k.shape[-2])
+        if chunk >= n:
+            return F.scaled_dot_product_attention(q, k, v)
+        return torch.cat([F.scaled_dot_product_attention(q[:, :, i:i + chunk], k, v) for i in range(0, n, chunk)],
+                         dim=2)
 
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:

@@ -148,11 +148,20 @@ def choose_mode(requested: str = "auto", free_bytes: int | None = None, dtype: s
 T = TypeVar("T")
 
 
+# Allocation failures that do not say "out of memory": cuBLAS creating its handle or workspace,
+# cuDNN allocating its workspace (an internal error there is, in practice, a failed allocation).
+ALLOCATION_FAILURES = ("out of memory", "cublas_status_alloc_failed", "cudnn_status_alloc_failed",
+                       "cudnn_status_internal_error", "cudnn_status_not_enough_workspace",
+                       "hipblas_status_alloc_failed")
+
+
 def is_out_of_memory(exc: BaseException) -> bool:
-    """A CUDA (or other accelerator) allocation failure, whatever the torch version calls it."""
+    """A CUDA (or other accelerator) allocation failure, whatever the torch version or library
+    (cuBLAS, cuDNN) calls it."""
     if type(exc).__name__ in ("OutOfMemoryError", "OutOfMemory") and not isinstance(exc, OutOfMemory):
         return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(marker in text for marker in ALLOCATION_FAILURES)
 
 
 def run_with_oom_retry(attempt: Callable[[str], T], mode: str, dtype: str = "fp16",
@@ -314,19 +323,28 @@ class _Offloaded:
             return
         import torch
 
-        for owner, name, is_param, cpu in self._entries:
-            moved = cpu.detach().to(self.device, non_blocking=True)
-            if is_param:
-                owner._parameters[name] = torch.nn.Parameter(moved, requires_grad=False)
-            else:
-                owner._buffers[name] = moved
+        try:
+            for owner, name, is_param, cpu in self._entries:
+                moved = cpu.detach().to(self.device, non_blocking=True)
+                if is_param:
+                    owner._parameters[name] = torch.nn.Parameter(moved, requires_grad=False)
+                else:
+                    owner._buffers[name] = moved
+        except BaseException:
+            # Out of memory (or cancel) half-way: the copies made so far must not stay on the device
+            # with nobody to unload them.
+            self._put_back()
+            raise
         self.on_device = True
+
+    def _put_back(self) -> None:
+        for owner, name, is_param, cpu in self._entries:
+            (owner._parameters if is_param else owner._buffers)[name] = cpu
 
     def unload(self) -> None:
         if not self.on_device:
             return
-        for owner, name, is_param, cpu in self._entries:
-            (owner._parameters if is_param else owner._buffers)[name] = cpu
+        self._put_back()
         self.on_device = False
 
 

@@ -360,15 +360,38 @@ class ToonCrafterPipeline:
         if dtype != torch.float32:
             log.warning("The %s VAE decode overflowed (NaN or inf in the frames); decoding this pass again in "
                         "float32.", str(dtype).removeprefix("torch."))
-            with float32_weights(vae):
-                video, _, _ = decode_interpolation(vae, latent.to(device, torch.float32),
-                                                   [r.float() for r in references], lean=self.lean_decode)
+            video = self._decode_float32(vae, latent.to(device, torch.float32), references, dtype)
             if _all_finite(video):
                 return video.float()
             del video
         raise NumericalError(
             "The decoded frames hold NaN or infinite values even in float32, so nothing was written; "
             f"{_precision_advice(torch.float32)}.")
+
+    def _decode_float32(self, vae: nn.Module, latent: torch.Tensor, references: list[torch.Tensor],
+                        overflowed: torch.dtype) -> torch.Tensor:
+        """The float32 redo of an overflowed decode: float32 weights and activations need about twice
+        the decode's memory, so when they do not fit it is done again in bounded pieces (the lean
+        decode); when that does not fit either, the error names the overflow, not only the memory
+        (an OutOfMemory here would rerun the whole generation one mode lower for nothing)."""
+        from .memory import is_out_of_memory, release_cached_memory
+
+        for lean in dict.fromkeys((self.lean_decode, True)):
+            try:
+                with float32_weights(vae):
+                    video, _, _ = decode_interpolation(vae, latent, [r.float() for r in references], lean=lean)
+                return video
+            except Exception as exc:
+                if not is_out_of_memory(exc):
+                    raise
+                log.warning("The float32 redo of the decode ran out of GPU memory%s.",
+                            "" if lean else "; trying it again piece by piece")
+                del exc
+                release_cached_memory()
+        raise NumericalError(
+            f"The {str(overflowed).removeprefix('torch.')} decode overflowed (NaN or inf in the frames), and decoding "
+            "it again in float32 ran out of GPU memory even piece by piece, so nothing was written. To fix it, "
+            f"{_precision_advice(overflowed)}, or choose a lower memory mode (--memory low).")
 
     def __call__(
         self,

@@ -55,6 +55,13 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _magnitude(shape: list[int]) -> str:
+    """The product of a shape's dimensions, written without converting a huge int to float."""
+    digits = sum(len(str(d)) - 1 for d in shape) + 1  # roughly: the sum of each dimension's exponent
+    elements = math.prod(shape) if digits <= 300 else None
+    return f"{elements:.3g}" if elements is not None else f"about 1e{digits}"
+
+
 def _entry(name: str, key: str, value: Any) -> TensorEntry:
     where = f"{name}: tensor {key[:80]!r}"
     if not isinstance(value, dict):
@@ -67,9 +74,10 @@ def _entry(name: str, key: str, value: Any) -> TensorEntry:
         raise ModelError(f"{where} has an unsupported type {str(dtype)[:20]!r}.")
     if not isinstance(shape, list) or len(shape) > MAX_DIMS or not all(_is_int(d) and d >= 0 for d in shape):
         raise ModelError(f"{where} has an invalid shape (a list of at most {MAX_DIMS} whole numbers >= 0 is needed).")
-    elements = math.prod(shape)
+    # each dimension first: a 400-digit one would overflow a float in the message (and the product)
+    elements = 0 if 0 in shape else math.prod(min(d, MAX_ELEMENTS + 1) for d in shape)
     if elements > MAX_ELEMENTS:
-        raise ModelError(f"{where} claims {elements:.3g} elements, over the limit of {MAX_ELEMENTS:.3g}.")
+        raise ModelError(f"{where} claims {_magnitude(shape)} elements, over the limit of {MAX_ELEMENTS:.3g}.")
     if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_int(o) for o in offsets)
             and 0 <= offsets[0] <= offsets[1]):
         raise ModelError(f"{where} has invalid data offsets (two whole numbers, begin <= end, are needed).")

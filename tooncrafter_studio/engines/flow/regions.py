@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .fill import push_pull_fill
+
 
 def channel_max(image: np.ndarray) -> np.ndarray:
     """Per-pixel maximum over the channels of an HxWxC image (much faster than .max(axis=2))."""
@@ -160,7 +162,6 @@ def _test_unmatched(regions: Regions, known: np.ndarray, shift: np.ndarray, src:
 
 def seed_flows(rgb_a: np.ndarray, rgb_b: np.ndarray, test_unmatched: bool = True) -> Seeds:
     """Initial flows a->b and b->a from region matches (zero where nothing moved or matched)."""
-    from .warp import push_pull_fill  # local: warp imports this module
 
     h, w = rgb_a.shape[:2]
     diag = float(np.hypot(h, w))

@@ -3,6 +3,7 @@ sheet; the export runs on its own worker thread with a progress bar and Cancel."
 
 from __future__ import annotations
 
+import html
 import logging
 from pathlib import Path
 
@@ -193,8 +194,10 @@ class ExportDialog(QDialog):
         self.progress.setValue(self.progress.maximum())
         held = (f"; {len(report.held_in_place)} in-between(s) rejected or not included: the previous drawing is "
                 "held in their place" if report.held_in_place else "")
-        self.status.setText(f"Wrote {len(report.files)} files to {report.out_dir} ({report.first} … {report.last})"
-                            f"{held}.")
+        done = f"Wrote {len(report.files)} files to {report.out_dir} ({report.first} … {report.last}){held}."
+        # the warnings matter here: e.g. a moved copy that exported the original project's drawings
+        self.status.setText("<br>".join(html.escape(line) for line in [done] + [f"Note: {w}" for w in report.warnings])
+                            if report.warnings else done)
         self.cancel_button.setText("Close")
         self.export_button.setEnabled(True)
         log.info("Exported %d files to %s", len(report.files), report.out_dir)

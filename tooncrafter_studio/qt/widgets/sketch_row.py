@@ -7,10 +7,11 @@ from pathlib import Path
 
 from ...core.errors import StudioError
 from ...engines.registry import engine_info
+from ...media.sketch_files import import_sketch_image
 from ...project.commands import segment_settings
 from ...project.document import Shot, SketchRef
 from ...project.resolve import SegmentSpan
-from ...project.sketches import PlaceSketch, RemoveSketch, import_sketch_file
+from ...project.sketches import PlaceSketch, RemoveSketch
 
 
 def sketch_marks(shot: Shot | None, spans: list[SegmentSpan]) -> dict[int, SketchRef]:
@@ -39,7 +40,7 @@ def place_sketch(session, frame: int, path: str | Path) -> str | None:
     if span is None or session.project is None:
         return f"Frame {frame} is not an in-between cell: sketches go between two keys."
     try:
-        ref = import_sketch_file(session.project.folder, path)
+        ref = import_sketch_image(session.project.folder, path)
     except StudioError as exc:
         return str(exc)
     session.push(PlaceSketch(span.key, frame - span.start_frame, ref))
