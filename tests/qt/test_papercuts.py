@@ -246,3 +246,22 @@ def test_export_with_missing_drawings_points_to_locate_and_then_works(qtbot, win
     assert task is not None
     qtbot.waitUntil(lambda: dialog.report is not None, timeout=PATIENCE_MS)
     assert len(dialog.report.files) == window.timeline.frame_count
+
+
+# ------------------------------------------------------------------ 9. one numbering per sheet
+
+
+def test_a_nuke_export_numbers_the_sheet_like_its_files(qtbot, window, project_folder, tmp_path):
+    from tooncrafter_studio.export import parse_csv
+
+    window.files.open_project(project_folder)
+    dialog = window.dialogs.export_dialog()
+    dialog.out_dir.setText(str(tmp_path / "out"))
+    dialog.preset.setCurrentIndex(dialog.preset.findData("nuke"))
+    dialog.timing_sheet.setCurrentIndex(dialog.timing_sheet.findData("csv"))
+    dialog.start()
+    qtbot.waitUntil(lambda: dialog.report is not None, timeout=PATIENCE_MS)
+    rows = parse_csv(next((tmp_path / "out").glob("*.csv")).read_text(encoding="utf-8"))
+    assert rows[0]["frame"] == "1001" and rows[0]["file"].endswith(".1001.png")
+    assert [int(r["frame"]) for r in rows] == list(range(1001, 1001 + window.timeline.frame_count))
+    assert all(r["file"].endswith(f".{r['frame']}.png") for r in rows)

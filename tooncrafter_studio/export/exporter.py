@@ -150,7 +150,9 @@ def _plan(shot: Shot, options: ExportOptions) -> _Plan:
             file_of_frame.append(file_name)
             drawing_of_frame.append(str(run_start_number))
         files = file_of_frame[:]
-    rows = [SheetRow(r.frame, drawing_of_frame[i], file_of_frame[i], r.label, r.kind, r.image.kind, r.image.id,
+    # one numbering per sheet: frames count from the preset's first number, as the files do (Nuke: 1001)
+    rows = [SheetRow(naming.start_number + i, drawing_of_frame[i], file_of_frame[i], r.label, r.kind,
+                     r.image.kind, r.image.id,
                      r.image.index, r.status.value if r.status is not None else "", r.note)
             for i, r in enumerate(frames)]
     jobs = [_Job(image, tuple(names)) for image, names in names_by_image.items()]
@@ -347,7 +349,8 @@ def _provenance(shot: Shot, options: ExportOptions, plan: _Plan, written: list[t
             "frames": [{"offset": tf.offset, "time": tf.time, "status": tf.status.value, "file": tf.file}
                        for tf in take.frames],
         })
-    keys = [{"frame": f.frame, "label": f.label, "source": f.image.id, "source_frame": f.image.index}
+    keys = [{"frame": plan.naming.start_number + f.frame - 1, "label": f.label, "source": f.image.id,
+             "source_frame": f.image.index}
             for f in plan.frames if f.kind == "key" and f.new_drawing]
     return {
         "tool": "ToonCrafter Studio",
