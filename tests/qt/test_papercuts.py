@@ -265,3 +265,31 @@ def test_a_nuke_export_numbers_the_sheet_like_its_files(qtbot, window, project_f
     assert rows[0]["frame"] == "1001" and rows[0]["file"].endswith(".1001.png")
     assert [int(r["frame"]) for r in rows] == list(range(1001, 1001 + window.timeline.frame_count))
     assert all(r["file"].endswith(f".{r['frame']}.png") for r in rows)
+
+
+# ------------------------------------------------------------------ 10. menu sections keep pairs together
+
+
+def _sections(menu) -> list[list[str]]:
+    sections: list[list[str]] = [[]]
+    for action in menu.actions():
+        if action.isSeparator():
+            sections.append([])
+        else:
+            sections[-1].append(action.text().replace("&", ""))
+    return sections
+
+
+def test_menu_separators_never_split_a_pair(qtbot, window):
+    pairs = [("View", "Previous Frame", "Next Frame"), ("View", "Previous Drawing", "Next Drawing"),
+             ("View", "First Frame", "Last Frame"), ("View", "Zoom In", "Zoom Out"),
+             ("View", "Zoom to Fit", "Zoom 100 %"), ("View", "Onion Skin", "Light Table"),
+             ("Review", "Next Pending Frame", "Previous Pending Frame"), ("Review", "Next Take", "Previous Take"),
+             ("Review", "Accept Frame", "Reject Frame"), ("Review", "Accept Whole Take", "Reject Whole Take"),
+             ("Timeline", "Set Key", "Remove Key"), ("Timeline", "Zoom Timeline In", "Zoom Timeline Out"),
+             ("File", "Open Project…", "Open Recent"), ("File", "Save", "Save As…"), ("Edit", "Undo", "Redo")]
+    for menu_name, first, second in pairs:
+        sections = _sections(window.actions.menus[menu_name])
+        assert any(first in s and second in s for s in sections), (menu_name, first, second, sections)
+    for menu in window.actions.menus.values():  # no empty sections: no doubled or trailing separators
+        assert all(_sections(menu)), _sections(menu)

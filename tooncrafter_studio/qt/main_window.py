@@ -126,8 +126,10 @@ class MainWindow(QMainWindow):
         panels = self.actions.menus["View"].addMenu("&Panels")  # a closed dock comes back from here
         for dock in self.docks.values():
             panels.addAction(dock.toggleViewAction())
-        self.recent_menu = self.actions.menus["File"].addMenu("Open &Recent")
-        self.actions.menus["File"].insertMenu(self.actions["save"], self.recent_menu)
+        file_menu = self.actions.menus["File"]
+        self.recent_menu = file_menu.addMenu("Open &Recent")
+        after_open = file_menu.actions()[file_menu.actions().index(self.actions["open_project"]) + 1]
+        file_menu.insertMenu(after_open, self.recent_menu)  # with Open, before the separator
         toolbar = QToolBar("Main")
         toolbar.setObjectName("main_toolbar")
         toolbar.setIconSize(QSize(16, 16))
