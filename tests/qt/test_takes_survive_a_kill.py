@@ -74,8 +74,8 @@ def test_the_studio_offers_back_a_take_that_was_never_recorded(window, project_f
     lost = run_job(segment_job(project, key_spans(project.shot)[0], engine="crossfade")).take  # killed here
     asked = []
     window.answers = [True]
-    original_ask = window.ask
-    window.ask = lambda title, text: asked.append((title, text)) or original_ask(title, text)
+    original_ask = window.prompts.ask
+    window.prompts.ask = lambda title, text: asked.append((title, text)) or original_ask(title, text)
     assert window.files.open_project(project_folder)
     assert asked and "1 generated take in" in asked[0][1]
     assert lost.id in window.session.shot.takes

@@ -179,14 +179,14 @@ class ProjectFiles(QObject):
         if not takes:
             return 0
         count = len(takes)
-        if not self.ask("Add back generated takes?",
-                        f"{count} generated take{'s' if count != 1 else ''} in {project.folder / 'takes'} "
-                        f"{'are' if count != 1 else 'is'} not in the project (the app probably closed before "
-                        "recording them). Add them back? (No leaves the folders where they are.)"):
+        if not self.prompts.ask("Add back generated takes?",
+                                f"{count} generated take{'s' if count != 1 else ''} in {project.folder / 'takes'} "
+                                f"{'are' if count != 1 else 'is'} not in the project (the app probably closed "
+                                "before recording them). Add them back? (No leaves the folders where they are.)"):
             return 0
         self.session.push(RestoreTakes(takes))
-        self.show_message(f"Added back {count} take{'s' if count != 1 else ''}; save to keep "
-                          f"{'them' if count != 1 else 'it'}.")
+        self.prompts.show_message(f"Added back {count} take{'s' if count != 1 else ''}; save to keep "
+                                  f"{'them' if count != 1 else 'it'}.")
         return count
 
     def show_open_problem(self, text: str) -> None:
@@ -202,11 +202,8 @@ class ProjectFiles(QObject):
             notes = original_location_notes(project.shot if project is not None else None)
             if notes:  # a moved copy reading the original's drawings: visible, with a way to relink
                 text = notes[0][0].upper() + notes[0][1:] + "."
-                self.problem_label.setText(text)
-                self.open_other_action.setVisible(False)
-                self.locate_action.setVisible(True)
-                self.problem_bar.show()
-                self.show_message(text)
+                self.problem_bar.show_missing(text)
+                self.prompts.show_message(text)
             else:
                 self.problem_bar.hide()
             return 0
