@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     from tooncrafter_studio.qt.widgets.sketch_row import place_sketch
 
     middle = spans[0].start_frame + max(1, spans[0].gap - 2)  # an accepted in-between of the review
-    source = sorted((ROOT / "resources" / "sample_shot" / "frames").glob("*.png"))
+    source = sorted((ROOT / "tooncrafter_studio" / "resources" / "sample_shot" / "frames").glob("*.png"))
     pose = read_image(source[min(len(source) - 1, middle + 1)])  # the animator wants the ball further on
     sketch_file = Path(home) / "pose.png"
     art = line_art(pose[..., :3])
