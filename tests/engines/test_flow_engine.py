@@ -60,20 +60,23 @@ def _blue(img):
     return np.abs(img.astype(int) - OTHER).max(axis=2) < 40
 
 
-@pytest.mark.parametrize("learned", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "known defect of the learned blend: where the square uncovers the disc neither warp is "
-        "right, and the network picks the square's red over the hand-made purple mix"))),
+@pytest.mark.parametrize("learned, shapes", [
+    (False, True),
+    (True, True),
+    (False, False),
+    pytest.param(True, False, marks=pytest.mark.xfail(strict=True, reason=(
+        "known defect of dense flow with the learned blend: where the square uncovers the disc neither "
+        "warp is right, and the network picks the square's red over the hand-made purple mix"))),
 ])
-def test_occluding_square_does_not_smear(learned):
+def test_occluding_square_does_not_smear(learned, shapes):
     """A square slides over a still disc: it arrives whole where it should be, leaves no trail
-    behind, and nothing of it bleeds onto the paper."""
+    behind, and nothing of it bleeds onto the paper (the shape engine moves the square as one
+    region; dense flow alone as far as it can)."""
     from tooncrafter_studio.engines.flow.warp import FlowSettings
 
     a = occlusion_frames(30.0)
     b = occlusion_frames(70.0)
-    engine = FlowEngine(FlowSettings(learned=learned))
+    engine = FlowEngine(FlowSettings(learned=learned), use_shapes=shapes)
     mid = engine.interpolate(InterpolationRequest(a, b, [0.5])).frames[0]
     truth = occlusion_frames(50.0)
     agree = (_red(mid) & _red(truth)).sum() / _red(truth).sum()
@@ -88,12 +91,18 @@ def test_occluding_square_does_not_smear(learned):
     assert np.abs(mid[paper].astype(int) - PAPER).max(axis=1).mean() < 3
 
 
-@pytest.mark.xfail(strict=True, reason="known limit: the part of a still shape that only one key shows "
-                   "(hidden by the square in the other) is not rebuilt cleanly yet")
-def test_half_hidden_still_shape_keeps_its_colour():
+@pytest.mark.parametrize("shapes", [
+    True,
+    pytest.param(False, marks=pytest.mark.xfail(strict=True, reason=(
+        "known limit of dense flow alone: the part of a still shape that only one key shows (hidden "
+        "by the square in the other) is not rebuilt cleanly"))),
+])
+def test_half_hidden_still_shape_keeps_its_colour(shapes):
+    """The shape engine takes the square out of both keys, so the disc behind it comes whole from
+    the key that shows it."""
     a = occlusion_frames(30.0)
     b = occlusion_frames(70.0)
-    mid = _run(a, b, [0.5])[0]
+    mid = FlowEngine(use_shapes=shapes).interpolate(InterpolationRequest(a, b, [0.5])).frames[0]
     truth = occlusion_frames(50.0)
     assert (_blue(mid) & _blue(truth)).sum() / _blue(truth).sum() > 0.85
 

@@ -60,6 +60,12 @@ def test_a_good_sketch_is_still_placed(shot, tmp_path, capsys):
     assert code == 0, err
     assert "sketches at 3 (pose.png)" in out
     assert len(list((shot / "sketches").iterdir())) == 1
+    named_wrong = tmp_path / "pose.txt"  # a PNG under another name: stored as what it is
+    write_png(named_wrong, drawing(3))
+    code, out, err = cli(capsys, "sketches", shot, "--add", f"4={named_wrong}")
+    assert code == 0, err
+    assert "4 (pose.txt)" in out
+    assert sorted(p.suffix for p in (shot / "sketches").iterdir()) == [".png", ".png"]
 
 
 # --- review and keys: one frame parser, bounded before expanding ---
@@ -127,3 +133,13 @@ def test_lineart_replaces_an_existing_file_only_with_overwrite(pose, tmp_path, c
     assert out.read_bytes().startswith(b"\x89PNG")
     code, _out, err = cli(capsys, "lineart", pose, tmp_path / "new.png")
     assert code == 0 and (tmp_path / "new.png").is_file(), err
+
+
+def test_interpolate_never_replaces_a_projects_file_either(shot, capsys):
+    footage = shot.parent / "footage"
+    takes = shot / "takes" / "t0000000001"
+    takes.mkdir(parents=True)
+    write_png(takes / "inb.0001.png", drawing(4))
+    refused(capsys, ["interpolate", footage / "walk.0001.png", footage / "walk.0005.png", "--count", "1",
+                     "--out", takes, "--name", "inb", "--start-number", "1", "--overwrite", "-q"], 2,
+            ("belongs to the project",), shot.parent)

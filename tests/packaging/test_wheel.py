@@ -74,6 +74,8 @@ def test_the_wheel_carries_the_resources_and_no_tests(installed):
     assert "tooncrafter_studio/resources/sample_shot/project.json" in names
     assert sum(n.startswith("tooncrafter_studio/resources/sample_shot/frames/") for n in names) >= 10
     assert "tooncrafter_studio/resources/icons/icon-256.png" in names
+    assert {f"tooncrafter_studio/resources/farm/{name}" for name in (
+        "submit_opencue.py", "submit_flamenco.py", "submit_deadline.py", "tooncrafter.js")} <= set(names)
     assert not any(n.startswith("tests/") for n in names)
 
 

@@ -147,3 +147,15 @@ def test_a_linked_take_folder_and_temporary_folders_are_not_offered(tmp_path):
     (takes / result.take.id).symlink_to(elsewhere)
     (takes / ".tmp-t123").mkdir()
     assert find_orphan_takes(Project.open(project.folder)) == []
+
+
+def test_info_mentions_unlisted_takes(tmp_path, capsys):
+    from tooncrafter_studio.cli.main import run_cli
+
+    project = make_project(tmp_path)
+    lost = _generate(project)
+    capsys.readouterr()
+    assert run_cli(["info", str(project.folder)]) == 0
+    assert "1 generated take in takes/ is not in the project" in capsys.readouterr().out
+    assert run_cli(["info", str(project.folder), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["unlisted_takes"] == [lost.take.id]

@@ -89,3 +89,14 @@ def test_drop_a_sketch_on_a_cell_generate_and_the_take_lists_it(qtbot, window, p
         assert window.timeline.sketch_frames == set()
     finally:
         unregister_engine(SketchRecorder.id)
+
+
+def test_dropping_a_file_that_is_not_an_image_says_so_and_copies_nothing(qtbot, window, project_folder, tmp_path):
+    fake = tmp_path / "pose.png"
+    fake.write_text("not the pixels you are looking for\n")
+    window.files.open_project(project_folder)
+    span = window.session.spans()[0]
+    _drop(window.timeline, 5, fake)
+    assert "not an image" in window.statusBar().currentMessage()
+    assert window.session.shot.segments.get(span.key) is None or not window.session.shot.segments[span.key].settings.sketches
+    assert not (project_folder / "sketches").exists()

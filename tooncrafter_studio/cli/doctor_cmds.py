@@ -21,7 +21,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 
 from ..core.errors import InputError
-from ..core.paths import find_model
+from ..core.paths import find_model, user_log_dir
 from ..setup.engine_env import ready_env
 
 MODES = ("high", "balanced", "low")
@@ -141,6 +141,8 @@ def _selftest(args: argparse.Namespace) -> int:
 def _diagnose(args: argparse.Namespace) -> int:
     print(f"ToonCrafter Studio {_version('tooncrafter-studio') or '(source checkout)'}")
     print(f"Python {sys.version.split()[0]} on {platform.platform()}")
+    # a farm task's failure leaves its traceback here (exit 1): the service user's folder, not yours
+    print(f"Command log (tracebacks of exit 1): {user_log_dir() / 'cli.log'}")
     print("Packages:")
     for name in PACKAGES[1:]:
         print(f"  {name:24s} {_version(name) or 'not installed'}")

@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task-id", default=None, metavar="ID",
                    help="farm task id (one --pair): a re-run of the task replaces or keeps its take, never adds "
                         "a second one")
-    p.add_argument("--cluster", default=None, metavar="ray[://ADDRESS]",
-                   help="run the pairs as tasks on a Ray cluster ('ray' alone: a local one, or RAY_ADDRESS)")
+    p.add_argument("--cluster", default=None, metavar="ray|ray:local|ray:auto|ray://HOST:PORT",
+                   help="run the pairs as tasks on a Ray cluster: 'ray' is RAY_ADDRESS if set, else a private "
+                        "local cluster; 'ray:auto' the one running here; 'ray://HOST:PORT' a remote one (Ray Client)")
     p.add_argument("--redo-rejected", action="store_true",
                    help="redraw only the rejected frames of each pair's active take (a new seed unless --seed); "
                         "the other frames are kept, and pairs with nothing rejected are skipped")

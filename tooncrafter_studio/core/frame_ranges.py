@@ -13,9 +13,8 @@ from __future__ import annotations
 import re
 
 from .errors import InputError
-from .limits import MAX_SHOT_FRAMES
+from .limits import MAX_FRAME_TEXT_CHARS, MAX_SHOT_FRAMES
 
-MAX_FRAME_TEXT_CHARS = 100_000  # the whole list as typed (1-100000 needs 8)
 _NUMBER = re.compile(r"[0-9]{1,12}")  # more digits than any frame number, few enough for int()
 _RANGE = re.compile(r"([0-9]{1,12})-([0-9]{1,12})")
 _EXAMPLE = "e.g. 5, 3,5,7 or 3-7"
@@ -78,7 +77,7 @@ def parse_frame_items(text: str, last: int | None = None, allow_all: bool = Fals
             raise InputError(f"The list names more than {MAX_SHOT_FRAMES:,} frames (the most a shot has).")
         spans.append((first, end, bool(single)))
     if not spans:
-        raise InputError(f"No frames were given; write them like {_EXAMPLE}.")
+        raise InputError("No frames were given; write them like 5, 3,5,7 or 3-7.")
     items: dict[int, bool] = {}
     for first, end, alone in spans:
         for frame in range(first, end + 1):

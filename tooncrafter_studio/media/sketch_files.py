@@ -20,22 +20,29 @@ from .imageio import probe_image, read_image
 SKETCH_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 
 
-def check_image_bytes(data: bytes, name: str) -> None:
-    """Raise MediaError naming `name` unless `data` is an image that import would read."""
+FORMAT_SUFFIXES = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp"}
+
+
+def check_image_bytes(data: bytes, name: str) -> str:
+    """Raise MediaError naming `name` unless `data` is an image that import would read; its format."""
     suffix = Path(name).suffix.lower()
     with tempfile.TemporaryDirectory(prefix="tooncrafter-sketch-") as staging:
         staged = Path(staging) / f"sketch{suffix if suffix in SKETCH_SUFFIXES else '.img'}"
         staged.write_bytes(data)
         try:
-            probe_image(staged)  # size limits (decompression bombs), truncation, not-an-image
+            info = probe_image(staged)  # size limits (decompression bombs), truncation, not-an-image
             read_image(staged)  # the pixels decode, as generation will need them
         except MediaError as exc:
             raise MediaError(f"Sketch {str(exc).replace(str(staged), name)}") from None
+    return info.format
 
 
 def import_sketch_image(folder: Path, path: str | Path) -> SketchRef:
     """Check the image at `path` and copy it into the project's sketches/ folder; its reference."""
     source = Path(path)
     data = read_sketch_bytes(source)
-    check_image_bytes(data, str(source))
-    return store_sketch_bytes(folder, data, source.name)
+    image_format = check_image_bytes(data, str(source))
+    suffix = FORMAT_SUFFIXES.get(image_format.upper(), source.suffix.lower() or ".png")
+    ref = store_sketch_bytes(folder, data, source.stem + suffix)  # named by what it is, not by its name
+    ref.name = source.name
+    return ref

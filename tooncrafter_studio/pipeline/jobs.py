@@ -238,8 +238,11 @@ def segment_job(project: Project, span: SegmentSpan | tuple[str, str], *, count:
     settings = segment_settings(shot, span.key)
     plan = plan_inbetweens(span.gap, settings, count, spacing, times, offsets)
     merged_params = {**copy.deepcopy(settings.params), **(params or {})}
+    engine_id = engine or settings.engine or "flow"
+    if settings.arc is not None and engine_id == "flow":  # the only engine that bends paths
+        merged_params.setdefault("arc", list(settings.arc))
     job = Job(
-        engine_id=engine or settings.engine or "flow",
+        engine_id=engine_id,
         times=plan.times,
         start=_key_ref(shot, span.start_key, span.start_frame),
         end=_key_ref(shot, span.end_key, span.start_frame + span.gap),

@@ -151,6 +151,7 @@ def _settings_to_dict(settings: SegmentSettings) -> dict[str, Any]:
         **({"sketches": {str(o): {"file": r.file, "sha256": r.sha256, "name": r.name}
                          for o, r in sorted(settings.sketches.items())},
             "sketch_scale": settings.sketch_scale} if settings.sketches or settings.sketch_scale != 0.6 else {}),
+        **({"arc": [float(settings.arc[0]), float(settings.arc[1])]} if settings.arc is not None else {}),
     }
 
 
@@ -329,6 +330,16 @@ def _read_sketches(r: _Reader) -> dict[int, SketchRef]:
     return out
 
 
+def _read_arc(r: _Reader) -> tuple[float, float] | None:
+    value = r.data.get("arc")
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise _Bad(f"{r.where}.arc should be a list of two numbers")
+    return (float(value[0]), float(value[1]))
+
+
 def _read_settings(r: _Reader) -> SegmentSettings:
     times = r.list("times", required=False) if r.data.get("times") is not None else None
     if times is not None and not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
@@ -344,6 +355,7 @@ def _read_settings(r: _Reader) -> SegmentSettings:
         seed=r.int("seed", required=False, minimum=0),
         sketches=_read_sketches(r),
         sketch_scale=r.float("sketch_scale", 0.6, required=False),
+        arc=_read_arc(r),
     )
     try:
         validate_settings(settings)

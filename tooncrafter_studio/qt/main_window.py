@@ -254,7 +254,7 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop playback, cancel jobs and wait for every background thread to finish."""
         self.playback.stop()
-        self.files.autosave_timer.stop()
+        self.files.shutdown()
         self.dialogs.shutdown()
         self.worker.shutdown()
         self.generation.shutdown()

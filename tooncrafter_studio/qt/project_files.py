@@ -17,6 +17,7 @@ from PySide6.QtWidgets import QFileDialog, QMenu, QWidget
 from ..core.errors import StudioError
 from ..core.paths import resources_dir, user_data_dir, user_log_dir
 from ..media import import_source
+from ..project.farm_takes import FarmTakeWatcher
 from ..project.moved_copy import original_location_notes
 from ..project.orphan_takes import RestoreTakes, find_orphan_takes
 from ..project.project import PROJECT_FILE, Project, find_recovery, new_project, recover
@@ -32,6 +33,7 @@ from .worker import Task, Worker
 
 log = logging.getLogger(__name__)
 
+FARM_POLL_MS = 2000  # how often the open project's file is checked for takes farm tasks registered
 OWNER_NAME = "the ToonCrafter Studio app"  # how another program names us when the project is ours
 FIRST_RUN_HINT = ("Welcome! This is the sample shot. Keys are marked ◆ on the timeline: click between two keys, "
                   "press G to generate in-betweens, then A / X to accept or reject. File ▸ New Project imports yours; "
@@ -104,12 +106,19 @@ class ProjectFiles(QObject):
         self.first_run_hint = ""
         self.autosave_timer = QTimer(self)
         self.autosave_timer.timeout.connect(self.autosave)
+        self.farm_timer = QTimer(self)  # takes that farm tasks register while the project is open
+        self.farm_timer.timeout.connect(self.poll_farm_takes)
+        self.farm_takes: FarmTakeWatcher | None = None
         problem_bar.open_other_button.clicked.connect(self.open_project_dialog)
         problem_bar.locate_button.clicked.connect(lambda: self.locate_missing_drawings())
         viewer.hint_dismissed.connect(self.dismiss_welcome)
         session.project_opened.connect(self._project_opened)
         session.document_changed.connect(self._document_changed)
         self.update_recent_menu()
+
+    def shutdown(self) -> None:
+        self.autosave_timer.stop()
+        self.farm_timer.stop()
 
     def set_autosave_interval(self, seconds: float) -> None:
         if int(seconds) > 0:
@@ -154,7 +163,8 @@ class ProjectFiles(QObject):
                 self.prompts.show_message("Recovered the autosaved changes; save to keep them.")
             else:
                 project = Project.open(folder)
-            project.claim(OWNER_NAME)  # a second window or a running command is told, not raced
+            # a second window or an editing command is told, not raced; farm tasks may add takes meanwhile
+            project.claim(OWNER_NAME, admit_shared=True)
         except Exception as exc:  # noqa: BLE001 - a damaged file must never take the app down
             if not isinstance(exc, StudioError):
                 log.error("Opening %s failed unexpectedly", folder, exc_info=True)
@@ -253,10 +263,29 @@ class ProjectFiles(QObject):
         self.switching.emit()  # the generation jobs of the previous project are cancelled, playback stops
         self.images.invalidate()
         self.session.set_project(project)
+        self._watch_farm_takes(project)
         if project is not None:
             self.settings.add_recent(str(project.folder))
             self.store.save()
             self.update_recent_menu()
+
+    def _watch_farm_takes(self, project: Project | None) -> None:
+        """Merge takes that farm tasks register while the project is open (project/farm_takes.py)."""
+        self.farm_takes = FarmTakeWatcher(project) if project is not None else None
+        if project is not None:
+            self.farm_timer.start(FARM_POLL_MS)
+        else:
+            self.farm_timer.stop()
+
+    def poll_farm_takes(self) -> int:
+        """One look at the project file; says "N new takes from the farm". Returns how many arrived."""
+        watcher = self.farm_takes
+        if watcher is None or watcher.project is not self.session.project:
+            return 0
+        arrived = watcher.poll()
+        if arrived:
+            self.prompts.show_message(arrived.message, 15000)
+        return len(arrived.takes)
 
     def create_project(self, source: str | Path | list, folder: str | Path, detect_holds: bool = False,
                        fps: float | None = None) -> Task | None:
@@ -285,7 +314,7 @@ class ProjectFiles(QObject):
         result = task.result
         try:
             project = new_project(task.payload, result.source, result.groups)
-            project.claim(OWNER_NAME)
+            project.claim(OWNER_NAME, admit_shared=True)
         except StudioError as exc:
             self.prompts.show_error("Cannot create the project", exc)
             return
@@ -332,12 +361,17 @@ class ProjectFiles(QObject):
         project = self.session.project
         if project is None:
             return False
+        watcher = self.farm_takes
         try:
-            project.save()
+            if watcher is not None and watcher.project is project:
+                arrived = watcher.save()  # takes the farm registered meanwhile are merged, never overwritten
+            else:
+                arrived = None
+                project.save()
         except StudioError as exc:
             self.prompts.show_error("Cannot save", exc)
             return False
-        self.prompts.show_message(f"Saved {project.project_file}")
+        self.prompts.show_message(f"Saved {project.project_file}" + (f" ({arrived.message})" if arrived else ""))
         self.saved.emit()
         return True
 
@@ -351,9 +385,10 @@ class ProjectFiles(QObject):
             self.prompts.show_error("Cannot save", exc)
             return False
         try:
-            project.claim(OWNER_NAME)
+            project.claim(OWNER_NAME, admit_shared=True)
         except StudioError as exc:
             self.prompts.show_message(str(exc))
+        self._watch_farm_takes(project)  # the new folder's file from now on
         self.settings.add_recent(str(project.folder))
         self.store.save()
         self.update_recent_menu()

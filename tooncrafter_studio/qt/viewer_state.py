@@ -123,6 +123,7 @@ class ViewerController(QObject):
         playback.state_changed.connect(self._playback_state)
         for loader in images.all():
             loader.ready.connect(self._image_ready)
+        images.frames.failed.connect(self._image_failed)
         takes.compare_changed.connect(lambda _take: self.show_current())
 
     # ------------------------------------------------------------------ document -> view
@@ -257,6 +258,10 @@ class ViewerController(QObject):
         if key in self._wanted:  # prefetched frames and thumbnails elsewhere need no repaint
             self.show_current(prefetch=False)
 
+    def _image_failed(self, key, _message: str) -> None:
+        """A frame could not be loaded (a missing drawing): show it blank with its marker."""
+        self._image_ready(key)
+
     def _onion_layers(self, frames: list[ResolvedFrame], index: int) -> list[Layer]:
         before = max(0, int(self.settings.onion_skin_before))
         after = max(0, int(self.settings.onion_skin_after))
@@ -324,11 +329,15 @@ class ViewerController(QObject):
         if prefetch:  # the frame changed: loads queued for earlier positions are not wanted any more
             self.images.frames.drop_pending()
         image = self.images.frames.get(ref, priority=10)
+        marker = ""
         if image is None:  # show the thumbnail (or keep the last drawing) until the frame is decoded
-            thumb = self.images.thumbnails.get(ref, priority=10)
+            error = self.images.frames.error(ref) or self.images.thumbnails.error(ref)
+            thumb = None if error else self.images.thumbnails.get(ref, priority=10)
+            # a drawing that cannot be shown is a blank frame with a marker, never the previous picture;
             # a denoising preview on screen (its overlay says so) is never carried over to a frame
             # that is not part of its job
-            last = None if self.viewer.overlay else self.viewer.image
+            marker = (self.images.provider.unavailable(ref, error) or "") if thumb is None else ""
+            last = None if marker or self.viewer.overlay else self.viewer.image
             image = thumb if thumb is not None else last
         layers: list[Layer] = []
         if self.actions["onion_skin"].isChecked() and not badge:
@@ -361,7 +370,8 @@ class ViewerController(QObject):
         if preview is not None:  # the job for this segment is running: show where it has got to
             self.viewer.show_frame(preview.image, [], caption, badge, None, moving=False, overlay=preview.label)
             return
-        self.viewer.show_frame(image, layers, caption, badge, border, moving=prefetch)
+        self.viewer.show_frame(image, layers, caption, badge, border, moving=prefetch, overlay=marker,
+                               overlay_color=COLORS["missing"].darker(130) if marker else None)
         if prefetch:
             self._prefetch(frames, index)
 

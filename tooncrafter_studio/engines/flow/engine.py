@@ -1,7 +1,10 @@
 """The CPU optical-flow engine: the embedded default, no GPU and no weights.
 
-The numerics live in `warp.py`; this module adapts them to the engine interface: dtype and
-alpha handling, progress, cancel. Flow is computed once per segment and reused for every time.
+Flat-colour 8-bit RGB drawings are in-betweened by shapes (`shapes.py`: regions matched and moved
+whole); other keys, and drawings the shape engine cannot read, by dense flow (`warp.py`). This
+module adapts them to the engine interface: dtype and alpha handling, progress, cancel, the
+segment's arc, and a confidence per in-between. The analysis is done once per segment and reused
+for every time.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import cv2
 import numpy as np
 
 from ...core.progress import CancelToken, ProgressCallback, StageReporter
+from ...project.document import check_arc
 from ..base import (
     Engine,
     EngineCapabilities,
@@ -21,11 +25,12 @@ from ..base import (
     ProbeResult,
     full_scale,
 )
+from .shapes import SHAPE_PRESETS, TOO_LARGE, ShapeInterpolator, ShapeSettings
 from .warp import FlowSettings, SegmentInterpolator, settings_for
 
 log = logging.getLogger(__name__)
 
-VERSION = "2"
+VERSION = "3"  # 3: shape-level in-betweening of flat-colour drawings (shapes.py)
 
 # What a seed changes: the alternatives an animator wants when rejecting an in-between. Seed 0
 # (or none) is the default, best-scoring result; seeds 1-4 are the four main alternatives; higher
@@ -91,14 +96,15 @@ def unpremultiply(image: np.ndarray) -> np.ndarray:
 
 class FlowEngine(Engine):
     id = "flow"
-    options = ("quality",)  # the --param / segment parameters it reads; others are refused
+    options = ("quality", "arc")  # the --param / segment parameters it reads; others are refused
     label = "Optical flow (CPU)"
     capabilities = EngineCapabilities(needs_gpu=False, supports_prompt=False, previews=False,
                                       max_inbetweens_per_pass=None, deterministic=True,
                                       seed_variants=True, default_seed=0)
 
-    def __init__(self, settings: FlowSettings | None = None) -> None:
+    def __init__(self, settings: FlowSettings | None = None, use_shapes: bool = True) -> None:
         self.settings = settings  # None: from request.params["quality"] ("best" or "fast")
+        self.use_shapes = use_shapes  # flat-colour drawings by regions (shapes.py); False: dense flow only
 
     def identity(self) -> dict:
         return {"engine": self.id, "version": VERSION, "opencv": cv2.__version__}
@@ -131,12 +137,43 @@ class FlowEngine(Engine):
         else:  # 16-bit and alpha: float, premultiplied so transparent colour does not bleed
             start = premultiply(to_float(request.start))
             end = premultiply(to_float(request.end))
-        segment = SegmentInterpolator(start, end, settings)
-        reporter.step(message="flow computed")
+        bend = request.params.get("arc")
+        arc = (check_arc(bend) if bend is not None else None) or (0.0, 0.0)
+        shapes = None
+        if native and not overrides and self.use_shapes:
+            shape_settings = ShapeSettings(**SHAPE_PRESETS.get(quality, {}))
+            shapes = ShapeInterpolator(start, end, shape_settings, arc)
+            if not shapes.usable:
+                log.info("Shape engine not used (%s): dense flow.", shapes.reason)
+                shapes = None
+        if shapes is not None and shapes.handled:  # shapes move the large motions, flow the rest
+            segment = SegmentInterpolator(*shapes.clean_plates(), settings)
+        else:
+            shapes = None
+            segment = SegmentInterpolator(start, end, settings)
+        reporter.step(message="regions matched, flow computed" if shapes is not None else "flow computed")
         frames = []
         for i, t in enumerate(times):
             frame = segment.frame(t)
+            if shapes is not None:
+                frame = shapes.frame(t, base=frame)
             frames.append(frame if native else from_float(unpremultiply(frame), request.start.dtype))
             reporter.step(message=f"in-between {i + 1}/{len(times)} (t={t:.3f})")
-        return InterpolationResult(frames, {**self.identity(), "times": times, "quality": quality,
-                                            "seed": request.seed, "variant": variant})
+        reliability = shapes.combined_confidence(segment.reliability) if shapes is not None else segment.reliability
+        confidence = [flow_confidence(reliability, t) for t in times]
+        method = "shapes" if shapes is not None else "flow"
+        info = {**self.identity(), "times": times, "quality": quality, "seed": request.seed, "variant": variant,
+                "method": method, "confidence": [round(c, 3) for c in confidence]}
+        if arc != (0.0, 0.0):
+            info["arc"] = list(arc)
+        if min(confidence) < LOW_CONFIDENCE:
+            info["message"] = TOO_LARGE
+        return InterpolationResult(frames, info)
+
+
+LOW_CONFIDENCE = 0.5  # below this an in-between says the motion is too large for this engine
+
+
+def flow_confidence(reliability: float, t: float) -> float:
+    """Dense flow's confidence at time t: its forward-backward agreement, lowest mid-segment."""
+    return float(1.0 - (1.0 - reliability) * (1.0 - abs(2.0 * t - 1.0)) ** 0.5)

@@ -195,6 +195,15 @@ def consistency_error(f_ab: np.ndarray, f_ba: np.ndarray, xs: np.ndarray, ys: np
     return cv2.magnitude(*cv2.split(f_ab + back))
 
 
+def _reliability(flow: np.ndarray, error: np.ndarray, consistency_px: float) -> float:
+    """Share of the moving pixels (flow over 1 px) whose flow comes back from the other key: near
+    1 when the flows agree, low when large motions leave them guessing."""
+    moving = cv2.magnitude(*cv2.split(flow)) > 1.0
+    if moving.mean() < 0.002:
+        return 1.0
+    return float(np.exp(-((error[moving] / consistency_px) ** 2)).mean())
+
+
 class _Splatter:
     """Forward splatting of one key's flow to any time, with a precomputed depth order."""
 
@@ -291,6 +300,7 @@ class SegmentInterpolator:
         xs, ys = _grid(fh, fw)
         err0 = consistency_error(f01, f10, xs, ys)
         err1 = consistency_error(f10, f01, xs, ys)
+        self.reliability = _reliability(f01, err0, self.settings.consistency_px)
         conf0 = conf1 = None
         self.flat_fraction = flat_fraction(_rgb8(small_a)) if self.settings.learned else 0.0
         if self.settings.photo_sigma > 0:

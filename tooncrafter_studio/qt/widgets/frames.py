@@ -46,6 +46,29 @@ class FrameProvider:
             base = Path(folder) / base
         return base / source.files[ref.index]
 
+    def missing(self, ref: ImageRef) -> str | None:
+        """The name of the file behind `ref` when it is not on disk (a missing drawing), else None."""
+        shot, folder = self._shot(), self._folder()
+        if shot is None:
+            return None
+        if ref.kind != "take":
+            source = shot.sources.get(ref.id)
+            if source is not None and source.kind == SourceKind.VIDEO:
+                video = Path(source.path)
+                video = video if video.is_absolute() or folder is None else Path(folder) / video
+                return None if video.is_file() else video.name
+        path = self.path(ref)
+        return None if path is None or path.is_file() else path.name
+
+    def unavailable(self, ref: ImageRef, error: str | None = None) -> str | None:
+        """What the viewer says instead of a picture it cannot show (None: it can, or may yet)."""
+        name = self.missing(ref)
+        if name is not None:
+            return f"missing drawing: {name} is not where the project says"
+        if error:
+            return f"cannot show this drawing: {error}"
+        return None
+
     def load(self, ref: ImageRef) -> np.ndarray:
         shot, folder = self._shot(), self._folder()
         if shot is None:

@@ -66,6 +66,7 @@ class ViewerWidget(QWidget):
         self.border: QColor | None = None
         self.hint = ""
         self.overlay = ""  # e.g. "preview — step 12/50": says the picture is not a drawing of the shot
+        self.overlay_color = QColor(120, 40, 160, 225)
         self.fit = True
         self.scale = 1.0
         self.pan = QPointF(0, 0)
@@ -87,10 +88,10 @@ class ViewerWidget(QWidget):
     # -- content
     def show_frame(self, image: DisplayImage | None, layers: list[Layer] | None = None, caption: str = "",
                    badge: str = "", border: QColor | None = None, moving: bool = False,
-                   overlay: str = "") -> None:
+                   overlay: str = "", overlay_color: QColor | None = None) -> None:
         """Show a picture. `moving`: frames are changing quickly (playback, scrubbing), so scale
         without smoothing until they settle, then repaint smoothly. `overlay`: a banner across the
-        middle of the picture (denoising previews)."""
+        middle of the picture (denoising previews, a missing drawing), in `overlay_color`."""
         if moving:
             self._moving = True
             self._settle.start()
@@ -100,6 +101,7 @@ class ViewerWidget(QWidget):
         self.badge = badge
         self.border = border
         self.overlay = overlay
+        self.overlay_color = overlay_color or QColor(120, 40, 160, 225)
         # a preview (overlay) is usually the model's size, not the shot's: it is stretched over the
         # frame's place so zoom and pan do not jump while it shows
         if image is not None and (not overlay or self.frame_size.isEmpty()):
@@ -266,7 +268,7 @@ class ViewerWidget(QWidget):
             painter.setFont(font)
             width = painter.fontMetrics().horizontalAdvance(self.overlay) + 28
             rect = QRectF((self.width() - width) / 2, 36, width, 30)
-            painter.fillRect(rect, QColor(120, 40, 160, 225))
+            painter.fillRect(rect, self.overlay_color)
             painter.setPen(QColor(255, 255, 255))
             painter.drawText(rect, Qt.AlignmentFlag.AlignCenter, self.overlay)
             font.setPixelSize(13)
