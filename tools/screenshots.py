@@ -26,12 +26,42 @@ FILES = {
     "generating": "studio-generating.png",
     "export": "studio-export.png",
     "sketch": "studio-sketch.png",
+    "timing_import": "studio-timing-import.png",
+    "timing_sheet": "studio-timing-sheet.png",
+}
+
+# A timing sheet for the sample shot (the bouncing ball, 12 drawings): keys 1, 5 and 9; in-between
+# marks (○) where the flow engine is to draw; a reverse-sheet mark (●); an empty cell at the end;
+# a second character's track; a line of dialogue and a camera move.
+SAMPLE_SHEET = {
+    "header": {"cut": "7", "scene": "1"},
+    "timeTables": [{
+        "duration": 26, "name": "bounce",
+        "timeTableHeaders": [{"fieldId": 0, "names": ["ball", "shadow"]}, {"fieldId": 3, "names": ["Dialogue"]},
+                             {"fieldId": 5, "names": ["Camera"]}],
+        "fields": [
+            {"fieldId": 0, "tracks": [
+                {"trackNo": 0, "frames": [{"data": [{"id": 0, "values": [v]}], "frame": f} for f, v in [
+                    (0, "1"), (2, "SYMBOL_TICK_1"), (4, "SYMBOL_TICK_1"), (6, "SYMBOL_TICK_1"), (8, "5"),
+                    (11, "SYMBOL_TICK_2"), (12, "SYMBOL_TICK_1"), (14, "SYMBOL_TICK_1"), (16, "9"),
+                    (22, "SYMBOL_NULL_CELL")]]},
+                {"trackNo": 1, "frames": [{"data": [{"id": 0, "values": ["1"]}], "frame": 0}]}]},
+            {"fieldId": 3, "tracks": [{"trackNo": 0, "frames": [
+                {"data": [{"id": 0, "values": ["Boing!"]}], "frame": 8},
+                {"data": [{"id": 0, "values": ["SYMBOL_NULL_CELL"]}], "frame": 14}]}]},
+            {"fieldId": 5, "tracks": [{"trackNo": 0, "frames": [
+                {"data": [{"id": 0, "values": ["FI"]}], "frame": 0},
+                {"data": [{"id": 0, "values": ["PAN"]}], "frame": 16}]}]},
+        ],
+    }],
+    "version": 5,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs"))
+    parser.add_argument("--only", choices=("timing",), default=None, help="only the timing-sheet pictures")
     options = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     home = tempfile.mkdtemp(prefix="studio-screenshots-")
@@ -94,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         print("The sample shot is missing (tooncrafter_studio/resources/sample_shot); nothing to photograph.", file=sys.stderr)
         return 1
     settle(1.5, until=lambda: "flow" in window.generation.probes)
+    if options.only == "timing":
+        shoot_timing_sheet(window, Path(home), settle, shoot)
+        window.close()
+        return 0
     shoot("first_run")
 
     window.editing.generate_all()
@@ -155,8 +189,32 @@ def main(argv: list[str] | None = None) -> int:
     settle(0.3)
     shoot("export", dialog)
     dialog.close()
+    window.files.open_startup(None)
+    shoot_timing_sheet(window, Path(home), settle, shoot)
     window.close()
     return 0
+
+
+def shoot_timing_sheet(window, home: Path, settle, shoot) -> None:
+    """File > Import Timing Sheet... on the sample shot: the preview, then the timed shot, generated."""
+    import json
+
+    sheet = home / "bounce.xdts"
+    sheet.write_text("exchangeDigitalTimeSheet Save Data\n" + json.dumps(SAMPLE_SHEET, indent=1), encoding="utf-8")
+    dialog = window.dialogs.import_timing_dialog(str(sheet))
+    dialog.resize(680, 520)
+    settle(0.3)
+    shoot("timing_import", dialog)
+    dialog.accept()
+    settle(0.3)
+    window.editing.generate_all()
+    settle(1.0, until=lambda: not window.worker.busy)
+    window.viewer.set_hint("")
+    window.timeline.set_zoom(31)
+    spans = window.session.spans()
+    window.timeline.select_span(spans[1])
+    window.view.set_current_frame(13)
+    shoot("timing_sheet")
 
 
 if __name__ == "__main__":

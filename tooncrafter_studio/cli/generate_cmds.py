@@ -125,6 +125,14 @@ def run_generate(args: argparse.Namespace) -> int:
             print(f"skipped frames {span.start_frame}-{span.start_frame + span.gap}: the keys are adjacent, "
                   "so no in-between fits; insert frames between them first.", file=sys.stderr)
         chosen = [span for span in chosen if span.gap >= 2] or chosen  # all crowded: let the job say why
+        if args.count is None and times is None and args.spacing is None and not redo:
+            from ..project.document import segment_settings
+
+            unmarked = [span for span in chosen if segment_settings(shot, span.key).offsets == []]
+            for span in unmarked:
+                print(f"skipped frames {span.start_frame}-{span.start_frame + span.gap}: the timing sheet marks no "
+                      "in-betweens there.", file=sys.stderr)
+            chosen = [span for span in chosen if span not in unmarked] or chosen
     if args.seeds < 1:
         raise InputError(f"--seeds must be at least 1, not {args.seeds}.")
     task_id = check_task_id(args.task_id) if args.task_id is not None else None

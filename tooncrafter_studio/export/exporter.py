@@ -466,7 +466,9 @@ def _export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Exp
         if options.timing_sheet in ("csv", "both"):
             sheet_texts.append((f"{plan.naming.name}.csv", csv_text(plan.rows)))
         if options.timing_sheet in ("xdts", "both"):
-            sheet_texts.append((f"{plan.naming.name}.xdts", xdts_text(plan.rows, plan.naming.name)))
+            notes = shot.sheet.other_tracks if shot.sheet is not None else []  # an imported sheet's dialogue...
+            sheet_texts.append((f"{plan.naming.name}.xdts", xdts_text(plan.rows, plan.naming.name,
+                                                                      extra_fields=notes)))
         for name, text in sheet_texts:
             data = text.encode("utf-8")
             _write_file(temp / name, data, options.fsync)

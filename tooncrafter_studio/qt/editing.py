@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QInputDialog, QWidget
 
 from ..core.errors import StudioError
 from ..project.commands import DeleteFrames, InsertFrames, SetExposure, SetFrameStatus, SetKeys, SetTakeStatus
-from ..project.document import ReviewStatus
+from ..project.document import ReviewStatus, segment_settings
 from ..project.resolve import cell_at, take_frame_at
 from .generation import GenerationController
 from .panels.takes import next_pending
@@ -122,7 +122,13 @@ class Editing(QObject):
         self.generation.generate(spans)
 
     def generate_all(self) -> None:
-        self.generation.generate(self.session.spans())
+        """Every key pair, except those a timing sheet marks no in-betweens for."""
+        shot = self.session.shot
+        spans = [s for s in self.session.spans() if shot is None or segment_settings(shot, s.key).offsets != []]
+        if len(spans) < len(self.session.spans()):
+            self.show_message(f"{len(self.session.spans()) - len(spans)} key pair(s) skipped: the timing sheet "
+                              "marks no in-betweens there.")
+        self.generation.generate(spans)
 
     def regenerate(self) -> None:
         span = self.view.current_span()

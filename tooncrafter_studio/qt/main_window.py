@@ -181,6 +181,7 @@ class MainWindow(QMainWindow):
             "new_project": files.new_project_dialog, "open_project": files.open_project_dialog,
             "new_from_pattern": files.new_from_pattern_dialog,
             "save": files.save, "save_as": files.save_as_dialog, "export": dialogs.export_dialog,
+            "import_timing": dialogs.import_timing_dialog,
             "locate_missing": files.locate_missing_drawings,
             "settings": dialogs.settings_dialog, "quit": self.close, "engine_setup": dialogs.engine_setup_dialog,
             "undo": self.session.undo, "redo": self.session.redo,

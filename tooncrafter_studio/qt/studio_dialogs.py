@@ -20,6 +20,7 @@ from ..core.settings import Settings
 from .actions import ActionRegistry, about_text, shortcut_sheet_html
 from .dialogs.export import ExportDialog
 from .dialogs.settings import SettingsDialog
+from .dialogs.timing_sheet import TimingSheetDialog
 from .generation import GenerationController
 from .panels.log import describe_model, diagnostics
 from .project_files import ProjectFiles
@@ -96,6 +97,17 @@ class StudioDialogs(QObject):
         dialog.locate_missing.connect(lambda: self._locate_for_export(dialog))
         dialog.open()
         self.last_export = dialog
+        return dialog
+
+    def import_timing_dialog(self, path: str = "") -> TimingSheetDialog | None:
+        """File ▸ Import Timing Sheet…: the plan the dialog previews is applied as one undoable command."""
+        if self.session.project is None:
+            self.prompts.show_message("Open a shot first.")
+            return None
+        dialog = TimingSheetDialog(self.session.project.shot, path, parent=self.window)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: dialog.plan is not None and self.session.push(dialog.plan.command()))
+        dialog.open()
         return dialog
 
     def _locate_for_export(self, dialog: ExportDialog) -> None:

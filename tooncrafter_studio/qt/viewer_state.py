@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QLabel
 
 from ..core.progress import ProgressEvent
 from ..core.settings import Settings
+from ..export.sheet_timing import timeline_notes
 from ..project.resolve import ImageRef, ResolvedFrame, SegmentSpan
 from .actions import ActionRegistry
 from .panels.takes import TakesPanel
@@ -151,6 +152,8 @@ class ViewerController(QObject):
     def refresh(self) -> None:
         frames = self.session.frames()
         self.timeline.sketch_frames = set(sketch_marks(self.session.shot, self.session.spans()))
+        notes = timeline_notes(self.session.shot)
+        self.timeline.set_sheet_notes(notes.marks, notes.rows)
         self.timeline.set_frames(frames, self.session.spans())
         self.playback.frame_count = max(1, len(frames))
         if self.current_frame > len(frames):

@@ -68,6 +68,8 @@ def probed_device(reason: str) -> str:
 
 
 def effective_count(settings: SegmentSettings, gap: int) -> int:
+    if settings.offsets is not None:  # a timing sheet's marks decide
+        return len(settings.offsets)
     if settings.times and settings.spacing == Spacing.EXPLICIT:
         return len(settings.times)
     return int(settings.count) if settings.count else derived_count(gap, settings.exposure)
@@ -77,6 +79,8 @@ def effective_times(settings: SegmentSettings, gap: int) -> list[float]:
     count = effective_count(settings, gap)
     if count < 1:
         return []
+    if settings.offsets is not None:
+        return [o / gap for o in settings.offsets if 0 < o < gap]
     if settings.spacing == Spacing.EXPLICIT and settings.times:
         return list(settings.times)
     spacing = settings.spacing.value if settings.spacing != Spacing.EXPLICIT else "linear"
@@ -271,11 +275,11 @@ class SegmentInspector(QWidget):
         layout.addLayout(form)
         layout.addStretch(1)
 
-        self.count.valueChanged.connect(lambda v: self._edit("count", count=v or None))
-        self.exposure.valueChanged.connect(lambda v: self._edit("exposure", exposure=v))
+        self.count.valueChanged.connect(lambda v: self._edit("count", count=v or None, offsets=None))
+        self.exposure.valueChanged.connect(lambda v: self._edit("exposure", exposure=v, offsets=None))
         self.spacing.currentIndexChanged.connect(self._spacing_chosen)
         self.chart.times_edited.connect(
-            lambda times: self._edit("times", spacing=Spacing.EXPLICIT, times=times, count=None))
+            lambda times: self._edit("times", spacing=Spacing.EXPLICIT, times=times, count=None, offsets=None))
         self.engine.currentIndexChanged.connect(
             lambda _i: self._edit("engine", engine=self.engine.currentData()))
         self.prompt.editingFinished.connect(lambda: self._edit("prompt", prompt=self.prompt.text()))
@@ -350,10 +354,13 @@ class SegmentInspector(QWidget):
                 label_a = start.label or f"{start.source_frame + 1:04d}"
                 label_b = end.label or f"{end.source_frame + 1:04d}"
                 count = effective_count(settings, span.gap)
+                sheet = ("<br>on the frames the timing sheet marks; a count, exposure or spacing set here "
+                         "replaces them" if settings.offsets is not None else "")
                 self.title.setText(f"<b>Keys {label_a} → {label_b}</b><br>frames {span.start_frame}–"
                                    f"{span.start_frame + span.gap}, gap {span.gap}: {count} in-between"
-                                   f"{'s' if count != 1 else ''}")
-                self.count.setSpecialValueText(f"auto ({derived_count(span.gap, settings.exposure)})")
+                                   f"{'s' if count != 1 else ''}{sheet}")
+                self.count.setSpecialValueText(f"sheet ({len(settings.offsets)})" if settings.offsets is not None
+                                               else f"auto ({derived_count(span.gap, settings.exposure)})")
                 self.chart.set_times(effective_times(settings, span.gap))
             else:
                 self.title.setText("Select a key pair on the timeline (set keys with K).")
@@ -481,9 +488,10 @@ class SegmentInspector(QWidget):
             return
         spacing = Spacing(self.spacing.currentData())
         if spacing == Spacing.EXPLICIT:
-            self._edit("spacing", spacing=spacing, times=effective_times(self.settings(), self.span.gap), count=None)
+            self._edit("spacing", spacing=spacing, times=effective_times(self.settings(), self.span.gap), count=None,
+                       offsets=None)
         else:
-            self._edit("spacing", spacing=spacing, times=None)
+            self._edit("spacing", spacing=spacing, times=None, offsets=None)
 
     def _seed_toggled(self, fixed: bool) -> None:
         self.seed.setEnabled(fixed and self.span is not None)
