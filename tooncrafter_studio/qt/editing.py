@@ -126,8 +126,8 @@ class Editing(QObject):
         shot = self.session.shot
         spans = [s for s in self.session.spans() if shot is None or segment_settings(shot, s.key).offsets != []]
         if len(spans) < len(self.session.spans()):
-            self.show_message(f"{len(self.session.spans()) - len(spans)} key pair(s) skipped: the timing sheet "
-                              "marks no in-betweens there.")
+            self.prompts.show_message(f"{len(self.session.spans()) - len(spans)} key pair(s) skipped: the timing "
+                                      "sheet marks no in-betweens there.")
         self.generation.generate(spans)
 
     def regenerate(self) -> None:
