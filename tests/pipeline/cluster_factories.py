@@ -20,7 +20,8 @@ class MarkedBlend(BlendEngine):
     id = "test-marked"
 
     def __init__(self, marks: str, delay: float = 0.0) -> None:
-        super().__init__(delay=delay)
+        # the delay is the work a frame takes (a stand-in for a model), not a wait for anything
+        super().__init__(before_frame=(lambda _frame: time.sleep(delay)) if delay else None)
         self.marks = Path(marks)
 
     def interpolate(self, request, progress=None, cancel=None):

@@ -188,3 +188,9 @@ def test_only_engines_that_need_a_gpu_ask_for_one():
     assert cluster_ray.needs_gpu("tooncrafter")
     assert not cluster_ray.needs_gpu("tooncrafter", {"device": "cpu"})
     assert not cluster_ray.needs_gpu("an-engine-only-the-workers-know")
+
+
+def test_a_cluster_error_is_one_line_without_terminal_colours():
+    error = RuntimeError("The actor died \x1b[36mray::EngineWorker.__init__()\x1b[39m (pid=1)\nTraceback ...")
+    assert cluster_ray._first_line(error) == "The actor died ray::EngineWorker.__init__() (pid=1)"
+    assert cluster_ray.ClusterError("x").resource  # exit 3: a farm may retry

@@ -38,6 +38,7 @@ import functools
 import logging
 import os
 import queue
+import re
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -340,7 +341,8 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    """Ray's message for a one-line error: its first line, without the terminal colours Ray adds."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
 
 

@@ -181,7 +181,7 @@ def split_executable(text: str) -> list[str]:
     words = split_windows_command_line(text)
     first = words[0]
     if len(words) > 1 and not text.startswith('"') and not first.lower().endswith(_PROGRAM_SUFFIXES):
-        raise InputError(f"--executable {text!r} is a Windows path with a space: put the program in double "
+        raise InputError(f"--executable '{text}' is a Windows path with a space: put the program in double "
                          f"quotes, e.g. --executable '\"{first} {words[1]}...\"' (as on a Windows command line).")
     return words
 
