@@ -31,7 +31,7 @@ def _count_releases(monkeypatch):
 
 def test_a_job_releases_the_gpu_when_the_setting_says_so(qtbot, window, project_folder, monkeypatch):
     released = _count_releases(monkeypatch)
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     spans = window.session.spans()
     window.generation.generate(spans[:1])  # kept (the default): nothing is released
     qtbot.waitUntil(lambda: len(window.session.shot.takes) == 1, timeout=PATIENCE_MS)
