@@ -12,6 +12,7 @@ when it fails, so a run cut short still says what it saw):
   cancel      the memory held after a cancelled run, and after the engine's release_gpu()
   fp32_decode a forced float32 redo of the decode (as after an fp16 overflow): its peak vs the plan
   oom_retry   a real out-of-memory under a memory cap: the high mode fails, the retry runs balanced
+  pinned_transfer  host-to-device bandwidth, pageable vs pinned (the low mode's streamed blocks)
   selftest    the reduced-model self-test in fp16 / bf16 / fp32 (the engine's numbers vs float32)
 `--dry-run`: the same code on the CPU with the tiny dry-run model and one step (what `make test`
 runs); the GPU-only figures are then absent.
@@ -270,6 +271,27 @@ class Quick:
         row["left_after_unload"] = _memory(torch)
         return row
 
+    def pinned_transfer(self) -> dict[str, Any]:
+        """Host-to-device bandwidth of the low mode's streaming (~2.8 GB of UNet blocks per UNet call):
+        pageable against pinned memory, 256 MiB copies."""
+        if self.dry:
+            return {"skipped": "needs CUDA"}
+        torch = self.torch
+        rows = {}
+        for name, tensor in (("pageable", torch.empty(128 * 1024**2, dtype=torch.float16)),
+                             ("pinned", torch.empty(128 * 1024**2, dtype=torch.float16).pin_memory())):
+            tensor.to("cuda", non_blocking=True)
+            torch.cuda.synchronize()
+            clock = time.perf_counter()
+            for _ in range(5):
+                tensor.to("cuda", non_blocking=True)
+            torch.cuda.synchronize()
+            seconds = (time.perf_counter() - clock) / 5
+            rows[name] = {"gb_per_s": round(tensor.nbytes / seconds / 1e9, 2),
+                          "seconds_per_2_8_gb": round(2.8e9 / (tensor.nbytes / seconds), 3)}
+        rows["speedup"] = round(rows["pinned"]["gb_per_s"] / rows["pageable"]["gb_per_s"], 2)
+        return rows
+
     def selftest(self) -> dict[str, Any]:
         from tooncrafter_studio.diffusion.checks import selftest
 
@@ -302,7 +324,7 @@ def main(argv: list[str]) -> int:
     report.step("env", quick.env)
     for name, step in (("attention", quick.attention), ("engine", quick.engine_runs), ("cancel", quick.cancel),
                        ("fp32_decode", quick.fp32_decode), ("oom_retry", quick.oom_retry),
-                       ("selftest", quick.selftest)):
+                       ("pinned_transfer", quick.pinned_transfer), ("selftest", quick.selftest)):
         report.step(name, step)
     report.data["finished"] = time.time()
     report.write()

@@ -46,7 +46,8 @@ def test_gpu_check_quick_dry_run_records_every_step(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((tmp_path / "gpu_quick.json").read_text())
     steps = report["steps"]
-    assert list(steps) == ["env", "attention", "engine", "cancel", "fp32_decode", "oom_retry", "selftest"]
+    assert list(steps) == ["env", "attention", "engine", "cancel", "fp32_decode", "oom_retry", "pinned_transfer",
+                           "selftest"]
     assert all(step["ok"] for step in steps.values()), steps
     assert report["dry_run"] is True and "finished" in report
     assert steps["engine"]["runs"][0]["frames_ok"] and steps["engine"]["runs"][0]["memory_mode"] == "high"
