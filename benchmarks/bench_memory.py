@@ -39,6 +39,17 @@ def run() -> None:
     print("peak = live device storage at its highest (weights and activations), one denoising step; "
           "'table' is what mode choice plans with before adding 10% + 0.6 GiB for the allocator and the "
           "CUDA context; 'old trace' the former meta-device model of the run.")
+    print()
+    print("An fp16 decode that overflows is done again in float32 (float32 VAE weights and activations):")
+    for mode in memory.MODES:
+        report = dry_run(mode, "fp16", overflow_decode=True)
+        if report.error is not None:
+            print(f"  {mode:9s} FAILED: {report.error!r}")
+            continue
+        table = memory.DRY_RUN_FP32_REDECODE_PEAK_BYTES_FP16[mode]
+        print(f"  {mode:9s} peak {report.peak_bytes / GiB:6.2f} GiB, table {table / GiB:6.2f} GiB "
+              f"({report.peak_bytes / table:5.3f}x), {report.peak_bytes / memory.table_peak_bytes(mode):4.2f}x "
+              f"the generation's own peak")
 
 
 if __name__ == "__main__":
