@@ -223,6 +223,12 @@ class Backends:
             raise ModelError(NO_MODEL + "; ".join(looked) + ".")
         return path
 
+    def load(self, settings: Settings, progress: ProgressCallback | None = None, cancel: Any = None) -> None:
+        """Read the configured model file now (an injected model or backend needs nothing)."""
+        if self.injected is not None or settings.model_is_object:
+            return
+        self.load_file(self.model_path(settings), settings, progress, cancel)
+
     def load_file(self, path: Path, settings: Settings, progress: ProgressCallback | None = None,
                   cancel: Any = None) -> Any:
         key = (str(path), path.stat().st_mtime_ns, settings.device, settings.dtype)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ...core.errors import ModelError, OutOfMemory, StudioError
+from ...core.errors import OutOfMemory, StudioError
 from ...core.paths import find_model
 from ...core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from ...diffusion.run.params import GenerationParams
@@ -195,13 +195,7 @@ class ToonCrafterEngine(Engine):
 
     def load(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
         """Read the weights now (with progress and cancel) so that the first generation starts at once."""
-        s = self._settings
-        if self._injected is not None or s.model_is_object:
-            return
-        path, looked = find_model(s.model)
-        if path is None:
-            raise ModelError(NO_MODEL + "; ".join(looked) + ".")
-        self._backends.load_file(path, s, progress, cancel)
+        self._backends.load(self._settings, progress, cancel)
 
     def release_gpu(self) -> None:
         """Take the weights off the GPU and empty the allocator cache; the model stays loaded on the
