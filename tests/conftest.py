@@ -15,6 +15,13 @@ VECTORS = REFERENCE / "vectors"
 
 
 @pytest.fixture(autouse=True)
+def _cpu_without_native_bf16(monkeypatch):
+    """Tests compute the same numbers on every machine: the CPU counts as one without native bf16
+    (float32 by default) unless a test injects the other kind (diffusion/cpu_bf16.py)."""
+    monkeypatch.setenv("TOONCRAFTER_STUDIO_CPU_BF16", "0")
+
+
+@pytest.fixture(autouse=True)
 def _private_user_home(tmp_path_factory, monkeypatch):
     """Settings, caches and models of the tests never touch the real user folders."""
     home = tmp_path_factory.mktemp("studio-home")
