@@ -20,8 +20,8 @@ from pathlib import Path
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np, torch
-from tooncrafter_studio.diffusion.autoencoder import Autoencoder
-from tooncrafter_studio.diffusion.verify_encoders import VAE_PREFIX, build_filled
+from tooncrafter_studio.diffusion.nets.autoencoder import Autoencoder
+from tooncrafter_studio.diffusion.checks.verify_encoders import VAE_PREFIX, build_filled
 mode, h, w, out_path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 ae = build_filled(Autoencoder, VAE_PREFIX)
 g = torch.Generator().manual_seed(0)

@@ -51,7 +51,7 @@ def readme_baselines() -> dict[str, dict[str, tuple[float, ...]]]:
 
 def speed() -> None:
     from tooncrafter_studio.engines.base import InterpolationRequest
-    from tooncrafter_studio.engines.flow import FlowEngine
+    from tooncrafter_studio.engines.flow.engine import FlowEngine
 
     clip = EVAL / "data" / "public" / "p05"
     if clip.exists():
@@ -64,7 +64,7 @@ def speed() -> None:
     times = [0.25, 0.5, 0.75]
     print(f"speed (3 in-betweens per segment, flow once per segment; load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} cores):")
-    from tooncrafter_studio.engines.flow_warp import settings_for
+    from tooncrafter_studio.engines.flow.warp import settings_for
 
     hand_made = settings_for("best")
     hand_made.learned = False
@@ -91,7 +91,7 @@ def speed() -> None:
 def _stage_split(a: np.ndarray, b: np.ndarray, quality: str, times: list[float]) -> str:
     """Where a segment's time goes (best of 3): region seeds, the two DIS flows, the rest of the
     per-segment set-up (confidence, depth order), and each in-between (splat, fill, warp, blend)."""
-    from tooncrafter_studio.engines import flow_warp
+    from tooncrafter_studio.engines.flow import warp as flow_warp
 
     spent: dict[str, float] = {}
 

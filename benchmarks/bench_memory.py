@@ -1,6 +1,6 @@
 """GPU memory of one full-size ToonCrafter generation (512x320, 16 frames), per memory mode and precision.
 
-Measured by the dry run (diffusion/dryrun.py, engines/tooncrafter/dryrun.py): the engine's own CUDA
+Measured by the dry run (diffusion/checks/dryrun.py, cli/dryrun.py): the engine's own CUDA
 path on fake tensors, with every live storage on the device counted, weights included, as they
 come and go. Compared with the memory table (`memory.DRY_RUN_PEAK_BYTES_FP16`, what `doctor
 --estimate-vram` and the mode choice use) and with the figures of the former meta-device trace
@@ -16,8 +16,8 @@ OLD_TRACE_GIB = {"high": 10.61, "balanced": 3.68, "low": 2.31}
 
 
 def run() -> None:
-    from tooncrafter_studio.diffusion import memory
-    from tooncrafter_studio.engines.tooncrafter.dryrun import dry_run
+    from tooncrafter_studio.cli.dryrun import dry_run
+    from tooncrafter_studio.diffusion.run import memory
 
     print(f"{'mode':9s} {'dtype':5s} {'peak GiB':>9s} {'text':>6s} {'image':>6s} {'vae_enc':>7s} {'denoise':>7s} "
           f"{'decode':>7s} {'table':>6s} {'old trace':>9s} {'vs old':>7s} {'goal':>6s} {'cpu s':>6s}")

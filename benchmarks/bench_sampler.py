@@ -15,8 +15,8 @@ import time
 def _seconds_per_step(model, latent_hw: tuple[int, int], steps: int, batch_cfg: bool) -> float:
     import torch
 
-    from tooncrafter_studio.diffusion.ddim import generator_noise, sample_ddim
-    from tooncrafter_studio.diffusion.schedule import ddim_tables
+    from tooncrafter_studio.diffusion.nets.schedule import ddim_tables
+    from tooncrafter_studio.diffusion.sampling.ddim import generator_noise, sample_ddim
 
     h, w = latent_hw
     cfg = model.config
@@ -52,7 +52,7 @@ def _cancel_latency(model, trials: int = 3) -> list[tuple[float, float, bool]]:
 
     from tooncrafter_studio.core.errors import Cancelled
     from tooncrafter_studio.core.progress import CancelToken
-    from tooncrafter_studio.diffusion.pipeline import ToonCrafterPipeline
+    from tooncrafter_studio.diffusion.run.pipeline import ToonCrafterPipeline
 
     rng = np.random.default_rng(0)
     a = rng.integers(0, 256, (64, 128, 3), dtype=np.uint8)
@@ -98,7 +98,7 @@ def _cancel_latency(model, trials: int = 3) -> list[tuple[float, float, bool]]:
 def run() -> None:
     import torch
 
-    from tooncrafter_studio.diffusion.verify_sampler import reduced_filled_model
+    from tooncrafter_studio.diffusion.checks.verify_sampler import reduced_filled_model
 
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 CPU, reduced model (fill rule)")

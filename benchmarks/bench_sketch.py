@@ -23,10 +23,10 @@ def _best(fn, repeats: int = 2) -> float:
 def run() -> None:
     import torch
 
-    from tooncrafter_studio.diffusion.fill import fill_module
-    from tooncrafter_studio.diffusion.sketch_encoder import SketchEncoderConfig, build_sketch_encoder
-    from tooncrafter_studio.diffusion.sketch_guidance import SketchGuidance
-    from tooncrafter_studio.diffusion.unet import UNet3D, UNetConfig
+    from tooncrafter_studio.diffusion.checks.fill import fill_module
+    from tooncrafter_studio.diffusion.nets.sketch_encoder import SketchEncoderConfig, build_sketch_encoder
+    from tooncrafter_studio.diffusion.nets.unet import UNet3D, UNetConfig
+    from tooncrafter_studio.diffusion.sampling.sketch_guidance import SketchGuidance
 
     with torch.device("meta"):
         unet = UNet3D(UNetConfig.reduced())

@@ -45,14 +45,14 @@ def _apply_variant(variant: str, unet) -> float:  # noqa: ANN001
     """Set the variant up; returns the seconds spent compiling (compile only)."""
     import torch
 
-    from tooncrafter_studio.diffusion import attention, unet_blocks
+    from tooncrafter_studio.diffusion.nets import attention, unet_blocks
 
     if variant == "contiguous":
         unet_blocks.CHANNELS_LAST = torch.contiguous_format
     elif variant == "sdpa-math":
         attention.set_sdpa_kernel("math")
     elif variant == "compile":
-        from tooncrafter_studio.diffusion.compile import compile_unet
+        from tooncrafter_studio.diffusion.run.compile import compile_unet
 
         if not compile_unet(unet, "cpu"):
             raise RuntimeError("torch.compile is not available here")
@@ -62,8 +62,8 @@ def _apply_variant(variant: str, unet) -> float:  # noqa: ANN001
 def _child(size: str, variant: str) -> None:
     import torch
 
-    from tooncrafter_studio.diffusion.fill import fill_module
-    from tooncrafter_studio.diffusion.unet import UNet3D, UNetConfig, keep_cpu_heap_small
+    from tooncrafter_studio.diffusion.checks.fill import fill_module
+    from tooncrafter_studio.diffusion.nets.unet import UNet3D, UNetConfig, keep_cpu_heap_small
 
     keep_cpu_heap_small()  # what build_model does for a CPU model (the fill's temporaries go back too)
     config = UNetConfig() if size == "full" else UNetConfig.reduced()

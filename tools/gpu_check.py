@@ -34,9 +34,9 @@ def _keys(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _build(dry: bool) -> Any:
-    from tooncrafter_studio.diffusion.config import ToonCrafterConfig
-    from tooncrafter_studio.diffusion.fill import fill_module
-    from tooncrafter_studio.diffusion.model import build_model
+    from tooncrafter_studio.diffusion.checks.fill import fill_module
+    from tooncrafter_studio.diffusion.nets.config import ToonCrafterConfig
+    from tooncrafter_studio.diffusion.nets.model import build_model
 
     config = ToonCrafterConfig.reduced() if dry else ToonCrafterConfig.default()
     if dry:
@@ -50,8 +50,8 @@ def time_generations(dry: bool = False, modes: tuple[str, ...] = ("high", "balan
                      dtype_name: str = "fp16") -> dict[str, Any]:
     import torch
 
-    from tooncrafter_studio.diffusion import memory
-    from tooncrafter_studio.diffusion.pipeline import ToonCrafterPipeline
+    from tooncrafter_studio.diffusion.run import memory
+    from tooncrafter_studio.diffusion.run.pipeline import ToonCrafterPipeline
 
     device = torch.device("cpu" if dry else "cuda")
     steps_list = DRY_STEPS if dry else FULL_STEPS

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     # sketch guidance: a sketch (line art of the real drawing) on the middle in-between of the first pair
     from tooncrafter_studio.media import read_image, write_png
     from tooncrafter_studio.media.lineart import line_art
-    from tooncrafter_studio.qt.sketch_row import place_sketch
+    from tooncrafter_studio.qt.widgets.sketch_row import place_sketch
 
     middle = spans[0].start_frame + max(1, spans[0].gap - 2)  # an accepted in-between of the review
     source = sorted((ROOT / "resources" / "sample_shot" / "frames").glob("*.png"))

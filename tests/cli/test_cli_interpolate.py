@@ -167,7 +167,7 @@ def test_fit_dtype_and_colour_match_reach_the_engine(keys, tmp_path, fake_engine
 
 
 def test_flow_quality_reaches_the_flow_engine_only(keys, tmp_path, monkeypatch):
-    from tooncrafter_studio.engines import flow
+    from tooncrafter_studio.engines.flow import engine as flow
 
     seen = []
     real = flow.FlowEngine.interpolate

@@ -135,10 +135,10 @@ def test_the_flow_engine_ignores_sketches_with_a_note(files, tmp_path, capsys):
 def test_a_tiny_reduced_model_generates_with_a_sketch_through_the_cli(files, tmp_path, capsys):
     import torch
 
-    from tooncrafter_studio.diffusion.config import ToonCrafterConfig
-    from tooncrafter_studio.diffusion.fill import fill_module
-    from tooncrafter_studio.diffusion.model import build_model
-    from tooncrafter_studio.diffusion.sketch_encoder import SketchEncoderConfig, build_sketch_encoder
+    from tooncrafter_studio.diffusion.checks.fill import fill_module
+    from tooncrafter_studio.diffusion.nets.config import ToonCrafterConfig
+    from tooncrafter_studio.diffusion.nets.model import build_model
+    from tooncrafter_studio.diffusion.nets.sketch_encoder import SketchEncoderConfig, build_sketch_encoder
 
     model = build_model(dataclasses.replace(ToonCrafterConfig.reduced(), latent_size=(8, 8)), device="cpu")
     fill_module(model)
@@ -146,8 +146,7 @@ def test_a_tiny_reduced_model_generates_with_a_sketch_through_the_cli(files, tmp
     fill_module(encoder)
     encoder_path = tmp_path / "sketch_encoder.safetensors"
     torch.save(encoder.state_dict(), tmp_path / "enc.ckpt")
-    from tooncrafter_studio.diffusion.checkpoint import convert
-    from tooncrafter_studio.diffusion.sketch_encoder import expected_sketch_keys
+    from tooncrafter_studio.diffusion.weights.checkpoint import convert, expected_sketch_keys
 
     convert(tmp_path / "enc.ckpt", encoder_path, "fp32", expected=expected_sketch_keys(SketchEncoderConfig.reduced()))
     seen = {}

@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tooncrafter_studio.diffusion import compile as compile_mod  # noqa: E402
+from tooncrafter_studio.diffusion.run import compile as compile_mod  # noqa: E402
 
 
 def test_blockers_are_named():

@@ -14,9 +14,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tooncrafter_studio.diffusion import memory, selftest  # noqa: E402
-from tooncrafter_studio.diffusion.attention import sdpa_kernel_used  # noqa: E402
-from tooncrafter_studio.diffusion.precision import relative_error, tolerance, torch_dtype  # noqa: E402
+from tooncrafter_studio.diffusion.checks import selftest  # noqa: E402
+from tooncrafter_studio.diffusion.checks.precision import relative_error, tolerance, torch_dtype  # noqa: E402
+from tooncrafter_studio.diffusion.nets.attention import sdpa_kernel_used  # noqa: E402
+from tooncrafter_studio.diffusion.run import memory  # noqa: E402
 
 pytestmark = pytest.mark.gpu
 
@@ -33,7 +34,7 @@ def _dtypes():
 
 @pytest.fixture(scope="module")
 def fp32_model():
-    from tooncrafter_studio.diffusion.verify_sampler import reduced_filled_model
+    from tooncrafter_studio.diffusion.checks.verify_sampler import reduced_filled_model
 
     return reduced_filled_model()
 
@@ -47,7 +48,7 @@ def test_e2e_vector_in_half_precision_on_cuda(fp32_model, dtype, mode):
     if not path.exists():
         pytest.skip("vectors not available")
     z = np.load(path)
-    from tooncrafter_studio.diffusion.pipeline import ToonCrafterPipeline
+    from tooncrafter_studio.diffusion.run.pipeline import ToonCrafterPipeline
 
     model = copy.deepcopy(fp32_model)
     placement = memory.apply_memory_mode(model, mode, "cuda", torch_dtype(dtype))
@@ -104,7 +105,7 @@ def test_fp16_step_is_faster_than_fp32_on_cuda(fp32_model):
 
 
 def test_compiled_unet_matches_eager_on_cuda(fp32_model):
-    from tooncrafter_studio.diffusion.compile import compile_unet
+    from tooncrafter_studio.diffusion.run.compile import compile_unet
 
     unet = copy.deepcopy(fp32_model.unet).to("cuda", torch.float16)
     x = torch.randn((1, 8, 16, 8, 16), device="cuda", dtype=torch.float16)

@@ -1,5 +1,5 @@
 """Half precision on the CPU: the reduced model (fill-rule weights) in fp16 and bf16 against float32,
-within the tolerances of diffusion/precision.py, and the parts the original keeps in float32.
+within the tolerances of diffusion/checks/precision.py, and the parts the original keeps in float32.
 
 The CPU has no fast half kernels here (AVX2 only: convolutions fall back to slow reference code),
 so the make-test runs use the vectors' cheapest inputs: the UNet on `unet_reduced.npz`'s 4-frame
@@ -21,12 +21,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tooncrafter_studio.diffusion import memory  # noqa: E402
-from tooncrafter_studio.diffusion.ae_blocks import ResnetBlock  # noqa: E402
-from tooncrafter_studio.diffusion.fill import fill_module  # noqa: E402
-from tooncrafter_studio.diffusion.precision import relative_error, tolerance, torch_dtype  # noqa: E402
-from tooncrafter_studio.diffusion.unet import timestep_embedding  # noqa: E402
-from tooncrafter_studio.diffusion.unet_blocks import GroupNorm32, SpatialTransformer, TemporalTransformer  # noqa: E402
+from tooncrafter_studio.diffusion.checks.fill import fill_module  # noqa: E402
+from tooncrafter_studio.diffusion.checks.precision import relative_error, tolerance, torch_dtype  # noqa: E402
+from tooncrafter_studio.diffusion.nets.ae_blocks import ResnetBlock  # noqa: E402
+from tooncrafter_studio.diffusion.nets.unet import timestep_embedding  # noqa: E402
+from tooncrafter_studio.diffusion.nets.unet_blocks import GroupNorm32, SpatialTransformer, TemporalTransformer  # noqa: E402
+from tooncrafter_studio.diffusion.run import memory  # noqa: E402
 
 # The shared vectors next to the checkout (conftest's place); TOONCRAFTER_VECTORS points elsewhere.
 VECTORS = Path(os.environ.get("TOONCRAFTER_VECTORS")
@@ -43,7 +43,7 @@ def _vector(name: str):
 
 @pytest.fixture(scope="module")
 def fp32_model():
-    from tooncrafter_studio.diffusion.verify_sampler import reduced_filled_model
+    from tooncrafter_studio.diffusion.checks.verify_sampler import reduced_filled_model
 
     return reduced_filled_model()
 
@@ -90,7 +90,7 @@ def test_reduced_vae_decode_in_half_precision_stays_within_tolerance(fp32_model,
                     reason="about 7 CPU-minutes per precision; set TOONCRAFTER_HALF_E2E=1 (runs on CUDA in the gpu tests)")
 @pytest.mark.parametrize("dtype", HALF)
 def test_reduced_e2e_in_half_precision_matches_the_vectors(fp32_model, dtype):
-    from tooncrafter_studio.diffusion.pipeline import ToonCrafterPipeline
+    from tooncrafter_studio.diffusion.run.pipeline import ToonCrafterPipeline
 
     z = _vector("e2e_reduced.npz")
     draws = [torch.from_numpy(z[f"draw{i}"]) for i in range(len(z["draw_roles"]))]
@@ -166,7 +166,7 @@ def test_group_norm_runs_in_float32_and_rounds_once(dtype):
 def test_vae_norms_accept_half_weights():
     """Defect found: the VAE's 2-D GroupNorms ran plain in half precision and its temporal ones fed
     float32 inputs to half gains (a mixed-dtype error on the CPU); now all compute in float32."""
-    from tooncrafter_studio.diffusion.ae_blocks import Float32GroupNorm
+    from tooncrafter_studio.diffusion.nets.ae_blocks import Float32GroupNorm
 
     block = ResnetBlock(32, 64).to(torch.bfloat16)
     assert isinstance(block.norm1, Float32GroupNorm)

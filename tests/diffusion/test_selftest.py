@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tooncrafter_studio.cli.main import run_cli  # noqa: E402
-from tooncrafter_studio.diffusion import selftest  # noqa: E402
+from tooncrafter_studio.diffusion.checks import selftest  # noqa: E402
 
 SMALL = {"size": (64, 64), "steps": 2}  # the CPU test's budget; the command uses 64x128 and 4 steps
 

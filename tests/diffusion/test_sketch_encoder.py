@@ -14,16 +14,15 @@ torch = pytest.importorskip("torch")
 from sketch_helpers import REFERENCE  # noqa: E402
 
 from tooncrafter_studio.core.errors import InputError, ModelError  # noqa: E402
-from tooncrafter_studio.diffusion import checkpoint  # noqa: E402
-from tooncrafter_studio.diffusion.model import DiffusionWrapper  # noqa: E402
-from tooncrafter_studio.diffusion.sketch_encoder import (  # noqa: E402
+from tooncrafter_studio.diffusion.nets.model import DiffusionWrapper  # noqa: E402
+from tooncrafter_studio.diffusion.nets.sketch_encoder import (  # noqa: E402
     SketchEncoderConfig,
     build_sketch_encoder,
-    expected_sketch_keys,
-    load_sketch_encoder,
 )
-from tooncrafter_studio.diffusion.sketch_guidance import SketchGuidance  # noqa: E402
-from tooncrafter_studio.diffusion.unet import UNet3D, UNetConfig  # noqa: E402
+from tooncrafter_studio.diffusion.nets.unet import UNet3D, UNetConfig  # noqa: E402
+from tooncrafter_studio.diffusion.sampling.sketch_guidance import SketchGuidance  # noqa: E402
+from tooncrafter_studio.diffusion.weights import checkpoint  # noqa: E402
+from tooncrafter_studio.diffusion.weights.checkpoint import expected_sketch_keys, load_sketch_encoder  # noqa: E402
 
 REDUCED = SketchEncoderConfig.reduced()
 

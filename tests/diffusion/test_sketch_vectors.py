@@ -10,7 +10,7 @@ pytest.importorskip("torch")
 
 from sketch_helpers import SKETCH_VECTORS, assert_all_within, vector  # noqa: E402
 
-from tooncrafter_studio.diffusion import verify, verify_sketch  # noqa: E402
+from tooncrafter_studio.diffusion.checks import verify, verify_sketch  # noqa: E402
 
 
 def test_preprocessing_matches_the_fork_and_composites_alpha_over_white():

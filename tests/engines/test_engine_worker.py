@@ -99,9 +99,9 @@ def test_registry_uses_the_private_environment_when_torch_is_missing_here(tmp_pa
     import importlib.util
     import json
 
-    from tooncrafter_studio.core import engine_env
     from tooncrafter_studio.engines import tooncrafter
     from tooncrafter_studio.engines.registry import create_engine
+    from tooncrafter_studio.setup import engine_env
 
     env_dir = tmp_path / "env"
     python = engine_env.env_python(env_dir)

@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 from engine_synthetic import disc_frame, fill_centroid
 
-from tooncrafter_studio.engines import flow_blend
 from tooncrafter_studio.engines.base import InterpolationRequest
-from tooncrafter_studio.engines.flow import FlowEngine
-from tooncrafter_studio.engines.flow_warp import SegmentInterpolator, settings_for
+from tooncrafter_studio.engines.flow import blend as flow_blend
+from tooncrafter_studio.engines.flow.engine import FlowEngine
+from tooncrafter_studio.engines.flow.warp import SegmentInterpolator, settings_for
 
 
 def test_shipped_network_runs_on_the_feature_layout():
     blend = flow_blend.shipped()
-    assert blend is not None, "tooncrafter_studio/engines/flow_blend.onnx is missing or unreadable"
+    assert blend is not None, "tooncrafter_studio/engines/flow/blend.onnx is missing or unreadable"
     inputs = np.random.default_rng(0).random((1, flow_blend.CHANNELS, 20, 30), dtype=np.float32)
     out = blend.predict(inputs)
     assert out.shape[1:] == (20, 30) and np.isfinite(out).all()

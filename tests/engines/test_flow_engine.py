@@ -8,8 +8,8 @@ import pytest
 from engine_synthetic import FILL, OTHER, PAPER, disc_frame, fill_centroid, occlusion_frames
 
 from tooncrafter_studio.engines.base import InterpolationRequest
-from tooncrafter_studio.engines.flow import FlowEngine
-from tooncrafter_studio.engines.flow_warp import push_pull_fill
+from tooncrafter_studio.engines.flow.engine import FlowEngine
+from tooncrafter_studio.engines.flow.warp import push_pull_fill
 
 
 def _run(a, b, times):
@@ -60,20 +60,23 @@ def _blue(img):
     return np.abs(img.astype(int) - OTHER).max(axis=2) < 40
 
 
-@pytest.mark.parametrize("learned", [
-    False,
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "known defect of the learned blend: where the square uncovers the disc neither warp is "
-        "right, and the network picks the square's red over the hand-made purple mix"))),
+@pytest.mark.parametrize("learned, shapes", [
+    (False, True),
+    (True, True),
+    (False, False),
+    pytest.param(True, False, marks=pytest.mark.xfail(strict=True, reason=(
+        "known defect of dense flow with the learned blend: where the square uncovers the disc neither "
+        "warp is right, and the network picks the square's red over the hand-made purple mix"))),
 ])
-def test_occluding_square_does_not_smear(learned):
+def test_occluding_square_does_not_smear(learned, shapes):
     """A square slides over a still disc: it arrives whole where it should be, leaves no trail
-    behind, and nothing of it bleeds onto the paper."""
-    from tooncrafter_studio.engines.flow_warp import FlowSettings
+    behind, and nothing of it bleeds onto the paper (the shape engine moves the square as one
+    region; dense flow alone as far as it can)."""
+    from tooncrafter_studio.engines.flow.warp import FlowSettings
 
     a = occlusion_frames(30.0)
     b = occlusion_frames(70.0)
-    engine = FlowEngine(FlowSettings(learned=learned))
+    engine = FlowEngine(FlowSettings(learned=learned), use_shapes=shapes)
     mid = engine.interpolate(InterpolationRequest(a, b, [0.5])).frames[0]
     truth = occlusion_frames(50.0)
     agree = (_red(mid) & _red(truth)).sum() / _red(truth).sum()
@@ -88,12 +91,18 @@ def test_occluding_square_does_not_smear(learned):
     assert np.abs(mid[paper].astype(int) - PAPER).max(axis=1).mean() < 3
 
 
-@pytest.mark.xfail(strict=True, reason="known limit: the part of a still shape that only one key shows "
-                   "(hidden by the square in the other) is not rebuilt cleanly yet")
-def test_half_hidden_still_shape_keeps_its_colour():
+@pytest.mark.parametrize("shapes", [
+    True,
+    pytest.param(False, marks=pytest.mark.xfail(strict=True, reason=(
+        "known limit of dense flow alone: the part of a still shape that only one key shows (hidden "
+        "by the square in the other) is not rebuilt cleanly"))),
+])
+def test_half_hidden_still_shape_keeps_its_colour(shapes):
+    """The shape engine takes the square out of both keys, so the disc behind it comes whole from
+    the key that shows it."""
     a = occlusion_frames(30.0)
     b = occlusion_frames(70.0)
-    mid = _run(a, b, [0.5])[0]
+    mid = FlowEngine(use_shapes=shapes).interpolate(InterpolationRequest(a, b, [0.5])).frames[0]
     truth = occlusion_frames(50.0)
     assert (_blue(mid) & _blue(truth)).sum() / _blue(truth).sum() > 0.85
 
@@ -193,7 +202,7 @@ def test_push_pull_keeps_valid_values_and_fills_a_gradient_smoothly():
 
 
 def test_splat_moves_pixels_by_t_times_their_flow_and_the_faster_one_wins():
-    from tooncrafter_studio.engines.flow_warp import _Splatter
+    from tooncrafter_studio.engines.flow.warp import _Splatter
 
     h, w = 12, 16
     flow = np.zeros((h, w, 2), np.float32)
@@ -218,7 +227,7 @@ def test_splat_moves_pixels_by_t_times_their_flow_and_the_faster_one_wins():
 
 @pytest.mark.parametrize("overrides", [{"test_unmatched": True}, {"seed_side": 64}])
 def test_optional_seed_settings_follow_the_motion(overrides):
-    from tooncrafter_studio.engines.flow_warp import FlowSettings
+    from tooncrafter_studio.engines.flow.warp import FlowSettings
 
     a = disc_frame((40.0, 48.0))
     b = disc_frame((80.0, 48.0))
@@ -253,8 +262,8 @@ def test_a_seed_gives_a_real_alternative_and_the_same_seed_the_same_frames():
 
 
 def test_start_and_end_dominant_variants_lean_the_way_they_say():
-    from tooncrafter_studio.engines.flow import VARIANTS
-    from tooncrafter_studio.engines.flow_warp import FlowSettings
+    from tooncrafter_studio.engines.flow.engine import VARIANTS
+    from tooncrafter_studio.engines.flow.warp import FlowSettings
 
     names = [name for name, _ in VARIANTS]
     start_seed, end_seed = names.index("start-dominant blend") + 1, names.index("end-dominant blend") + 1

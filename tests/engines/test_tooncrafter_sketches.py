@@ -112,9 +112,9 @@ torch_needed = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from tooncrafter_studio.diffusion.config import ToonCrafterConfig
-    from tooncrafter_studio.diffusion.fill import fill_module
-    from tooncrafter_studio.diffusion.model import build_model
+    from tooncrafter_studio.diffusion.checks.fill import fill_module
+    from tooncrafter_studio.diffusion.nets.config import ToonCrafterConfig
+    from tooncrafter_studio.diffusion.nets.model import build_model
 
     config = dataclasses.replace(ToonCrafterConfig.reduced(), latent_size=(8, 8))  # 64 x 64 pixels
     model = build_model(config, device="cpu")
@@ -126,7 +126,7 @@ def tiny_model():
 def encoder_file(tmp_path_factory):
     import torch
 
-    from tooncrafter_studio.diffusion.sketch_encoder import SketchEncoderConfig, build_sketch_encoder
+    from tooncrafter_studio.diffusion.nets.sketch_encoder import SketchEncoderConfig, build_sketch_encoder
 
     encoder = build_sketch_encoder(SketchEncoderConfig.reduced(), device="cpu")
     torch.manual_seed(3)

@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +147,7 @@ while True:
     n += 1
     project.push(SetExposure([n % 4], 1 + n % 3))
     project.save()
+    print("saved", flush=True)
 """
 
 
@@ -157,7 +157,8 @@ def test_kill_9_in_the_middle_of_saves_never_breaks_the_project(tmp_path, capsys
     for _ in range(4):
         child = subprocess.Popen([sys.executable, "-c", SAVER, str(shot)], stdout=subprocess.PIPE, env=python_env())
         assert child.stdout.readline().strip() == b"ready"
-        time.sleep(rng.uniform(0.05, 0.4))
+        for _ in range(rng.randint(1, 12)):  # then killed during the next save
+            assert child.stdout.readline().strip() == b"saved"
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         Project.open(shot)  # always the old or the new document, never a mix

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from waiting import PROCESS_CEILING_S
 
 ROOT = Path(__file__).resolve().parents[2]
 TESTS = ROOT / "tests"
@@ -35,7 +36,7 @@ def bundle(tmp_path_factory) -> Path:
     built = subprocess.run([sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
                             "--distpath", str(work / "dist"), "--workpath", str(work / "build"),
                             str(ROOT / "packaging" / "tooncrafter_studio.spec")],
-                           capture_output=True, text=True, timeout=1200, cwd=work)
+                           capture_output=True, text=True, timeout=PROCESS_CEILING_S, cwd=work)
     assert built.returncode == 0, built.stderr[-3000:]
     return work / "dist" / "tooncrafter-studio"
 
@@ -48,7 +49,7 @@ def env(tmp_path):
     return environment
 
 
-def _run(bundle: Path, *args, env, cli=True, timeout=300) -> subprocess.CompletedProcess:
+def _run(bundle: Path, *args, env, cli=True, timeout=PROCESS_CEILING_S) -> subprocess.CompletedProcess:
     exe = _exe(bundle, "tooncrafter-studio-cli" if cli else "tooncrafter-studio")
     return subprocess.run([str(exe), *map(str, args)], capture_output=True, text=True, env=env, timeout=timeout,
                           cwd=bundle.parent)
@@ -59,7 +60,7 @@ def test_the_bundle_has_no_torch_and_carries_what_it_needs(bundle):
     assert not (internal / "torch").exists() and not list(internal.glob("libtorch*"))
     assert (internal / "tooncrafter_studio" / "resources" / "sample_shot" / "project.json").exists()
     assert (internal / "worker_src" / "tooncrafter_studio" / "engines" / "worker.py").exists()
-    assert (internal / "worker_src" / "tooncrafter_studio" / "diffusion" / "pipeline.py").exists()
+    assert (internal / "worker_src" / "tooncrafter_studio" / "diffusion" / "run" / "pipeline.py").exists()
     assert (internal / "LICENSE").exists() and "numpy" in (internal / "THIRD_PARTY_NOTICES.txt").read_text()
     assert list((internal / "uv").glob("uv*"))
 
@@ -98,7 +99,7 @@ def test_engine_install_plan_uses_the_bundled_uv(bundle, env):
 
 
 def test_models_download_works_frozen(bundle, env, tmp_path):
-    sys.path.insert(0, str(TESTS / "pipeline"))
+    sys.path.insert(0, str(TESTS / "setup"))
     from hub_server import HubServer
 
     payload = os.urandom(300_000)
@@ -128,7 +129,7 @@ def test_the_shipped_worker_sources_run_an_engine(bundle):
 def test_the_frozen_app_runs_tooncrafter_in_the_engine_environment(bundle, env, tmp_path):
     """With a ready engine environment (here: a stand-in whose python is this test's, which has torch)
     the frozen app, which has no torch, reaches the ToonCrafter engine through the worker."""
-    from tooncrafter_studio.core.engine_env import ENV_DIR_ENV, MARKER_FILE
+    from tooncrafter_studio.setup.engine_env import ENV_DIR_ENV, MARKER_FILE
 
     engine_env = tmp_path / "engine-env"
     python = engine_env / "bin" / "python"

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from waiting import PROCESS_CEILING_S
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run(*command, cwd=None, **kwargs) -> subprocess.CompletedProcess:
     # never from the checkout: `python -c` would import the package from the current folder
     cwd = cwd or Path(os.environ.get("TMPDIR", "/tmp") if os.name != "nt" else os.environ["TEMP"])
-    return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=600, cwd=cwd, **kwargs)
+    return subprocess.run([str(c) for c in command], capture_output=True, text=True, timeout=PROCESS_CEILING_S, cwd=cwd, **kwargs)
 
 
 def _setuptools_at_least(major: int) -> bool:
@@ -57,7 +58,10 @@ def installed(tmp_path_factory):
     # our wheel alone; its dependencies come from this environment's site-packages (offline, fast)
     done = _run(sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", wheel)
     assert done.returncode == 0, done.stderr
-    purelib = _run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])").stdout.strip()
+    asked = _run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    assert asked.returncode == 0 and asked.stdout.strip(), f"the new venv's Python failed: {asked.stderr}"
+    purelib = asked.stdout.strip()
+    assert Path(purelib).is_dir(), f"the new venv has no site-packages at {purelib}"
     Path(purelib, "_main_env_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     script = venv / ("Scripts/tooncrafter-studio.exe" if os.name == "nt" else "bin/tooncrafter-studio")
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen", TOONCRAFTER_STUDIO_HOME=str(work / "home"))
@@ -70,6 +74,8 @@ def test_the_wheel_carries_the_resources_and_no_tests(installed):
     assert "tooncrafter_studio/resources/sample_shot/project.json" in names
     assert sum(n.startswith("tooncrafter_studio/resources/sample_shot/frames/") for n in names) >= 10
     assert "tooncrafter_studio/resources/icons/icon-256.png" in names
+    assert {f"tooncrafter_studio/resources/farm/{name}" for name in (
+        "submit_opencue.py", "submit_flamenco.py", "submit_deadline.py", "tooncrafter.js")} <= set(names)
     assert not any(n.startswith("tests/") for n in names)
 
 
@@ -95,7 +101,7 @@ def test_the_installed_app_opens_the_sample_shot(installed):
 
 def test_an_installed_wheel_gives_the_worker_a_folder_with_only_our_package(installed):
     """site-packages must not shadow the engine environment's packages: the worker gets a copy."""
-    found = _run(installed["python"], "-c", "from tooncrafter_studio.core.engine_env import package_source_root; "
+    found = _run(installed["python"], "-c", "from tooncrafter_studio.setup.engine_env import package_source_root; "
                  "print(package_source_root())", env=installed["env"])
     root = Path(found.stdout.strip())
     assert root.is_relative_to(installed["work"] / "home") and [p.name for p in root.iterdir()] == ["tooncrafter_studio"]

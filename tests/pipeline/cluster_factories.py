@@ -40,9 +40,9 @@ class FailingBlend(MarkedBlend):
 
 def tiny_tooncrafter():
     """The ToonCrafter engine with the tiny reduced random model of tests/engines/tooncrafter (64x64)."""
-    from tooncrafter_studio.diffusion.config import ToonCrafterConfig
-    from tooncrafter_studio.diffusion.fill import fill_module
-    from tooncrafter_studio.diffusion.model import build_model
+    from tooncrafter_studio.diffusion.checks.fill import fill_module
+    from tooncrafter_studio.diffusion.nets.config import ToonCrafterConfig
+    from tooncrafter_studio.diffusion.nets.model import build_model
     from tooncrafter_studio.engines.tooncrafter import ToonCrafterEngine
 
     config = dataclasses.replace(ToonCrafterConfig.reduced(), latent_size=(8, 8))

@@ -1,16 +1,17 @@
 """A farm task in its own process, for the concurrency tests.
 
     python farm_worker.py cli ARGS...          the CLI with the test engines registered
-                                               (test-slow sleeps BLEND_DELAY seconds per frame)
+                                               (test-parked makes its first frame, says
+                                               "inside the engine" on stderr, then waits for a
+                                               line on stdin: the test kills it there)
     python farm_worker.py commit FOLDER N TAG  N read-modify-write registrations of empty takes
-    python farm_worker.py hold FOLDER          take the write lock, say so, and sleep (to be killed)
+    python farm_worker.py hold FOLDER          take the write lock, say so, and wait for stdin to
+                                               close (the test kills it or lets it go)
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -26,11 +27,17 @@ from tooncrafter_studio.project.document import Take  # noqa: E402
 from tooncrafter_studio.project.locking import project_write_lock  # noqa: E402
 
 
+def park_after_first_frame(index: int) -> None:
+    if index == 1:
+        print("inside the engine", file=sys.stderr, flush=True)
+        sys.stdin.readline()
+
+
 def main(argv: list[str]) -> int:
     mode, rest = argv[0], argv[1:]
     if mode == "cli":
         register_engine("test-blend", BlendEngine)
-        register_engine("test-slow", lambda: BlendEngine(delay=float(os.environ.get("BLEND_DELAY", "0"))))
+        register_engine("test-parked", lambda: BlendEngine(before_frame=park_after_first_frame))
         return run_cli(rest)
     if mode == "commit":
         folder, count, tag = Path(rest[0]), int(rest[1]), rest[2]
@@ -42,7 +49,7 @@ def main(argv: list[str]) -> int:
     if mode == "hold":
         with project_write_lock(rest[0]):
             print("locked", flush=True)
-            time.sleep(60)
+            sys.stdin.read()
         return 0
     raise SystemExit(f"unknown mode {mode}")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -45,17 +45,19 @@ def make_project(tmp_path: Path, keys=(1, 9, 17), count: int = 17, alpha: bool =
 
 
 class BlendEngine(Engine):
-    """Mixes the keys by t; remembers its requests. `fail_at`: raise Cancelled at that step."""
+    """Mixes the keys by t; remembers its requests. `cancel_at`: raise Cancelled at that step.
+    `before_frame(i)` runs before frame i is made: a test parks the engine there, mid-run."""
 
     id = "test-blend"
     label = "Test blend"
     capabilities = EngineCapabilities()
     instances: list[BlendEngine] = []
 
-    def __init__(self, available: bool = True, cancel_at: int | None = None, delay: float = 0.0) -> None:
+    def __init__(self, available: bool = True, cancel_at: int | None = None,
+                 before_frame: Callable[[int], None] | None = None) -> None:
         self.available = available
         self.cancel_at = cancel_at
-        self.delay = delay
+        self.before_frame = before_frame
         self.requests = []
         self.loads = 0
         BlendEngine.instances.append(self)
@@ -80,7 +82,8 @@ class BlendEngine(Engine):
                 if cancel is not None:
                     cancel.cancel()
                 raise Cancelled()
-            time.sleep(self.delay)
+            if self.before_frame is not None:
+                self.before_frame(i)
             mix = request.start.astype(np.float32) * (1 - t) + request.end.astype(np.float32) * t
             frames.append(np.round(mix).astype(request.start.dtype))
             reporter.step(message=f"{i + 1}")

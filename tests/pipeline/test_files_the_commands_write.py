@@ -9,6 +9,7 @@ import stat
 
 import pytest
 from pipeline_factories import frame_image, make_project
+from waiting import PROCESS_CEILING_S
 
 from tooncrafter_studio.cli.main import run_cli
 from tooncrafter_studio.media import write_png
@@ -144,5 +145,5 @@ def test_numpy_warnings_do_not_reach_the_terminal(tmp_path):
             "import numpy as np\n"
             "np.log(np.zeros(2))\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "PYTHONWARNINGS": "default"}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=PROCESS_CEILING_S)
     assert done.returncode == 0 and "RuntimeWarning" not in done.stderr, done.stderr

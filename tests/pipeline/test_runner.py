@@ -287,7 +287,7 @@ def test_loose_image_job_returns_frames_without_writing(tmp_path):
 def test_a_job_without_a_seed_gets_the_flow_engines_default_result(tmp_path):
     """The flow engine's seeds pick alternatives (issue 11); a first take must be its best result
     (seed 0), not an alternative picked by a randomly drawn seed."""
-    from tooncrafter_studio.engines.flow import FlowEngine
+    from tooncrafter_studio.engines.flow.engine import FlowEngine
 
     project = make_project(tmp_path)
     first = run_job(segment_job(project, KEY), FlowEngine(), project=project)

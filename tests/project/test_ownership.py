@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from project_factories import make_shot
+from waiting import PROCESS_CEILING_S
 
 from tooncrafter_studio.cli.main import run_cli
 from tooncrafter_studio.core.errors import ProjectLocked
@@ -43,7 +44,7 @@ def test_a_second_process_is_told_who_holds_the_project(folder):
     before = (folder / PROJECT_FILE).read_bytes()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     done = subprocess.run([sys.executable, "-m", "tooncrafter_studio", "keys", str(folder), "--frames", "2"],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=env, timeout=PROCESS_CEILING_S)
     assert done.returncode == 3, done.stderr
     assert done.stderr.count("\n") == 1 and "is open in the ToonCrafter Studio app on this computer" in done.stderr
     assert f"process {os.getpid()}" in done.stderr
@@ -107,7 +108,7 @@ def test_generate_is_a_shared_writer(folder, capsys):
     """Farm tasks run generate side by side on one project: no exclusive claim, but the app's is respected."""
     from tooncrafter_studio.project.ownership import claim as take
 
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
         _lock(folder, pid=other.pid, started="")  # a live generate elsewhere would hold nothing: a live app does
         assert run_cli(["generate", str(folder), "--all", "--engine", "crossfade", "-q"]) == 3
@@ -123,7 +124,7 @@ def test_generate_is_a_shared_writer(folder, capsys):
 
 
 def test_an_exclusive_claim_waits_for_live_shared_writers(folder, capsys):
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    other = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     marker = folder / f".owner-shared.render-7.{other.pid}.lock"
     try:
         marker.write_text(json.dumps({"host": socket.gethostname(), "pid": other.pid, "started": "",
@@ -138,3 +139,48 @@ def test_an_exclusive_claim_waits_for_live_shared_writers(folder, capsys):
         other.wait()
     assert run_cli(["keys", str(folder), "--frames", "3"]) == 0  # its marker is stale now: removed
     assert not marker.exists() and not leftover.exists()
+
+
+def _foreign_marker(folder, age_s: float) -> object:
+    """The marker a farm task on another host left: `age_s` seconds since it last refreshed it."""
+    import time
+
+    from tooncrafter_studio.project.ownership import SHARED_PREFIX
+
+    marker = folder / f"{SHARED_PREFIX}render-07.4242.lock"
+    marker.write_text(json.dumps({"host": "render-07", "pid": 4242, "started": "", "what": "the command "
+                                  "'tooncrafter-studio generate'", "since": "2026-12-03T09:00:00+00:00"}))
+    then = time.time() - age_s
+    os.utime(marker, (then, then))
+    return marker
+
+
+def test_a_live_marker_from_another_host_names_itself_not_the_lock_file(folder, capsys):
+    marker = _foreign_marker(folder, age_s=30)
+    for argv in (["keys", str(folder), "--frames", "1,5"], ["review", str(folder), "accept", "2"]):
+        code = run_cli(argv)
+        err = capsys.readouterr().err
+        assert code == 3, err
+        assert str(marker) in err and LOCK_FILE not in err and "render-07" in err, err
+    assert marker.exists()
+
+
+def test_a_marker_of_a_killed_farm_task_on_another_host_expires(folder, capsys):
+    from tooncrafter_studio.project.ownership import STALE_SHARED_S
+
+    marker = _foreign_marker(folder, age_s=STALE_SHARED_S + 60)
+    assert run_cli(["keys", str(folder), "--frames", "1,5"]) == 0, capsys.readouterr().err
+    assert not marker.exists()
+
+
+def test_a_shared_writer_keeps_its_marker_fresh(folder):
+    import time
+
+    from tooncrafter_studio.project.ownership import SHARED_PREFIX, refresh_shared_markers
+
+    with claim(folder, "the command 'tooncrafter-studio generate'", shared=True):
+        (marker,) = folder.glob(f"{SHARED_PREFIX}*.lock")
+        old = time.time() - 3600
+        os.utime(marker, (old, old))
+        refresh_shared_markers()  # what the heartbeat thread does every HEARTBEAT_S
+        assert time.time() - marker.stat().st_mtime < 600

@@ -183,12 +183,14 @@ def test_a_process_killed_while_saving_leaves_a_loadable_project(tmp_path):
             n = n % 50 + 1
             p.push(SetExposure(range(400), n))
             p.save()
+            print("saved", flush=True)
     """)
     seen = set()
-    for delay in (0.3, 0.41, 0.57):
+    for saves in (3, 7, 12):  # killed while it writes the save after these
         proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(delay)
+        for _ in range(saves):
+            assert proc.stdout.readline().strip() == "saved"
         proc.kill()
         proc.wait()
         proc.stdout.close()

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
 from pipeline_factories import BlendEngine, make_project  # noqa: E402
 
 from tooncrafter_studio.core.errors import InputError, ProjectError  # noqa: E402
+from tooncrafter_studio.media.sketch_files import import_sketch_image as import_sketch_file  # noqa: E402
 from tooncrafter_studio.pipeline.jobs import segment_job  # noqa: E402
 from tooncrafter_studio.pipeline.runner import run_job  # noqa: E402
 from tooncrafter_studio.project.commands import SetSegmentSettings, segment_settings  # noqa: E402
@@ -24,7 +25,6 @@ from tooncrafter_studio.project.sketches import (  # noqa: E402
     PlaceSketch,
     RemoveSketch,
     SetSketchScale,
-    import_sketch_file,
 )
 
 KEY = ("d0001", "d0009")

@@ -12,6 +12,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 pytest.importorskip("PySide6.QtWidgets")
 pytest.importorskip("pytestqt")
 
+from engines_for_tests import SlowEngine, StepGate  # noqa: E402
 from qt_helpers import make_shot  # noqa: E402
 
 import tooncrafter_studio.qt  # noqa: E402,F401  (applies the PySide6 refcount work-around first)
@@ -30,6 +31,16 @@ def no_threads_left(qapp):
     extra = [t for t in threading.enumerate() if t.ident not in before and t.is_alive()
              and not isinstance(t, threading._DummyThread)]  # noqa: SLF001
     assert extra == [], f"threads left running: {extra}"
+
+
+@pytest.fixture(autouse=True)
+def slow_engine_gate():
+    """The slow test engine takes its first step (a preview, the first progress) and then waits
+    until the test allows more or opens the gate; a cancel ends the wait."""
+    gate = SlowEngine.gate = StepGate(tokens=1)
+    yield gate
+    gate.open()  # nothing stays parked at the gate after the test
+    SlowEngine.gate = None
 
 
 @pytest.fixture

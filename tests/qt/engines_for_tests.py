@@ -2,20 +2,56 @@
 
 from __future__ import annotations
 
-import time
+import threading
 
 import numpy as np
 
+from tooncrafter_studio.core.errors import Cancelled
 from tooncrafter_studio.core.progress import StageReporter
 from tooncrafter_studio.engines.base import Engine, EngineCapabilities, InterpolationResult, ProbeResult
 
 
+class StepGate:
+    """Lets a fake engine take a step only when the test allows it, so "mid-run" is a fact.
+
+    Each allowed step is one token; `open()` lets every step through. A step waiting at the gate
+    still notices a cancel, as a real engine does between its steps.
+    """
+
+    def __init__(self, tokens: int = 0) -> None:
+        self._changed = threading.Condition()
+        self._tokens = tokens
+        self._open = False
+
+    def allow(self, steps: int = 1) -> None:
+        with self._changed:
+            self._tokens += steps
+            self._changed.notify_all()
+
+    def open(self) -> None:
+        with self._changed:
+            self._open = True
+            self._changed.notify_all()
+
+    def pass_step(self, cancel=None) -> None:
+        with self._changed:
+            while not self._open and self._tokens == 0:
+                if cancel is not None and cancel.cancelled:
+                    raise Cancelled()
+                self._changed.wait(0.02)  # wakes now and then to notice a cancel
+            if not self._open:
+                self._tokens -= 1
+
+
 class SlowEngine(Engine):
+    """400 denoising steps with a preview every 50; each step waits for `gate` (the Qt conftest
+    gives every test a gate that lets the first step through, then waits for the test)."""
+
     id = "slow-test"
     label = "Slow test engine"
     capabilities = EngineCapabilities(previews=True)
     steps = 400
-    delay = 0.01
+    gate: StepGate | None = None
 
     def probe(self) -> ProbeResult:
         return ProbeResult(True, "test engine")
@@ -24,7 +60,8 @@ class SlowEngine(Engine):
         reporter = StageReporter(progress, cancel, "denoise", self.steps)
         reporter.start()
         for step in range(self.steps):
-            time.sleep(self.delay)
+            if self.gate is not None:
+                self.gate.pass_step(cancel)
             preview = request.start if step % 50 == 0 else None
             reporter.step(preview=preview)
         a, b = request.start.astype(np.float32), request.end.astype(np.float32)
@@ -35,7 +72,10 @@ class SlowEngine(Engine):
 class FastSlowEngine(SlowEngine):
     id = "quick-test"
     steps = 5
-    delay = 0.001
+
+    @property
+    def gate(self) -> StepGate | None:  # never waits
+        return None
 
 
 class MissingModelEngine(Engine):

@@ -9,6 +9,11 @@ import numpy as np
 from tooncrafter_studio.media import write_png
 from tooncrafter_studio.project.document import Cell, Drawing, Shot, Source, SourceKind
 
+# How long a Qt test waits for the state it asserts before failing. A ceiling, never a delay: the
+# wait ends the moment the state holds, so a generous figure costs a quick machine nothing and keeps
+# a loaded CI machine from failing a test that is only slow.
+PATIENCE_MS = 120_000  # as waiting.PATIENCE_S (this module is also imported by subprocesses)
+
 
 def draw_frame(index: int, width: int = 96, height: int = 64) -> np.ndarray:
     """A white frame with a dark disc that moves right as `index` grows."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtGui import QKeySequence
+from qt_helpers import PATIENCE_MS
 
 from tooncrafter_studio.core.paths import resources_dir
 from tooncrafter_studio.qt.actions import COMMANDS, MENUS, ActionRegistry
@@ -79,12 +80,12 @@ def test_onion_skin_layers_follow_the_settings(qtbot, window, project_folder):
     window.settings.onion_skin_after = 1
     window.set_current_frame(9)
     window.actions["onion_skin"].setChecked(True)
-    qtbot.waitUntil(lambda: len(window.viewer.layers) == 3, timeout=5000)
+    qtbot.waitUntil(lambda: len(window.viewer.layers) == 3, timeout=PATIENCE_MS)
     opacities = [round(layer.opacity, 3) for layer in window.viewer.layers]
     nearest = window.settings.onion_skin_opacity
     assert opacities == [round(nearest, 3), round(nearest * 0.6, 3), round(nearest, 3)]
     window.actions["light_table"].setChecked(True)
-    qtbot.waitUntil(lambda: len(window.viewer.layers) == 5, timeout=5000)
+    qtbot.waitUntil(lambda: len(window.viewer.layers) == 5, timeout=PATIENCE_MS)
     assert "LIGHT TABLE" in window.viewer.badge
 
 

@@ -7,12 +7,13 @@ import dataclasses
 import threading
 
 from PySide6.QtCore import Qt
+from qt_helpers import PATIENCE_MS
 
 from tooncrafter_studio.core.settings import Settings
 from tooncrafter_studio.engines.registry import create_engine
 from tooncrafter_studio.pipeline import cluster_ray
 from tooncrafter_studio.pipeline.runner import run_job
-from tooncrafter_studio.qt.settings_dialog import SettingsDialog
+from tooncrafter_studio.qt.dialogs.settings import SettingsDialog
 
 
 def test_settings_dialog_keeps_the_cluster_address(qtbot):
@@ -41,12 +42,12 @@ def test_generate_with_a_cluster_address_runs_one_batch_off_the_ui_thread(qtbot,
     window.timeline.setFocus()
     spans = window.session.spans()
     window.generation.generate(spans)
-    qtbot.waitUntil(lambda: bool(calls), timeout=10_000)
+    qtbot.waitUntil(lambda: bool(calls), timeout=PATIENCE_MS)
     assert calls == [(2, "ray://head:1", False)]
     qtbot.keyClick(window.timeline, Qt.Key.Key_Right)  # the window still answers
     assert window.session.shot.takes == {}
     release.set()
-    qtbot.waitUntil(lambda: len(window.session.shot.takes) == 2, timeout=20_000)
+    qtbot.waitUntil(lambda: len(window.session.shot.takes) == 2, timeout=PATIENCE_MS)
     assert sorted(t.label for t in window.session.shot.takes.values()) == ["T1", "T1"]
     window.session.project.undo()
     assert len(window.session.shot.takes) == 1

@@ -9,8 +9,8 @@ from PySide6.QtCore import Qt
 
 from tooncrafter_studio import __version__
 from tooncrafter_studio.qt.actions import COMMANDS, about_text, shortcut_sheet_html
-from tooncrafter_studio.qt.inspector import SPACING_LABELS
-from tooncrafter_studio.qt.pattern_dialog import PatternDialog, default_project_folder
+from tooncrafter_studio.qt.dialogs.pattern import PatternDialog, default_project_folder
+from tooncrafter_studio.qt.panels.inspector import SPACING_LABELS
 from tooncrafter_studio.qt.project_files import local_time
 
 
@@ -55,7 +55,7 @@ def test_pattern_dialog_has_browse_and_hold_detection(qtbot, window, monkeypatch
     assert isinstance(dialog, PatternDialog) and dialog.detect_holds.isChecked()
     assert not dialog.ok_button.isEnabled()
     picked = str(tmp_path / "walk.0007.png")
-    monkeypatch.setattr("tooncrafter_studio.qt.pattern_dialog.QFileDialog.getOpenFileName",
+    monkeypatch.setattr("tooncrafter_studio.qt.dialogs.pattern.QFileDialog.getOpenFileName",
                         lambda *a, **k: (picked, ""))
     dialog._browse_pattern()  # noqa: SLF001  (the Browse… button)
     assert dialog.pattern.text() == picked and dialog.folder.text() == str(tmp_path / "walk_project")

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtWidgets import QMessageBox
+from qt_helpers import PATIENCE_MS
 
-from tooncrafter_studio.core import engine_env
-from tooncrafter_studio.pipeline import engine_install as ei
-from tooncrafter_studio.qt.engine_setup import EngineSetupDialog
+from tooncrafter_studio.qt.dialogs.engine_setup import EngineSetupDialog
+from tooncrafter_studio.setup import engine_env
+from tooncrafter_studio.setup import engine_install as ei
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pipeline"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "setup"))
 from hub_server import HubServer  # noqa: E402
 
 
@@ -50,9 +51,9 @@ def test_install_button_runs_the_plan_with_progress(qtbot, env_dir, monkeypatch)
     assert "Not installed" in dialog.engine.status.text() and "cpu build" in dialog.engine.status.text()
     assert engine_env.ready_env() is None  # opening the dialog installs nothing
     dialog.install_engine()
-    with qtbot.waitSignal(dialog.changed, timeout=30_000):
+    with qtbot.waitSignal(dialog.changed, timeout=PATIENCE_MS):
         pass
-    qtbot.waitUntil(lambda: dialog.job is None, timeout=10_000)
+    qtbot.waitUntil(lambda: dialog.job is None, timeout=PATIENCE_MS)
     assert engine_env.ready_env() is not None
     assert dialog.engine.status.text().startswith("Installed: cpu (cpu)")
     assert "Ready:" in dialog.engine.message.text()
@@ -71,7 +72,7 @@ def test_download_button_asks_with_the_size_then_downloads(qtbot, env_dir, monke
         assert dialog.download_model(confirm=lambda text: asked.append(text) and False) is None
         assert "2.5 MB" in asked[0] and "free" in asked[0] and hub.state.ranges == []
         dialog.download_model(confirm=lambda text: True)
-        qtbot.waitUntil(lambda: dialog.job is None, timeout=30_000)
+        qtbot.waitUntil(lambda: dialog.job is None, timeout=PATIENCE_MS)
     from tooncrafter_studio.core.paths import user_models_dir
 
     assert (user_models_dir() / "model.ckpt").read_bytes() == payload
@@ -93,7 +94,7 @@ def test_the_inspector_offers_the_set_up_where_the_engine_is_unavailable(qtbot, 
     inspector._refresh_engine("flow")
     assert not inspector.setup_button.isVisibleTo(inspector)
     inspector._refresh_engine("tooncrafter")
-    with qtbot.waitSignal(inspector.setup_engine):
+    with qtbot.waitSignal(inspector.setup_engine, timeout=PATIENCE_MS):
         inspector.setup_button.click()
     dialogs = [w for w in window.findChildren(EngineSetupDialog)]
     assert dialogs and dialogs[-1].isVisible()

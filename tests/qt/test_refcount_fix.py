@@ -6,6 +6,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from waiting import PROCESS_CEILING_S
+
 
 def test_many_void_qt_calls_do_not_abort_the_interpreter():
     code = (
@@ -17,6 +19,6 @@ def test_many_void_qt_calls_do_not_abort_the_interpreter():
         "    o.setObjectName('x')\n"
         "print('alive', sys.getrefcount(None) > 1000)\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PROCESS_CEILING_S)
     assert result.returncode == 0, result.stderr[-1000:]
     assert "alive True" in result.stdout

@@ -15,13 +15,15 @@ import pytest
 from engines_for_tests import SlowEngine, VariantEngine
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractButton, QApplication, QLabel, QTreeWidget
+from qt_helpers import PATIENCE_MS
+from waiting import PROCESS_CEILING_S
 
 from tooncrafter_studio.engines.registry import register_engine, unregister_engine
 from tooncrafter_studio.media import read_image
 from tooncrafter_studio.project.commands import SetSegmentSettings
 from tooncrafter_studio.project.document import ReviewStatus
 from tooncrafter_studio.project.resolve import ImageRef
-from tooncrafter_studio.qt.jobs_panel import format_eta
+from tooncrafter_studio.qt.panels.jobs import format_eta
 
 HERE = Path(__file__).resolve().parent
 
@@ -48,7 +50,7 @@ def key(qtbot, window, key, modifier=Qt.KeyboardModifier.NoModifier):
 
 
 def wait_takes(qtbot, window, count):
-    qtbot.waitUntil(lambda: len(window.session.shot.takes) >= count and not window.worker.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: len(window.session.shot.takes) >= count and not window.worker.busy, timeout=PATIENCE_MS)
 
 
 def pixels_at(window, frame):
@@ -72,7 +74,7 @@ def test_a_deterministic_engine_says_so_instead_of_returning_the_rejected_frames
                                                                                  messages):
     window.open_project(project_folder)
     use_engine(window, "crossfade")
-    qtbot.waitUntil(lambda: "crossfade" in window.generation.probes, timeout=60_000)
+    qtbot.waitUntil(lambda: "crossfade" in window.generation.probes, timeout=PATIENCE_MS)
     key(qtbot, window, Qt.Key.Key_G)
     wait_takes(qtbot, window, 1)
     assert window.inspector.seed_note.isVisibleTo(window.inspector)  # the seed is not offered
@@ -137,7 +139,7 @@ def test_a_rejected_frame_shows_its_own_label_and_status_everywhere(qtbot, windo
     dialog = window.export_dialog()
     dialog.out_dir.setText(str(tmp_path / "out"))
     dialog.timing_sheet.setCurrentIndex(dialog.timing_sheet.findData("csv"))
-    with qtbot.waitSignal(dialog.exported, timeout=20_000):
+    with qtbot.waitSignal(dialog.exported, timeout=PATIENCE_MS):
         dialog.start()
     rows = list(csv.DictReader(next((tmp_path / "out").glob("*.csv")).open(encoding="utf-8")))
     assert (rows[4]["label"], rows[4]["status"], rows[4]["note"]) == ("T1-2", "rejected", "T1-2 rejected: holds T1-1")
@@ -181,7 +183,7 @@ def test_no_label_is_clipped_without_a_tooltip(qtbot, window, project_folder, si
     window.session.push(SetSegmentSettings(window.session.spans()[0].key, engine="tooncrafter"))
     key(qtbot, window, Qt.Key.Key_Right)
     window.generate_all()  # takes rows and job rows with long names
-    qtbot.waitUntil(lambda: not window.worker.busy, timeout=60_000)
+    qtbot.waitUntil(lambda: not window.worker.busy, timeout=PATIENCE_MS)
     QApplication.processEvents()
     assert clipped(window) == []
     inspector = window.docks["inspector"].widget()  # the inspector scrolls: the Takes panel covers nothing
@@ -192,7 +194,7 @@ def test_no_label_is_clipped_without_a_tooltip(qtbot, window, project_folder, si
 def test_no_label_is_clipped_at_150_percent_scaling(tmp_path):
     """Qt's scale factor is read when the application starts: a fresh process at 1.5."""
     env = {**os.environ, "QT_SCALE_FACTOR": "1.5", "QT_QPA_PLATFORM": "offscreen",
-           "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])}
+           "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent), str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])}
     script = f"""
 import json, sys
 sys.path.insert(0, {str(HERE)!r})
@@ -214,7 +216,7 @@ for _ in range(20):
 print(json.dumps({{"ratio": w.devicePixelRatio(), "clipped": t.clipped(w)}}))
 w.close()
 """
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=PROCESS_CEILING_S)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["ratio"] == 1.5 and result["clipped"] == []
@@ -230,7 +232,7 @@ def test_timeline_labels_stay_distinct_at_the_default_zoom(qtbot, window, tmp_pa
     window.open_project(folder)
     window.session.push(SetSegmentSettings(window.session.spans()[0].key, engine="crossfade", exposure=1))
     window.generate_selection()
-    qtbot.waitUntil(lambda: len(window.session.shot.takes) == 1 and not window.worker.busy, timeout=20_000)
+    qtbot.waitUntil(lambda: len(window.session.shot.takes) == 1 and not window.worker.busy, timeout=PATIENCE_MS)
     metrics = window.timeline.fontMetrics()
     width = int(window.timeline.frame_w - 4)
     drawn = [metrics.elidedText(f.label, Qt.TextElideMode.ElideLeft, width)
@@ -245,7 +247,7 @@ def test_timeline_labels_stay_distinct_at_the_default_zoom(qtbot, window, tmp_pa
 def test_messages_name_controls_not_command_line_flags(qtbot, window, project_folder, messages, tmp_path):
     window.open_project(project_folder)
     use_engine(window, "tooncrafter")
-    qtbot.waitUntil(lambda: "tooncrafter" in window.generation.probes, timeout=120_000)
+    qtbot.waitUntil(lambda: "tooncrafter" in window.generation.probes, timeout=PATIENCE_MS)
     key(qtbot, window, Qt.Key.Key_G)
     assert "--" not in window.inspector.engine_status.text()
     if not window.generation.probes["tooncrafter"].available:  # G refuses it at once, and says why
@@ -255,7 +257,7 @@ def test_messages_name_controls_not_command_line_flags(qtbot, window, project_fo
     dialog = window.export_dialog()
     dialog.out_dir.setText(str(tmp_path / "out"))
     dialog.start()
-    qtbot.waitUntil(lambda: dialog.task is None, timeout=20_000)
+    qtbot.waitUntil(lambda: dialog.task is None, timeout=PATIENCE_MS)
     assert "overwrit" in dialog.status.text() and "--" not in dialog.status.text()
     dialog.close()
     assert all("--" not in text for text in messages), messages
@@ -269,7 +271,7 @@ def test_jobs_panel_reads_truthfully_and_the_playhead_stays(qtbot, engines, wind
     assert format_eta(0) == "" and format_eta(None) == "" and format_eta(75) == "1:15"
     window.set_current_frame(12)  # the user works elsewhere
     key(qtbot, window, Qt.Key.Key_G, Qt.KeyboardModifier.ShiftModifier)  # flow: no live previews
-    qtbot.waitUntil(lambda: len(window.session.shot.takes) == 2 and not window.worker.busy, timeout=30_000)
+    qtbot.waitUntil(lambda: len(window.session.shot.takes) == 2 and not window.worker.busy, timeout=PATIENCE_MS)
     assert window.current_frame == 12  # not moved: offered instead
     assert window.go_button.isVisible()
     tasks = window.worker.tasks
@@ -281,9 +283,9 @@ def test_jobs_panel_reads_truthfully_and_the_playhead_stays(qtbot, engines, wind
     use_engine(window, "slow-test")
     window.generate_selection()
     task = window.worker.tasks[-1]
-    qtbot.waitUntil(lambda: task.state == "running" and window.jobs.bars[task.id].value() > 0, timeout=10_000)
+    qtbot.waitUntil(lambda: task.state == "running" and window.jobs.bars[task.id].value() > 0, timeout=PATIENCE_MS)
     window.worker.cancel(task)
-    qtbot.waitUntil(lambda: window.jobs.row_state(task).get("stage") == "cancelled", timeout=10_000)
+    qtbot.waitUntil(lambda: window.jobs.row_state(task).get("stage") == "cancelled", timeout=PATIENCE_MS)
     bar = window.jobs.bars[task.id]
     assert bar.value() == 0 and window.jobs.row_state(task)["eta"] == ""  # not half done
     assert not window.session.project._reserved  # noqa: SLF001  (released on cancel)
@@ -321,7 +323,7 @@ def test_keyboard_only_review_session(qtbot, engines, window, project_folder, tm
     out = tmp_path / "out"
     dialog.out_dir.selectAll()
     qtbot.keyClicks(dialog.out_dir, str(out))
-    with qtbot.waitSignal(dialog.exported, timeout=20_000):
+    with qtbot.waitSignal(dialog.exported, timeout=PATIENCE_MS):
         qtbot.keyClick(dialog.out_dir, Qt.Key.Key_Return)
     exported = read_image(sorted(out.glob("*.png"))[4])  # frame 5
     assert np.array_equal(exported[..., :3], redrawn[..., :3])

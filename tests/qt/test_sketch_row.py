@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
+from qt_helpers import PATIENCE_MS
 
 from tooncrafter_studio.engines.base import Engine, EngineCapabilities, InterpolationResult, ProbeResult
 from tooncrafter_studio.engines.registry import register_engine, unregister_engine
@@ -75,7 +76,7 @@ def test_drop_a_sketch_on_a_cell_generate_and_the_take_lists_it(qtbot, window, p
         assert window.session.shot.segments[span.key].settings.sketch_scale == 0.85
 
         window.generate_selection()
-        qtbot.waitUntil(lambda: len(window.session.shot.takes) >= 1, timeout=20_000)
+        qtbot.waitUntil(lambda: len(window.session.shot.takes) >= 1, timeout=PATIENCE_MS)
         take = next(iter(window.session.shot.takes.values()))
         assert take.params["sketches"][0]["name"] == "breakdown.png" and take.params["sketches"][0]["offset"] == 4
         assert take.params["sketch_scale"] == 0.85 and take.params["sketches_used"] is True
@@ -88,3 +89,14 @@ def test_drop_a_sketch_on_a_cell_generate_and_the_take_lists_it(qtbot, window, p
         assert window.timeline.sketch_frames == set()
     finally:
         unregister_engine(SketchRecorder.id)
+
+
+def test_dropping_a_file_that_is_not_an_image_says_so_and_copies_nothing(qtbot, window, project_folder, tmp_path):
+    fake = tmp_path / "pose.png"
+    fake.write_text("not the pixels you are looking for\n")
+    window.open_project(project_folder)
+    span = window.session.spans()[0]
+    _drop(window.timeline, 5, fake)
+    assert "not an image" in window.statusBar().currentMessage()
+    assert window.session.shot.segments.get(span.key) is None or not window.session.shot.segments[span.key].settings.sketches
+    assert not (project_folder / "sketches").exists()

@@ -6,12 +6,13 @@ from __future__ import annotations
 import csv
 import subprocess
 import sys
-import time
 
 import pytest
-from engines_for_tests import FastSlowEngine, MissingModelEngine, SlowEngine, VariantEngine
+from engines_for_tests import FastSlowEngine, MissingModelEngine, SlowEngine, StepGate, VariantEngine
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication
+from qt_helpers import PATIENCE_MS
+from waiting import PROCESS_CEILING_S
 
 from tooncrafter_studio.engines.registry import register_engine, unregister_engine
 from tooncrafter_studio.project.commands import SetSegmentSettings
@@ -40,10 +41,10 @@ def statuses(window):
 def wait_for_probes(qtbot, window):
     from tooncrafter_studio.engines.registry import engine_ids
 
-    qtbot.waitUntil(lambda: set(window.generation.probes) >= set(engine_ids()), timeout=120_000)
+    qtbot.waitUntil(lambda: set(window.generation.probes) >= set(engine_ids()), timeout=PATIENCE_MS)
 
 
-def wait_for_take(qtbot, window, count=1, timeout=20_000):
+def wait_for_take(qtbot, window, count=1, timeout=PATIENCE_MS):
     qtbot.waitUntil(lambda: len(window.session.shot.takes) >= count, timeout=timeout)
 
 
@@ -129,7 +130,7 @@ def test_generate_review_with_keyboard_undo_and_export(qtbot, window, project_fo
     assert dialog.preview.text() == "test_00001.png  …  test_00018.png"
     dialog.preset.setCurrentIndex(dialog.preset.findData("opentoonz"))
     dialog.timing_sheet.setCurrentIndex(dialog.timing_sheet.findData("csv"))
-    with qtbot.waitSignal(dialog.exported, timeout=20_000):
+    with qtbot.waitSignal(dialog.exported, timeout=PATIENCE_MS):
         dialog.start()
     names = sorted(p.name for p in out.glob("*.png"))
     assert names == [f"test.{i:04d}.png" for i in range(1, 19)]
@@ -147,19 +148,19 @@ def test_cancel_a_slow_job_while_the_ui_responds(qtbot, test_engines, window, pr
     press(qtbot, window, Qt.Key.Key_G)
     task = window.worker.tasks[-1]
     qtbot.waitUntil(lambda: task.state == "running" and task.last_event is not None
-                    and task.last_event.stage == "generate", timeout=5000)
+                    and task.last_event.stage == "generate", timeout=PATIENCE_MS)
     # the UI keeps working: step through frames and see the job's progress arrive
     start = window.current_frame
     press(qtbot, window, Qt.Key.Key_Period)
     press(qtbot, window, Qt.Key.Key_Period)
     assert window.current_frame == start + 2
-    qtbot.waitUntil(lambda: "/400" in window.jobs.items[task.id].toolTip(1), timeout=3000)
+    qtbot.waitUntil(lambda: "/400" in window.jobs.items[task.id].toolTip(1), timeout=PATIENCE_MS)
     assert window.jobs.row_state(task)["step"].endswith("%")
     assert window.jobs.row_state(task)["stage"] == "generate"
     qtbot.waitUntil(lambda: window.jobs.preview.pixmap() is not None and not window.jobs.preview.pixmap().isNull(),
-                    timeout=3000)
+                    timeout=PATIENCE_MS)
     qtbot.mouseClick(window.jobs.buttons[task.id], Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: window.jobs.row_state(task)["stage"] == "cancelled", timeout=3000)
+    qtbot.waitUntil(lambda: window.jobs.row_state(task)["stage"] == "cancelled", timeout=PATIENCE_MS)
     assert window.session.shot.takes == {}
     takes_dir = project_folder / "takes"
     assert not takes_dir.exists() or list(takes_dir.iterdir()) == []  # nothing half-written
@@ -177,16 +178,14 @@ def test_closing_the_window_cancels_and_waits(qtbot, project_folder, test_engine
     window.session.push(SetSegmentSettings(window.session.spans()[0].key, engine="slow-test"))
     window.generate_selection()
     task = window.worker.tasks[-1]
-    qtbot.waitUntil(lambda: task.state == "running", timeout=5000)
-    started = time.perf_counter()
-    assert window.close()
-    assert time.perf_counter() - started < 3
+    qtbot.waitUntil(lambda: task.state == "running", timeout=PATIENCE_MS)
+    assert window.close()  # the gated job never ends by itself: closing returns because it cancelled
     assert task.state == "cancelled" and running_threads() == []
 
 
 def test_failed_job_reads_clearly_with_details(qtbot, test_engines, window, project_folder):
     window.open_project(project_folder)
-    qtbot.waitUntil(lambda: "nomodel-test" in window.generation.probes, timeout=60_000)
+    qtbot.waitUntil(lambda: "nomodel-test" in window.generation.probes, timeout=PATIENCE_MS)
     span = window.session.spans()[0]
     window.session.push(SetSegmentSettings(span.key, engine="nomodel-test"))
     status = window.inspector.engine_status.text()
@@ -199,7 +198,7 @@ def test_failed_job_reads_clearly_with_details(qtbot, test_engines, window, proj
     del window.generation.probes["nomodel-test"]  # not probed yet: the job runs and fails readably
     window.generate_selection()
     task = window.worker.tasks[-1]
-    qtbot.waitUntil(lambda: window.jobs.row_state(task)["stage"].startswith("failed: "), timeout=5000)
+    qtbot.waitUntil(lambda: window.jobs.row_state(task)["stage"].startswith("failed: "), timeout=PATIENCE_MS)
     assert "not available" in task.error and "No ToonCrafter model" in task.error
     assert task.error in window.jobs.bars[task.id].toolTip()  # the clipped failure is readable in full
     assert window.jobs.buttons[task.id].text() == "Details…"
@@ -211,7 +210,7 @@ def test_failed_job_reads_clearly_with_details(qtbot, test_engines, window, proj
 
 def test_tooncrafter_engine_state_is_shown_without_crashing(qtbot, window, project_folder):
     window.open_project(project_folder)
-    qtbot.waitUntil(lambda: "tooncrafter" in window.generation.probes, timeout=120_000)
+    qtbot.waitUntil(lambda: "tooncrafter" in window.generation.probes, timeout=PATIENCE_MS)
     probe = window.generation.probes["tooncrafter"]
     window.session.push(SetSegmentSettings(window.session.spans()[0].key, engine="tooncrafter"))
     text = window.inspector.engine_status.text()
@@ -226,7 +225,7 @@ def test_locate_model_reprobes_with_the_new_path(qtbot, window, project_folder, 
     bad.write_bytes(b"not a checkpoint")
     window.set_model_path(str(bad))
     assert window.settings.model_path == str(bad)
-    qtbot.waitUntil(lambda: "tooncrafter" in window.generation.probes, timeout=120_000)
+    qtbot.waitUntil(lambda: "tooncrafter" in window.generation.probes, timeout=PATIENCE_MS)
     probe = window.generation.probes["tooncrafter"]
     assert not probe.available and probe.reason
 
@@ -290,7 +289,7 @@ def test_declining_recovery_opens_the_saved_version(qtbot, window, project_folde
 def test_new_project_from_a_folder_of_frames(qtbot, window, project_folder, tmp_path):
     target = tmp_path / "new_shot"
     task = window.create_project(project_folder / "src", target)
-    qtbot.waitUntil(lambda: window.session.project is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.session.project is not None, timeout=PATIENCE_MS)
     assert task.kind == "import"
     assert window.session.project.folder == target.resolve()
     assert window.timeline.frame_count == 9
@@ -305,12 +304,12 @@ def test_autosave_timer_writes_the_recovery_copy(qtbot, window, project_folder):
     window._apply_settings()
     window.set_current_frame(5)
     press(qtbot, window, Qt.Key.Key_K)
-    qtbot.waitUntil(lambda: recovery_path(project_folder).exists(), timeout=4000)
+    qtbot.waitUntil(lambda: recovery_path(project_folder).exists(), timeout=PATIENCE_MS)
 
 
 def test_copy_diagnostics(qtbot, window, project_folder):
     window.open_project(project_folder)
-    qtbot.waitUntil(lambda: "flow" in window.generation.probes, timeout=60_000)
+    qtbot.waitUntil(lambda: "flow" in window.generation.probes, timeout=PATIENCE_MS)
     text = window.copy_diagnostics()
     assert QApplication.clipboard().text() == text
     assert "PySide6" in text and "flow: available" in text and str(project_folder) in text
@@ -319,7 +318,7 @@ def test_copy_diagnostics(qtbot, window, project_folder):
 def test_importing_the_app_does_not_import_torch():
     code = ("import sys; import tooncrafter_studio.qt.app, tooncrafter_studio.qt.main_window; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PROCESS_CEILING_S)
     assert result.returncode == 0, result.stderr
 
 
@@ -333,7 +332,7 @@ def test_dropping_frames_makes_a_new_project(qtbot, window, project_folder):
     event = QDropEvent(QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                        Qt.KeyboardModifier.NoModifier)
     window.dropEvent(event)
-    qtbot.waitUntil(lambda: window.session.project is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.session.project is not None, timeout=PATIENCE_MS)
     assert window.timeline.frame_count == 4
     assert window.session.project.folder.name == "src_project"
 
@@ -353,7 +352,7 @@ def test_run_app_opens_a_project_and_returns_an_exit_code(project_folder, tmp_pa
         f"sys.exit(run_app(['--project', {str(project_folder)!r}]))\n"
     )
     env = {**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen", "TOONCRAFTER_STUDIO_HOME": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PROCESS_CEILING_S, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"TITLE test — {project_folder.resolve()}" in result.stdout and " 18" in result.stdout
 
@@ -361,16 +360,17 @@ def test_run_app_opens_a_project_and_returns_an_exit_code(project_folder, tmp_pa
 def test_export_runs_in_the_background_and_can_be_cancelled(qtbot, window, project_folder, tmp_path,
                                                             monkeypatch):
     from tooncrafter_studio.core.progress import StageReporter
-    from tooncrafter_studio.qt import export_dialog
+    from tooncrafter_studio.qt.dialogs import export as export_dialog
 
     calls = []
+    gate = StepGate(tokens=3)  # three files written, then the export waits until it is cancelled
 
     def slow_export(folder, shot, options, progress, cancel):
         calls.append(options)
         reporter = StageReporter(progress, cancel, "write", 500)
         reporter.start()
         for _ in range(500):
-            time.sleep(0.01)
+            gate.pass_step(cancel)
             reporter.step()
 
     monkeypatch.setattr(export_dialog, "export_sequence", slow_export)
@@ -379,11 +379,12 @@ def test_export_runs_in_the_background_and_can_be_cancelled(qtbot, window, proje
     dialog.out_dir.setText(str(tmp_path / "out"))
     dialog.include_pending.setChecked(True)
     dialog.start()
-    qtbot.waitUntil(lambda: dialog.progress.maximum() == 500 and dialog.progress.value() > 2, timeout=5000)
+    qtbot.waitUntil(lambda: dialog.progress.maximum() == 500 and dialog.task.last_event.done == 3,
+                    timeout=PATIENCE_MS)  # (the bar itself shows at most ~30 updates a second)
     window.step(1)  # the window works while the export runs
     assert window.current_frame == 2
     dialog.cancel_button.click()
-    qtbot.waitUntil(lambda: "cancelled" in dialog.status.text(), timeout=5000)
+    qtbot.waitUntil(lambda: "cancelled" in dialog.status.text(), timeout=PATIENCE_MS)
     assert calls[0].include_pending and dialog.export_button.isEnabled()
     dialog.close()
 
@@ -425,21 +426,23 @@ def test_save_as_moves_the_project_with_its_takes(qtbot, test_engines, window, p
 
 def test_new_project_from_a_sequence_pattern(qtbot, window, project_folder, tmp_path):
     task = window.create_project(str(project_folder / "src" / "frame.####.png"), tmp_path / "from_pattern")
-    qtbot.waitUntil(lambda: window.session.project is not None, timeout=10_000)
+    qtbot.waitUntil(lambda: window.session.project is not None, timeout=PATIENCE_MS)
     assert task.kind == "import" and window.timeline.frame_count == 9
 
 
 def test_closing_the_window_during_an_export_stops_it(qtbot, project_folder, tmp_path, monkeypatch):
     from tooncrafter_studio.core.progress import StageReporter
     from tooncrafter_studio.core.settings import Settings
-    from tooncrafter_studio.qt import export_dialog
+    from tooncrafter_studio.qt.dialogs import export as export_dialog
     from tooncrafter_studio.qt.main_window import MainWindow
+
+    gate = StepGate()  # the export never gets past its first file unless it is cancelled
 
     def slow_export(folder, shot, options, progress, cancel):
         reporter = StageReporter(progress, cancel, "write", 10_000)
         reporter.start()
         for _ in range(10_000):
-            time.sleep(0.01)
+            gate.pass_step(cancel)
             reporter.step()
 
     monkeypatch.setattr(export_dialog, "export_sequence", slow_export)
@@ -450,8 +453,7 @@ def test_closing_the_window_during_an_export_stops_it(qtbot, project_folder, tmp
     dialog = window.export_dialog()
     dialog.out_dir.setText(str(tmp_path / "out"))
     task = dialog.start()
-    qtbot.waitUntil(lambda: task.state == "running", timeout=5000)
-    started = time.perf_counter()
-    assert window.close()
-    assert time.perf_counter() - started < 3 and task.cancel.cancelled
+    qtbot.waitUntil(lambda: task.state == "running", timeout=PATIENCE_MS)
+    assert window.close()  # returns only once the export, which never ends by itself, has stopped
+    assert task.cancel.cancelled
     assert running_threads() == []

@@ -30,7 +30,7 @@ def test_torch_training_graph_and_the_shipped_opencv_graph_agree():
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnx")
     from tools.flow_train import train
-    from tooncrafter_studio.engines.flow_blend import CHANNELS, LearnedBlend
+    from tooncrafter_studio.engines.flow.blend import CHANNELS, LearnedBlend
 
     model = train.build_model()
     with torch.no_grad():

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from waiting import PROCESS_CEILING_S
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "tools" / "gpu_check.sh"
@@ -22,7 +23,7 @@ def test_gpu_check_dry_run_times_generations_and_writes_json(tmp_path):
     pytest.importorskip("torch")
     env = {**os.environ, "GPU_CHECK_DRY_RUN": "1", "OUT": str(tmp_path), "PYTHON": sys.executable,
            "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(["bash", str(SCRIPT)], env=env, capture_output=True, text=True, timeout=PROCESS_CEILING_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr + (tmp_path / "generation.log").read_text()
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["exit_codes"] == {"generation": "0"}

@@ -86,8 +86,8 @@ BASELINES: dict[str, Method] = {"hold": hold, "fade": fade, "flow": classical_fl
 
 def engine_method(quality: str = "best", seed: int | None = None, **overrides) -> Method:
     from tooncrafter_studio.engines.base import InterpolationRequest
-    from tooncrafter_studio.engines.flow import FlowEngine
-    from tooncrafter_studio.engines.flow_warp import settings_for
+    from tooncrafter_studio.engines.flow.engine import FlowEngine
+    from tooncrafter_studio.engines.flow.warp import settings_for
 
     settings = settings_for(quality)
     for key, value in overrides.items():

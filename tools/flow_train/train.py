@@ -9,7 +9,7 @@
 3. A tiny three-scale CNN (torch, CPU) predicts a share-logit correction at half resolution; the
    loss is L1 of the blended full-resolution frame against the truth.
 4. The weights are written as an ONNX graph (onnx.helper; OpenCV's DNN runs it) to
-   tooncrafter_studio/engines/flow_blend.onnx.
+   tooncrafter_studio/engines/flow/blend.onnx.
 Training needs torch and onnx (the `tooncrafter` and `flow-train` extras); the engine needs neither.
 """
 
@@ -23,14 +23,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tooncrafter_studio.engines import flow_blend
-from tooncrafter_studio.engines.flow_warp import SegmentInterpolator, settings_for
+from tooncrafter_studio.engines.flow import blend as flow_blend
+from tooncrafter_studio.engines.flow.warp import SegmentInterpolator, settings_for
 
 from .cartoon import make_clip
 
 log = logging.getLogger("flow_train")
 REPO = Path(__file__).resolve().parents[2]
-MODEL_PATH = REPO / "tooncrafter_studio" / "engines" / flow_blend.MODEL_FILE
+MODEL_PATH = REPO / "tooncrafter_studio" / "engines" / "flow" / flow_blend.MODEL_FILE
 TRAIN_SEEDS = range(1000, 1320)
 VAL_SEEDS = range(5000, 5040)  # our tuning set (scored while choosing settings)
 TEST_SEEDS = range(9000, 9060)  # held out: scored once, at the end

@@ -20,9 +20,9 @@ import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-from ..core.engine_env import ready_env
 from ..core.errors import InputError
-from ..core.paths import find_model
+from ..core.paths import find_model, user_log_dir
+from ..setup.engine_env import ready_env
 
 MODES = ("high", "balanced", "low")
 PACKAGES = ("tooncrafter-studio", "numpy", "opencv-python-headless", "pillow", "PySide6-Essentials", "torch",
@@ -76,8 +76,8 @@ def _torch_missing() -> bool:
 def _estimate(args: argparse.Namespace) -> int:
     if _torch_missing():
         raise InputError("The memory estimate needs PyTorch: install the 'tooncrafter' extra.")
-    from ..diffusion import memory
-    from ..engines.tooncrafter import dryrun
+    from ..diffusion.run import memory
+    from . import dryrun
 
     modes = [args.memory] if args.memory else (["balanced"] if args.json else list(MODES))
     if args.json:
@@ -111,11 +111,11 @@ def _selftest(args: argparse.Namespace) -> int:
     if _torch_missing():
         raise InputError("The self-test needs PyTorch: install the 'tooncrafter' extra.")
     from ..core.fsio import atomic_write_text
-    from ..diffusion import selftest
+    from ..diffusion.checks import selftest
     from ..engines.tooncrafter import presets
 
     if args.device == "cuda":
-        from ..diffusion import memory
+        from ..diffusion.run import memory
 
         if not memory.cuda_available():
             raise InputError("--device cuda: PyTorch sees no CUDA GPU here; run the self-test with --device cpu.")
@@ -141,6 +141,8 @@ def _selftest(args: argparse.Namespace) -> int:
 def _diagnose(args: argparse.Namespace) -> int:
     print(f"ToonCrafter Studio {_version('tooncrafter-studio') or '(source checkout)'}")
     print(f"Python {sys.version.split()[0]} on {platform.platform()}")
+    # a farm task's failure leaves its traceback here (exit 1): the service user's folder, not yours
+    print(f"Command log (tracebacks of exit 1): {user_log_dir() / 'cli.log'}")
     print("Packages:")
     for name in PACKAGES[1:]:
         print(f"  {name:24s} {_version(name) or 'not installed'}")
@@ -154,7 +156,7 @@ def _diagnose(args: argparse.Namespace) -> int:
               "install`, or install the 'tooncrafter' extra); the flow engine works without it.")
         ok = False
     else:
-        from ..diffusion import memory
+        from ..diffusion.run import memory
 
         env = memory.torch_environment()
         print(f"PyTorch {env['torch']}, CUDA build {env['cuda_build'] or 'none (CPU build)'}, "

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..core.errors import InputError
 from ..core.paths import user_models_dir
-from ..pipeline import model_download as md
+from ..setup import model_download as md
 from .progress import TqdmProgress
 
 CONVERTED_NAME = md.CONVERTED_NAME

@@ -11,9 +11,9 @@ import argparse
 import json
 from pathlib import Path
 
-from ..core.engine_env import engine_env_dir, read_marker, ready_env
 from ..core.progress import ProgressEvent
-from ..pipeline.engine_install import BACKENDS, CUDA_BUILDS, plan_install, run_install
+from ..setup.engine_env import engine_env_dir, read_marker, ready_env
+from ..setup.engine_install import BACKENDS, CUDA_BUILDS, plan_install, run_install
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

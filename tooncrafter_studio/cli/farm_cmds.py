@@ -10,11 +10,12 @@ from ..core.errors import InputError
 
 FORMATS = ("openjd", "deadline", "opencue", "flamenco")
 SUBMIT = {
-    "openjd": "openjd run {out}/job.template.json -p file://{out}/job.params.json (or your OpenJD farm's submitter)",
-    "deadline": "deadlinecommand {out}/job_info.job {out}/plugin_info.job {out}/commands.txt",
-    "opencue": "python {out}/submit_opencue.py (with the OpenCue client installed)",
-    "flamenco": "copy {out}/tooncrafter.js into the Flamenco Manager's scripts/ folder, restart it, "
-                "and submit a job of that type",
+    "openjd": "openjd run {out}/template.json -p file://{out}/job.params.json, or submit {out} as a "
+              "Deadline Cloud job bundle (deadline bundle submit {out})",
+    "deadline": "python {out}/submit_deadline.py (runs deadlinecommand with the three job files)",
+    "opencue": "python {out}/submit_opencue.py [--dry-run] (with opencue-pyoutline installed)",
+    "flamenco": "copy {out}/tooncrafter.js into the Flamenco Manager's scripts/ folder once (one job type "
+                "for every batch), then python {out}/submit_flamenco.py --manager http://MANAGER:8080",
 }
 
 
@@ -38,21 +39,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     e.add_argument("--executable", default=None, metavar="COMMAND",
                    help="how the farm's hosts start the CLI (default: tooncrafter-studio)")
     e.add_argument("--out", required=True, metavar="DIR", help="folder for the job files")
+    farm = e.add_argument_group("what the job asks of the farm")
+    farm.add_argument("--farm-project-dir", default=None, metavar="PATH",
+                      help="the project folder as the farm's hosts see it (path mapping; default: the same path)")
+    farm.add_argument("--priority", type=int, default=50, metavar="0-100", help="job priority (default 50)")
+    farm.add_argument("--task-timeout", type=int, default=0, metavar="MINUTES",
+                      help="fail a task that runs longer, so the farm retries it (default: no limit)")
+    farm.add_argument("--pool", default=None, help="Deadline pool")
+    farm.add_argument("--group", default=None, help="Deadline group (e.g. your GPU hosts)")
+    farm.add_argument("--tag", default=None, help="OpenCue layer tag, or Flamenco worker tag UUID")
+    farm.add_argument("--export-to", default=None, metavar="DIR",
+                      help="add a last task that exports the shot to DIR (as the hosts see it) once every "
+                           "in-betweening task has finished (pending frames included)")
+    farm.add_argument("--host-os", choices=("linux", "windows"), default="linux",
+                      help="OpenCue: quote commands for a shell (linux) or by Windows rules")
     e.set_defaults(handler=run_farm_export)
     p.set_defaults(handler=lambda args: (p.print_help(sys.stderr), 2)[1])
 
 
 def run_farm_export(args: argparse.Namespace) -> int:
     from ..pipeline.farm_formats import write_farm_job
-    from ..pipeline.farm_plan import make_plan
+    from ..pipeline.farm_plan import FarmRequest, make_plan
     from .generate_cmds import parse_params
     from .project_cmds import open_for_editing
 
     if args.seed is not None and not 0 <= args.seed < 2**63:
         raise InputError(f"--seed must be a whole number from 0 to 2^63-1, not {args.seed}.")
     parse_params(args.param)  # a malformed --param fails here, not on every farm task
+    if not 0 <= args.priority <= 100:
+        raise InputError(f"--priority must be from 0 to 100, not {args.priority}.")
+    if not 0 <= args.task_timeout <= 7 * 24 * 60:
+        raise InputError(f"--task-timeout must be from 0 (none) to 10080 minutes, not {args.task_timeout}.")
+    request = FarmRequest(project_dir=args.farm_project_dir, priority=args.priority,
+                          timeout_minutes=args.task_timeout, pool=args.pool, group=args.group, tag=args.tag,
+                          host_os=args.host_os, export_dir=args.export_to)
     project = open_for_editing(args.project)
-    plan = make_plan(project, args.segments, args.seeds, args.seed, args.engine, args.param, args.executable)
+    plan = make_plan(project, args.segments, args.seeds, args.seed, args.engine, args.param, args.executable,
+                     request=request)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a folder.")

@@ -41,8 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--task-id", default=None, metavar="ID",
                    help="farm task id (one --pair): a re-run of the task replaces or keeps its take, never adds "
                         "a second one")
-    p.add_argument("--cluster", default=None, metavar="ray[://ADDRESS]",
-                   help="run the pairs as tasks on a Ray cluster ('ray' alone: a local one, or RAY_ADDRESS)")
+    p.add_argument("--cluster", default=None, metavar="ray|ray:local|ray:auto|ray://HOST:PORT",
+                   help="run the pairs as tasks on a Ray cluster: 'ray' is RAY_ADDRESS if set, else a private "
+                        "local cluster; 'ray:auto' the one running here; 'ray://HOST:PORT' a remote one (Ray Client)")
     p.add_argument("--redo-rejected", action="store_true",
                    help="redraw only the rejected frames of each pair's active take (a new seed unless --seed); "
                         "the other frames are kept, and pairs with nothing rejected are skipped")
@@ -78,6 +79,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from ..pipeline.runner import first_seed
     from ..pipeline.shared_project import (
         check_task_id,
+        check_write_lock,
         clear_failed_attempt,
         commit_take,
         registered_take,
@@ -161,6 +163,7 @@ def run_generate(args: argparse.Namespace) -> int:
                       "nothing to do.")
                 return 0
             clear_failed_attempt(project.folder, job.take_id)
+        check_write_lock(project.folder)  # a stuck or planted write lock is said now, not after the work
         quiet = getattr(args, "quiet", False)
         if args.cluster:
             from ..pipeline.cluster_ray import run_on_ray

@@ -26,6 +26,7 @@ from ..engines.base import InterpolationRequest
 from ..engines.sketch import split_sketch_params
 from ..engines.tooncrafter.presets import PRESETS, describe_plan
 from ..export.naming import Naming, check_name_length
+from ..export.overwrite import enclosing_project, same_file
 from ..media import read_image, write_png
 from ..media.imageio import to_bit_depth, to_channels
 from ..pipeline.engines import build_engine
@@ -39,7 +40,7 @@ SEPARATORS = {".": ".", "_": "_", "-": "-", "none": ""}
 # Options handed to the ToonCrafter engine in request.params (name in params -> argparse dest).
 TOONCRAFTER_PARAMS = ("model", "steps", "cfg", "eta", "frame_stride", "memory", "device", "dtype", "fit",
                       "colour_match", "compile", "attention")
-FLOW_PARAMS = ("quality",)
+FLOW_PARAMS = ("quality", "arc")
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -51,13 +52,6 @@ def _read_key(path: str) -> np.ndarray:
     if not file.is_file():
         raise MediaError(f"{path} is not a file.")
     return read_image(file)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
 
 
 def _parse_times(text: str) -> list[float]:
@@ -155,7 +149,39 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sketch_args.add_arguments(p)
     f = p.add_argument_group("flow engine")
     f.add_argument("--quality", choices=("best", "fast"), help="flow quality (default best; fast is ~5x quicker)")
+    f.add_argument("--arc", type=_parse_arc, default=None, metavar="X,Y",
+                   help="bend the motion's path: where it passes at mid-segment, offset from the straight "
+                        "line in fractions of the frame (e.g. 0,-0.2: a fifth of the height higher)")
     p.set_defaults(handler=run_interpolate)
+
+
+def _parse_arc(text: str) -> list[float]:
+    from ..project.document import check_arc
+
+    parts = text.split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not two numbers X,Y") from None
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"'{text}' is not two numbers X,Y")
+    try:
+        check_arc(values)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return values
+
+
+def confidence_lines(info: dict) -> list[str]:
+    """What an engine said about its own in-betweens: confidence per frame and any warning."""
+    lines = []
+    confidence = info.get("confidence")
+    if confidence:
+        method = {"shapes": "shapes + flow", "flow": "dense flow"}.get(info.get("method", ""), info.get("method", ""))
+        lines.append(f"confidence ({method}): " + " ".join(f"{c:.2f}" for c in confidence))
+    if info.get("message"):
+        lines.append(f"warning: {info['message']}")
+    return lines
 
 
 def _check_naming(args: argparse.Namespace) -> None:
@@ -232,10 +258,14 @@ def _interpolate_into(out: Path, args: argparse.Namespace, engine, start: np.nda
     planned = frame_names(len(times), args.name, SEPARATORS[args.separator], args.padding, args.start_number)
     taken = [name for name in planned if (out / name).exists()]
     keys = [Path(args.start), Path(args.end)]
-    clobbered = [name for name in taken if any(_same_file(out / name, key) for key in keys)]
+    clobbered = [name for name in taken if any(same_file(out / name, key) for key in keys)]
     if clobbered:
         raise InputError(f"{out / clobbered[0]} is a key of this command; in-betweens never replace their keys, "
                          "whatever --overwrite says. Choose another --out or --name.")
+    project = enclosing_project(out / taken[0]) if taken else None
+    if project is not None:
+        raise ExportError(f"{out / taken[0]} belongs to the project in {project}; a project's files are never "
+                          "replaced from outside it, whatever --overwrite says. Choose another --out or --name.")
     if taken and not args.overwrite:
         shown = ", ".join(taken[:3]) + (f" and {len(taken) - 3} more" if len(taken) > 3 else "")
         raise ExportError(f"{out} already holds {shown}; pass --overwrite to replace them, or choose "
@@ -271,4 +301,7 @@ def _interpolate_into(out: Path, args: argparse.Namespace, engine, start: np.nda
                 path.unlink()
         raise
     print(f"Wrote {len(written)} in-between(s) to {out}: {names[0]}" + (f" .. {names[-1]}" if len(names) > 1 else ""))
+    if not quiet:
+        for line in confidence_lines(result.info):
+            print(line, file=sys.stderr)
     return 0

@@ -61,16 +61,19 @@ EXIT_USAGE = 2  # the command line or an input file is wrong: one line on stderr
 EXIT_RESOURCE = 3  # the machine lacks something: disk space, permission, memory, a GPU, or the project is busy
 EXIT_CANCELLED = 130
 
+# (code, meaning, whether a farm should retry the task: the same command may work later or elsewhere)
 EXIT_CODES = (
-    (EXIT_OK, "done"),
-    (EXIT_FAILED, "internal error (a bug): the traceback is written to the log file named on stderr"),
-    (EXIT_USAGE, "usage or bad input: a wrong option or argument, a missing, damaged or too large file"),
+    (EXIT_OK, "done", False),
+    (EXIT_FAILED, "internal error (a bug): the traceback is written to the log file named on stderr", False),
+    (EXIT_USAGE, "usage or bad input: a wrong option or argument, a missing, damaged or too large file", False),
     (EXIT_RESOURCE, "resource: disk full, no permission to write, out of memory (RAM or GPU), no usable GPU "
-                    "or model, the project open in another app or command"),
-    (EXIT_CANCELLED, "cancelled (Ctrl+C)"),
+                    "or model, the project open in another app or command, a cluster lost or unreachable",
+     True),
+    (EXIT_CANCELLED, "cancelled (Ctrl+C, or the farm stopped the task)", False),
 )
 
-EPILOG = ("exit codes:\n" + "\n".join(f"  {code:<4} {text}" for code, text in EXIT_CODES)
+EPILOG = ("exit codes (a farm retries only those marked retry):\n"
+          + "\n".join(f"  {code:<4} {'retry ' if retry else ''}{text}" for code, text, retry in EXIT_CODES)
           + "\nEvery error is one line on stderr (error: ...) naming the file or option at fault; "
             "--debug adds the traceback.")
 

@@ -65,27 +65,28 @@ def _resolve(path: str) -> Path:
 
 def _expected(config_name: str, keys=None):
     """The keys the file must hold: the main model's, or the sketch encoder's when the file is one."""
-    from ..diffusion.checkpoint import ExpectedKeys, describe_architecture
+    from ..diffusion.weights.checkpoint import ExpectedKeys, describe_architecture
 
     if keys is not None and "sketch encoder" in describe_architecture(keys):
-        from ..diffusion.sketch_encoder import SketchEncoderConfig, expected_sketch_keys
+        from ..diffusion.nets.sketch_encoder import SketchEncoderConfig
+        from ..diffusion.weights.checkpoint import expected_sketch_keys
 
         return expected_sketch_keys(SketchEncoderConfig.reduced() if config_name == "reduced" else None)
     if config_name == "reduced":
-        from ..diffusion.config import ToonCrafterConfig
+        from ..diffusion.nets.config import ToonCrafterConfig
 
         return ExpectedKeys.for_config(ToonCrafterConfig.reduced(), name="reduced ToonCrafter (test)")
     return ExpectedKeys.for_config()
 
 
 def _size(n: float) -> str:
-    from ..pipeline.model_download import format_size
+    from ..setup.model_download import format_size
 
     return format_size(n, decimals=2)
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from ..diffusion.checkpoint import (
+    from ..diffusion.weights.checkpoint import (
         CheckpointMismatch,
         NonFiniteWeights,
         WeightFile,
@@ -151,7 +152,7 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from ..diffusion.checkpoint import convert
+    from ..diffusion.weights.checkpoint import convert
 
     source = _resolve(args.path)
     out = Path(args.out)
@@ -159,7 +160,7 @@ def run_convert(args: argparse.Namespace) -> int:
         raise InputError(f"{out} already exists; add --overwrite to replace it.")
     if out.suffix.lower() != ".safetensors":
         raise InputError(f"--out must name a .safetensors file, not {out.name}.")
-    from ..diffusion.checkpoint import WeightFile
+    from ..diffusion.weights.checkpoint import WeightFile
 
     expected = _expected(args.config, WeightFile(source).keys())
     with TqdmProgress(quiet=args.quiet) as progress:

@@ -10,7 +10,7 @@ from collections import Counter
 from typing import Any
 
 from ..core.errors import InputError
-from ..core.limits import MAX_SHOT_FRAMES
+from ..core.frame_ranges import parse_frames
 from .progress import TqdmProgress
 
 
@@ -43,6 +43,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clear", action="store_true", help="unmark every key first")
     p.set_defaults(handler=run_keys)
 
+    p = subparsers.add_parser("arc", help="bend (or straighten) the path of a segment's motion",
+                              description="Store an arc with the segment that starts at a key: the flow engine "
+                                          "moves shapes through X,Y (fractions of the frame's width and height, "
+                                          "offset from the straight line) at mid-segment. Undoable in the app.")
+    p.add_argument("project", metavar="PROJECT_DIR")
+    p.add_argument("--segment", type=int, required=True, metavar="FRAME",
+                   help="timeline frame of the segment's start key")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--offset", default=None, metavar="X,Y", help="e.g. 0,-0.2: the path a fifth of the height higher")
+    g.add_argument("--straight", action="store_true", help="remove the arc")
+    p.set_defaults(handler=run_arc)
+
     p = subparsers.add_parser("relink", help="find missing drawings in another folder (nothing is copied)",
                               description="Point the project at the folder where its drawings are now, e.g. "
                                           "after copying the project to another disk or machine. Folders "
@@ -52,34 +64,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--source", required=True, metavar="DIR", help="folder that holds the drawings (searched "
                    "a few levels deep)")
     p.set_defaults(handler=run_relink)
-
-
-def parse_frames(text: str) -> list[int]:
-    """'1,9,17' or '1-5,9' -> frame numbers (1-based)."""
-    frames: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                first, last = (int(x) for x in part.split("-", 1))
-                if last < first:
-                    raise ValueError
-                if last > MAX_SHOT_FRAMES:  # checked before the range becomes a list
-                    raise InputError(f"Frame {last} is beyond the limit of {MAX_SHOT_FRAMES:,} frames for a shot.")
-                frames.extend(range(first, last + 1))
-                if len(frames) > MAX_SHOT_FRAMES:
-                    raise InputError(f"More than {MAX_SHOT_FRAMES:,} frames were given.")
-            else:
-                frames.append(int(part))
-        except ValueError:
-            raise InputError(f"'{part}' is not a frame number or range (e.g. 1,9,17 or 1-5).") from None
-    if not frames:
-        raise InputError("No frames were given; write them like --frames 1,9,17.")
-    bad = [f for f in frames if f < 1]
-    if bad:
-        raise InputError(f"Frame {bad[0]} does not exist; frames are numbered from 1.")
-    return list(dict.fromkeys(frames))
 
 
 SHARED_WRITES_ENV = "TOONCRAFTER_STUDIO_SHARED_WRITES"
@@ -97,6 +81,10 @@ def open_for_editing(folder: str, command: str = "edit", shared: bool = False):
     if find_recovery(project.folder, lambda text: print(f"warning: {text}", file=sys.stderr)) is not None:
         print(f"warning: {project.folder} has unsaved changes from an earlier session (a recovery copy); "
               "open it in the app to recover them.", file=sys.stderr)
+    from ..project.moved_copy import original_location_notes
+
+    for note in original_location_notes(project.shot):
+        print(f"warning: {note}", file=sys.stderr)
     return project
 
 
@@ -121,10 +109,26 @@ def run_new(args: argparse.Namespace) -> int:
     return 0
 
 
+def _take_confidence(take) -> dict[str, Any]:
+    """The engine's own confidence in a take's in-betweens and its warning, when it gave them."""
+    info = take.params.get("engine_info") if isinstance(take.params, dict) else None
+    if not isinstance(info, dict):
+        return {}
+    out: dict[str, Any] = {}
+    confidence = info.get("confidence")
+    if isinstance(confidence, list) and confidence and all(isinstance(c, (int, float)) for c in confidence):
+        out["confidence"] = [float(c) for c in confidence]
+    if isinstance(info.get("message"), str) and info["message"]:
+        out["message"] = info["message"]
+    return out
+
+
 def describe(project) -> dict[str, Any]:
     """Everything `info` shows, as JSON data."""
     from ..pipeline.jobs import plan_inbetweens
     from ..project.commands import segment_settings
+    from ..project.moved_copy import original_location_notes
+    from ..project.orphan_takes import find_orphan_takes
     from ..project.project import find_recovery
     from ..project.relink import missing_drawings
     from ..project.resolve import key_spans
@@ -157,7 +161,8 @@ def describe(project) -> dict[str, Any]:
                           "accepted": counts["accepted"], "rejected": counts["rejected"],
                           "pending": counts["pending"], "engine": take.engine.get("engine", ""),
                           "seed": take.seed, "created": take.created,
-                          "active": segment is not None and segment.active_take == take.id})
+                          "active": segment is not None and segment.active_take == take.id,
+                          **_take_confidence(take)})
         segments.append({
             "start_frame": span.start_frame, "end_frame": span.start_frame + span.gap, "gap": span.gap,
             "start_key": span.start_key, "end_key": span.end_key,
@@ -165,7 +170,8 @@ def describe(project) -> dict[str, Any]:
                          "spacing": str(settings.spacing.value if hasattr(settings.spacing, "value")
                                         else settings.spacing),
                          "times": settings.times, "engine": settings.engine, "params": settings.params,
-                         "prompt": settings.prompt, "seed": settings.seed},
+                         "prompt": settings.prompt, "seed": settings.seed,
+                         "arc": list(settings.arc) if settings.arc is not None else None},
             "planned": planned,
             "active_take": segment.active_take if segment else None,
             "takes": takes,
@@ -188,6 +194,8 @@ def describe(project) -> dict[str, Any]:
         "segments": segments,
         "takes": len(shot.takes),
         "missing_drawings": len(missing_drawings(shot, project.folder)),
+        "original_location": original_location_notes(shot),
+        "unlisted_takes": [take.id for take in find_orphan_takes(project)],
         "recovery_available": find_recovery(project.folder, _warn) is not None,
     }
 
@@ -215,16 +223,28 @@ def run_info(args: argparse.Namespace) -> int:
         planned = seg["planned"]
         plan = (f"{_plural(planned['count'], 'in-between')} at +{', +'.join(str(o) for o in planned['offsets'])}"
                 if "count" in planned else planned["error"])
+        arc = seg["settings"].get("arc")
         print(f"  segment {seg['start_frame']}-{seg['end_frame']} ({seg['gap']} frames, "
-              f"{seg['settings']['spacing']}, {seg['settings']['engine']}): {plan}")
+              f"{seg['settings']['spacing']}, {seg['settings']['engine']}"
+              f"{f', arc {arc[0]:+g},{arc[1]:+g}' if arc else ''}): {plan}")
         for take in seg["takes"]:
             mark = "*" if take["active"] else " "
+            confidence = (f"; confidence {min(take['confidence']):.2f}" if take.get("confidence") else "")
             print(f"    {mark} take {take['label'] or take['id']} ({take['id']}): {_plural(take['frames'], 'frame')}, "
                   f"{take['accepted']} accepted, {take['rejected']} rejected, {take['pending']} pending; "
-                  f"{take['engine']}, seed {take['seed']}")
+                  f"{take['engine']}, seed {take['seed']}{confidence}")
+            if take.get("message"):
+                print(f"      warning: {take['message']}")
+    for note in data["original_location"]:
+        print(f"  {note}")
     if data["missing_drawings"]:
         print(f"  {_plural(data['missing_drawings'], 'drawing')} missing: their files are not where the project "
               f"says; find them with: tooncrafter-studio relink {data['project']} --source DIR")
+    if data["unlisted_takes"]:
+        count = len(data["unlisted_takes"])
+        print(f"  {_plural(count, 'generated take')} in takes/ {'is' if count == 1 else 'are'} not in the project "
+              "(the app was probably closed before recording it); open the project in the app to add "
+              f"{'it' if count == 1 else 'them'} back")
     if data["recovery_available"]:
         print("  a recovery copy with unsaved changes exists; open the project in the app to recover it")
     return 0
@@ -240,10 +260,7 @@ def run_keys(args: argparse.Namespace) -> int:
         raise InputError("--remove and --clear do not go together; --clear already removes every key.")
     project = open_for_editing(args.project, "keys")
     shot = project.shot
-    frames = parse_frames(args.frames) if args.frames is not None else []
-    for frame in frames:
-        if frame > shot.frame_count:
-            raise InputError(f"Frame {frame} is outside the shot (frames 1 to {shot.frame_count}).")
+    frames = parse_frames(args.frames, shot.frame_count) if args.frames is not None else []
     with project.stack.macro("Keys"):
         if args.clear:
             project.push(SetKeys([d.id for d in shot.drawings.values() if d.is_key], False))
@@ -256,6 +273,30 @@ def run_keys(args: argparse.Namespace) -> int:
             print(f"note: frame {frame} holds the drawing of frame {start}; that drawing is the key.")
     key_frames = describe_keys(project)
     print("Keys at frames " + (", ".join(str(f) for f in key_frames) if key_frames else "(none)") + ".")
+    return 0
+
+
+def run_arc(args: argparse.Namespace) -> int:
+    from ..project.commands import SetSegmentArc
+    from ..project.document import check_arc
+    from ..project.resolve import key_spans
+
+    arc = None
+    if args.offset is not None:
+        try:
+            arc = check_arc([float(v) for v in args.offset.split(",")])
+        except ValueError:
+            raise InputError(f"--offset '{args.offset}' is not two numbers X,Y.") from None
+    project = open_for_editing(args.project, "arc")
+    spans = [s for s in key_spans(project.shot) if s.start_frame == args.segment]
+    if not spans:
+        starts = ", ".join(str(s.start_frame) for s in key_spans(project.shot)) or "none"
+        raise InputError(f"No segment starts at frame {args.segment} (segments start at: {starts}).")
+    project.push(SetSegmentArc(spans[0].key, arc))
+    project.save()
+    span = spans[0]
+    where = f"frames {span.start_frame}-{span.start_frame + span.gap}"
+    print(f"Segment {where}: " + (f"arc {arc[0]:+g},{arc[1]:+g}." if arc else "straight path."))
     return 0
 
 

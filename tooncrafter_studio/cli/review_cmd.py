@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from ..core.errors import InputError
+from ..core.frame_ranges import parse_frame_items
 
 STATUSES = ("accept", "reject", "pending")
 
@@ -26,30 +27,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=run_review)
 
 
-def _frame_items(text: str, last: int) -> list[tuple[int, bool]]:
-    """(frame, listed on its own) for each frame in the text."""
-    if text.strip().lower() == "all":
-        return [(f, False) for f in range(1, last + 1)]
-    items: list[tuple[int, bool]] = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        try:
-            if "-" in part[1:]:
-                first, end = (int(x) for x in part.split("-", 1))
-                if end < first:
-                    raise ValueError
-                items += [(f, False) for f in range(first, end + 1)]
-            else:
-                items.append((int(part), True))
-        except ValueError:
-            raise InputError(f"'{part}' is not a frame number or range (e.g. 5, 3,5,7, 3-7 or all).") from None
-    for frame, _alone in items:
-        if not 1 <= frame <= last:
-            raise InputError(f"Frame {frame} is outside the shot (frames 1 to {last}).")
-    return items
-
-
 def run_review(args: argparse.Namespace) -> int:
     from ..project.commands import SetFrameStatus
     from ..project.document import ReviewStatus
@@ -62,7 +39,7 @@ def run_review(args: argparse.Namespace) -> int:
     shot = project.shot
     spans = key_spans(shot)
     chosen: dict[str, set[int]] = {}  # take id -> indices
-    for frame, alone in _frame_items(args.frames, shot.frame_count):
+    for frame, alone in parse_frame_items(args.frames, shot.frame_count, allow_all=True):
         span = span_containing(shot, frame, spans)
         found = take_frame_at(shot, span, frame) if span is not None else None
         if found is None:

@@ -50,7 +50,7 @@ def _time_of(text: str, times: list[float], spec: str) -> float:
     """A time in (0, 1) (has a decimal point) or an in-between number 1..N."""
     text = text.strip()
     try:
-        if re.fullmatch(r"\d+", text):
+        if re.fullmatch(r"[0-9]{1,12}", text):  # ASCII digits, as every frame number (core/frame_ranges)
             index = int(text)
             if not (1 <= index <= len(times)):
                 raise InputError(f"--sketch {spec}: in-between {index} does not exist (there are {len(times)}).")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from ..core.errors import InputError
+from ..core.frame_ranges import parse_frame
 from .project_cmds import open_for_editing
 
 
@@ -19,16 +20,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("project", metavar="PROJECT_DIR")
     p.add_argument("--add", action="append", default=[], metavar="FRAME=PATH",
                    help="put the image on the in-between at this timeline frame (copied into the project)")
-    p.add_argument("--remove", action="append", default=[], type=int, metavar="FRAME", help="remove a sketch")
+    p.add_argument("--remove", action="append", default=[], metavar="FRAME", help="remove a sketch")
     p.add_argument("--pair", metavar="A:B", help="the key pair whose strength --scale sets")
     p.add_argument("--scale", type=float, help="sketch strength 0..1.5 for --pair")
     p.set_defaults(handler=run_sketches)
 
 
 def run_sketches(args: argparse.Namespace) -> int:
+    from ..media.sketch_files import import_sketch_image
     from ..pipeline.jobs import parse_pair
     from ..project.resolve import key_spans
-    from ..project.sketches import PlaceSketch, RemoveSketch, SetSketchScale, import_sketch_file
+    from ..project.sketches import PlaceSketch, RemoveSketch, SetSketchScale
 
     project = open_for_editing(args.project)
     shot = project.shot
@@ -45,12 +47,13 @@ def run_sketches(args: argparse.Namespace) -> int:
     with project.stack.macro("Sketches"):
         for spec in args.add:
             frame_text, sep, path = spec.partition("=")
-            if not sep or not frame_text.strip().isdigit() or not path:
+            if not sep or not path:
                 raise InputError(f"--add {spec}: give FRAME=PATH, e.g. --add 5=pose.png.")
-            frame = int(frame_text)
+            frame = parse_frame(frame_text, shot.frame_count, "--add frame")
             span = span_for(frame)
-            project.push(PlaceSketch(span.key, frame - span.start_frame, import_sketch_file(project.folder, path)))
-        for frame in args.remove:
+            project.push(PlaceSketch(span.key, frame - span.start_frame, import_sketch_image(project.folder, path)))
+        for text in args.remove:
+            frame = parse_frame(text, shot.frame_count, "--remove frame")
             span = span_for(frame)
             project.push(RemoveSketch(span.key, frame - span.start_frame))
         if args.scale is not None:

@@ -162,10 +162,19 @@ def open_regular_file(path: str | os.PathLike, max_bytes: int, error: type[Studi
 def read_regular_file(path: str | os.PathLike, max_bytes: int, error: type[StudioError] = StudioError,
                       what: str = "file") -> bytes:
     """The bytes of a regular file of at most `max_bytes` (see `open_regular_file`)."""
-    fd, _size = open_regular_file(path, max_bytes, error, what)
+    fd, size = open_regular_file(path, max_bytes, error, what)
+    chunks: list[bytes] = []
+    total = 0
     try:
         with os.fdopen(fd, "rb") as handle:
-            data = handle.read(max_bytes + 1)
+            # Read what the file holds, not max_bytes at once: read(n) allocates n bytes up front.
+            while total <= max_bytes:
+                block = handle.read(min(max(size + 1, 1 << 16), max_bytes + 1 - total))
+                if not block:
+                    break
+                chunks.append(block)
+                total += len(block)
+        data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     except OSError as exc:
         raise os_error(error, path, exc, "read") from None
     if len(data) > max_bytes:  # it grew while being read

@@ -20,6 +20,7 @@ MAX_PROJECT_FILE_BYTES = 64 << 20  # project.json and its recovery copy
 MAX_SETTINGS_FILE_BYTES = 4 << 20  # settings.json
 MAX_IMAGE_FILE_BYTES = 2 << 30  # one image file (an 80 Mpx 16-bit RGBA PNG stored raw is 640 MB)
 MAX_JSON_DEPTH = 64  # nesting of objects and lists in a project file (ours is 6 deep)
+MAX_FRAME_TEXT_CHARS = 100_000  # a frame list as typed ("1-5,9,..."); each range is checked before it is expanded
 
 
 def describe_limits() -> list[tuple[str, str]]:
@@ -33,4 +34,6 @@ def describe_limits() -> list[tuple[str, str]]:
         ("digits of a frame number; first number of an export", f"{MAX_FRAME_PADDING}; {MAX_START_NUMBER:,}"),
         ("project.json / recovery copy", f"{MAX_PROJECT_FILE_BYTES >> 20} MiB"),
         ("one image file", f"{MAX_IMAGE_FILE_BYTES >> 30} GiB"),
+        ("a frame list (--frames, review, sketches)", f"{MAX_FRAME_TEXT_CHARS:,} characters, at most "
+                                                      f"{MAX_SHOT_FRAMES:,} frames named"),
     ]

@@ -11,13 +11,13 @@ from typing import Any
 
 # name -> submodule that defines it
 _EXPORTS = {
-    "build_model": "model",
-    "ToonCrafterModel": "model",
-    "ToonCrafterConfig": "config",
-    "UNet3D": "unet",
-    "UNetConfig": "unet",
-    "ToonCrafterPipeline": "pipeline",
-    "load_model": "checkpoint",
+    "build_model": "nets.model",
+    "ToonCrafterModel": "nets.model",
+    "ToonCrafterConfig": "nets.config",
+    "UNet3D": "nets.unet",
+    "UNetConfig": "nets.unet",
+    "ToonCrafterPipeline": "run.pipeline",
+    "load_model": "weights.checkpoint",
 }
 
 __all__ = sorted(_EXPORTS)

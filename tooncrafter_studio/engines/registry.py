@@ -16,7 +16,7 @@ ENTRY_POINT_GROUP = "tooncrafter_studio.engines"
 
 # id -> "module:attribute"; imported on first use so that e.g. torch stays unloaded until needed.
 _BUILTINS: dict[str, str] = {
-    "flow": "tooncrafter_studio.engines.flow:FlowEngine",
+    "flow": "tooncrafter_studio.engines.flow.engine:FlowEngine",
     "crossfade": "tooncrafter_studio.engines.crossfade:CrossfadeEngine",
     "tooncrafter": "tooncrafter_studio.engines.tooncrafter:create_tooncrafter_engine",
 }

@@ -1,7 +1,7 @@
 """An engine in another Python process: the JSON-lines protocol, the worker and its client.
 
 The frozen app carries no torch; the ToonCrafter engine runs in the private environment's
-interpreter (core/engine_env.py) as a worker process:
+interpreter (setup/engine_env.py) as a worker process:
 
     <env python> -m tooncrafter_studio.engines.worker ENGINE_ID      (our sources on PYTHONPATH)
 
@@ -20,6 +20,11 @@ One JSON object per line. Images travel as .npy files in a folder the client own
 
 The worker's stdout carries only the protocol: anything a library prints goes to stderr, which the
 client keeps (the last lines explain a crash).
+
+Each side reads the other's lines as outside text: a line that is not one JSON object (a list, a
+number, null, nesting too deep to parse, bytes that are not UTF-8, a line over MAX_LINE_CHARS) gets
+an error event from the worker, which lives on; the client takes it as a broken worker, stops it and
+reports the engine unavailable (EngineUnavailable, never an AttributeError or a hang).
 """
 
 from __future__ import annotations
@@ -48,11 +53,45 @@ log = logging.getLogger(__name__)
 PROTOCOL = 1
 STARTUP_TIMEOUT_S = 300.0  # importing torch on a cold disk can take a minute
 CANCEL_GRACE_S = 30.0  # after this long without an answer to "cancel" the worker is killed
+MAX_LINE_CHARS = 4 << 20  # one protocol line; a longer one is refused (the messages are small)
+MAX_TEXT_CHARS = 2000  # an error message or reason taken from the other side
 
 
 def _error_type(name: str) -> type[StudioError]:
     found = getattr(errors, name, None)
     return found if isinstance(found, type) and issubclass(found, StudioError) else StudioError
+
+
+def _clip(value: Any, limit: int = MAX_TEXT_CHARS) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def parse_line(line: str) -> dict[str, Any] | str:
+    """One protocol line as a JSON object, or why it is not one (a short sentence)."""
+    try:
+        message = json.loads(line)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nesting too deep to parse
+        return f"a line that is not JSON ({type(exc).__name__})"
+    if not isinstance(message, dict):
+        kinds = {list: "a list", int: "a number", float: "a number", str: "text", bool: "true/false"}
+        return f"{kinds.get(type(message), 'null')} instead of a JSON object"
+    return message
+
+
+def read_line(stream: IO[str]) -> str | None:
+    """The next line of at most MAX_LINE_CHARS (the rest of a longer one is read and dropped, and an
+    empty marker line returned in its place); None at the end of the stream."""
+    line = stream.readline(MAX_LINE_CHARS)
+    if not line:
+        return None
+    if len(line) >= MAX_LINE_CHARS and not line.endswith("\n"):
+        while True:
+            rest = stream.readline(MAX_LINE_CHARS)
+            if not rest or rest.endswith("\n"):
+                break
+        return "\0too long"
+    return line
 
 
 def _jsonable(value: Any) -> Any:
@@ -121,6 +160,10 @@ class _Worker:
     def handle(self, message: dict[str, Any]) -> bool:
         """One client message; False to stop."""
         op = message.get("op")
+        if not isinstance(op, str):
+            self.send(event="error", type="StudioError", message="The engine worker got a message without an 'op'.")
+            return True
+        op = op[:40]
         busy = self.busy
         if op == "cancel":
             if self.cancel is not None:
@@ -178,13 +221,14 @@ def worker_main(argv: list[str] | None = None) -> int:
     worker = _Worker(engine, protocol_out)
     worker.send(event="hello", protocol=PROTOCOL, engine=engine_id, python=sys.executable, pid=os.getpid(),
                 package=str(Path(__file__).resolve().parents[1]))
-    for line in sys.stdin:
+    # bytes that are not UTF-8 become U+FFFD (an error event for that line), never a dead worker
+    requests = open(sys.stdin.fileno(), encoding="utf-8", errors="replace", closefd=False)  # noqa: SIM115
+    while (line := read_line(requests)) is not None:
         if not line.strip():
             continue
-        try:
-            message = json.loads(line)
-        except ValueError:
-            worker.send(event="error", type="StudioError", message="The engine worker got a line that is not JSON.")
+        message = parse_line(line) if line != "\0too long" else f"a line over {MAX_LINE_CHARS:,} characters"
+        if isinstance(message, str):
+            worker.send(event="error", type="StudioError", message=f"The engine worker got {message}; it was ignored.")
             continue
         if not worker.handle(message):
             break
@@ -245,19 +289,22 @@ class WorkerEngine(Engine):
         threading.Thread(target=self._read_stdout, args=(self._process,), daemon=True).start()
         threading.Thread(target=self._read_stderr, args=(self._process,), daemon=True).start()
         hello = self._next_event(STARTUP_TIMEOUT_S, None)
-        if hello.get("event") != "hello" or hello.get("protocol") != PROTOCOL:
+        protocol = hello.get("protocol")
+        if hello.get("event") != "hello" or type(protocol) is not int or protocol != PROTOCOL:
+            self.close(kill=True)
             self._raise_error(hello)
-            raise EngineUnavailable(f"The engine worker speaks another protocol ({hello}).")
-        self.worker_info = hello
+            raise EngineUnavailable(f"The engine worker at {self.python} did not say hello as it should "
+                                    f"({_clip(hello, 200)}); run the engine install again.")
+        self.worker_info = {k: _clip(v, 400) if not isinstance(v, int) else v for k, v in hello.items()}
 
     def _read_stdout(self, process: subprocess.Popen) -> None:
         assert process.stdout is not None
-        for line in process.stdout:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                self._stderr_tail.append(line.rstrip())
+        while (line := read_line(process.stdout)) is not None:
+            if not line.strip():
                 continue
+            parsed = parse_line(line) if line != "\0too long" else f"a line over {MAX_LINE_CHARS:,} characters"
+            # a broken line is an event of its own: whoever waits for an answer learns it at once
+            event = parsed if isinstance(parsed, dict) else {"event": "malformed", "why": parsed}
             with self._arrived:
                 self._events.append(event)
                 self._arrived.notify_all()
@@ -280,7 +327,13 @@ class WorkerEngine(Engine):
             raise self._died() from exc
 
     def _died(self) -> EngineUnavailable:
-        code = self._process.wait(timeout=10) if self._process is not None else None
+        code = None
+        if self._process is not None:
+            try:
+                code = self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # it closed its output but lives on: stop it
+                self._process.kill()
+                code = self._process.wait()
         tail = [line for line in self._stderr_tail if line.strip()][-3:]
         self._process = None
         return EngineUnavailable(f"The engine worker stopped unexpectedly (exit code {code})"
@@ -310,8 +363,14 @@ class WorkerEngine(Engine):
     @staticmethod
     def _raise_error(event: dict[str, Any]) -> None:
         if event.get("event") == "error":
-            kind = _error_type(str(event.get("type")))
-            raise kind(str(event.get("message"))) if kind is not Cancelled else Cancelled()
+            kind = _error_type(_clip(event.get("type"), 40))
+            raise kind(_clip(event.get("message"))) if kind is not Cancelled else Cancelled()
+
+    def _broken(self, event: dict[str, Any], what: str) -> EngineUnavailable:
+        """A worker that answered out of protocol is stopped: its next answers cannot be trusted."""
+        self.close(kill=True)
+        why = event.get("why") if event.get("event") == "malformed" else f"{_clip(event.get('event'), 40)!r}"
+        return EngineUnavailable(f"The engine worker answered {why} to {what}; it was stopped.")
 
     def _call(self, expect: str, **message: Any) -> dict[str, Any]:
         self._start()
@@ -320,7 +379,7 @@ class WorkerEngine(Engine):
         event = self._next_event(STARTUP_TIMEOUT_S, None)
         self._raise_error(event)
         if event.get("event") != expect:
-            raise EngineUnavailable(f"The engine worker answered {event.get('event')!r} to {message.get('op')!r}.")
+            raise self._broken(event, repr(message.get("op")))
         return event
 
     def _ensure_configured(self) -> None:
@@ -328,6 +387,8 @@ class WorkerEngine(Engine):
             self._send(op="configure", params=self._params)
             event = self._next_event(STARTUP_TIMEOUT_S, None)
             self._raise_error(event)
+            if event.get("event") != "ok":
+                raise self._broken(event, "'configure'")
             self._configured = dict(self._params)
 
     # -- Engine ------------------------------------------------------------------------------------
@@ -340,14 +401,15 @@ class WorkerEngine(Engine):
                 event = self._call("probe", op="probe")
         except StudioError as exc:
             return ProbeResult(False, str(exc))
-        return ProbeResult(bool(event.get("available")), str(event.get("reason", "")))
+        return ProbeResult(event.get("available") is True, _clip(event.get("reason", "")))
 
     def identity(self) -> dict[str, Any]:
         try:
             with self._lock:
-                return dict(self._call("identity", op="identity")["identity"])
+                found = self._call("identity", op="identity").get("identity")
         except StudioError:
-            return {"engine": self.id, "worker": self.python}
+            found = None
+        return dict(found) if isinstance(found, dict) else {"engine": self.id, "worker": self.python}
 
     def unload(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -372,18 +434,38 @@ class WorkerEngine(Engine):
                 event = self._next_event(None, cancel)
                 kind = event.get("event")
                 if kind == "progress":
+                    try:
+                        told = _progress_event(event)
+                    except (KeyError, TypeError, ValueError, OverflowError):
+                        raise self._broken({"event": "malformed", "why": "a progress event without numbers"},
+                                           "'interpolate'") from None
                     if progress is not None and not cancel.cancelled:
                         try:
-                            progress(ProgressEvent(str(event["stage"]), int(event["done"]), int(event["total"]),
-                                                   str(event.get("message", "")), event.get("eta_s")))
+                            progress(told)
                         except Cancelled:
                             cancel.cancel()  # the callback asked to stop: tell the worker, await its answer
                     continue
                 self._raise_error(event)
                 if kind == "result":
-                    frames = [np.load(p, allow_pickle=False) for p in event["frames"]]
-                    return InterpolationResult(frames, dict(event.get("info") or {}))
-                raise EngineUnavailable(f"The engine worker sent an unexpected {kind!r}.")
+                    return InterpolationResult(self._frames(event, Path(folder)), _info(event))
+                raise self._broken(event, "'interpolate'")
+
+    def _frames(self, event: dict[str, Any], folder: Path) -> list[np.ndarray]:
+        """The result's frames: .npy files the worker wrote into our folder, nowhere else."""
+        paths = event.get("frames")
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise self._broken({"event": "malformed", "why": "a result without a list of frames"}, "'interpolate'")
+        frames = []
+        for text in paths:
+            path = Path(text)
+            if path.parent.resolve() != folder.resolve() or path.suffix != ".npy":
+                raise self._broken({"event": "malformed", "why": f"a frame outside its folder ({_clip(text, 200)})"},
+                                   "'interpolate'")
+            try:
+                frames.append(np.load(path, allow_pickle=False))
+            except (OSError, ValueError) as exc:
+                raise EngineUnavailable(f"The engine worker's frame {path.name} cannot be read ({exc}).") from None
+        return frames
 
     def close(self, kill: bool = False) -> None:
         process, self._process = self._process, None
@@ -406,6 +488,17 @@ class WorkerEngine(Engine):
             self.close(kill=True)
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+def _progress_event(event: dict[str, Any]) -> ProgressEvent:
+    eta = event.get("eta_s")
+    return ProgressEvent(_clip(event["stage"], 40), int(event["done"]), int(event["total"]),
+                         _clip(event.get("message", ""), 400), float(eta) if isinstance(eta, (int, float)) else None)
+
+
+def _info(event: dict[str, Any]) -> dict[str, Any]:
+    info = event.get("info")
+    return dict(info) if isinstance(info, dict) else {}
 
 
 if __name__ == "__main__":

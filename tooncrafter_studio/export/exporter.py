@@ -48,8 +48,10 @@ from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_pro
 from ..media.imageio import encode_png, plain_png_layout, probe_image, read_image
 from ..media.importer import conform, frame_path, read_frame
 from ..project.document import Shot, SourceKind
+from ..project.moved_copy import original_location_notes
 from ..project.resolve import ImageRef, ResolvedFrame, resolve_timeline
 from .naming import DEFAULT_PRESET, Naming, resolve_naming
+from .overwrite import file_id
 from .timing import SheetRow, csv_text, xdts_text
 
 log = logging.getLogger(__name__)
@@ -203,14 +205,6 @@ def _ours(out_dir: Path, name: str, previous: dict[str, int]) -> bool:
         return False
 
 
-def _file_id(path: Path) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return None
-    return (info.st_dev, info.st_ino)
-
-
 def project_files(shot: Shot, project_folder: Path) -> set[tuple[int, int]]:
     """Identities (device, inode) of every file the project is made of: source drawings and videos,
     take frames, project.json and its recovery copy. An export never replaces or removes one."""
@@ -220,7 +214,7 @@ def project_files(shot: Shot, project_folder: Path) -> set[tuple[int, int]]:
         paths.extend([base] if source.kind == SourceKind.VIDEO else [base / name for name in source.files])
     for take in shot.takes.values():
         paths.extend(project_folder / frame.file for frame in take.frames)
-    return {ident for ident in map(_file_id, paths) if ident is not None}
+    return {ident for ident in map(file_id, paths) if ident is not None}
 
 
 def _check_targets(out_dir: Path, targets: list[str], previous: dict[str, int], overwrite: bool,
@@ -229,7 +223,7 @@ def _check_targets(out_dir: Path, targets: list[str], previous: dict[str, int], 
     for name in existing:
         if (out_dir / name).is_dir():
             raise ExportError(f"{out_dir / name} is a folder; the export cannot write a file there.")
-    inputs = [name for name in existing if protected and _file_id(out_dir / name) in protected]
+    inputs = [name for name in existing if protected and file_id(out_dir / name) in protected]
     if inputs:
         raise ExportError(f"{out_dir / inputs[0]} is a file of this project (a source drawing or a generated frame); "
                           "an export never replaces one, whatever --overwrite says. Choose another folder or name.")
@@ -411,11 +405,12 @@ def _export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Exp
         else set()
     _check_targets(out_dir, targets, previous, options.overwrite, protected)
     stale = sorted(name for name in previous if name not in set(targets) and _ours(out_dir, name, previous)
-                   and _file_id(out_dir / name) not in protected)
+                   and file_id(out_dir / name) not in protected)
 
     report = ExportReport(out_dir, plan.files, sheet_names, len(plan.frames), len(plan.jobs))
     report.held_in_place = [f.frame for i, f in enumerate(plan.frames)  # the first frame of each one held
                             if f.hidden is not None and (i == 0 or plan.frames[i - 1].hidden != f.hidden)]
+    report.warnings.extend(original_location_notes(shot))  # a moved copy exporting the original's drawings
     if options.drawings_only and options.timing_sheet == "none":
         report.warnings.append("Only drawings were written and no timing sheet: the timing is in the sidecar only.")
     foreign = [n for n in _listdir(out_dir) if plan.naming.matches(n) and n not in set(targets) and n not in stale]

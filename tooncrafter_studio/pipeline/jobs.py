@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.frame_ranges import parse_frame_pair
 from ..project.document import (
     ReviewStatus,
     SegmentSettings,
@@ -237,8 +238,11 @@ def segment_job(project: Project, span: SegmentSpan | tuple[str, str], *, count:
     settings = segment_settings(shot, span.key)
     plan = plan_inbetweens(span.gap, settings, count, spacing, times, offsets)
     merged_params = {**copy.deepcopy(settings.params), **(params or {})}
+    engine_id = engine or settings.engine or "flow"
+    if settings.arc is not None and engine_id == "flow":  # the only engine that bends paths
+        merged_params.setdefault("arc", list(settings.arc))
     job = Job(
-        engine_id=engine or settings.engine or "flow",
+        engine_id=engine_id,
         times=plan.times,
         start=_key_ref(shot, span.start_key, span.start_frame),
         end=_key_ref(shot, span.end_key, span.start_frame + span.gap),
@@ -295,11 +299,7 @@ def image_job(start: np.ndarray, end: np.ndarray, times: list[float], engine: st
 
 def parse_pair(shot: Shot, text: str) -> SegmentSpan:
     """'A:B' (timeline frames of two neighbouring keys) -> the segment; clear errors otherwise."""
-    try:
-        a_text, b_text = text.split(":")
-        a, b = int(a_text), int(b_text)
-    except ValueError:
-        raise InputError(f"'{text}' is not a key pair; write it as START:END, e.g. 1:9.") from None
+    a, b = parse_frame_pair(text)  # the shared frame parser: ASCII digits, bounded
     spans = key_spans(shot)
     key_frames = sorted({s.start_frame for s in spans} | {s.start_frame + s.gap for s in spans})
     listed = ", ".join(str(f) for f in key_frames) or "none"

@@ -39,6 +39,7 @@ from ..media.imageio import read_image, write_png
 from ..media.importer import conform, read_frame
 from ..project.commands import AddTake
 from ..project.document import Take, TakeFrame
+from ..project.orphan_takes import write_take_manifest
 from ..project.project import TAKES_DIR, TEMP_PREFIX, Project
 from ..project.serialize import check_internal_path, relative_if_inside
 from .engines import build_engine
@@ -160,8 +161,10 @@ def _same_as_rejected(job: Job, frames: list[np.ndarray]) -> list[int]:
     return same
 
 
-def _write_take(job: Job, frames: list[np.ndarray], progress: ProgressCallback, cancel: CancelToken) -> Path:
-    """Write frames into a temporary folder, then rename it into takes/<id>/ in one step."""
+def _write_take(job: Job, frames: list[np.ndarray], progress: ProgressCallback, cancel: CancelToken,
+                take: Take | None = None) -> Path:
+    """Write frames (and the take's manifest, take.json) into a temporary folder, then rename it into
+    takes/<id>/ in one step: a take folder is complete, and says what it is, or does not exist."""
     assert job.folder is not None and job.take_id is not None
     check_take_location(job)
     takes = job.folder / TAKES_DIR
@@ -177,6 +180,8 @@ def _write_take(job: Job, frames: list[np.ndarray], progress: ProgressCallback, 
         for i, frame in enumerate(frames):
             write_png(temp / FRAME_NAME.format(i + 1), frame, error=StudioError)
             reporter.step(message=FRAME_NAME.format(i + 1))
+        if take is not None:  # what a project that never listed it (the app was killed) can add back
+            write_take_manifest(temp, take)
         os.replace(temp, final)
         fsync_dir(takes)
     except BaseException:
@@ -226,9 +231,10 @@ def run_job(job: Job, engine: Engine | None = None, progress: ProgressCallback |
         outcome = JobResult(job, list(result.frames), seed, info)
         outcome.unchanged = _same_as_rejected(job, outcome.frames)
         if job.segment is not None:
-            folder = _write_take(job, outcome.frames, progress, cancel)
+            take = _make_take(job, engine, seed, info)
+            folder = _write_take(job, outcome.frames, progress, cancel, take)
             outcome.files = [folder / FRAME_NAME.format(i + 1) for i in range(len(outcome.frames))]
-            outcome.take = _make_take(job, engine, seed, info)
+            outcome.take = take
         outcome.seconds = time.monotonic() - started
     except BaseException:
         job.release()

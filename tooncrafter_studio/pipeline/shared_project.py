@@ -16,6 +16,7 @@ killed before registering and replaces them: never two takes for one task.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import logging
 import shutil
@@ -70,6 +71,14 @@ def clear_failed_attempt(folder: Path, take_id: str) -> list[Path]:
     return removed
 
 
+def check_write_lock(folder: Path) -> None:
+    """Take and release the project's write lock once, before any work: a lock file that is a link or
+    not a plain file (ProjectError) or a holder that is stuck (ProjectLocked) is said at once, not after
+    the generation."""
+    with project_write_lock(folder):
+        pass
+
+
 def commit_take(result: JobResult, task_id: str | None = None, activate: bool = True) -> tuple[Take, bool]:
     """Register a finished job's take in its project folder under the write lock.
 
@@ -93,6 +102,32 @@ def commit_take(result: JobResult, task_id: str | None = None, activate: bool = 
         project.save()
     result.applied = True
     return take, True
+
+
+def record_take(project: Project, take: Take, was_clean: bool = False) -> bool:
+    """Make a take the studio has just added to its open document durable at once.
+
+    The take is added to project.json on disk the way a farm task adds one (under the write lock,
+    project.json read afresh, saved atomically), so a crash before the next save or autosave
+    loses no finished take; the document's other unsaved edits stay unsaved. Then the open document
+    is reconciled: clean again if it was clean before the take, else its recovery copy is rewritten
+    (it must stay newer than project.json to be offered after a crash). Returns False when
+    project.json already listed the take. Raises StudioError when it cannot be written.
+    """
+    segment = project.shot.segments.get((take.start_key, take.end_key))
+    active = segment is not None and segment.active_take == take.id
+    with project_write_lock(project.folder):
+        on_disk = Project.open(project.folder)
+        added = take.id not in on_disk.shot.takes
+        if added:
+            on_disk.push(AddTake(copy.deepcopy(take), activate=active))
+            on_disk.save()
+    if was_clean:
+        project.saved_at = on_disk.saved_at
+        project.stack.set_clean()
+    else:
+        project.autosave(force=True)
+    return added
 
 
 def discard_take_files(folder: Path, take_id: str) -> None:

@@ -372,6 +372,16 @@ class SetSegmentSettings(SegmentSettingsEdit):
         return True
 
 
+class SetSegmentArc(SetSegmentSettings):
+    """Bend (or straighten, with None) the path of a segment's motion: `arc` is where the motion
+    passes at mid-segment, offset from the straight line in fractions of the frame. Dragging the
+    arc handle pushes one of these per move with the same merge_id: one undo step per drag."""
+
+    def __init__(self, key: SegmentKey, arc: tuple[float, float] | None, merge_id: str | None = None) -> None:
+        super().__init__(key, merge_id, arc=None if arc is None else (float(arc[0]), float(arc[1])))
+        self.label = "Path arc" if arc is not None else "Straight path"
+
+
 class AddTake(Command):
     """Add a generated take to its segment and (by default) make it the active one."""
 

@@ -54,6 +54,9 @@ class Source:
     bit_depth: int = 8  # 8 or 16
     gaps: list[int] = field(default_factory=list)  # missing frame numbers found at import
     hashes: dict[str, str] = field(default_factory=dict)  # file name -> content fingerprint (relink.py)
+    # (relative path, absolute path) when the relative path was missing at opening and the files are
+    # read from the absolute one recorded at saving (a moved copy); said in info, the studio and export
+    original_location: tuple[str, str] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -101,6 +104,10 @@ class SegmentSettings:
     # sketch guidance: in-between offset (timeline frames after the start key) -> sketch; strength
     sketches: dict[int, SketchRef] = field(default_factory=dict)
     sketch_scale: float = 0.6
+    # The path's arc: where the motion passes at mid-segment, as an offset from the straight line
+    # between the keys in fractions of the frame's width and height (None: straight). The flow
+    # engine bends every shape-moved group's path through it.
+    arc: tuple[float, float] | None = None
 
 
 @dataclass
@@ -196,6 +203,19 @@ def validate_settings(settings: SegmentSettings) -> None:
         raise InputError(f"The sketch strength must be between 0 and 1.5, not {settings.sketch_scale}.")
     if any(not isinstance(o, int) or o < 1 for o in settings.sketches):
         raise InputError("Sketches sit on in-between frames after the start key (1 or more).")
+    if settings.arc is not None:
+        settings.arc = check_arc(settings.arc)
+
+
+def check_arc(value: Any) -> tuple[float, float] | None:
+    """A segment's arc as (x, y) fractions of the frame, each from -1 to 1; (0, 0) is straight (None)."""
+    try:
+        x, y = (float(v) for v in value)
+    except (TypeError, ValueError):
+        raise InputError(f"A path arc is two numbers (x, y), not {value!r}.") from None
+    if not all(math.isfinite(v) and -1.0 <= v <= 1.0 for v in (x, y)):
+        raise InputError(f"A path arc's offsets are fractions of the frame, from -1 to 1 (got {x:g}, {y:g}).")
+    return None if (x, y) == (0.0, 0.0) else (x, y)
 
 
 SETTINGS_FIELDS = frozenset(f.name for f in dataclasses.fields(SegmentSettings))

@@ -11,7 +11,9 @@ Claims are re-entrant within a process (the app reopening its own project, tests
 folder, the file goes when the last claim is released. Shared writers (`generate` tasks filling one
 project side by side, coordinated by short write locks) each leave a marker
 `.owner-shared.<host>.<pid>.lock` instead: they exclude an exclusive owner and are excluded by one,
-but not each other. Temporary files of killed saves are removed only by an exclusive claimant that
+but not each other. A shared writer keeps its marker fresh (its modification time, every
+HEARTBEAT_S): a marker of another host not refreshed for STALE_SHARED_S belongs to a farm task that
+was killed with its host, and is removed like a dead process's marker here. Temporary files of killed saves are removed only by an exclusive claimant that
 finds no live shared writer. Short locks around single writes by farm
 tasks are another matter (project/locking.py).
 """
@@ -36,10 +38,14 @@ log = logging.getLogger(__name__)
 LOCK_FILE = ".owner.lock"
 SHARED_PREFIX = ".owner-shared."  # + host.pid.lock: one marker per shared writer (generate on a farm)
 
+HEARTBEAT_S = 60.0  # how often a shared writer touches its marker
+STALE_SHARED_S = 15 * 60.0  # a marker of another host untouched this long is a killed task's
+
 _held: dict[Path, int] = {}  # lock file -> claims by this process
 _held_lock = threading.Lock()
 _open: list[Claim] = []  # claims not released yet, for release_all
 _open_lock = threading.Lock()
+MAX_PID = 2**31 - 1  # PIDs are C ints everywhere; a lock file's larger number names no process
 
 
 def _host() -> str:
@@ -56,7 +62,7 @@ def _process_start(pid: int) -> str:
 
 
 def _alive(pid: int, started: str) -> bool:
-    if pid <= 0:
+    if not 0 < pid <= MAX_PID:  # os.kill would overflow on an absurd PID written into a lock file
         return False
     try:
         os.kill(pid, 0)
@@ -99,13 +105,40 @@ def shared_writers(root: Path) -> list[dict]:
         if owner is not None and _ours(owner):
             continue
         if owner is None and _age_s(marker) < 5.0:
-            live.append({"what": "a command that is starting", "host": "?", "pid": "?"})
-        elif owner is None or is_stale(owner):
+            live.append({"what": "a command that is starting", "host": "?", "pid": "?", "file": str(marker)})
+        elif owner is None or is_stale(owner) or (owner.get("host") != _host()
+                                                  and _age_s(marker) > STALE_SHARED_S):
+            log.info("Removing the marker of a shared writer that is gone: %s (%s)", marker, owner)
             with contextlib.suppress(OSError):
                 marker.unlink()
         else:
-            live.append(owner)
+            live.append({**owner, "file": str(marker)})
     return live
+
+
+def refresh_shared_markers() -> None:
+    """Touch the shared markers this process holds, so other hosts see its tasks are alive."""
+    with _held_lock:
+        markers = [path for path in _held if path.name.startswith(SHARED_PREFIX)]
+    for marker in markers:
+        with contextlib.suppress(OSError):
+            os.utime(marker)
+
+
+def _heartbeat() -> None:
+    while not _heartbeat_stop.wait(HEARTBEAT_S):
+        refresh_shared_markers()
+
+
+_heartbeat_stop = threading.Event()
+_heartbeat_thread: threading.Thread | None = None
+
+
+def _start_heartbeat() -> None:
+    global _heartbeat_thread
+    if _heartbeat_thread is None or not _heartbeat_thread.is_alive():
+        _heartbeat_thread = threading.Thread(target=_heartbeat, name="shared-marker-heartbeat", daemon=True)
+        _heartbeat_thread.start()
 
 
 def _write_record(path: Path, record: dict) -> bool:
@@ -133,16 +166,29 @@ def is_stale(owner: dict) -> bool:
     if owner.get("host") != _host():
         return False
     pid = owner.get("pid")
-    return not isinstance(pid, int) or not _alive(pid, str(owner.get("started", "")))
+    valid = isinstance(pid, int) and not isinstance(pid, bool)
+    return not valid or not _alive(pid, str(owner.get("started", ""))[:40])
+
+
+def _clip(value: object, limit: int = 80) -> str:
+    """A lock file's field as one short line: the file is outside text, its fields may be anything."""
+    text = " ".join(str(value).split()) if isinstance(value, (str, int, float)) else "?"
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _describe(folder: Path, owner: dict) -> str:
-    what = owner.get("what") or "another program"
-    host, pid = owner.get("host", "?"), owner.get("pid", "?")
-    where = "on this computer" if host == _host() else f"on {host}"
-    advice = ("close it there first" if host == _host() else
-              f"close it there first; if that computer crashed, delete {folder / LOCK_FILE}")
-    return f"{folder} is open in {what} {where} (process {pid}, since {owner.get('since', '?')}); {advice}."
+    what = _clip(owner.get("what") or "another program")
+    host, pid = owner.get("host", "?"), _clip(owner.get("pid", "?"), 20)
+    where = "on this computer" if host == _host() else f"on {_clip(host, 64)}"
+    held = owner.get("file") or str(folder / LOCK_FILE)  # the very file that holds the claim
+    if host == _host():
+        advice = "close it there first"
+    elif Path(held).name.startswith(SHARED_PREFIX):
+        advice = (f"wait for it to finish; if that task was killed, its marker {held} goes by itself "
+                  f"{int(STALE_SHARED_S // 60)} minutes after, or delete it now")
+    else:
+        advice = f"close it there first; if that computer crashed, delete {held}"
+    return f"{folder} is open in {what} {where} (process {pid}, since {_clip(owner.get('since', '?'), 40)}); {advice}."
 
 
 @dataclass
@@ -179,16 +225,20 @@ class Claim:
         self.release()
 
 
-def claim(folder: str | os.PathLike, what: str, shared: bool = False) -> Claim:
+def claim(folder: str | os.PathLike, what: str, shared: bool = False, admit_shared: bool = False) -> Claim:
     """Claim the project folder for writing (see the module docstring); raises ProjectLocked.
 
     shared: for writers that coordinate among themselves with short write locks (farm tasks running
     `generate` on different key pairs at once): they take no exclusive claim, but are still refused
-    while the app or an exclusive command holds the project.
+    while an exclusive command holds the project.
+    admit_shared: an exclusive claim that lets shared writers in (the studio, which merges the takes
+    they register: project/farm_takes.py); other exclusive claimants are still refused.
     """
     root = Path(folder).resolve()
     record = {"host": _host(), "pid": os.getpid(), "started": _process_start(os.getpid()), "what": what,
               "since": datetime.now(UTC).isoformat(timespec="seconds")}
+    if admit_shared and not shared:
+        record["admits_shared"] = True
     return _claim_shared(root, record) if shared else _claim_exclusive(root, record)
 
 
@@ -204,9 +254,10 @@ def _claim_shared(root: Path, record: dict) -> Claim:
             marker.unlink()  # ours from a count that was lost (same host and pid)
         _write_record(marker, record)
         _held[marker] = 1
+    _start_heartbeat()
     held = _track(Claim(root, first=False, path=marker))
     owner = read_owner(root)
-    if owner is not None and not is_stale(owner) and not _ours(owner):
+    if owner is not None and not is_stale(owner) and not _ours(owner) and not owner.get("admits_shared"):
         held.release()
         raise ProjectLocked(_describe(root, owner))
     return held
@@ -236,9 +287,9 @@ def _claim_exclusive(root: Path, record: dict) -> Claim:
         else:
             raise ProjectLocked(_describe(root, read_owner(root) or {}))
         _held[path] = 1
-    held = _track(Claim(root, first=True, path=path))
     others = shared_writers(root)
-    if others:
+    held = _track(Claim(root, first=not others, path=path))
+    if others and not record.get("admits_shared"):
         held.release()
         raise ProjectLocked(_describe(root, others[0]))
     return held

@@ -31,7 +31,7 @@ from ..core.errors import ProjectError
 from ..core.fsio import atomic_write_text, file_identity, os_error
 from .commands import Change, Command, CommandStack
 from .document import Cell, Drawing, Shot, Source, Take
-from .ownership import Claim, claim
+from .ownership import Claim, claim, shared_writers
 from .serialize import (
     check_internal_path,
     document_to_json,
@@ -197,6 +197,24 @@ class Project:
             return []
         return list(shot.takes.values())
 
+    def _registered_takes(self) -> list[Take]:
+        """Takes in project.json on disk: another process (a farm task) may have registered some."""
+        try:
+            shot, _ = read_document(self.project_file, self.folder)
+        except ProjectError:
+            return []
+        return list(shot.takes.values())
+
+    def kept_take_folders(self) -> set[str]:
+        """Names of the folders under takes/ that a take of the shot, one undo/redo can restore, one a
+        running job reserved, one in the recovery copy or one another process (a farm task) registered on disk
+        owns or has frames in."""
+        with self._lock:
+            takes = list(self.shot.takes.values()) + self.stack.referenced_takes()
+            keep = {take.id for take in takes} | self.stack.referenced_take_ids() | self._reserved
+        takes += self._recovery_takes() + self._registered_takes()
+        return keep | {take.id for take in takes} | _take_folders(takes)
+
     def collect_garbage(self, stale_temp_s: float = 3600.0) -> list[str]:
         """Delete take folders that nothing can bring back; returns their names.
 
@@ -209,11 +227,10 @@ class Project:
         takes_dir = self.folder / TAKES_DIR
         if not takes_dir.is_dir():
             return []
-        with self._lock:
-            takes = list(self.shot.takes.values()) + self.stack.referenced_takes()
-            keep = {take.id for take in takes} | self.stack.referenced_take_ids() | self._reserved
-        takes += self._recovery_takes()
-        keep |= _take_folders(takes)
+        if shared_writers(self.folder):  # a farm task may be between writing its take and registering it
+            log.info("Not collecting take folders of %s while farm tasks write to it", self.folder)
+            return []
+        keep = self.kept_take_folders()
         removed: list[str] = []
         now = time.time()
         for entry in sorted(takes_dir.iterdir()):
@@ -314,13 +331,13 @@ class Project:
 
     # ---------------------------------------------------------------- ownership
 
-    def claim(self, what: str, shared: bool = False) -> Claim:
+    def claim(self, what: str, shared: bool = False, admit_shared: bool = False) -> Claim:
         """Claim the folder for writing (ownership.py); raises ProjectLocked when another program has it.
 
         The first claim by this process also removes the temporary files of saves that were killed
         mid-write: nobody else can be writing them now.
         """
-        held = claim(self.folder, what, shared)
+        held = claim(self.folder, what, shared, admit_shared)
         if held.first:
             self._remove_stale_temp_files(age_s=-1.0)
         if self.ownership is not None:

@@ -151,14 +151,20 @@ def _settings_to_dict(settings: SegmentSettings) -> dict[str, Any]:
         **({"sketches": {str(o): {"file": r.file, "sha256": r.sha256, "name": r.name}
                          for o, r in sorted(settings.sketches.items())},
             "sketch_scale": settings.sketch_scale} if settings.sketches or settings.sketch_scale != 0.6 else {}),
+        **({"arc": [float(settings.arc[0]), float(settings.arc[1])]} if settings.arc is not None else {}),
     }
 
 
 def shot_to_dict(shot: Shot, folder: Path | None = None) -> dict[str, Any]:
     """The shot as plain JSON data (schema SCHEMA_VERSION, without the envelope)."""
 
-    def source_path(path: str) -> str:
-        return portable_path(path, folder) if folder is not None else path
+    def reading_original(source: Source) -> bool:
+        return source.original_location is not None and source.path == source.original_location[1]
+
+    def source_path(source: Source) -> str:
+        if reading_original(source):  # keep the relative path first: it wins again once it is back
+            return source.original_location[0]
+        return portable_path(source.path, folder) if folder is not None else source.path
 
     def located(source: Source) -> dict[str, Any]:  # where it was, for a copy whose relative path breaks
         if folder is None:
@@ -174,7 +180,7 @@ def shot_to_dict(shot: Shot, folder: Path | None = None) -> dict[str, Any]:
         "has_alpha": shot.has_alpha,
         "bit_depth": shot.bit_depth,
         "sources": [
-            {"id": s.id, "kind": str(SourceKind(s.kind).value), "path": source_path(s.path), "files": list(s.files),
+            {"id": s.id, "kind": str(SourceKind(s.kind).value), "path": source_path(s), "files": list(s.files),
              "width": s.width, "height": s.height, "fps": s.fps, "frame_count": s.frame_count,
              "has_alpha": s.has_alpha, "bit_depth": s.bit_depth, "gaps": list(s.gaps), "hashes": dict(s.hashes),
              **located(s)}
@@ -190,14 +196,16 @@ def shot_to_dict(shot: Shot, folder: Path | None = None) -> dict[str, Any]:
              "takes": list(seg.take_ids), "active_take": seg.active_take, "takes_made": seg.takes_made}
             for seg in shot.segments.values()
         ],
-        "takes": [
-            {"id": t.id, "start_key": t.start_key, "end_key": t.end_key, "label": t.label, "created": t.created,
-             "seed": t.seed, "engine": t.engine, "params": t.params,
-             "frames": [{"file": f.file, "offset": f.offset, "time": f.time, "status": str(ReviewStatus(f.status).value)}
-                        for f in t.frames]}
-            for t in shot.takes.values()
-        ],
+        "takes": [take_to_dict(t) for t in shot.takes.values()],
     }
+
+
+def take_to_dict(t: Take) -> dict[str, Any]:
+    """One take as plain JSON data (as in project.json, and as a take folder's manifest)."""
+    return {"id": t.id, "start_key": t.start_key, "end_key": t.end_key, "label": t.label, "created": t.created,
+            "seed": t.seed, "engine": t.engine, "params": t.params,
+            "frames": [{"file": f.file, "offset": f.offset, "time": f.time, "status": str(ReviewStatus(f.status).value)}
+                       for f in t.frames]}
 
 
 def document_to_json(shot: Shot, folder: Path | None = None, extra: dict[str, Any] | None = None) -> str:
@@ -322,6 +330,16 @@ def _read_sketches(r: _Reader) -> dict[int, SketchRef]:
     return out
 
 
+def _read_arc(r: _Reader) -> tuple[float, float] | None:
+    value = r.data.get("arc")
+    if value is None:
+        return None
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise _Bad(f"{r.where}.arc should be a list of two numbers")
+    return (float(value[0]), float(value[1]))
+
+
 def _read_settings(r: _Reader) -> SegmentSettings:
     times = r.list("times", required=False) if r.data.get("times") is not None else None
     if times is not None and not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
@@ -337,6 +355,7 @@ def _read_settings(r: _Reader) -> SegmentSettings:
         seed=r.int("seed", required=False, minimum=0),
         sketches=_read_sketches(r),
         sketch_scale=r.float("sketch_scale", 0.6, required=False),
+        arc=_read_arc(r),
     )
     try:
         validate_settings(settings)
@@ -345,12 +364,16 @@ def _read_settings(r: _Reader) -> SegmentSettings:
     return settings
 
 
-def _usable_location(relative: str, absolute: str, folder: Path) -> str:
+def _usable_location(source: Source, absolute: str, folder: Path) -> str:
     """Where a source stored relative to the project is, as kept in memory: relative when inside the
-    project, absolute when outside it (`../plates` -> `/shows/plates`). When the relative path leads
-    nowhere but the absolute one recorded at saving still works (the project was copied elsewhere
-    and its drawings stayed where they were), that one."""
-    if not (folder / relative).exists() and absolute and Path(absolute).is_absolute() and Path(absolute).exists():
+    project, absolute when outside it (`../plates` -> `/shows/plates`). Only when the relative path
+    leads nowhere and the absolute one recorded at saving still works (the project was copied
+    elsewhere and its drawings stayed where they were) that one, marked on the source so that
+    info, the studio and export say the drawings are read from the original location."""
+    relative = source.path
+    if not (folder / relative).exists() and absolute and Path(absolute).is_absolute() \
+            and Path(absolute).exists():
+        source.original_location = (relative.replace("\\", "/"), absolute)
         return absolute
     if relative.replace("\\", "/").split("/", 1)[0] == "..":
         return os.path.normpath(folder / relative)
@@ -392,7 +415,7 @@ def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
                         hashes={k: v for k, v in s.dict("hashes").items() if isinstance(k, str) and isinstance(v, str)})
         absolute = s.str("absolute_path", "", required=False) or ""
         if folder is not None and not Path(source.path).is_absolute():
-            source.path = _usable_location(source.path, absolute, folder)
+            source.path = _usable_location(source, absolute, folder)
         _check_frame_size(s.where, source.width, source.height)
         shot.sources[source.id] = source
 
@@ -424,26 +447,7 @@ def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
     seen = set()
     paths = InternalPaths(folder)
     for i, item in enumerate(r.list("takes", required=False)):
-        t = _Reader(item, f"shot.takes[{i}]")
-        frames = []
-        for j, frame_item in enumerate(t.list("frames", limit=MAX_INBETWEENS)):
-            f = _Reader(frame_item, f"{t.where}.frames[{j}]")
-            try:
-                file = paths.check(f.str("file"))
-            except ValueError as exc:
-                raise _Bad(f"{f.where}.file is unsafe: {exc}") from None
-            time = f.float("time")
-            if not 0.0 < time < 1.0:
-                raise _Bad(f"{f.where}.time should be inside (0, 1), not {time}")
-            frames.append(TakeFrame(file, f.int("offset", minimum=1, maximum=MAX_SHOT_FRAMES), time,
-                                    f.enum("status", ReviewStatus, "pending", required=False)))
-        take = Take(id=_unique_id(t.str("id"), f"{t.where}.id", seen), start_key=t.str("start_key"),
-                    end_key=t.str("end_key"), frames=frames, engine=t.dict("engine"), params=t.dict("params"),
-                    seed=t.int("seed", required=False), created=t.str("created", "", required=False) or "",
-                    label=t.str("label", "", required=False) or "")
-        for key in (take.start_key, take.end_key):
-            if key not in shot.drawings:
-                raise _Bad(f"{t.where} refers to key '{key}', which is not a drawing of the project")
+        take = _read_take(_Reader(item, f"shot.takes[{i}]"), paths, seen, shot)
         shot.takes[take.id] = take
 
     owner: dict[str, tuple[str, str]] = {}
@@ -474,6 +478,29 @@ def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
         key = (take.start_key, take.end_key)
         shot.segments.setdefault(key, Segment(*key)).take_ids.append(take_id)
     return shot
+
+
+def _read_take(t: _Reader, paths: InternalPaths, seen: set[str], shot: Shot) -> Take:
+    frames = []
+    for j, frame_item in enumerate(t.list("frames", limit=MAX_INBETWEENS)):
+        f = _Reader(frame_item, f"{t.where}.frames[{j}]")
+        try:
+            file = paths.check(f.str("file"))
+        except ValueError as exc:
+            raise _Bad(f"{f.where}.file is unsafe: {exc}") from None
+        time = f.float("time")
+        if not 0.0 < time < 1.0:
+            raise _Bad(f"{f.where}.time should be inside (0, 1), not {time}")
+        frames.append(TakeFrame(file, f.int("offset", minimum=1, maximum=MAX_SHOT_FRAMES), time,
+                                f.enum("status", ReviewStatus, "pending", required=False)))
+    take = Take(id=_unique_id(t.str("id"), f"{t.where}.id", seen), start_key=t.str("start_key"),
+                end_key=t.str("end_key"), frames=frames, engine=t.dict("engine"), params=t.dict("params"),
+                seed=t.int("seed", required=False), created=t.str("created", "", required=False) or "",
+                label=t.str("label", "", required=False) or "")
+    for key in (take.start_key, take.end_key):
+        if key not in shot.drawings:
+            raise _Bad(f"{t.where} refers to key '{key}', which is not a drawing of the project")
+    return take
 
 
 def migrate(data: dict[str, Any], source_name: str = "project.json") -> dict[str, Any]:
@@ -544,6 +571,28 @@ def read_document(path: Path, folder: Path) -> tuple[Shot, dict]:
         raise ProjectError(f"{path} does not exist; is {folder} a ToonCrafter Studio project?")
     raw = read_regular_file(path, MAX_PROJECT_FILE_BYTES, ProjectError, "project file")
     return document_from_json(raw, folder, str(path))
+
+
+MAX_TAKE_MANIFEST_BYTES = 4 << 20  # a take folder's take.json (a take of 1000 frames is ~200 KB)
+
+
+def take_from_json(raw: bytes, shot: Shot, folder: Path, source_name: str) -> Take:
+    """A take manifest (take_to_dict as JSON) checked like a take in project.json, against `shot`:
+    safe id not already in the shot, keys that are drawings of it, frame files inside `folder`."""
+    if len(raw) > MAX_TAKE_MANIFEST_BYTES:
+        raise ProjectError(f"{source_name} is too large for a take manifest.")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, RecursionError, MemoryError) as exc:
+        raise ProjectError(f"{source_name} is damaged ({type(exc).__name__}).") from None
+    if not isinstance(data, dict) or _depth_exceeds(data, MAX_JSON_DEPTH):
+        raise ProjectError(f"{source_name} is not a take manifest.")
+    try:
+        return _read_take(_Reader(data, "take"), InternalPaths(folder), set(shot.takes), shot)
+    except _Bad as exc:
+        raise ProjectError(f"{source_name} is damaged: {exc}.") from None
+    except (TypeError, ValueError, KeyError, AttributeError, OverflowError) as exc:
+        raise ProjectError(f"{source_name} is damaged ({type(exc).__name__}: {_short(exc)}).") from None
 
 
 def _short(exc: BaseException, limit: int = 160) -> str:

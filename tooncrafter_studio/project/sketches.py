@@ -13,7 +13,7 @@ import hashlib
 from pathlib import Path
 
 from ..core.errors import InputError, ProjectError
-from ..core.fsio import atomic_write_bytes
+from ..core.fsio import atomic_write_bytes, read_regular_file
 from .commands import Command, SegmentKey, SegmentSettingsEdit
 from .document import SegmentSettings, SketchRef
 
@@ -21,22 +21,26 @@ SKETCHES_DIR = "sketches"
 MAX_SKETCH_BYTES = 256 << 20
 
 
-def import_sketch_file(folder: Path, path: str | Path) -> SketchRef:
-    """Copy an image file into the project's sketches/ folder (atomically) and return its reference."""
+def read_sketch_bytes(path: str | Path) -> bytes:
+    """The bytes of a sketch file the user chose: a regular file (never a FIFO or a device), not
+    empty, at most MAX_SKETCH_BYTES. Whether they are an image is media's question."""
     source = Path(path)
-    if not source.is_file():
-        raise ProjectError(f"Sketch {source} does not exist or is not a file.")
-    size = source.stat().st_size
-    if size == 0 or size > MAX_SKETCH_BYTES:
-        raise ProjectError(f"Sketch {source.name} is {'empty' if size == 0 else 'too large'} ({size:,} bytes).")
-    data = source.read_bytes()
+    data = read_regular_file(source, MAX_SKETCH_BYTES, ProjectError, "sketch image")
+    if not data:
+        raise ProjectError(f"Sketch {source} is empty (zero bytes).")
+    return data
+
+
+def store_sketch_bytes(folder: Path, data: bytes, name: str) -> SketchRef:
+    """Copy checked image bytes into the project's sketches/ folder (atomically) and return their
+    reference. Callers check the bytes are an image first (media.sketch_files.import_sketch_image)."""
     digest = hashlib.sha256(data).hexdigest()
-    relative = f"{SKETCHES_DIR}/{digest[:16]}{source.suffix.lower() or '.png'}"
+    relative = f"{SKETCHES_DIR}/{digest[:16]}{Path(name).suffix.lower() or '.png'}"
     target = Path(folder) / relative
     if not target.is_file():
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, data, error=ProjectError)
-    return SketchRef(relative, digest, source.name)
+    return SketchRef(relative, digest, Path(name).name)
 
 
 class _SketchEdit(SegmentSettingsEdit):

@@ -10,7 +10,7 @@ from ..core.errors import StudioError
 from ..project.commands import DeleteFrames, InsertFrames, SetExposure, SetFrameStatus, SetKeys, SetTakeStatus
 from ..project.document import ReviewStatus
 from ..project.resolve import cell_at, take_frame_at
-from .review import next_pending
+from .panels.takes import next_pending
 
 log = logging.getLogger(__name__)
 

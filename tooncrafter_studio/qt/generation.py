@@ -26,6 +26,7 @@ from ..engines.registry import create_engine, engine_ids
 from ..pipeline.engines import EngineCache, build_engine, settings_options
 from ..pipeline.jobs import Job, redo_rejected_job, segment_job
 from ..pipeline.runner import JobResult, apply_result, draw_seed, run_job
+from ..pipeline.shared_project import record_take
 from ..project.document import ReviewStatus, segment_settings
 from ..project.resolve import SegmentSpan
 from .session import Session
@@ -274,12 +275,18 @@ class GenerationController(QObject):
             result.job.release()
             log.info("A finished take belongs to a project that is no longer open; it was not added.")
             return
+        was_clean = project.stack.is_clean
         try:
             apply_result(result, project)
         except StudioError as exc:
             self.message.emit(f"The take could not be added: {exc}")
             return
         take = result.take
+        try:  # in project.json now, not at the next save or autosave: a crash loses no finished take
+            record_take(project, take, was_clean)
+        except StudioError as exc:
+            log.warning("Take %s could not be recorded in project.json: %s", take.id, exc)
+            self.message.emit(f"Take {take.label} is in the studio but not yet on disk ({exc}); save to keep it.")
         pending = sum(1 for tf in take.frames if tf.status == ReviewStatus.PENDING)
         self.message.emit(f"Take {take.label} is ready: {pending} in-between{'s' if pending != 1 else ''} "
                           f"to review (A accept, X reject, N next).")

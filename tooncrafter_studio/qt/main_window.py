@@ -35,23 +35,23 @@ from ..engines.registry import engine_ids
 from ..project.document import ReviewStatus
 from ..project.resolve import SegmentSpan
 from .actions import ActionRegistry, about_text, shortcut_sheet_html
+from .dialogs.export import ExportDialog
+from .dialogs.settings import SettingsDialog
 from .editing import EditingMixin
-from .export_dialog import ExportDialog
-from .frames import FrameProvider
 from .generation import GenerationController
-from .inspector import SegmentInspector
-from .jobs_panel import JobsPanel
 from .layout_store import restore_layout, save_layout
-from .log_panel import LogPanel, describe_model, diagnostics
+from .panels.inspector import SegmentInspector
+from .panels.jobs import JobsPanel
+from .panels.log import LogPanel, describe_model, diagnostics
+from .panels.takes import TakesPanel, next_pending
 from .project_files import APP_NAME, ProjectFilesMixin, freeze_long_lived_objects
-from .review import TakesPanel, next_pending
 from .session import Session
-from .settings_dialog import SettingsDialog
-from .sketch_row import place_sketch, sketch_marks
-from .thumbnails import DisplayImage, ImageLoader
-from .timeline import TimelineView
-from .viewer import Playback, ViewerWidget, tinted
 from .viewer_state import ViewerMixin
+from .widgets.frames import FrameProvider
+from .widgets.sketch_row import place_sketch, sketch_marks
+from .widgets.thumbnails import DisplayImage, ImageLoader
+from .widgets.timeline import TimelineView
+from .widgets.viewer import Playback, ViewerWidget, tinted
 from .worker import Worker
 
 log = logging.getLogger(__name__)
@@ -175,6 +175,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.playback.frame.connect(self._playback_frame)
         self.playback.state_changed.connect(self._playback_state)
         self.frames.ready.connect(self._image_ready)
+        self.frames.failed.connect(self._image_failed)
         self.tints.ready.connect(self._image_ready)
         self.thumbnails.ready.connect(self._image_ready)
         self.generation.message.connect(self.show_message)
@@ -397,7 +398,7 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         self.generation.settings_changed(self.settings)
 
     def engine_setup_dialog(self):
-        from .engine_setup import EngineSetupDialog
+        from .dialogs.engine_setup import EngineSetupDialog
 
         dialog = EngineSetupDialog(self, self.settings.model_path)
         dialog.changed.connect(lambda: self.generation.settings_changed(self.settings))  # probe again
@@ -467,6 +468,8 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         """Stop playback, cancel jobs and wait for every background thread to finish."""
         self.playback.stop()
         self.autosave_timer.stop()
+        if getattr(self, "farm_timer", None) is not None:
+            self.farm_timer.stop()
         for dialog in self.findChildren(ExportDialog):  # an export still running is cancelled too
             dialog.worker.shutdown()
         self.worker.shutdown()

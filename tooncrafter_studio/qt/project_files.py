@@ -9,21 +9,25 @@ import shutil
 from datetime import datetime
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QDragEnterEvent, QDropEvent, QGuiApplication
 from PySide6.QtWidgets import QFileDialog
 
 from ..core.errors import StudioError
 from ..core.paths import resources_dir, user_data_dir, user_log_dir
 from ..media import import_source
+from ..project.farm_takes import FarmTakeWatcher
+from ..project.moved_copy import original_location_notes
+from ..project.orphan_takes import RestoreTakes, find_orphan_takes
 from ..project.project import PROJECT_FILE, Project, find_recovery, new_project, recover
 from ..project.relink import RelinkSources, missing_drawings, relink_plan
-from .pattern_dialog import PatternDialog
+from .dialogs.pattern import PatternDialog
 from .worker import Task
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "ToonCrafter Studio"
+FARM_POLL_MS = 2000  # how often the open project's file is checked for takes farm tasks registered
 OWNER_NAME = "the ToonCrafter Studio app"  # how another program names us when the project is ours
 FIRST_RUN_HINT = ("Welcome! This is the sample shot. Keys are marked ◆ on the timeline: click between two keys, "
                   "press G to generate in-betweens, then A / X to accept or reject. File ▸ New Project imports yours; "
@@ -91,7 +95,8 @@ class ProjectFilesMixin:
                 self.show_message("Recovered the autosaved changes; save to keep them.")
             else:
                 project = Project.open(folder)
-            project.claim(OWNER_NAME)  # a second window or a running command is told, not raced
+            # a second window or an editing command is told, not raced; farm tasks may add takes meanwhile
+            project.claim(OWNER_NAME, admit_shared=True)
         except Exception as exc:  # noqa: BLE001 - a damaged file must never take the app down
             if not isinstance(exc, StudioError):
                 log.error("Opening %s failed unexpectedly", folder, exc_info=True)
@@ -105,7 +110,26 @@ class ProjectFilesMixin:
         for text in damaged:
             self.show_message(text, 15000)
             log.warning("%s", text)
+        self.offer_unlisted_takes()
         return True
+
+    def offer_unlisted_takes(self) -> int:
+        """Offer back complete take folders the project does not list (the app was killed before it
+        recorded them; see project/orphan_takes.py). Returns how many were added (one undo step)."""
+        project = self.session.project
+        takes = find_orphan_takes(project) if project is not None else []
+        if not takes:
+            return 0
+        count = len(takes)
+        if not self.ask("Add back generated takes?",
+                        f"{count} generated take{'s' if count != 1 else ''} in {project.folder / 'takes'} "
+                        f"{'are' if count != 1 else 'is'} not in the project (the app probably closed before "
+                        "recording them). Add them back? (No leaves the folders where they are.)"):
+            return 0
+        self.session.push(RestoreTakes(takes))
+        self.show_message(f"Added back {count} take{'s' if count != 1 else ''}; save to keep "
+                          f"{'them' if count != 1 else 'it'}.")
+        return count
 
     def show_open_problem(self, text: str) -> None:
         """No shot open because one could not be: say why, and offer to open another."""
@@ -120,7 +144,16 @@ class ProjectFilesMixin:
         project = self.session.project
         missing = missing_drawings(project.shot, project.folder) if project is not None else []
         if not missing:
-            self.problem_bar.hide()
+            notes = original_location_notes(project.shot if project is not None else None)
+            if notes:  # a moved copy reading the original's drawings: visible, with a way to relink
+                text = notes[0][0].upper() + notes[0][1:] + "."
+                self.problem_label.setText(text)
+                self.open_other_action.setVisible(False)
+                self.locate_action.setVisible(True)
+                self.problem_bar.show()
+                self.show_message(text)
+            else:
+                self.problem_bar.hide()
             return 0
         count = len(missing)
         text = (f"{count} drawing{'s are' if count != 1 else ' is'} missing: the files are not where the project "
@@ -175,10 +208,32 @@ class ProjectFilesMixin:
         for loader in (self.thumbnails, self.frames, self.tints):
             loader.invalidate()
         self.session.set_project(project)
+        self._watch_farm_takes(project)
         if project is not None:
             self.settings.add_recent(str(project.folder))
             self._save_settings()
             self._update_recent_menu()
+
+    def _watch_farm_takes(self, project: Project | None) -> None:
+        """Merge takes that farm tasks register while the project is open (project/farm_takes.py)."""
+        if getattr(self, "farm_timer", None) is None:
+            self.farm_timer = QTimer(self)
+            self.farm_timer.timeout.connect(self.poll_farm_takes)
+        self.farm_takes = FarmTakeWatcher(project) if project is not None else None
+        if project is not None:
+            self.farm_timer.start(FARM_POLL_MS)
+        else:
+            self.farm_timer.stop()
+
+    def poll_farm_takes(self) -> int:
+        """One look at the project file; says "N new takes from the farm". Returns how many arrived."""
+        watcher = getattr(self, "farm_takes", None)
+        if watcher is None or watcher.project is not self.session.project:
+            return 0
+        arrived = watcher.poll()
+        if arrived:
+            self.show_message(arrived.message, 15000)
+        return len(arrived.takes)
 
     def create_project(self, source: str | Path | list, folder: str | Path, detect_holds: bool = False,
                        fps: float | None = None) -> Task | None:
@@ -202,7 +257,7 @@ class ProjectFilesMixin:
         result = task.result
         try:
             project = new_project(task.payload, result.source, result.groups)
-            project.claim(OWNER_NAME)
+            project.claim(OWNER_NAME, admit_shared=True)
         except StudioError as exc:
             self.show_error("Cannot create the project", exc)
             return
@@ -249,12 +304,17 @@ class ProjectFilesMixin:
         project = self.session.project
         if project is None:
             return False
+        watcher = getattr(self, "farm_takes", None)
         try:
-            project.save()
+            if watcher is not None and watcher.project is project:
+                arrived = watcher.save()  # takes the farm registered meanwhile are merged, never overwritten
+            else:
+                arrived = None
+                project.save()
         except StudioError as exc:
             self.show_error("Cannot save", exc)
             return False
-        self.show_message(f"Saved {project.project_file}")
+        self.show_message(f"Saved {project.project_file}" + (f" ({arrived.message})" if arrived else ""))
         self._update_title()
         return True
 
@@ -268,9 +328,10 @@ class ProjectFilesMixin:
             self.show_error("Cannot save", exc)
             return False
         try:
-            project.claim(OWNER_NAME)
+            project.claim(OWNER_NAME, admit_shared=True)
         except StudioError as exc:
             self.show_message(str(exc))
+        self._watch_farm_takes(project)  # the new folder's file from now on
         self.settings.add_recent(str(project.folder))
         self._save_settings()
         self._update_recent_menu()

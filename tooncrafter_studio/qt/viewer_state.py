@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from ..core.progress import ProgressEvent
 from ..project.resolve import ImageRef, ResolvedFrame
-from .sketch_row import sketch_layer
-from .thumbnails import DisplayImage
-from .timeline import COLORS
-from .viewer import (
+from .widgets.sketch_row import sketch_layer
+from .widgets.thumbnails import DisplayImage
+from .widgets.timeline import COLORS
+from .widgets.viewer import (
     LIGHT_TABLE_A,
     LIGHT_TABLE_B,
     ONION_AFTER,
@@ -139,6 +139,10 @@ class ViewerMixin:
         if key in self._wanted:  # prefetched frames and thumbnails elsewhere need no repaint
             self.show_current(prefetch=False)
 
+    def _image_failed(self, key, _message: str) -> None:
+        """A frame could not be loaded (a missing drawing): show it blank with its marker."""
+        self._image_ready(key)
+
     def _onion_layers(self, frames: list[ResolvedFrame], index: int) -> list[Layer]:
         before = max(0, int(self.settings.onion_skin_before))
         after = max(0, int(self.settings.onion_skin_after))
@@ -206,9 +210,16 @@ class ViewerMixin:
         if prefetch:  # the frame changed: loads queued for earlier positions are not wanted any more
             self.frames.drop_pending()
         image = self.frames.get(ref, priority=10)
-        if image is None:  # show the thumbnail (or keep the last picture) until the frame is decoded
-            thumb = self.thumbnails.get(ref, priority=10)
-            image = thumb if thumb is not None else self.viewer.image
+        marker = ""
+        if image is None:  # show the thumbnail (or keep the last drawing) until the frame is decoded
+            error = self.frames.error(ref) or self.thumbnails.error(ref)
+            thumb = None if error else self.thumbnails.get(ref, priority=10)
+            # a drawing that cannot be shown is a blank frame with a marker, never the previous picture;
+            # a denoising preview on screen (its overlay says so) is never carried over to a frame
+            # that is not part of its job
+            marker = (self.provider.unavailable(ref, error) or "") if thumb is None else ""
+            last = None if marker or self.viewer.overlay else self.viewer.image
+            image = thumb if thumb is not None else last
         layers: list[Layer] = []
         if self.actions["onion_skin"].isChecked() and not badge:
             layers += self._onion_layers(frames, index)
@@ -239,7 +250,8 @@ class ViewerMixin:
         if preview is not None:  # the job for this segment is running: show where it has got to
             self.viewer.show_frame(preview.image, [], caption, badge, None, moving=False, overlay=preview.label)
             return
-        self.viewer.show_frame(image, layers, caption, badge, border, moving=prefetch)
+        self.viewer.show_frame(image, layers, caption, badge, border, moving=prefetch, overlay=marker,
+                               overlay_color=COLORS["missing"].darker(130) if marker else None)
         if prefetch:
             self._prefetch(frames, index)
 

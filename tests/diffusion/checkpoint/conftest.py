@@ -9,14 +9,14 @@ torch = pytest.importorskip("torch")
 
 @pytest.fixture(scope="session")
 def reduced_config():
-    from tooncrafter_studio.diffusion.config import ToonCrafterConfig
+    from tooncrafter_studio.diffusion.nets.config import ToonCrafterConfig
 
     return ToonCrafterConfig.reduced()
 
 
 @pytest.fixture(scope="session")
 def reduced_expected(reduced_config):
-    from tooncrafter_studio.diffusion.checkpoint import ExpectedKeys
+    from tooncrafter_studio.diffusion.weights.checkpoint import ExpectedKeys
 
     return ExpectedKeys.for_config(reduced_config, name="reduced ToonCrafter (test)")
 
@@ -24,7 +24,7 @@ def reduced_expected(reduced_config):
 @pytest.fixture(scope="session")
 def reduced_state(reduced_config):
     """A reduced state dict with cheap, distinct, deterministic values (not the fill rule: speed)."""
-    from tooncrafter_studio.diffusion.model import build_model
+    from tooncrafter_studio.diffusion.nets.model import build_model
 
     model = build_model(reduced_config, device="meta")
     state = {}
@@ -33,7 +33,7 @@ def reduced_state(reduced_config):
         if "." not in key:
             continue
         state[key] = torch.randn(tensor.shape, generator=generator) * 0.1 + index * 1e-3
-    from tooncrafter_studio.diffusion.schedule import schedule_buffers
+    from tooncrafter_studio.diffusion.nets.schedule import schedule_buffers
 
     buffers = schedule_buffers(reduced_config.schedule)
     return {k: buffers[k] if "." not in k else state[k] for k in model.state_dict(keep_vars=True)}

@@ -16,7 +16,7 @@ torch = pytest.importorskip("torch")
 
 from tooncrafter_studio.core.errors import Cancelled, ModelError  # noqa: E402
 from tooncrafter_studio.core.progress import CancelToken  # noqa: E402
-from tooncrafter_studio.diffusion.checkpoint import (  # noqa: E402
+from tooncrafter_studio.diffusion.weights.checkpoint import (  # noqa: E402
     CheckpointMismatch,
     ExpectedKeys,
     WeightFile,
@@ -294,7 +294,7 @@ def test_a_512_checkpoint_on_meta_is_checked_without_data(tmp_path):
     if not MANIFEST.exists():
         pytest.skip("manifest not available")
     expected = ExpectedKeys.from_manifest(MANIFEST)
-    from tooncrafter_studio.diffusion.checkpoint import compare_keys
+    from tooncrafter_studio.diffusion.weights.checkpoint import compare_keys
 
     report = compare_keys(expected.shapes, ExpectedKeys.for_config())
     assert report.ok and not report.dropped_unused
@@ -303,7 +303,7 @@ def test_a_512_checkpoint_on_meta_is_checked_without_data(tmp_path):
 
 
 def test_load_into_model_casts_to_the_requested_dtype(reduced_ckpt, reduced_config):
-    from tooncrafter_studio.diffusion.model import build_model
+    from tooncrafter_studio.diffusion.nets.model import build_model
 
     model = build_model(reduced_config, device="meta", dtype=torch.bfloat16)
     load_into_model(model, reduced_ckpt, dtype=torch.bfloat16)

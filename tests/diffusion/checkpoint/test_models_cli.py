@@ -95,7 +95,7 @@ def _sparse_512_safetensors(path, shapes):
 
 def test_check_a_full_size_512_file_without_the_real_weights(tmp_path, capsys):
     """Every key and shape of the real model at full size (5.25 GB of fp16, stored as a hole)."""
-    from tooncrafter_studio.diffusion.checkpoint import ExpectedKeys
+    from tooncrafter_studio.diffusion.weights.checkpoint import ExpectedKeys
 
     expected = ExpectedKeys.for_config()
     path = tmp_path / "tooncrafter_512.safetensors"

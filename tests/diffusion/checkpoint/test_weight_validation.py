@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch")
 
 from tooncrafter_studio.cli.main import EXIT_FAILED, run_cli  # noqa: E402
 from tooncrafter_studio.core.errors import ModelError  # noqa: E402
-from tooncrafter_studio.diffusion.checkpoint import (  # noqa: E402
+from tooncrafter_studio.diffusion.weights.checkpoint import (  # noqa: E402
     NonFiniteWeights,
     WeightFile,
     convert,
@@ -40,6 +40,8 @@ HOSTILE_HEADERS = {
     "bool shape": ({"a": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, b"\0" * 4, "invalid shape"),
     "5000-digit dimension": (b'{"a":{"dtype":"F32","shape":[' + b"9" * 5000 + b'],"data_offsets":[0,4]}}',
                              b"\0" * 4, "unreadable header"),
+    "400-digit dimension": (b'{"a":{"dtype":"F32","shape":[' + b"9" * 400 + b'],"data_offsets":[0,4]}}',
+                            b"\0" * 4, "over the limit"),
     "huge dimension": ({"a": {"dtype": "F32", "shape": [2**62, 2**62], "data_offsets": [0, 4]}}, b"\0" * 4,
                        "over the limit"),
     "deep nesting": (b"[" * 100_000 + b"]" * 100_000, b"", "unreadable header"),
@@ -128,7 +130,7 @@ def test_nan_weights_are_refused_by_check_convert_load_and_the_engine(tmp_path, 
     report = json.loads(captured.out)
     assert report["ok"] is False and report["non_finite"] == [key]
     # the engine's pre-flight uses the same check
-    from tooncrafter_studio.diffusion import checkpoint
+    from tooncrafter_studio.diffusion.weights import checkpoint
     from tooncrafter_studio.engines.tooncrafter import engine
 
     monkeypatch.setattr(checkpoint.ExpectedKeys, "for_config", classmethod(lambda cls, *a, **k: reduced_expected))

@@ -12,8 +12,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tooncrafter_studio.core.errors import InputError  # noqa: E402
-from tooncrafter_studio.diffusion.ae_blocks import Combiner, FusionAttention  # noqa: E402
-from tooncrafter_studio.diffusion.autoencoder import (  # noqa: E402
+from tooncrafter_studio.diffusion.checks.fill import fill_module  # noqa: E402
+from tooncrafter_studio.diffusion.nets.ae_blocks import Combiner, FusionAttention  # noqa: E402
+from tooncrafter_studio.diffusion.nets.autoencoder import (  # noqa: E402
     Autoencoder,
     AutoencoderConfig,
     concat_condition,
@@ -22,8 +23,7 @@ from tooncrafter_studio.diffusion.autoencoder import (  # noqa: E402
     encode_video,
     splice_indices,
 )
-from tooncrafter_studio.diffusion.fill import fill_module  # noqa: E402
-from tooncrafter_studio.diffusion.preprocess import (  # noqa: E402
+from tooncrafter_studio.diffusion.run.preprocess import (  # noqa: E402
     image_to_tensor,
     resize_center_crop,
     tensor_to_images,
@@ -114,7 +114,7 @@ def test_decode_never_applies_post_quant_conv():
 
 def test_tokenizer_and_clip_build_need_no_network(monkeypatch):
     pytest.importorskip("open_clip")
-    from tooncrafter_studio.diffusion.clip import ImageEmbedder, TextEncoder, tokenize
+    from tooncrafter_studio.diffusion.nets.clip import ImageEmbedder, TextEncoder, tokenize
 
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")
@@ -159,7 +159,7 @@ def test_resize_center_crop_matches_torchvision(size):
 
 @pytest.mark.parametrize("piece_elements", [500, 7000, 1 << 30])
 def test_lean_decode_gives_the_plain_decoders_numbers(piece_elements):
-    from tooncrafter_studio.diffusion.ae_lean import decode_lean
+    from tooncrafter_studio.diffusion.nets.ae_lean import decode_lean
 
     cfg = AutoencoderConfig(ch=32, ch_mult=(1, 2, 2), num_res_blocks=1)
     ae = Autoencoder(cfg).eval()

@@ -12,8 +12,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
 from tooncrafter_studio.core.errors import ModelError  # noqa: E402
-from tooncrafter_studio.diffusion.autoencoder import Autoencoder, AutoencoderConfig  # noqa: E402
-from tooncrafter_studio.diffusion.clip import (  # noqa: E402
+from tooncrafter_studio.diffusion.nets.autoencoder import Autoencoder, AutoencoderConfig  # noqa: E402
+from tooncrafter_studio.diffusion.nets.clip import (  # noqa: E402
     TC_TINY,
     VIT_H_14,
     ImageEmbedder,
@@ -21,7 +21,7 @@ from tooncrafter_studio.diffusion.clip import (  # noqa: E402
     TextEncoderConfig,
     VisionEncoderConfig,
 )
-from tooncrafter_studio.diffusion.resampler import Resampler, ResamplerConfig  # noqa: E402
+from tooncrafter_studio.diffusion.nets.resampler import Resampler, ResamplerConfig  # noqa: E402
 
 MANIFEST = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "tooncrafter_512_keys.json"
 

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
-from tooncrafter_studio.diffusion import verify_encoders as ve  # noqa: E402
+from tooncrafter_studio.diffusion.checks import verify_encoders as ve  # noqa: E402
 
 VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "vectors"
 

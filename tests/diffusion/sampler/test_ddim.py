@@ -12,13 +12,13 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tooncrafter_studio.core.errors import Cancelled  # noqa: E402
-from tooncrafter_studio.diffusion.ddim import (  # noqa: E402
+from tooncrafter_studio.diffusion.nets.schedule import ddim_tables, schedule_buffers  # noqa: E402
+from tooncrafter_studio.diffusion.sampling.ddim import (  # noqa: E402
     generator_noise,
     guided_v,
     replay_noise,
     sample_ddim,
 )
-from tooncrafter_studio.diffusion.schedule import ddim_tables, schedule_buffers  # noqa: E402
 
 VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "vectors"
 MULTI_STEP_TOL = 1e-3  # vectors/README §4 for multi-step results

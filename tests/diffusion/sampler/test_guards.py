@@ -12,14 +12,14 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
 from tooncrafter_studio.core.errors import NumericalError  # noqa: E402
-from tooncrafter_studio.diffusion.pipeline import ToonCrafterPipeline, float32_weights  # noqa: E402
+from tooncrafter_studio.diffusion.run.pipeline import ToonCrafterPipeline, float32_weights  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from tooncrafter_studio.diffusion.fill import fill_module
-    from tooncrafter_studio.diffusion.model import build_model
-    from tooncrafter_studio.engines.tooncrafter.dryrun import dry_run_config
+    from tooncrafter_studio.cli.dryrun import dry_run_config
+    from tooncrafter_studio.diffusion.checks.fill import fill_module
+    from tooncrafter_studio.diffusion.nets.model import build_model
 
     model = build_model(dry_run_config("tiny"), device="cpu")
     fill_module(model)

@@ -13,10 +13,10 @@ torch = pytest.importorskip("torch")
 
 from tooncrafter_studio.core.errors import Cancelled, InputError  # noqa: E402
 from tooncrafter_studio.core.progress import CancelToken  # noqa: E402
-from tooncrafter_studio.diffusion import pipeline as pipeline_module  # noqa: E402
-from tooncrafter_studio.diffusion.ddim import replay_noise, sample_ddim  # noqa: E402
-from tooncrafter_studio.diffusion.pipeline import ToonCrafterPipeline  # noqa: E402
-from tooncrafter_studio.diffusion.schedule import ddim_tables  # noqa: E402
+from tooncrafter_studio.diffusion.nets.schedule import ddim_tables  # noqa: E402
+from tooncrafter_studio.diffusion.run import pipeline as pipeline_module  # noqa: E402
+from tooncrafter_studio.diffusion.run.pipeline import ToonCrafterPipeline  # noqa: E402
+from tooncrafter_studio.diffusion.sampling.ddim import replay_noise, sample_ddim  # noqa: E402
 
 VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "vectors"
 MULTI_STEP_TOL = 1e-3

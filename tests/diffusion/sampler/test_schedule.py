@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tooncrafter_studio.core.errors import InputError, ModelError  # noqa: E402
-from tooncrafter_studio.diffusion.schedule import (  # noqa: E402
+from tooncrafter_studio.diffusion.nets.schedule import (  # noqa: E402
     BUFFER_NAMES,
     DDIMTables,
     ScheduleConfig,

@@ -1,4 +1,4 @@
-"""The sampler's checkers are part of `python -m tooncrafter_studio.diffusion.verify`."""
+"""The sampler's checkers are part of `python -m tooncrafter_studio.diffusion.checks.verify`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from tooncrafter_studio.diffusion import verify, verify_sampler  # noqa: E402
+from tooncrafter_studio.diffusion.checks import verify, verify_sampler  # noqa: E402
 
 VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "vectors"
 

@@ -15,9 +15,9 @@ torch = pytest.importorskip("torch")
 
 from tooncrafter_studio.core.errors import ModelError  # noqa: E402
 from tooncrafter_studio.diffusion import ToonCrafterConfig, build_model  # noqa: E402
-from tooncrafter_studio.diffusion.config import REDUCED_PARAMS  # noqa: E402
-from tooncrafter_studio.diffusion.fill import fill_module  # noqa: E402
-from tooncrafter_studio.diffusion.verify import compare  # noqa: E402
+from tooncrafter_studio.diffusion.checks.fill import fill_module  # noqa: E402
+from tooncrafter_studio.diffusion.checks.verify import compare  # noqa: E402
+from tooncrafter_studio.diffusion.nets.config import REDUCED_PARAMS  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
 VECTORS = REFERENCE / "vectors"

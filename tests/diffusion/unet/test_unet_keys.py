@@ -11,7 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tooncrafter_studio.core.errors import ModelError  # noqa: E402
-from tooncrafter_studio.diffusion.unet import REDUCED_UNET_PARAMS, UNet3D, UNetConfig  # noqa: E402
+from tooncrafter_studio.diffusion.nets.unet import REDUCED_UNET_PARAMS, UNet3D, UNetConfig  # noqa: E402
 
 REFERENCE = Path(__file__).resolve().parents[3].parent / "shared" / "reference"
 MANIFEST = REFERENCE / "tooncrafter_512_keys.json"

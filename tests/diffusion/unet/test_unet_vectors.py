@@ -11,10 +11,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tooncrafter_studio.diffusion import verify_unet  # noqa: E402
-from tooncrafter_studio.diffusion.fill import fill_tensor  # noqa: E402
-from tooncrafter_studio.diffusion.unet import UNet3D, UNetConfig  # noqa: E402
-from tooncrafter_studio.diffusion.unet_blocks import SpatialTransformer, TemporalTransformer  # noqa: E402
+from tooncrafter_studio.diffusion.checks import verify_unet  # noqa: E402
+from tooncrafter_studio.diffusion.checks.fill import fill_tensor  # noqa: E402
+from tooncrafter_studio.diffusion.nets.unet import UNet3D, UNetConfig  # noqa: E402
+from tooncrafter_studio.diffusion.nets.unet_blocks import SpatialTransformer, TemporalTransformer  # noqa: E402
 
 VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "vectors"
 PREFIX = "model.diffusion_model."
@@ -119,7 +119,7 @@ def test_full_width_unet_matches_unet_full_vectors():
 def test_chunked_inference_path_gives_the_same_numbers(reduced_unet, monkeypatch):
     """With tiny chunk budgets every chunked branch runs (frames, pixel sequences, feed-forward rows,
     lazy skip concatenation) and must still match the original's output."""
-    from tooncrafter_studio.diffusion import unet_blocks
+    from tooncrafter_studio.diffusion.nets import unet_blocks
 
     monkeypatch.setattr(unet_blocks, "CHUNK_ELEMENTS", 1 << 12)
     monkeypatch.setattr(unet_blocks, "FF_CHUNK_ELEMENTS", 1 << 12)
@@ -134,7 +134,7 @@ def test_chunked_inference_path_gives_the_same_numbers(reduced_unet, monkeypatch
 
 
 def test_chunk_ranges_cover_everything_evenly():
-    from tooncrafter_studio.diffusion.unet_blocks import CHUNK_ELEMENTS, chunk_ranges
+    from tooncrafter_studio.diffusion.nets.unet_blocks import CHUNK_ELEMENTS, chunk_ranges
 
     with torch.inference_mode():
         ranges = chunk_ranges(16, 2560 * 320)  # full-resolution frames of the 512 model

@@ -1,4 +1,4 @@
-"""`python -m tooncrafter_studio.diffusion.verify VECTOR_DIR`: per-file, per-array report and exit status."""
+"""`python -m tooncrafter_studio.diffusion.checks.verify VECTOR_DIR`: per-file, per-array report and exit status."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from waiting import PROCESS_CEILING_S
 
 pytest.importorskip("torch")
 
-from tooncrafter_studio.diffusion import verify  # noqa: E402
+from tooncrafter_studio.diffusion.checks import verify  # noqa: E402
 
 VECTORS = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "vectors"
 
@@ -79,8 +80,8 @@ def test_command_line_on_the_reduced_unet_vector(tmp_path):
     if not source.exists():
         pytest.skip("unet_reduced.npz not available")
     (tmp_path / "unet_reduced.npz").symlink_to(source)
-    proc = subprocess.run([sys.executable, "-m", "tooncrafter_studio.diffusion.verify", str(tmp_path)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "tooncrafter_studio.diffusion.checks.verify", str(tmp_path)],
+                          capture_output=True, text=True, timeout=PROCESS_CEILING_S)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "unet_reduced.npz: ok (61 arrays" in proc.stdout
     assert "out_T4" in proc.stdout and "output_blocks.11 head" in proc.stdout

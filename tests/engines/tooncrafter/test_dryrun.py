@@ -1,4 +1,4 @@
-"""The engine's real CUDA / MPS path, run on fake tensors (diffusion/dryrun.py): no GPU needed.
+"""The engine's real CUDA / MPS path, run on fake tensors (diffusion/checks/dryrun.py): no GPU needed.
 
 The matrix runs the "tiny" configuration (the reduced model with one res-block per level and two
 UNet levels, 64x64 frames: every layer kind, stage and memory path at a few percent of the cost);
@@ -11,9 +11,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("open_clip")
 
+from tooncrafter_studio.cli.dryrun import dry_run, dry_run_config  # noqa: E402
 from tooncrafter_studio.core.errors import Cancelled, OutOfMemory  # noqa: E402
-from tooncrafter_studio.diffusion import dryrun, memory  # noqa: E402
-from tooncrafter_studio.engines.tooncrafter.dryrun import dry_run, dry_run_config  # noqa: E402
+from tooncrafter_studio.diffusion.checks import dryrun  # noqa: E402
+from tooncrafter_studio.diffusion.run import memory  # noqa: E402
 
 pytestmark = pytest.mark.slow
 TINY = dry_run_config("tiny")
@@ -141,8 +142,8 @@ def test_engine_probe_and_mode_choice_on_a_simulated_mac():
 def test_doctor_estimate_vram_json_comes_from_the_dry_run(capsys, monkeypatch):
     import json
 
+    from tooncrafter_studio.cli import dryrun as engine_dryrun
     from tooncrafter_studio.cli.main import run_cli
-    from tooncrafter_studio.engines.tooncrafter import dryrun as engine_dryrun
 
     real = engine_dryrun.dry_run
     monkeypatch.setattr(engine_dryrun, "dry_run", lambda *a, **k: real(*a, **k, config=TINY, size=SIZE))

@@ -121,7 +121,7 @@ def test_probe_without_torch(monkeypatch):
 
 
 def test_probe_without_cuda_refuses_unless_cpu(monkeypatch, tmp_path):
-    from tooncrafter_studio.diffusion import memory
+    from tooncrafter_studio.diffusion.run import memory
 
     monkeypatch.setattr(memory, "cuda_available", lambda: False)
     engine = ToonCrafterEngine()
@@ -164,7 +164,7 @@ def test_probe_never_raises(monkeypatch):
 
 
 def test_probe_cuda_too_little_memory(monkeypatch):
-    from tooncrafter_studio.diffusion import memory
+    from tooncrafter_studio.diffusion.run import memory
 
     monkeypatch.setattr(memory, "cuda_available", lambda: True)
     monkeypatch.setattr(memory, "free_vram_bytes", lambda device="cuda": (1 * memory.GiB, 4 * memory.GiB))
@@ -176,7 +176,7 @@ def test_probe_cuda_too_little_memory(monkeypatch):
 
 
 def test_engine_retries_once_in_lower_mode_after_oom(monkeypatch):
-    from tooncrafter_studio.diffusion import memory
+    from tooncrafter_studio.diffusion.run import memory
 
     monkeypatch.setattr(memory, "cuda_available", lambda: True)
     monkeypatch.setattr(memory, "free_vram_bytes", lambda device="cuda": (40 * memory.GiB, 48 * memory.GiB))
@@ -229,7 +229,7 @@ def test_importing_the_engine_and_doctor_does_not_load_torch():
     import sys
 
     code = ("import sys; import tooncrafter_studio.engines.tooncrafter, tooncrafter_studio.cli.doctor_cmds, "
-            "tooncrafter_studio.diffusion.memory as m; m.choose_mode('auto', 8 * m.GiB); "
+            "tooncrafter_studio.diffusion.run.memory as m; m.choose_mode('auto', 8 * m.GiB); "
             "ToonCrafter = tooncrafter_studio.engines.tooncrafter.ToonCrafterEngine; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

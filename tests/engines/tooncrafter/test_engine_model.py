@@ -19,9 +19,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    from tooncrafter_studio.diffusion.config import ToonCrafterConfig
-    from tooncrafter_studio.diffusion.fill import fill_module
-    from tooncrafter_studio.diffusion.model import build_model
+    from tooncrafter_studio.diffusion.checks.fill import fill_module
+    from tooncrafter_studio.diffusion.nets.config import ToonCrafterConfig
+    from tooncrafter_studio.diffusion.nets.model import build_model
 
     config = dataclasses.replace(ToonCrafterConfig.reduced(), latent_size=(8, 8))  # 64 x 64 pixels
     model = build_model(config, device="cpu")

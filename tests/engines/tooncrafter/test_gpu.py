@@ -14,9 +14,9 @@ pytestmark = pytest.mark.gpu
 
 
 def _tiny_model():
-    from tooncrafter_studio.diffusion.config import ToonCrafterConfig
-    from tooncrafter_studio.diffusion.fill import fill_module
-    from tooncrafter_studio.diffusion.model import build_model
+    from tooncrafter_studio.diffusion.checks.fill import fill_module
+    from tooncrafter_studio.diffusion.nets.config import ToonCrafterConfig
+    from tooncrafter_studio.diffusion.nets.model import build_model
 
     model = build_model(dataclasses.replace(ToonCrafterConfig.reduced(), latent_size=(8, 8)), device="cpu")
     fill_module(model)

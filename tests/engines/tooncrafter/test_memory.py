@@ -1,7 +1,7 @@
 import pytest
 
 from tooncrafter_studio.core.errors import InputError, OutOfMemory
-from tooncrafter_studio.diffusion.memory import (
+from tooncrafter_studio.diffusion.run.memory import (
     MODES,
     GiB,
     choose_mode,

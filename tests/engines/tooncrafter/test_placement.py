@@ -5,7 +5,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from tooncrafter_studio.diffusion.memory import apply_memory_mode  # noqa: E402
+from tooncrafter_studio.diffusion.run.memory import apply_memory_mode  # noqa: E402
 
 ENCODERS = ("cond_stage_model", "embedder", "image_proj_model", "first_stage_model")
 

@@ -20,7 +20,7 @@ def test_presets_choose_steps_and_explicit_steps_win():
 
 def test_draft_steps_sit_on_the_same_trailing_spacing():
     pytest.importorskip("torch")
-    from tooncrafter_studio.diffusion.schedule import ddim_tables
+    from tooncrafter_studio.diffusion.nets.schedule import ddim_tables
 
     final = ddim_tables(None, presets.PRESETS["final"], 1.0)
     draft = ddim_tables(None, presets.PRESETS["draft"], 1.0)

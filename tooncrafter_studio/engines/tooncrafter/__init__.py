@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from ...core.engine_env import package_source_root, ready_env
+from ...setup.engine_env import package_source_root, ready_env
 from ..base import Engine
 from .engine import ToonCrafterEngine
 

@@ -2,7 +2,7 @@
 
 The engine fits the keys into the model frame, runs as many model passes as the times need
 (`timing.execute_passes`), colour-matches the frames to the keys and maps them back to the keys'
-resolution, aspect, channels and depth. The generation itself is `diffusion.pipeline`'s; this
+resolution, aspect, channels and depth. The generation itself is `diffusion.run.pipeline`'s; this
 module imports torch only through `diffusion`, lazily, when a run starts.
 
 A generation backend can be injected (constructor `backend=` or `params["model"]` set to an
@@ -43,7 +43,7 @@ ENGINE_VERSION = "1"
 MEMORY_CHOICES = ("auto", "high", "balanced", "low")
 DEVICES = ("cuda", "mps", "cpu")  # mps: Apple silicon (Metal)
 DTYPES = ("fp16", "bf16", "fp32")
-ATTENTION_KERNELS = ("auto", "flash", "efficient", "cudnn", "math")  # diffusion.attention.SDPA_KERNELS
+ATTENTION_KERNELS = ("auto", "flash", "efficient", "cudnn", "math")  # diffusion.nets.attention.SDPA_KERNELS
 MAX_STEPS = 60  # the 'uniform_trailing' spacing breaks beyond 60 (spec §0.15); the pipeline re-checks
 CPU_WARNING = ("Running ToonCrafter on the CPU: a full-size generation takes hours "
                "(about 2.5 minutes per denoising step on 2 cores).")
@@ -69,7 +69,7 @@ class Settings:
     device: str = "cuda"
     dtype: str = "fp16"
     trim_keys: bool = True  # drop near-copies of the anchors (no pause at keys)
-    compile: bool = False  # torch.compile the UNet (diffusion/compile.py; falls back with one log line)
+    compile: bool = False  # torch.compile the UNet (diffusion/run/compile.py; falls back with one log line)
     attention: str = "auto"  # SDPA kernel (auto: PyTorch's choice)
 
     @property
@@ -187,7 +187,7 @@ def model_fingerprint(path: Path) -> dict[str, Any]:
     ident: dict[str, Any] = {"file": str(path), "name": path.name, "size_bytes": stat.st_size}
     if importlib.util.find_spec("torch") is not None:
         try:
-            from ...diffusion.checkpoint import identify
+            from ...diffusion.weights.checkpoint import identify
 
             info = identify(path)
             ident.update(fingerprint=info.fingerprint, architecture=info.architecture, format=info.format)
@@ -215,8 +215,8 @@ def _missing_packages() -> list[str]:
 
 
 def _check_model_file(path: Path) -> None:
-    """The strict key/shape check of diffusion/checkpoint.py (no tensor is read); ModelError if bad."""
-    from ...diffusion.checkpoint import ExpectedKeys, WeightFile
+    """The strict key/shape check of diffusion/weights/checkpoint.py (no tensor is read); ModelError if bad."""
+    from ...diffusion.weights.checkpoint import ExpectedKeys, WeightFile
 
     WeightFile(path).check(ExpectedKeys.for_config())
 
@@ -226,9 +226,9 @@ class PipelineBackend:
 
     def __init__(self, model: Any, mode: str, device: str, dtype_name: str, compile_unet: bool = False,
                  attention: str = "auto") -> None:
-        from ...diffusion import memory
-        from ...diffusion.attention import set_sdpa_kernel
-        from ...diffusion.pipeline import ToonCrafterPipeline
+        from ...diffusion.nets.attention import set_sdpa_kernel
+        from ...diffusion.run import memory
+        from ...diffusion.run.pipeline import ToonCrafterPipeline
 
         dtype = memory.weight_dtype(device, dtype_name)
         self.mode = mode
@@ -236,7 +236,7 @@ class PipelineBackend:
         set_sdpa_kernel(attention)
         self.placement = memory.apply_memory_mode(model, mode, device, dtype)
         if compile_unet:
-            from ...diffusion.compile import compile_unet as compile_in_place
+            from ...diffusion.run.compile import compile_unet as compile_in_place
 
             compile_in_place(self.unet, device, mode)
         self.pipeline = ToonCrafterPipeline(model, batch_cfg=self.placement.batch_cfg,
@@ -251,7 +251,7 @@ class PipelineBackend:
         return self.pipeline(start, end, **kwargs)
 
     def close(self) -> None:
-        from ...diffusion.compile import uncompile
+        from ...diffusion.run.compile import uncompile
 
         uncompile(self.unet)
         self.placement.remove()
@@ -261,8 +261,8 @@ class PipelineBackend:
 def load_model_file(path: Path, settings: Settings, progress: ProgressCallback | None = None,
                     cancel: CancelToken | None = None) -> Any:
     """Our model with the file's weights, on the CPU in the run's precision (placed per mode later)."""
-    from ...diffusion import memory
-    from ...diffusion.checkpoint import load_model
+    from ...diffusion.run import memory
+    from ...diffusion.weights.checkpoint import load_model
 
     return load_model(path, device="cpu", dtype=memory.weight_dtype(settings.device, settings.dtype),
                       progress=progress, cancel=cancel)
@@ -351,7 +351,7 @@ class ToonCrafterEngine(Engine):
     def _probe_device(self, s: Settings) -> tuple[bool, str] | None:
         if s.device == "cpu":
             return True, CPU_WARNING
-        from ...diffusion import memory
+        from ...diffusion.run import memory
 
         if not memory.device_available(s.device):
             if s.device == "mps":
@@ -440,7 +440,7 @@ class ToonCrafterEngine(Engine):
         self._backend_key = None
         if self._injected is None and importlib.util.find_spec("torch") is not None:
             try:
-                from ...diffusion import memory
+                from ...diffusion.run import memory
 
                 memory.release_cached_memory()
             except Exception:  # unloading must not fail
@@ -457,7 +457,7 @@ class ToonCrafterEngine(Engine):
             return "high"
         if self._injected is not None:
             return "high" if settings.memory == "auto" else settings.memory
-        from ...diffusion import memory
+        from ...diffusion.run import memory
 
         if not memory.device_available(settings.device):
             raise EngineUnavailable(self._probe_device(settings)[1])  # type: ignore[index]
@@ -491,7 +491,7 @@ class ToonCrafterEngine(Engine):
         keys8 = (_to_rgb8(request.start), _to_rgb8(request.end))
         mode = self._choose_mode(settings, sketch=bool(sketch_options))
         if self._injected is None and settings.device != "cpu":
-            from ...diffusion import memory
+            from ...diffusion.run import memory
 
             def retry(old: str, new: str) -> None:
                 self._release_backend()
@@ -584,8 +584,9 @@ class ToonCrafterEngine(Engine):
         if path is None:
             raise ModelError("Sketches need the sketch encoder (sketch_encoder.ckpt, 1.46 GB, published next to "
                              "model.ckpt; nothing is downloaded). Looked in: " + "; ".join(looked) + ".")
-        from ...diffusion import memory
-        from ...diffusion.sketch_encoder import SketchEncoderConfig, load_sketch_encoder
+        from ...diffusion.nets.sketch_encoder import SketchEncoderConfig
+        from ...diffusion.run import memory
+        from ...diffusion.weights.checkpoint import load_sketch_encoder
 
         self._release_backend()  # placed again below, with the encoder
         config = SketchEncoderConfig.for_unet(model.config.unet)

@@ -148,7 +148,7 @@ def estimate_run(steps: int, device: str = "cuda", passes: int = 1, mode: str | 
 def _gpu_name() -> str | None:
     """The first CUDA device's name (imports torch: only for runs that are about to use it)."""
     try:
-        from ...diffusion import memory
+        from ...diffusion.run import memory
 
         devices = memory.torch_environment()["devices"]
     except Exception:  # no torch, no driver: the estimate says it is rough

@@ -101,7 +101,7 @@ def sketch_plane(sketch: Sketch, plan: FitPlan) -> np.ndarray:
     """(dst_h, dst_w) float32 ink of a sketch in the model frame: drawn over the key, it is placed
     like the keys (the same fit; bars are blank). A sketch of another size is first scaled to
     cover the key's frame and centred, as the keys' resize-and-crop does."""
-    from ...diffusion.sketch_preprocess import fork_hint, ink
+    from ...diffusion.run.sketch_preprocess import fork_hint, ink
 
     plane = ink(sketch.image)
     if plane.shape != (plan.src_h, plan.src_w):

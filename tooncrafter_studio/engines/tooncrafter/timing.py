@@ -217,7 +217,7 @@ def motion_blend(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
     """The flow engine's in-betweener (occlusion-aware splatting) between two generated frames,
     or `flow_blend` when it is unavailable or fails."""
     try:
-        from ..flow_warp import SegmentInterpolator
+        from ..flow.warp import SegmentInterpolator
 
         frame = SegmentInterpolator(a, b).frame(w)
         if frame.shape == a.shape and frame.dtype == a.dtype:

@@ -1,0 +1,1 @@
+"""The docked panels beside the viewer: segment inspector, takes, jobs, log."""
