@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tooncrafter_studio.diffusion import cpu_bf16
+from tooncrafter_studio.diffusion.run import cpu_bf16
 
 # First processor blocks of real machines (trimmed): an EPYC Genoa (AVX-512 BF16, no AMX), a
 # Sapphire Rapids Xeon (both), a Skylake Xeon (AVX-512 without BF16), a laptop Ryzen (AVX2 only)
@@ -123,7 +123,7 @@ def test_environment_variable_forces_the_verdict_in_child_processes_too(monkeypa
     assert cpu_bf16.detect().native and cpu_bf16.detect().source == "override"
     monkeypatch.setenv(cpu_bf16.ENV_OVERRIDE, "0")
     assert not cpu_bf16.detect().native
-    code = "import tooncrafter_studio.diffusion.cpu_bf16 as m; print(m.flags_support().native)"
+    code = "import tooncrafter_studio.diffusion.run.cpu_bf16 as m; print(m.flags_support().native)"
     for value, shown in (("0", "False"), ("1", "True")):  # whatever this machine is
         monkeypatch.setenv(cpu_bf16.ENV_OVERRIDE, value)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -138,7 +138,7 @@ def test_default_dtype_follows_the_injected_capability():
 
 
 def test_importing_the_module_does_not_import_torch():
-    code = ("import sys; import tooncrafter_studio.diffusion.cpu_bf16 as m; m.flags_support(); "
+    code = ("import sys; import tooncrafter_studio.diffusion.run.cpu_bf16 as m; m.flags_support(); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
@@ -162,7 +162,7 @@ def test_numeric_probe_and_detection_on_this_machine():
     (False, "bf16", "bf16"),  # asked for: honoured (emulated, with a warning)
 ])
 def test_cpu_precision_follows_the_kind_of_cpu(native, requested, expected):
-    from tooncrafter_studio.diffusion import memory
+    from tooncrafter_studio.diffusion.run import memory
 
     assert memory.resolve_dtype("cpu", requested, cpu_native_bf16=native) == expected
     cpu_bf16.set_override(native)  # the same through detection, as the engine asks
@@ -171,7 +171,7 @@ def test_cpu_precision_follows_the_kind_of_cpu(native, requested, expected):
 
 @pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
 def test_gpus_keep_fp16_by_default_whatever_the_cpu(device):
-    from tooncrafter_studio.diffusion import memory
+    from tooncrafter_studio.diffusion.run import memory
 
     for native in (True, False):
         cpu_bf16.set_override(native)
@@ -181,7 +181,7 @@ def test_gpus_keep_fp16_by_default_whatever_the_cpu(device):
 
 def test_weight_dtype_on_the_cpu_follows_the_injected_capability():
     torch = pytest.importorskip("torch")
-    from tooncrafter_studio.diffusion import memory
+    from tooncrafter_studio.diffusion.run import memory
 
     cpu_bf16.set_override(True)
     assert memory.weight_dtype("cpu") == memory.weight_dtype("cpu", "fp16") == torch.bfloat16
