@@ -26,12 +26,42 @@ FILES = {
     "generating": "studio-generating.png",
     "export": "studio-export.png",
     "sketch": "studio-sketch.png",
+    "timing_import": "studio-timing-import.png",
+    "timing_sheet": "studio-timing-sheet.png",
+}
+
+# A timing sheet for the sample shot (the bouncing ball, 12 drawings): keys 1, 5 and 9; in-between
+# marks (○) where the flow engine is to draw; a reverse-sheet mark (●); an empty cell at the end;
+# a second character's track; a line of dialogue and a camera move.
+SAMPLE_SHEET = {
+    "header": {"cut": "7", "scene": "1"},
+    "timeTables": [{
+        "duration": 26, "name": "bounce",
+        "timeTableHeaders": [{"fieldId": 0, "names": ["ball", "shadow"]}, {"fieldId": 3, "names": ["Dialogue"]},
+                             {"fieldId": 5, "names": ["Camera"]}],
+        "fields": [
+            {"fieldId": 0, "tracks": [
+                {"trackNo": 0, "frames": [{"data": [{"id": 0, "values": [v]}], "frame": f} for f, v in [
+                    (0, "1"), (2, "SYMBOL_TICK_1"), (4, "SYMBOL_TICK_1"), (6, "SYMBOL_TICK_1"), (8, "5"),
+                    (11, "SYMBOL_TICK_2"), (12, "SYMBOL_TICK_1"), (14, "SYMBOL_TICK_1"), (16, "9"),
+                    (22, "SYMBOL_NULL_CELL")]]},
+                {"trackNo": 1, "frames": [{"data": [{"id": 0, "values": ["1"]}], "frame": 0}]}]},
+            {"fieldId": 3, "tracks": [{"trackNo": 0, "frames": [
+                {"data": [{"id": 0, "values": ["Boing!"]}], "frame": 8},
+                {"data": [{"id": 0, "values": ["SYMBOL_NULL_CELL"]}], "frame": 14}]}]},
+            {"fieldId": 5, "tracks": [{"trackNo": 0, "frames": [
+                {"data": [{"id": 0, "values": ["FI"]}], "frame": 0},
+                {"data": [{"id": 0, "values": ["PAN"]}], "frame": 16}]}]},
+        ],
+    }],
+    "version": 5,
 }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs"))
+    parser.add_argument("--only", choices=("timing",), default=None, help="only the timing-sheet pictures")
     options = parser.parse_args(argv)
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     home = tempfile.mkdtemp(prefix="studio-screenshots-")
@@ -73,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setStyle("Fusion")
     window = MainWindow(Settings(autosave_interval_s=0, onion_skin_before=2, onion_skin_after=2),
                         persist_settings=False)
-    window.ask_unsaved = lambda: "discard"
+    window.prompts.ask_unsaved = lambda: "discard"
     window.resize(1440, 900)
     window.show()
 
@@ -89,14 +119,18 @@ def main(argv: list[str] | None = None) -> int:
         (widget or window).grab().save(str(path))
         print(f"wrote {path}")
 
-    window.open_startup(None)
+    window.files.open_startup(None)
     if window.session.project is None:
         print("The sample shot is missing (tooncrafter_studio/resources/sample_shot); nothing to photograph.", file=sys.stderr)
         return 1
     settle(1.5, until=lambda: "flow" in window.generation.probes)
+    if options.only == "timing":
+        shoot_timing_sheet(window, Path(home), settle, shoot)
+        window.close()
+        return 0
     shoot("first_run")
 
-    window.generate_all()
+    window.editing.generate_all()
     settle(1.0, until=lambda: not window.worker.busy)
     shot = window.session.shot
     for index, take in enumerate(shot.takes.values()):  # a review in progress
@@ -107,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     window.viewer.set_hint("")
     spans = window.session.spans()
     window.timeline.select_span(spans[0])
-    window.set_current_frame(spans[0].start_frame + 2)
+    window.view.set_current_frame(spans[0].start_frame + 2)
     window.timeline.set_zoom(44)
     shoot("review")
 
@@ -126,14 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     from tooncrafter_studio.qt.widgets.sketch_row import place_sketch
 
     middle = spans[0].start_frame + max(1, spans[0].gap - 2)  # an accepted in-between of the review
-    source = sorted((ROOT / "resources" / "sample_shot" / "frames").glob("*.png"))
+    source = sorted((ROOT / "tooncrafter_studio" / "resources" / "sample_shot" / "frames").glob("*.png"))
     pose = read_image(source[min(len(source) - 1, middle + 1)])  # the animator wants the ball further on
     sketch_file = Path(home) / "pose.png"
     art = line_art(pose[..., :3])
     art[:, :, :] = np.roll(art, art.shape[1] // 5, axis=1)  # a rough pose: the ball drawn further to the right
     write_png(sketch_file, art)
     place_sketch(window.session, middle, sketch_file)
-    window.set_current_frame(middle)
+    window.view.set_current_frame(middle)
     window.inspector.set_span(spans[0])
     window.actions["sketch_overlay"].setChecked(True)
     settle(1.0)
@@ -143,20 +177,44 @@ def main(argv: list[str] | None = None) -> int:
     if len(spans) > 1:
         window.timeline.select_span(spans[1])
         window.session.push(SetSegmentSettings(spans[1].key, engine="demo-slow"))
-        window.generate_selection()
+        window.editing.generate_selection()
         settle(1.2)
         shoot("generating")
         window.worker.cancel_all()
         settle(0.5, until=lambda: not window.worker.busy)
 
-    dialog = window.export_dialog()
+    dialog = window.dialogs.export_dialog()
     dialog.out_dir.setText(str(Path(home) / "export"))
     dialog.resize(620, 480)
     settle(0.3)
     shoot("export", dialog)
     dialog.close()
+    window.files.open_startup(None)
+    shoot_timing_sheet(window, Path(home), settle, shoot)
     window.close()
     return 0
+
+
+def shoot_timing_sheet(window, home: Path, settle, shoot) -> None:
+    """File > Import Timing Sheet... on the sample shot: the preview, then the timed shot, generated."""
+    import json
+
+    sheet = home / "bounce.xdts"
+    sheet.write_text("exchangeDigitalTimeSheet Save Data\n" + json.dumps(SAMPLE_SHEET, indent=1), encoding="utf-8")
+    dialog = window.dialogs.import_timing_dialog(str(sheet))
+    dialog.resize(680, 520)
+    settle(0.3)
+    shoot("timing_import", dialog)
+    dialog.accept()
+    settle(0.3)
+    window.editing.generate_all()
+    settle(1.0, until=lambda: not window.worker.busy)
+    window.viewer.set_hint("")
+    window.timeline.set_zoom(31)
+    spans = window.session.spans()
+    window.timeline.select_span(spans[1])
+    window.view.set_current_frame(13)
+    shoot("timing_sheet")
 
 
 if __name__ == "__main__":

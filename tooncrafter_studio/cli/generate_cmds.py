@@ -74,7 +74,7 @@ def parse_times(text: str) -> list[float]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from ..engines.registry import create_engine
+    from ..engines.registry import engine_info
     from ..pipeline.jobs import TakeReservation, parse_pair, redo_rejected_job, segment_job
     from ..pipeline.runner import first_seed
     from ..pipeline.shared_project import (
@@ -125,6 +125,14 @@ def run_generate(args: argparse.Namespace) -> int:
             print(f"skipped frames {span.start_frame}-{span.start_frame + span.gap}: the keys are adjacent, "
                   "so no in-between fits; insert frames between them first.", file=sys.stderr)
         chosen = [span for span in chosen if span.gap >= 2] or chosen  # all crowded: let the job say why
+        if args.count is None and times is None and args.spacing is None and not redo:
+            from ..project.document import segment_settings
+
+            unmarked = [span for span in chosen if segment_settings(shot, span.key).offsets == []]
+            for span in unmarked:
+                print(f"skipped frames {span.start_frame}-{span.start_frame + span.gap}: the timing sheet marks no "
+                      "in-betweens there.", file=sys.stderr)
+            chosen = [span for span in chosen if span not in unmarked] or chosen
     if args.seeds < 1:
         raise InputError(f"--seeds must be at least 1, not {args.seeds}.")
     task_id = check_task_id(args.task_id) if args.task_id is not None else None
@@ -143,7 +151,7 @@ def run_generate(args: argparse.Namespace) -> int:
                 jobs.append(first)
                 if args.seeds > 1:
                     if first.seed is None:
-                        first.seed = first_seed(create_engine(first.engine_id).capabilities)
+                        first.seed = first_seed(engine_info(first.engine_id).capabilities)
                     jobs += [segment_job(project, span, count=args.count, spacing=args.spacing, times=times,
                                          engine=args.engine, params=params, seed=first.seed + i, prompt=args.prompt)
                              for i in range(1, args.seeds)]

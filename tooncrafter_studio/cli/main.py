@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "tooncrafter_studio.cli.lineart_cmd",
     "tooncrafter_studio.cli.sketch_cmds",
     "tooncrafter_studio.cli.review_cmd",
+    "tooncrafter_studio.cli.timing_cmds",
 )
 
 # Messages from the shared layers name a setting the way the studio does; on the command line the

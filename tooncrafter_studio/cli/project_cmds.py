@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--detect-holds", action="store_true",
                    help="identical consecutive frames become one drawing held longer (animation on 2s, 3s)")
     p.add_argument("--name", default=None, help="shot name (default: the folder name)")
+    p.add_argument("--timing", default=None, metavar="SHEET",
+                   help="time the shot from an XDTS or CSV timing sheet (see `timing import`)")
+    p.add_argument("--track", default=None, metavar="NAME", help="with --timing: the sheet's cell track to use")
     p.add_argument("--quiet", "-q", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     p.set_defaults(handler=run_new)
 
@@ -94,14 +97,37 @@ def run_new(args: argparse.Namespace) -> int:
 
     if args.fps is not None and not 0.1 <= args.fps <= 1000:
         raise InputError(f"--fps must be between 0.1 and 1000, not {args.fps:g}.")
+    timing = getattr(args, "timing", None)
+    if getattr(args, "track", None) is not None and timing is None:
+        raise InputError("--track chooses a track of the --timing sheet; give --timing SHEET too.")
+    sheet = None
+    if timing is not None:
+        from ..export.sheet_io import read_sheet
+
+        sheet = read_sheet(timing)  # a bad sheet fails before anything is created
     sources = args.source if len(args.source) > 1 else args.source[0]
     kwargs = {"default_fps": args.fps} if args.fps is not None else {}
     with TqdmProgress(quiet=getattr(args, "quiet", False)) as progress:
         result = import_source(sources, detect_holds=args.detect_holds, progress=progress, **kwargs)
+    if sheet is not None:
+        from ..project.project import shot_from_source
+        from .timing_cmds import plan_for
+
+        plan_for(shot_from_source(result.source, result.groups, args.fps), sheet, timing, args.track, args.fps)
     project = new_project(args.project, result.source, result.groups, args.fps, args.name)
     shot = project.shot
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    if sheet is not None:
+        from .timing_cmds import plan_for, print_plan
+
+        plan = plan_for(shot, sheet, timing, args.track, args.fps)
+        print_plan(plan)
+        for name, (frames, why) in plan.unmatched.items():
+            print(f"warning: no drawing for the sheet's '{name}' (frames {', '.join(map(str, frames[:10]))}): "
+                  f"{why}.", file=sys.stderr)
+        project.push(plan.command())
+        project.save()
     held = sum(1 for cell in shot.cells if cell.length > 1)
     print(f"Created {project.folder}: {shot.frame_count} frames, {len(shot.drawings)} drawings"
           + (f" ({held} held)" if args.detect_holds else "")
@@ -197,7 +223,22 @@ def describe(project) -> dict[str, Any]:
         "original_location": original_location_notes(shot),
         "unlisted_takes": [take.id for take in find_orphan_takes(project)],
         "recovery_available": find_recovery(project.folder, _warn) is not None,
+        "timing_sheet": _sheet_info(shot),
     }
+
+
+def _sheet_info(shot) -> dict[str, Any] | None:
+    """The imported timing sheet: which track the cells follow and what it keeps read-only."""
+    from ..project.timing_sheet import FIELD_NAMES
+
+    sheet = shot.sheet
+    if sheet is None:
+        return None
+    return {"name": sheet.name, "format": sheet.source_format, "duration": sheet.duration, "track": shot.sheet_track,
+            "other_tracks": [t.name for t in sheet.cell_tracks if t.name != shot.sheet_track],
+            "fields": [{"field": FIELD_NAMES.get(t.field_id, str(t.field_id)), "name": t.name,
+                        "entries": [{"frame": e.frame + 1, "values": list(e.values)} for e in t.entries]}
+                       for t in sheet.other_tracks]}
 
 
 def _plural(n: int, word: str) -> str:
@@ -216,6 +257,9 @@ def run_info(args: argparse.Namespace) -> int:
           f"{' RGBA' if data['has_alpha'] else ''}{' 16-bit' if data['bit_depth'] == 16 else ''}; "
           f"{data['drawings']} drawings in {data['cells']} cells")
     for source in data["sources"]:
+        if source["kind"] == "blank":  # no files: what empty cells and undrawn names of a sheet show
+            print(f"  source {source['id']}: blank (the timing sheet's empty cells and names with no drawing)")
+            continue
         print(f"  source {source['id']}: {source['kind']}, {source['frames']} frames, {source['path']}")
     print("  keys: " + (", ".join(str(k["frame"]) for k in data["keys"]) if data["keys"] else "none "
                         "(mark them with: tooncrafter-studio keys PROJECT_DIR --frames 1,9,17)"))
@@ -237,6 +281,14 @@ def run_info(args: argparse.Namespace) -> int:
                 print(f"      warning: {take['message']}")
     for note in data["original_location"]:
         print(f"  {note}")
+    sheet = data["timing_sheet"]
+    if sheet is not None:
+        others = f"; other tracks kept: {', '.join(sheet['other_tracks'])}" if sheet["other_tracks"] else ""
+        print(f"  timed by sheet '{sheet['name']}' ({sheet['format']}, {sheet['duration']} frames), track "
+              f"'{sheet['track']}'{others}")
+        for field in sheet["fields"]:
+            entries = ", ".join(f"{e['frame']}: {' '.join(e['values'])}" for e in field["entries"][:8])
+            print(f"    {field['field']} '{field['name']}': {entries or 'no entries'}")
     if data["missing_drawings"]:
         print(f"  {_plural(data['missing_drawings'], 'drawing')} missing: their files are not where the project "
               f"says; find them with: tooncrafter-studio relink {data['project']} --source DIR")

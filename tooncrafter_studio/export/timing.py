@@ -16,14 +16,12 @@ import io
 import json
 from dataclasses import dataclass
 
+from ..project.timing_sheet import SheetTrack
+
 XDTS_IDENTIFIER = "exchangeDigitalTimeSheet Save Data"
 XDTS_VERSION = 5
 XDTS_FIELD_CELL = 0
 SYMBOL_NULL_CELL = "SYMBOL_NULL_CELL"
-SYMBOL_TICK_1 = "SYMBOL_TICK_1"
-SYMBOL_TICK_2 = "SYMBOL_TICK_2"
-SYMBOL_HYPHEN = "SYMBOL_HYPHEN"
-_SYMBOLS = {SYMBOL_NULL_CELL, SYMBOL_TICK_1, SYMBOL_TICK_2, SYMBOL_HYPHEN}
 
 CSV_COLUMNS = ("frame", "drawing", "file", "label", "kind", "image", "image_id", "image_index", "status", "note")
 
@@ -32,7 +30,7 @@ CSV_COLUMNS = ("frame", "drawing", "file", "label", "kind", "image", "image_id",
 class SheetRow:
     """One timeline frame of the exposure sheet."""
 
-    frame: int  # 1-based timeline frame
+    frame: int  # the frame in the export's numbering: the first frame is the preset's first number (Nuke 1001)
     drawing: str  # exported drawing number shown on this frame (the cell value)
     file: str  # file written for this frame (expanded) or the drawing's file (drawings only)
     label: str  # the drawing's name in the project
@@ -61,9 +59,11 @@ def parse_csv(text: str) -> list[dict[str, str]]:
     return list(reader)
 
 
-def xdts_text(rows: list[SheetRow], track_name: str, cut: str = "1", scene: str = "1") -> str:
+def xdts_text(rows: list[SheetRow], track_name: str, cut: str = "1", scene: str = "1",
+              extra_fields: list[SheetTrack] | tuple[SheetTrack, ...] = ()) -> str:
     """The sheet as XDTS. Only the documented keys are written (the frame rate is not one of them;
-    the CSV and the sidecar carry it), so that strict readers accept the file."""
+    the CSV and the sidecar carry it), so that strict readers accept the file. `extra_fields`: tracks
+    of other fields (dialogue, camera work of an imported sheet) written as they are."""
     duration = len(rows)
     frames: list[dict] = []
     previous = None
@@ -72,50 +72,47 @@ def xdts_text(rows: list[SheetRow], track_name: str, cut: str = "1", scene: str 
             frames.append({"data": [{"id": 0, "values": [row.drawing]}], "frame": index})
             previous = row.drawing
     frames.append({"data": [{"id": 0, "values": [SYMBOL_NULL_CELL]}], "frame": duration})
+    headers = [{"fieldId": XDTS_FIELD_CELL, "names": [track_name]}]
+    fields = [{"fieldId": XDTS_FIELD_CELL, "tracks": [{"trackNo": 0, "frames": frames}]}]
+    for field_id in sorted({t.field_id for t in extra_fields if t.field_id != XDTS_FIELD_CELL}):
+        tracks = sorted((t for t in extra_fields if t.field_id == field_id), key=lambda t: t.number)
+        names = [""] * (tracks[-1].number + 1)
+        for track in tracks:
+            names[track.number] = track.name
+        headers.append({"fieldId": field_id, "names": names})
+        fields.append({"fieldId": field_id, "tracks": [
+            {"trackNo": t.number, "frames": [{"data": [{"id": 0, "values": list(e.values)}], "frame": e.frame}
+                                             for e in t.entries if e.frame < duration]} for t in tracks]})
     document = {
         "header": {"cut": cut, "scene": scene},
         "timeTables": [{
             "duration": duration,
             "name": track_name,
-            "timeTableHeaders": [{"fieldId": XDTS_FIELD_CELL, "names": [track_name]}],
-            "fields": [{"fieldId": XDTS_FIELD_CELL, "tracks": [{"trackNo": 0, "frames": frames}]}],
+            "timeTableHeaders": headers,
+            "fields": fields,
         }],
         "version": XDTS_VERSION,
     }
-    return XDTS_IDENTIFIER + "\n" + json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    layout = {"indent": 2} if len(frames) <= 5000 else {"separators": (",", ":")}  # large: stay readable by us
+    return XDTS_IDENTIFIER + "\n" + json.dumps(document, ensure_ascii=False, **layout) + "\n"
 
 
 def parse_xdts(text: str) -> dict[str, list[str | None]]:
-    """Per cell track name, the value shown on each frame (None for an empty cell).
+    """Per cell track name, the drawing shown on each frame (None for an empty cell), read by the full
+    reader (sheet_io.py): a value holds until the next entry; marks and hyphens keep the drawing before."""
+    from ..project.timing_sheet import exposures
+    from .sheet_io import parse_sheet
 
-    Follows the readers' rule: a value holds until the next entry; symbols other than the null
-    cell (tick marks, hyphen) keep the previous drawing.
-    """
-    first, _, rest = text.partition("\n")
-    if first.strip() != XDTS_IDENTIFIER:
-        raise ValueError("not an XDTS file (missing the identifier line)")
-    document = json.loads(rest)
-    if not isinstance(document.get("version"), int):
-        raise ValueError("XDTS without a version")
+    sheet = parse_sheet(text, "XDTS text")
     result: dict[str, list[str | None]] = {}
-    for table in document["timeTables"]:
-        duration = int(table["duration"])
-        names = next((h["names"] for h in table.get("timeTableHeaders", []) if h["fieldId"] == XDTS_FIELD_CELL), [])
-        for field in table.get("fields", []):
-            if field["fieldId"] != XDTS_FIELD_CELL:
-                continue
-            for track in field["tracks"]:
-                shown: list[str | None] = [None] * duration
-                entries = sorted(track["frames"], key=lambda f: f["frame"])
-                current: str | None = None
-                for i, entry in enumerate(entries):
-                    value = entry["data"][0]["values"][0]
-                    if value == SYMBOL_NULL_CELL:
-                        current = None
-                    elif value not in _SYMBOLS:
-                        current = value
-                    end = entries[i + 1]["frame"] if i + 1 < len(entries) else duration
-                    for f in range(max(0, entry["frame"]), min(end, duration)):
-                        shown[f] = current
-                result[names[track["trackNo"]]] = shown
+    for track in sheet.cell_tracks:
+        shown: list[str | None] = []
+        current: str | None = None
+        for run in exposures(track, sheet.duration):
+            if run.kind == "drawing":
+                current = run.name
+            elif run.kind == "empty":
+                current = None
+            shown += [current] * run.length
+        result[track.name] = shown
     return result

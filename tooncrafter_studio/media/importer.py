@@ -203,6 +203,10 @@ def conform(array: np.ndarray, has_alpha: bool, bit_depth: int) -> np.ndarray:
 def read_frame(source: Source, index: int, project_folder: str | os.PathLike | None = None,
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode one source frame, conformed to the source's alpha and bit depth."""
+    if source.kind == SourceKind.BLANK:  # an empty cell: paper white, or clear where there is alpha
+        blank = np.full((max(1, source.height), max(1, source.width), 4 if source.has_alpha else 3),
+                        0 if source.has_alpha else 255, np.uint8)
+        return conform(blank, source.has_alpha, source.bit_depth)
     if source.kind == SourceKind.VIDEO:
         if not 0 <= index < source.frame_count:
             raise MediaError(f"Frame {index + 1} is outside the video {source.path} ({source.frame_count} frames).")

@@ -55,7 +55,7 @@ class KeyRef:
 class InbetweenPlan:
     times: list[float]
     offsets: list[int]
-    count_mode: str  # "derived" (gap and exposure), "hand" (a set count) or "explicit" (times given)
+    count_mode: str  # "derived" (gap and exposure), "hand" (a set count), "explicit" (times given) or "sheet"
 
 
 @dataclass(frozen=True)
@@ -168,6 +168,8 @@ def plan_inbetweens(gap: int, settings: SegmentSettings, count: int | None = Non
 
     `offsets` places the frames by hand (e.g. redrawing only the rejected frames of a take).
     """
+    if settings.offsets is not None and count is None and spacing is None and times is None and offsets is None:
+        return sheet_plan(gap, settings.offsets)
     spacing_name = str(_spacing(spacing if spacing is not None else settings.spacing).value)
     if times is None and spacing is None and settings.spacing == Spacing.EXPLICIT:
         times = settings.times
@@ -207,6 +209,19 @@ def plan_inbetweens(gap: int, settings: SegmentSettings, count: int | None = Non
     else:
         offsets = _spread(gap, n)
     return InbetweenPlan(values, offsets, mode)
+
+
+def sheet_plan(gap: int, offsets: list[int]) -> InbetweenPlan:
+    """The in-betweens a timing sheet marks: on exactly those frames, each at its place in the gap
+    (a mark 2 frames into an 8-frame gap is the in-between at 0.25)."""
+    if not offsets:
+        raise InputError("The timing sheet marks no in-betweens between these keys; give --count or --times "
+                         "to make some anyway.")
+    if offsets[-1] >= gap:
+        raise InputError(f"The timing sheet's in-between marks ({', '.join(map(str, offsets))} frames after the "
+                         f"key) no longer fit between keys {_frames(gap)} apart; import the sheet again or set a "
+                         "count.")
+    return InbetweenPlan([o / gap for o in offsets], list(offsets), "sheet")
 
 
 def _frames(n: int) -> str:

@@ -19,13 +19,14 @@ import contextlib
 import copy
 import hashlib
 import logging
+import os
 import shutil
 from pathlib import Path
 
 from ..core.errors import InputError
 from ..project.commands import AddTake
 from ..project.document import Take
-from ..project.locking import project_write_lock
+from ..project.locking import lock_path, project_write_lock
 from ..project.project import TAKES_DIR, TEMP_PREFIX, Project
 from .runner import JobResult, next_take_label
 
@@ -74,7 +75,10 @@ def clear_failed_attempt(folder: Path, take_id: str) -> list[Path]:
 def check_write_lock(folder: Path) -> None:
     """Take and release the project's write lock once, before any work: a lock file that is a link or
     not a plain file (ProjectError) or a holder that is stuck (ProjectLocked) is said at once, not after
-    the generation."""
+    the generation. No lock file means nobody holds it: none is made before there is work to record
+    (a command that is refused later must leave the folder as it found it)."""
+    if not os.path.lexists(lock_path(folder)):
+        return
     with project_write_lock(folder):
         pass
 

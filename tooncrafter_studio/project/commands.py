@@ -29,10 +29,12 @@ from ..core.limits import MAX_EXPOSURE, MAX_SHOT_FRAMES
 from .document import (  # noqa: F401  (settings helpers re-exported for callers of commands)
     SETTINGS_FIELDS,
     Cell,
+    Drawing,
     ReviewStatus,
     Segment,
     SegmentSettings,
     Shot,
+    Source,
     Spacing,
     Take,
     check_seed,
@@ -40,6 +42,7 @@ from .document import (  # noqa: F401  (settings helpers re-exported for callers
     validate_settings,
 )
 from .resolve import cell_at
+from .timing_sheet import Sheet
 
 log = logging.getLogger(__name__)
 
@@ -584,6 +587,112 @@ class SetShotProperties(Command):
     def undo(self, shot: Shot) -> Change:
         shot.name, shot.fps = self._before
         return Change(shot=True)
+
+
+class ApplyTiming(Command):
+    """Re-time the shot from a timing sheet, as one step: the cells, which drawings are keys, each key
+    pair's in-between positions, the frame rate, the blank drawings for empty cells and undrawn names,
+    and the sheet itself (kept for the fields the cells do not hold). Undo puts back all of it."""
+
+    def __init__(self, cells: list[Cell], keys: Iterable[str], offsets: dict[SegmentKey, list[int]],
+                 sheet: Sheet | None, sheet_track: str, add_sources: Iterable[Source] = (),
+                 add_drawings: Iterable[Drawing] = (), fps: float | None = None,
+                 labels: dict[str, str] | None = None, label: str = "Import timing sheet") -> None:
+        self.cells = copy.deepcopy(list(cells))
+        self.keys = set(keys)
+        self.offsets = {tuple(k): list(v) for k, v in offsets.items()}
+        self.sheet = sheet
+        self.sheet_track = sheet_track
+        self.add_sources = list(add_sources)
+        self.add_drawings = list(add_drawings)
+        self.fps = float(fps) if fps is not None else None
+        self.labels = dict(labels or {})  # drawing id -> the name the sheet gives it
+        self.label = label
+        self._before: dict[str, Any] = {}
+
+    def do(self, shot: Shot) -> Change:
+        added = {d.id for d in self.add_drawings}
+        known = set(shot.drawings) | added
+        for source in self.add_sources:
+            if source.id in shot.sources:
+                raise InputError(f"The shot already has a source '{source.id}'.")
+        for drawing in self.add_drawings:
+            if drawing.id in shot.drawings:
+                raise InputError(f"The shot already has a drawing '{drawing.id}'.")
+            if drawing.source_id not in shot.sources and drawing.source_id not in {s.id for s in self.add_sources}:
+                raise InputError(f"Drawing '{drawing.id}' refers to a source the shot does not have.")
+        if not self.cells:
+            raise InputError("A timing sheet needs at least one frame.")
+        for cell in self.cells:
+            if cell.drawing_id not in known:
+                raise InputError(f"No drawing '{cell.drawing_id}' in the shot.")
+            if not 1 <= cell.length <= MAX_EXPOSURE:
+                raise InputError(f"A cell held for {cell.length} frames is outside 1 to {MAX_EXPOSURE}.")
+        _check_shot_length(sum(c.length for c in self.cells))
+        if self.fps is not None and not 0.1 <= self.fps <= 1000:
+            raise InputError(f"A frame rate must be between 0.1 and 1000 fps, not {self.fps}.")
+        for key, offsets in self.offsets.items():
+            validate_settings(SegmentSettings(offsets=list(offsets)))
+            if any(k not in known for k in key):
+                raise InputError("In-between positions were given for a key that is not in the shot.")
+        if any(d not in shot.drawings for d in self.labels):
+            raise InputError("A sheet name was given to a drawing that is not in the shot.")
+        stale = [k for k, seg in shot.segments.items() if k not in self.offsets and seg.settings.offsets is not None]
+        self._before = {
+            "stale": {k: list(shot.segments[k].settings.offsets or []) for k in stale},
+            "labels": {d: shot.drawings[d].label for d in self.labels},
+            "cells": copy.deepcopy(shot.cells), "keys": {d.id: d.is_key for d in shot.drawings.values()},
+            "segments": {k: copy.deepcopy(shot.segments.get(k)) for k in self.offsets},
+            "sheet": (shot.sheet, shot.sheet_track), "fps": shot.fps,
+        }
+        for source in self.add_sources:
+            shot.sources[source.id] = copy.deepcopy(source)
+        for drawing in self.add_drawings:
+            shot.drawings[drawing.id] = copy.deepcopy(drawing)
+        shot.cells[:] = copy.deepcopy(self.cells)
+        for drawing in shot.drawings.values():
+            drawing.is_key = drawing.id in self.keys
+        for drawing_id, name in self.labels.items():
+            shot.drawings[drawing_id].label = name
+        for key in self._before["stale"]:  # marks of an earlier sheet's key pairs go with it
+            shot.segments[key].settings.offsets = None
+        for key, offsets in self.offsets.items():
+            segment = shot.segments.get(key)
+            if segment is None:
+                segment = shot.segments[key] = Segment(*key)
+            segment.settings = dataclasses.replace(copy.deepcopy(segment.settings), offsets=list(offsets))
+        shot.sheet, shot.sheet_track = self.sheet, self.sheet_track
+        if self.fps is not None:
+            shot.fps = self.fps
+        return self._change()
+
+    def undo(self, shot: Shot) -> Change:
+        before = self._before
+        shot.cells[:] = copy.deepcopy(before["cells"])
+        for key, segment in before["segments"].items():
+            if segment is None:
+                shot.segments.pop(key, None)
+            else:
+                shot.segments[key] = copy.deepcopy(segment)
+        for key, offsets in before["stale"].items():
+            shot.segments[key].settings.offsets = list(offsets)
+        for drawing in self.add_drawings:
+            shot.drawings.pop(drawing.id, None)
+        for source in self.add_sources:
+            shot.sources.pop(source.id, None)
+        for drawing_id, was_key in before["keys"].items():
+            shot.drawings[drawing_id].is_key = was_key
+        for drawing_id, name in before["labels"].items():
+            shot.drawings[drawing_id].label = name
+        shot.sheet, shot.sheet_track = before["sheet"]
+        shot.fps = before["fps"]
+        return self._change()
+
+    def _change(self) -> Change:
+        touched = frozenset(self.offsets) | frozenset(self._before.get("stale", {}))
+        return Change(timeline=True, keys=True, shot=True, segments=touched, sources=True,
+                      drawings=frozenset(d.id for d in self.add_drawings) | frozenset(self.keys)
+                      | frozenset(self.labels))
 
 
 # --------------------------------------------------------------------------- the stack

@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from ..core.errors import InputError
+from .timing_sheet import Sheet
 
 
 class ReviewStatus(StrEnum):
@@ -38,6 +39,7 @@ class SourceKind(StrEnum):
     SEQUENCE = "sequence"  # numbered image files
     VIDEO = "video"
     IMAGES = "images"  # loose files (drag-in)
+    BLANK = "blank"  # no files: the empty picture of a timing sheet's empty cells and undrawn names
 
 
 @dataclass
@@ -104,6 +106,9 @@ class SegmentSettings:
     # sketch guidance: in-between offset (timeline frames after the start key) -> sketch; strength
     sketches: dict[int, SketchRef] = field(default_factory=dict)
     sketch_scale: float = 0.6
+    # in-between positions a timing sheet asks for (timeline frames after the start key, increasing);
+    # [] = the sheet asks for none here; None = no sheet, count and exposure decide
+    offsets: list[int] | None = None
     # The path's arc: where the motion passes at mid-segment, as an offset from the straight line
     # between the keys in fractions of the frame's width and height (None: straight). The flow
     # engine bends every shape-moved group's path through it.
@@ -158,6 +163,10 @@ class Shot:
     cells: list[Cell] = field(default_factory=list)
     segments: dict[tuple[str, str], Segment] = field(default_factory=dict)  # settings kept when keys move
     takes: dict[str, Take] = field(default_factory=dict)
+    # the imported timing sheet: what the cells do not hold (other tracks, dialogue, camera work,
+    # reverse-sheet marks) is kept here, read-only, and written back by the timing-sheet export
+    sheet: Sheet | None = None
+    sheet_track: str = ""  # the cell track of `sheet` the cells follow
 
     @property
     def frame_count(self) -> int:
@@ -203,6 +212,13 @@ def validate_settings(settings: SegmentSettings) -> None:
         raise InputError(f"The sketch strength must be between 0 and 1.5, not {settings.sketch_scale}.")
     if any(not isinstance(o, int) or o < 1 for o in settings.sketches):
         raise InputError("Sketches sit on in-between frames after the start key (1 or more).")
+    if settings.offsets is not None:
+        offsets = settings.offsets
+        if any(isinstance(o, bool) or not isinstance(o, int) or o < 1 for o in offsets) \
+                or any(b <= a for a, b in zip(offsets, offsets[1:])) or len(offsets) > 1000:
+            raise InputError("In-between positions sit after the start key (1 or more), increasing, "
+                             "at most 1000 of them.")
+        settings.offsets = list(offsets)
     if settings.arc is not None:
         settings.arc = check_arc(settings.arc)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .document import ReviewStatus, Shot
+from .document import ReviewStatus, Shot, SourceKind
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,20 @@ def key_spans(shot: Shot) -> list[SegmentSpan]:
             for (a_frame, a_id), (b_frame, b_id) in zip(keys, keys[1:])]
 
 
+EMPTY_LABEL = "×"  # an empty cell of a timing sheet, as sheets draw it
+
+
+def is_blank(shot: Shot, drawing_id: str) -> bool:
+    """Whether a drawing has no picture: a timing sheet's empty cell, or a name it gave no drawing for."""
+    drawing = shot.drawings.get(drawing_id)
+    source = shot.sources.get(drawing.source_id) if drawing is not None else None
+    return source is not None and source.kind == SourceKind.BLANK
+
+
 def _drawing_label(shot: Shot, drawing_id: str) -> str:
     drawing = shot.drawings[drawing_id]
+    if not drawing.label and is_blank(shot, drawing_id):
+        return EMPTY_LABEL
     return drawing.label or f"{drawing.source_frame + 1:04d}"
 
 

@@ -49,6 +49,7 @@ from .document import (
     validate_settings,
 )
 from .relink import portable_path
+from .timing_sheet import SheetDataError, sheet_from_dict, sheet_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,7 @@ def _settings_to_dict(settings: SegmentSettings) -> dict[str, Any]:
         **({"sketches": {str(o): {"file": r.file, "sha256": r.sha256, "name": r.name}
                          for o, r in sorted(settings.sketches.items())},
             "sketch_scale": settings.sketch_scale} if settings.sketches or settings.sketch_scale != 0.6 else {}),
+        **({"offsets": list(settings.offsets)} if settings.offsets is not None else {}),
         **({"arc": [float(settings.arc[0]), float(settings.arc[1])]} if settings.arc is not None else {}),
     }
 
@@ -197,6 +199,7 @@ def shot_to_dict(shot: Shot, folder: Path | None = None) -> dict[str, Any]:
             for seg in shot.segments.values()
         ],
         "takes": [take_to_dict(t) for t in shot.takes.values()],
+        **({"sheet": sheet_to_dict(shot.sheet), "sheet_track": shot.sheet_track} if shot.sheet is not None else {}),
     }
 
 
@@ -355,6 +358,8 @@ def _read_settings(r: _Reader) -> SegmentSettings:
         seed=r.int("seed", required=False, minimum=0),
         sketches=_read_sketches(r),
         sketch_scale=r.float("sketch_scale", 0.6, required=False),
+        offsets=r.list("offsets", required=False, limit=MAX_INBETWEENS) if r.data.get("offsets") is not None
+        else None,
         arc=_read_arc(r),
     )
     try:
@@ -472,6 +477,12 @@ def shot_from_dict(data: dict[str, Any], folder: Path | None) -> Shot:
         if segment.active_take is not None and segment.active_take not in segment.take_ids:
             raise _Bad(f"{g.where}.active_take '{segment.active_take}' is not one of its takes")
         shot.segments[segment.key] = segment
+    if data.get("sheet") is not None:
+        try:
+            shot.sheet = sheet_from_dict(data["sheet"], "shot.sheet")
+        except SheetDataError as exc:
+            raise _Bad(str(exc)) from None
+        shot.sheet_track = r.str("sheet_track", "", required=False) or ""
     orphans = [take_id for take_id in shot.takes if take_id not in owner]
     for take_id in orphans:  # a take listed by no segment: attach it rather than lose it
         take = shot.takes[take_id]

@@ -1,1 +1,1 @@
-"""The studio's dialogs: export, settings, new project from a pattern, engine setup."""
+"""The studio's dialogs: export, settings, new project from a pattern, engine setup, timing-sheet import."""

@@ -1,6 +1,7 @@
 """The exposure sheet across the bottom of the window, painted by hand (Pencil2D / OpenToonz style).
 
-Rows, top to bottom: frame numbers; cells (one box per exposure, holds drawn as one extended
+Rows, top to bottom: frame numbers; the read-only rows of an imported timing sheet (dialogue, camera
+work), if any; cells (one box per exposure, with the sheet's ○ in-between and ● reverse marks on top, holds drawn as one extended
 cell, thumbnail when there is room); segments (the key pairs, click to select one). Keys carry a
 marker; in-betweens are filled by review status so a generated drawing can never pass for a
 hand-drawn one. Painting only reads `resolve_timeline` output and cached thumbnails: a missing
@@ -9,6 +10,7 @@ thumbnail is requested from the background loader and the cell is painted withou
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from PySide6.QtCore import QEvent, QPoint, QRect, QRectF, QSize, Qt, Signal
@@ -21,6 +23,7 @@ from .thumbnails import ImageLoader
 
 RULER_H = 20
 SEGMENT_H = 14
+NOTE_H = 16  # a read-only row of an imported timing sheet (dialogue, camera work)
 CELL_PAD = 3
 MIN_FRAME_W = 4.0
 MAX_FRAME_W = 160.0
@@ -44,6 +47,9 @@ COLORS = {
     "text": QColor(240, 240, 240),
     "missing": QColor(255, 90, 90),
     "sketch": QColor(150, 150, 160),
+    "note_row": QColor(46, 46, 52),
+    "note": QColor(120, 96, 150),
+    "sheet_mark": QColor(255, 236, 160),
 }
 
 
@@ -117,6 +123,9 @@ class TimelineView(QAbstractScrollArea):
             loader.failed.connect(lambda *_: self.viewport().update())
         self.paint_count = 0
         self.sketch_frames: set[int] = set()  # the sketch row: in-between cells with a sketch
+        self.sheet_marks: dict[int, str] = {}  # frame -> ○ / ● from the imported timing sheet
+        self.note_rows: list[tuple[str, dict[int, str]]] = []  # read-only sheet rows: (title, frame -> text)
+        self._note_starts: list[list[int]] = []
         self.setAcceptDrops(True)
 
     def sizeHint(self) -> QSize:
@@ -133,6 +142,14 @@ class TimelineView(QAbstractScrollArea):
             first, last = self.selection
             self.selection = (min(first, count), min(last, count))
         self._update_scroll_range()
+        self.viewport().update()
+
+    def set_sheet_notes(self, marks: dict[int, str], rows: list[tuple[str, dict[int, str]]]) -> None:
+        """The imported sheet's marks and read-only rows (shown, never edited here)."""
+        self.sheet_marks = dict(marks)
+        self.note_rows = list(rows)
+        self._note_starts = [sorted(entries) for _title, entries in self.note_rows]  # sorted once, not per paint
+        self.setMinimumHeight(110 + NOTE_H * len(self.note_rows))
         self.viewport().update()
 
     @property
@@ -169,7 +186,8 @@ class TimelineView(QAbstractScrollArea):
 
     def cell_rect(self) -> QRect:
         height = self.viewport().height()
-        return QRect(0, RULER_H, self.viewport().width(), height - RULER_H - SEGMENT_H)
+        notes = NOTE_H * len(self.note_rows)
+        return QRect(0, RULER_H + notes, self.viewport().width(), height - RULER_H - notes - SEGMENT_H)
 
     def visible_frames(self) -> tuple[int, int]:
         first = self.frame_at(0)
@@ -351,7 +369,9 @@ class TimelineView(QAbstractScrollArea):
         first = self.frame_at(clip.left())
         last = self.frame_at(clip.right())
         self._paint_ruler(painter, first, last)
+        self._paint_note_rows(painter, first, last)
         self._paint_cells(painter, first, last)
+        self._paint_sheet_marks(painter, first, last)
         self._paint_segments(painter, first, last)
         self._paint_sketch_row(painter, first, last)
         self._paint_selection(painter)
@@ -447,6 +467,54 @@ class TimelineView(QAbstractScrollArea):
                                                         int(rect.width() - 4))
                 painter.drawText(QRectF(rect.left() + 2, rect.bottom() - 15, rect.width() - 4, 12),
                                  Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)
+
+    def _paint_note_rows(self, painter: QPainter, first: int, last: int) -> None:
+        """Dialogue and camera work of the imported sheet: each entry from its frame to the next."""
+        font = QFont(painter.font())
+        font.setPixelSize(10)
+        painter.setFont(font)
+        for row, (title, entries) in enumerate(self.note_rows):
+            top = RULER_H + row * NOTE_H
+            painter.fillRect(QRectF(0, top, self.viewport().width(), NOTE_H), COLORS["note_row"])
+            starts = self._note_starts[row]
+            begin = max(0, bisect.bisect_right(starts, first) - 1)  # only the entries on screen
+            for i in range(begin, len(starts)):
+                frame = starts[i]
+                if frame > last:
+                    break
+                end = starts[i + 1] if i + 1 < len(starts) else self.frame_count + 1
+                if end <= first or frame > last or not entries[frame]:  # "": the entry before ends here
+                    continue
+                x0, x1 = self.frame_x(frame), self.frame_x(end)
+                rect = QRectF(x0 + 1, top + 2, max(2.0, x1 - x0 - 2), NOTE_H - 4)
+                painter.fillRect(rect, COLORS["note"])
+                painter.setPen(COLORS["text"])
+                text = painter.fontMetrics().elidedText(entries[frame], Qt.TextElideMode.ElideRight,
+                                                        int(max(0.0, rect.width() - 4)))
+                painter.drawText(rect.adjusted(2, 0, -2, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                                 text)
+            painter.setPen(COLORS["ruler_text"])
+            painter.drawText(QRectF(self.viewport().width() - 160, top, 156, NOTE_H),
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, title)
+
+    def _paint_sheet_marks(self, painter: QPainter, first: int, last: int) -> None:
+        """The sheet's in-between (○) and reverse (●) marks on top of the cells they fall in."""
+        if not self.sheet_marks:
+            return
+        font = QFont(painter.font())
+        font.setPixelSize(11)
+        font.setBold(True)
+        painter.setFont(font)
+        top = self.cell_rect().top() + CELL_PAD + 1
+        side = min(14.0, max(6.0, self.frame_w - 2))
+        for frame in sorted(f for f in self.sheet_marks if first <= f <= last):
+            badge = QRectF(self.frame_x(frame) + (self.frame_w - side) / 2, top, side, side)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(COLORS["background"])  # a dark badge: readable over any thumbnail
+            painter.drawRoundedRect(badge, 3, 3)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.setPen(COLORS["sheet_mark"])
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, self.sheet_marks[frame])
 
     def _paint_segments(self, painter: QPainter, first: int, last: int) -> None:
         top = self.viewport().height() - SEGMENT_H
