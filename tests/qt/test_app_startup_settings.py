@@ -22,6 +22,20 @@ def test_first_start_opens_the_sample_shot_with_a_hint(qtbot, window):
     window.viewer.grab()
 
 
+def test_the_welcome_gives_way_once_its_steps_are_done(qtbot, window):
+    """Seen in the studio: the welcome stayed over the bottom of the drawing (where the ball bounces)
+    through the whole review; once the first take lands, the status bar carries the next steps."""
+    if not (resources_dir() / "sample_shot" / "project.json").exists():
+        pytest.skip("the sample shot is not in this checkout")
+    window.open_startup(None)
+    assert window.viewer.hint == FIRST_RUN_HINT
+    window.timeline.select_span(window.session.spans()[0])
+    window.generate_selection()
+    qtbot.waitUntil(lambda: bool(window.session.shot.takes), timeout=PATIENCE_MS)
+    qtbot.waitUntil(lambda: window.viewer.hint == "", timeout=PATIENCE_MS)
+    assert window.first_run_hint == ""
+
+
 def test_start_reopens_the_last_project(qtbot, window, project_folder):
     window.settings.last_project = str(project_folder)
     window.open_startup(None)

@@ -362,6 +362,10 @@ class MainWindow(ProjectFilesMixin, ViewerMixin, EditingMixin, QMainWindow):
         """A take arrived: the playhead stays where the user is; Go to New Frames (Ctrl+J) jumps."""
         self.last_new_take = take_id
         self.go_button.setVisible(self.new_frames_stop() is not None)
+        if self.first_run_hint and self.viewer.hint == self.first_run_hint:
+            # the welcome's steps are done and it covers the drawing; the status bar says what is next
+            self.first_run_hint = ""
+            self.viewer.set_hint("")
 
     def new_frames_stop(self) -> int | None:
         """The first frame to review of the latest take (or its first frame), while it is active."""
