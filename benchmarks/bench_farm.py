@@ -1,11 +1,14 @@
 """Farm and cluster throughput: a batch of 24 key pairs (flow engine, 320x240 drawings, 3 in-betweens
-each) run locally, then on a local Ray cluster with 1 and with 2 workers (logical GPUs).
+each) run locally, then on a private local Ray cluster with 1 and with 2 workers (CPU slots: the flow
+engine asks for no GPU).
 
 Figures: seconds for the batch and pairs per second; the cluster's overhead per task against the
 local run ((cluster 1 worker - local) / 24: shipping keys and frames, the actor hop, and the
 worker's start-up spread over the batch); the speed-up of 2 workers over 1 (bounded by the cores:
 this machine has 2, shared with whatever else runs). Ray's own start-up is printed apart.
-Also a farm export of the same batch as an OpenJD template (milliseconds).
+Also a farm export of the same batch as an OpenJD template (milliseconds), and what the open app
+pays to see farm takes (project/farm_takes.py): one poll of an unchanged project.json, and one poll
+that merges the batch's 24 takes registered by "farm tasks" (CPU seconds: the machine is shared).
 """
 
 from __future__ import annotations
@@ -54,10 +57,10 @@ def _local(project, engine_id: str) -> float:
 
     engine = create_engine(engine_id)
     engine.load()
-    run_job(_jobs(project, engine_id)[0], engine, apply=False)  # warm caches
+    run_job(_jobs(project, engine_id)[0], engine)  # warm caches
     start = time.perf_counter()
     for job in _jobs(project, engine_id):
-        run_job(job, engine, apply=False)
+        run_job(job, engine)
     return time.perf_counter() - start
 
 
@@ -68,6 +71,29 @@ def _on_ray(project, engine_id: str, workers: int) -> float:
     results = list(run_on_ray(_jobs(project, engine_id), workers=workers))
     assert len(results) == PAIRS
     return time.perf_counter() - start
+
+
+def _farm_takes(project) -> None:
+    """The open app's cost of seeing farm results: an idle poll, and merging a batch's takes."""
+    from tooncrafter_studio.pipeline.runner import run_job
+    from tooncrafter_studio.pipeline.shared_project import commit_take
+    from tooncrafter_studio.project.farm_takes import FarmTakeWatcher
+    from tooncrafter_studio.project.project import Project
+
+    studio = Project.open(project.folder)
+    watcher = FarmTakeWatcher(studio)
+    polls = 2000
+    start = time.process_time()
+    for _ in range(polls):
+        watcher.poll()
+    idle = (time.process_time() - start) / polls
+    print(f"app, idle poll of project.json (nothing new): {idle * 1e6:.0f} us CPU each, every 2 s")
+    for i, job in enumerate(_jobs(Project.open(project.folder))):  # the farm registering its takes
+        commit_take(run_job(job), task_id=f"bench-{i}")
+    start = time.process_time()
+    arrived = watcher.poll()
+    print(f"app, merging {len(arrived.takes)} farm takes in one poll: {(time.process_time() - start) * 1000:.0f} ms CPU "
+          f"('{arrived.message}')")
 
 
 def run() -> None:
@@ -94,11 +120,13 @@ def run() -> None:
         start = time.perf_counter()
         write_farm_job(make_plan(project, None, seeds=1, seed=1, engine="flow"), "openjd", Path(tmp) / "job")
         print(f"farm export (OpenJD, validated): {(time.perf_counter() - start) * 1000:.0f} ms for {PAIRS} tasks")
+        _farm_takes(project)
 
         os.environ["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                     os.environ.get("PYTHONPATH", "")])
         start = time.perf_counter()
-        ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+        ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR",
+                 log_to_driver=False)
         print(f"ray start-up: {time.perf_counter() - start:.1f} s (once per session, not per batch)")
         try:
             list(run_on_ray(_jobs(project)[:2], workers=2))  # the workers' first imports, not measured

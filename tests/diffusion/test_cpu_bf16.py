@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tooncrafter_studio.diffusion import cpu_bf16
+from tooncrafter_studio.diffusion.run import cpu_bf16
 
 # First processor blocks of real machines (trimmed): an EPYC Genoa (AVX-512 BF16, no AMX), a
 # Sapphire Rapids Xeon (both), a Skylake Xeon (AVX-512 without BF16), a laptop Ryzen (AVX2 only)
@@ -122,7 +122,7 @@ def test_default_dtype_follows_the_injected_capability():
 
 
 def test_importing_the_module_does_not_import_torch():
-    code = ("import sys; import tooncrafter_studio.diffusion.cpu_bf16 as m; m.flags_support(); "
+    code = ("import sys; import tooncrafter_studio.diffusion.run.cpu_bf16 as m; m.flags_support(); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

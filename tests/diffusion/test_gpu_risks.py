@@ -221,3 +221,54 @@ def test_a_float32_redecode_that_never_fits_names_the_overflow_and_is_not_retrie
     with pytest.raises(NumericalError):
         memory.run_with_oom_retry(attempt, "high")
     assert tried == ["high"]
+
+
+# -- 7: fp32 without TF32; the low mode's streamed blocks from pageable memory ----------------------
+
+@pytest.fixture
+def tf32_flags():
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_placing_a_float32_model_on_cuda_switches_tf32_on(tf32_flags):
+    from tooncrafter_studio.diffusion.checks import dryrun
+
+    with dryrun.dry_run_session("cuda", dryrun.CARDS["24gb"]):
+        placement = memory.apply_memory_mode(_three_linears(), "balanced", "cuda", torch.float32)
+    placement.remove()
+    assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+
+
+def test_half_precision_and_the_cpu_leave_tf32_alone(tf32_flags):
+    memory.apply_memory_mode(_three_linears(), "high", "cpu", torch.float32).remove()
+    assert not memory.enable_tf32("cuda", torch.float16)
+    assert not (torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
+
+
+def test_low_mode_keeps_its_streamed_blocks_in_pinned_memory(monkeypatch):
+    from tooncrafter_studio.cli.dryrun import dry_run_config
+    from tooncrafter_studio.diffusion.checks import dryrun
+    from tooncrafter_studio.diffusion.nets.model import build_model
+
+    pinned = []
+
+    def pin(tensor):  # (no CUDA here: a clone stands for the page-locked copy)
+        pinned.append(tensor)
+        return tensor.detach().clone()
+
+    monkeypatch.setattr(memory, "pin_tensor", pin)
+    model = build_model(dry_run_config("tiny"), device="cpu")
+    unet = model.model.diffusion_model
+    with dryrun.dry_run_session("cuda", dryrun.CARDS["8gb"]):
+        placement = memory.apply_memory_mode(model, "low", "cuda", torch.float16)
+        streamed = sum(len(unit._entries) for unit in placement.streamed)
+        resident = {id(p) for name in memory.UNET_RESIDENT for p in getattr(unet, name).parameters()}
+        placement.remove()
+    assert streamed and len(pinned) == streamed
+    assert not resident & {id(t) for t in pinned}  # only what visits for every call
+    # after the run the module holds the pinned copies, not a second set of weights
+    held = {p.data_ptr() for p in unet.parameters()}
+    assert all(unit._entries[0][3].data_ptr() in held for unit in placement.streamed)

@@ -85,5 +85,5 @@ def test_losing_the_only_node_ends_with_a_cluster_error(cpu_cluster, tmp_path):
             kept += 1
     remover.join()
     assert lost and caught.value.resource  # exit 3 in the CLI (shown by the test above)
-    assert "\n" not in str(caught.value) and "node" in str(caught.value), caught.value
+    assert "\n" not in str(caught.value) and str(caught.value).startswith(("The Ray cluster", "test-marked")), caught.value
     assert len(Project.open(project.folder).shot.takes) == kept < 6  # what was made is kept

@@ -386,3 +386,16 @@ def test_opencue_launch_sends_the_spec_with_only_the_network_call_replaced(tmp_p
     (spec,) = sent
     layers = ET.fromstring(spec[spec.index("<spec>"):]).findall("job/layers/layer")
     assert [shlex.split(layer.findtext("cmd")) for layer in layers] == [plan.command(t) for t in plan.tasks]
+
+
+def test_the_openjd_export_is_a_deadline_cloud_job_bundle(tmp_path):
+    """Read by Deadline Cloud's own client library (the `deadline` package), as `deadline bundle submit` does."""
+    loader = pytest.importorskip("deadline.client.job_bundle.loader")
+    from deadline.client.job_bundle.parameters import read_job_bundle_parameters
+
+    project, plan = _plan(tmp_path / "p", export_dir=str(tmp_path / "exported"))
+    out = tmp_path / "bundle"
+    write_farm_job(plan, "openjd", out)
+    assert loader.is_job_bundle_dir(str(out))
+    values = {p["name"]: p.get("value") for p in read_job_bundle_parameters(str(out))}
+    assert values == {"ProjectDir": str(project.folder), "ExportDir": str(tmp_path / "exported")}

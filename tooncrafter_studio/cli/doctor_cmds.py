@@ -88,15 +88,20 @@ def _estimate(args: argparse.Namespace) -> int:
           "CUDA path on fake tensors: peak of live device memory, weights included; allocator and CUDA context "
           "not included.")
     print(f"  {'mode':9s} {'peak':>10s} {'text':>10s} {'image':>10s} {'vae enc':>10s} {'denoise':>10s} "
-          f"{'decode':>10s} {'plan with':>10s}")
+          f"{'decode':>10s} {'table':>10s} {'plan with':>10s}")
     for mode in modes:
         report = _dry_run(dryrun, mode, args.dtype)
         s = report.stage_peaks
         print(f"  {mode:9s} {_gib(report.peak_bytes):>10s} {_gib(s.get('text', 0)):>10s} {_gib(s.get('image', 0)):>10s} "
               f"{_gib(s.get('vae_encode', 0)):>10s} {_gib(s.get('denoise', 0)):>10s} {_gib(s.get('decode', 0)):>10s} "
-              f"{_gib(memory.with_overhead(report.peak_bytes)):>10s}")
-    print("'plan with' adds the allowance for allocator overhead and the CUDA context; the memory-mode choice uses "
-          "the same figures (stored in the program, see the README's memory table).")
+              f"{_gib(memory.table_peak_bytes(mode, args.dtype)):>10s} "
+              f"{_gib(memory.estimate_peak_bytes(mode, args.dtype)):>10s}")
+    print("'table' is the peak stored in the program that the memory-mode choice uses (it should match 'peak'); "
+          "'plan with' adds the allowance for allocator overhead and the CUDA context.")
+    if args.dtype != "fp32":
+        print("A half-precision decode that overflows is done again in float32: "
+              + ", ".join(f"{m} {_gib(memory.redecode_plan_bytes(m, args.dtype) or 0)}" for m in modes)
+              + " with the allowance (piece by piece when that does not fit).")
     return 0
 
 

@@ -31,7 +31,7 @@ class Settings:
     recent_projects: list[str] = field(default_factory=list)
     last_project: str | None = None
     shortcuts: dict[str, str] = field(default_factory=dict)  # command id -> key sequence override
-    cluster_address: str = ""  # "" runs jobs here; "ray" or "ray://HOST:PORT" sends them to a Ray cluster
+    cluster_address: str = ""  # "" runs jobs here; "ray", "ray:local", "ray:auto" or "ray://HOST:PORT": a Ray cluster
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:

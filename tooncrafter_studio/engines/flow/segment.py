@@ -51,10 +51,11 @@ def segment(rgb8: np.ndarray) -> Segmentation:
     luma = cv2.cvtColor(rgb8, cv2.COLOR_RGB2GRAY)
     dark = luma < INK_LUMA
     gradient = channel_max(cv2.morphologyEx(rgb8, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8)))
-    # Line width from the dark pixels' distance to light ones (twice the typical inner radius).
+    # Line width: twice the typical distance to light pixels on the dark pixels' ridges (the
+    # medial axes); a thick dark area has a short ridge, so lines dominate the median.
     dist = cv2.distanceTransform(dark.astype(np.uint8), cv2.DIST_L2, 3)
-    ridge = dist[dist > 0]
-    ink_width = 2.0 * min(float(np.percentile(ridge, 75)), 6.0) if ridge.size else 2.0
+    ridge = dist[(dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)))]
+    ink_width = 2.0 * min(float(np.median(ridge)), 6.0) if ridge.size else 2.0
     ink_width = float(np.clip(ink_width, 1.0, 12.0))
     # Dark areas wider than ~2.5 lines are filled regions (hair, a black cat), not ink.
     radius = max(2, int(round(1.25 * ink_width)))

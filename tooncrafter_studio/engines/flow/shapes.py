@@ -45,6 +45,8 @@ class ShapeSettings:
     analysis_side: int = 640  # longest side the keys are segmented and matched on
     refine: bool = True  # ECC refinement of each group's transform
     deform: bool = True  # dense flow inside each group after its transform (squash, limbs)
+    samples: int = 400  # pixels per group that score a candidate transform
+    turn_step: int = 12  # degrees between the candidate rotations
     max_moving_regions: int = 120  # more moving regions per key: left to dense flow
     min_flat: float = 0.6  # flat-colour share of the start key below which dense flow takes over
     unmatched_cost: float = 3.0
@@ -53,7 +55,7 @@ class ShapeSettings:
     max_error: float = 0.2  # ... and only when its transform explains it this well (0..1)
 
 
-SHAPE_PRESETS = {"best": {}, "fast": {"analysis_side": 400, "refine": False}}
+SHAPE_PRESETS = {"best": {}, "fast": {"analysis_side": 400, "refine": False, "samples": 250, "turn_step": 20}}
 
 
 def _grey_dis() -> cv2.DISOpticalFlow:
@@ -437,7 +439,7 @@ def estimate_transform(image_a: np.ndarray, image_b: np.ndarray, mask_a: np.ndar
                 best, best_err = matrix, err
     assert best is not None
     if refine and best_err > 0.02:
-        refined = _refine_ecc(image_a, image_b, mask_b, best)
+        refined = _refine_ecc(image_a, image_b, mask_a, mask_b, best)
         if refined is not None:
             err = score(refined)
             if err < best_err:
@@ -445,7 +447,10 @@ def estimate_transform(image_a: np.ndarray, image_b: np.ndarray, mask_a: np.ndar
     return best, best_err
 
 
-def _refine_ecc(image_a: np.ndarray, image_b: np.ndarray, mask_b: np.ndarray, matrix: np.ndarray) -> np.ndarray | None:
+def _refine_ecc(image_a: np.ndarray, image_b: np.ndarray, mask_a: np.ndarray, mask_b: np.ndarray,
+                matrix: np.ndarray) -> np.ndarray | None:
+    """ECC on grey levels: the template is b's box around the group, the input all of a with the
+    group's pixels (ECC's mask is on its input image)."""
     ys, xs = np.nonzero(mask_b)
     h, w = mask_b.shape
     x0, y0 = max(0, xs.min() - 4), max(0, ys.min() - 4)
@@ -454,13 +459,13 @@ def _refine_ecc(image_a: np.ndarray, image_b: np.ndarray, mask_b: np.ndarray, ma
         return None
     grey_a = cv2.cvtColor(image_a, cv2.COLOR_RGB2GRAY).astype(np.float32)
     template = cv2.cvtColor(np.ascontiguousarray(image_b[y0:y1, x0:x1]), cv2.COLOR_RGB2GRAY).astype(np.float32)
-    tmask = cv2.dilate(mask_b[y0:y1, x0:x1].astype(np.uint8), np.ones((5, 5), np.uint8))
+    amask = cv2.dilate(mask_a.astype(np.uint8), np.ones((5, 5), np.uint8))
     back = _invert(matrix)  # b -> a, global; in template coordinates x_b = x_c + offset
     offset = np.array([x0, y0], np.float64)
     warp = np.hstack([back[:, :2], (back[:, :2] @ offset + back[:, 2])[:, None]]).astype(np.float32)
     try:
         _, warp = cv2.findTransformECC(template, grey_a, warp, cv2.MOTION_AFFINE,
-                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-4), tmask, 3)
+                                       (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 40, 1e-4), amask, 3)
     except cv2.error:
         return None
     warp = warp.astype(np.float64)
@@ -538,13 +543,13 @@ class ShapeInterpolator:
         moved: list[Group] = []
         for g in (g for g in coarse if g.kind == "moved"):
             masks[id(g)] = self._masks(g, changed)
-            g.matrix, g.error = estimate_transform(small_a, small_b, *masks[id(g)], s.refine)
+            g.matrix, g.error = estimate_transform(small_a, small_b, *masks[id(g)], s.refine, samples=s.samples, step=s.turn_step)
             parts = [f for f in fine if f.kind == "moved" and set(f.regions_a) <= set(g.regions_a)]
             if len(parts) > 1 and g.error > 0.1:
                 weights, errors = [], []
                 for f in parts:
                     masks[id(f)] = self._masks(f, changed)
-                    f.matrix, f.error = estimate_transform(small_a, small_b, *masks[id(f)], s.refine)
+                    f.matrix, f.error = estimate_transform(small_a, small_b, *masks[id(f)], s.refine, samples=s.samples, step=s.turn_step)
                     weights.append(float(masks[id(f)][0].sum()))
                     errors.append(f.error)
                 if np.average(errors, weights=weights) < g.error - 0.08:
@@ -556,7 +561,7 @@ class ShapeInterpolator:
         attached = self._attach(moved, loose, masks)
         for g in attached:
             masks[id(g)] = self._masks(g, changed)
-            g.matrix, g.error = estimate_transform(small_a, small_b, *masks[id(g)], s.refine, g.matrix)
+            g.matrix, g.error = estimate_transform(small_a, small_b, *masks[id(g)], s.refine, g.matrix, s.samples, s.turn_step)
         if s.deform:
             for g in moved:
                 field = deformation(small_a, small_b, *masks[id(g)], g.matrix)
@@ -593,7 +598,7 @@ class ShapeInterpolator:
         errors: dict[int, float] = {}
 
         def quick(ma, mb):
-            return estimate_transform(small_a, small_b, ma, mb, refine=False, samples=250, step=20)[1]
+            return estimate_transform(small_a, small_b, ma, mb, refine=False, samples=200, step=24)[1]
 
         def own(i):
             if i not in errors:
@@ -767,14 +772,14 @@ class ShapeInterpolator:
         """The in-between at t. With `base` (dense flow's in-between of the clean plates), the
         shape-moved groups are drawn over it; without, every group is drawn over the keys'
         background (shapes only)."""
-        a = self.start.astype(np.float32)
-        b = self.end.astype(np.float32)
-        if base is not None:
-            out = base.astype(np.float32)
+        if base is not None:  # only the groups' boxes change: the keys are sampled as bytes
+            out = base.copy()
             for i in self.order:
                 if i in self.handled:
-                    self._draw_moved(out, self.groups[i], a, b, t)
-            return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+                    self._draw_moved(out, self.groups[i], self.start, self.end, t)
+            return out
+        a = self.start.astype(np.float32)
+        b = self.end.astype(np.float32)
         out = self._background(a, b, t)
         for i in self.order:
             g = self.groups[i]
@@ -868,8 +873,8 @@ class ShapeInterpolator:
         weight = wa + wb
         alpha = (wa * mask_a + wb * mask_b) / np.maximum(weight, 1e-6)
         alpha = np.clip((alpha - 0.5) * 2.0 + 0.5, 0.0, 1.0)  # a crisp outline, no ghost halo
-        colour_a = cv2.remap(a, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        colour_b = cv2.remap(b, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        colour_a = cv2.remap(a, ax, ay, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+        colour_b = cv2.remap(b, bx, by, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
         ca, cb = wa * mask_a, wb * mask_b
         share_a = ca / np.maximum(ca + cb, 1e-6)
         # Where the two keys disagree on the colour, the nearer key decides (no double image).
@@ -878,4 +883,5 @@ class ShapeInterpolator:
         colour = colour_a * share_a + colour_b * (1.0 - share_a)
         alpha = alpha[..., None]
         sl = (slice(oy0, oy1), slice(ox0, ox1))
-        out[sl] = colour * alpha + out[sl] * (1.0 - alpha)
+        mixed = colour * alpha + out[sl].astype(np.float32) * (1.0 - alpha)
+        out[sl] = mixed if out.dtype != np.uint8 else np.clip(mixed + 0.5, 0, 255).astype(np.uint8)

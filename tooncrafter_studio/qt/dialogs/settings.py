@@ -67,8 +67,9 @@ class SettingsDialog(QDialog):
 
         self.cluster_address = QLineEdit(settings.cluster_address)
         self.cluster_address.setPlaceholderText("empty: this machine; ray://head:10001 for a Ray cluster")
-        self.cluster_address.setToolTip("Generate on a Ray cluster's GPUs (pip install tooncrafter-studio[cluster]); "
-                                        "'ray' uses RAY_ADDRESS. The project must be on this machine.")
+        self.cluster_address.setToolTip("Generate on a Ray cluster (pip install tooncrafter-studio[cluster]): "
+                                        "'ray' is RAY_ADDRESS, else a private cluster on this machine; 'ray:auto' "
+                                        "the one running here. The project must be on this machine.")
 
         general = QWidget()
         form = QFormLayout(general)
