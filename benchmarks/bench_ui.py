@@ -104,10 +104,10 @@ def run() -> None:
     background[700:] = (90, 170, 90)
     project = build_project(Path(home) / "shot", frames, background)
     window = MainWindow(Settings(autosave_interval_s=0), persist_settings=False)
-    window.ask_unsaved = lambda: "discard"
+    window.prompts.ask_unsaved = lambda: "discard"
     window.resize(1600, 1000)
     window.show()
-    window.frames.cache.set_budget(900 << 20)  # ~150 frames of 1080p RGB
+    window.images.frames.cache.set_budget(900 << 20)  # ~150 frames of 1080p RGB
     decoded = [0]
 
     def load(ref: ImageRef) -> np.ndarray:
@@ -116,8 +116,8 @@ def run() -> None:
             return synthetic_frame(ref.index, background)
         return original_load(ref)
 
-    original_load = window.provider.load
-    window.provider.load = load  # the loaders call provider.load from their threads
+    original_load = window.images.provider.load
+    window.images.provider.load = load  # the loaders call provider.load from their threads
     meter = StallMeter()
 
     def pump(duration: float, step=None, every_s: float = 1 / 60) -> None:
@@ -132,7 +132,7 @@ def run() -> None:
             time.sleep(0.0005)
 
     try:
-        window._set_project(project)
+        window.files.set_project(project)
         pump(1.0)
         # steady state: the engines' probes (which import torch in the background) have finished
         from tooncrafter_studio.engines.registry import engine_ids
@@ -148,7 +148,7 @@ def run() -> None:
 
         # (c) thumbnails loading while the sheet is scrolled to new places
         window.timeline.set_zoom(24)
-        window.thumbnails.invalidate()
+        window.images.thumbnails.invalidate()
         bar = window.timeline.horizontalScrollBar()
         positions = iter(np.linspace(0, bar.maximum(), 12).astype(int))
         meter.start()
@@ -157,53 +157,53 @@ def run() -> None:
         stall = meter.stop()
         pump(0.5)
         results.append(("(c) thumbnails loading while scrolling", *stall))
-        print(f"thumbnails made: {len(window.thumbnails.cache)} in {time.perf_counter() - started:.1f} s")
+        print(f"thumbnails made: {len(window.images.thumbnails.cache)} in {time.perf_counter() - started:.1f} s")
 
         # (a1) scrolling and scrubbing the 2,000-frame sheet at 60 Hz
         state = {"frame": 1}
 
         def scrub() -> None:
             state["frame"] = state["frame"] % frames + 7
-            window.set_current_frame(state["frame"])
+            window.view.set_current_frame(state["frame"])
 
         meter.start()
         pump(seconds, scrub)
         results.append(("(a) scrub + scroll the sheet at 60 Hz", *meter.stop()))
 
         # (a2) playback at the shot's 24 fps through frames not yet decoded
-        window.set_current_frame(1001)
+        window.view.set_current_frame(1001)
         painted = window.viewer.paint_count
         meter.start()
-        window.toggle_play()
+        window.view.toggle_play()
         pump(seconds)
-        window.toggle_play()
+        window.view.toggle_play()
         results.append(("(a) playback 24 fps, decoding ahead", *meter.stop()))
         print(f"playback while decoding: {(window.viewer.paint_count - painted) / seconds:.1f} painted frames/s")
 
         # playback from the cache: a 96-frame range, warmed first; at 24 fps and as fast as it goes
         first, last = 1, 96
         for frame in range(first, last + 1, 2):
-            window.frames.load_now(window.session.frames()[frame - 1].image)
+            window.images.frames.load_now(window.session.frames()[frame - 1].image)
         window.timeline.set_selection(first, last)
         window.actions["play_range"].setChecked(True)
         for fps in (24.0, 60.0, 240.0):
             window.playback.fps = fps
             project.shot.fps = fps
-            window.set_current_frame(first)
+            window.view.set_current_frame(first)
             full = {"n": 0}
             expected_refs = {f.frame: f.image for f in window.session.frames()[first - 1:last]}
 
             def count(frame: int, refs=expected_refs, tally=full) -> None:
-                image = window.frames.peek(refs[frame])
+                image = window.images.frames.peek(refs[frame])
                 if image is not None and window.viewer.image is image:
                     tally["n"] += 1
 
             window.playback.frame.connect(count)
             painted = window.viewer.paint_count
             meter.start()
-            window.toggle_play()
+            window.view.toggle_play()
             pump(seconds)
-            window.toggle_play()
+            window.view.toggle_play()
             stall = meter.stop()
             window.playback.frame.disconnect(count)
             shown = full["n"] / seconds

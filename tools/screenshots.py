@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setStyle("Fusion")
     window = MainWindow(Settings(autosave_interval_s=0, onion_skin_before=2, onion_skin_after=2),
                         persist_settings=False)
-    window.ask_unsaved = lambda: "discard"
+    window.prompts.ask_unsaved = lambda: "discard"
     window.resize(1440, 900)
     window.show()
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         (widget or window).grab().save(str(path))
         print(f"wrote {path}")
 
-    window.open_startup(None)
+    window.files.open_startup(None)
     if window.session.project is None:
         print("The sample shot is missing (tooncrafter_studio/resources/sample_shot); nothing to photograph.", file=sys.stderr)
         return 1
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     shoot("first_run")
 
-    window.generate_all()
+    window.editing.generate_all()
     settle(1.0, until=lambda: not window.worker.busy)
     shot = window.session.shot
     for index, take in enumerate(shot.takes.values()):  # a review in progress
@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     window.viewer.set_hint("")
     spans = window.session.spans()
     window.timeline.select_span(spans[0])
-    window.set_current_frame(spans[0].start_frame + 2)
+    window.view.set_current_frame(spans[0].start_frame + 2)
     window.timeline.set_zoom(44)
     shoot("review")
 
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     art[:, :, :] = np.roll(art, art.shape[1] // 5, axis=1)  # a rough pose: the ball drawn further to the right
     write_png(sketch_file, art)
     place_sketch(window.session, middle, sketch_file)
-    window.set_current_frame(middle)
+    window.view.set_current_frame(middle)
     window.inspector.set_span(spans[0])
     window.actions["sketch_overlay"].setChecked(True)
     settle(1.0)
@@ -177,19 +177,19 @@ def main(argv: list[str] | None = None) -> int:
     if len(spans) > 1:
         window.timeline.select_span(spans[1])
         window.session.push(SetSegmentSettings(spans[1].key, engine="demo-slow"))
-        window.generate_selection()
+        window.editing.generate_selection()
         settle(1.2)
         shoot("generating")
         window.worker.cancel_all()
         settle(0.5, until=lambda: not window.worker.busy)
 
-    dialog = window.export_dialog()
+    dialog = window.dialogs.export_dialog()
     dialog.out_dir.setText(str(Path(home) / "export"))
     dialog.resize(620, 480)
     settle(0.3)
     shoot("export", dialog)
     dialog.close()
-    window.open_startup(None)
+    window.files.open_startup(None)
     shoot_timing_sheet(window, Path(home), settle, shoot)
     window.close()
     return 0
@@ -201,19 +201,19 @@ def shoot_timing_sheet(window, home: Path, settle, shoot) -> None:
 
     sheet = home / "bounce.xdts"
     sheet.write_text("exchangeDigitalTimeSheet Save Data\n" + json.dumps(SAMPLE_SHEET, indent=1), encoding="utf-8")
-    dialog = window.import_timing_dialog(str(sheet))
+    dialog = window.dialogs.import_timing_dialog(str(sheet))
     dialog.resize(680, 520)
     settle(0.3)
     shoot("timing_import", dialog)
     dialog.accept()
     settle(0.3)
-    window.generate_all()
+    window.editing.generate_all()
     settle(1.0, until=lambda: not window.worker.busy)
     window.viewer.set_hint("")
     window.timeline.set_zoom(31)
     spans = window.session.spans()
     window.timeline.select_span(spans[1])
-    window.set_current_frame(13)
+    window.view.set_current_frame(13)
     shoot("timing_sheet")
 
 

@@ -2,8 +2,9 @@
 
     python tools/third_party_notices.py [--out packaging/THIRD_PARTY_NOTICES.txt]
 
-Walks the requirements of tooncrafter-studio (without extras) in the installed environment and
-copies each distribution's licence text (or names its licence where no file is shipped).
+Walks the requirements of tooncrafter-studio (plus the `gui` extra the bundle carries: Qt) in the
+installed environment and copies each distribution's licence text (or names its licence where no file
+is shipped).
 """
 
 from __future__ import annotations
@@ -15,6 +16,14 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ROOT_DIST = "tooncrafter-studio"
+BUNDLED_EXTRAS = ("gui",)  # the extras the frozen app carries (PySide6 is the gui extra)
+
+
+def _bundled(requirement: str) -> bool:
+    marker = requirement.partition(";")[2]
+    if "extra ==" not in marker:
+        return True
+    return any(re.search(rf"extra\s*==\s*['\"]{extra}['\"]", marker) for extra in BUNDLED_EXTRAS)
 
 
 def _name(requirement: str) -> str:
@@ -23,7 +32,7 @@ def _name(requirement: str) -> str:
 
 def dependency_closure(root: str = ROOT_DIST) -> list[metadata.Distribution]:
     seen: dict[str, metadata.Distribution] = {}
-    todo = [_name(r) for r in (metadata.requires(root) or []) if "extra ==" not in r]
+    todo = [_name(r) for r in (metadata.requires(root) or []) if _bundled(r)]
     while todo:
         name = todo.pop()
         if name in seen:

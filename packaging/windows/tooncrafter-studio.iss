@@ -38,6 +38,15 @@ Name: "{userdesktop}\{#AppName}"; Filename: "{app}\{#AppExe}"; Tasks: desktopico
 [Tasks]
 Name: "desktopicon"; Description: "Create a desktop shortcut"; Flags: unchecked
 
+[Registry]
+; "Open in ToonCrafter Studio" on a project folder, and "Open with" for its project.json (the app is
+; offered, never made the default for every .json): the path arrives as `tooncrafter-studio.exe PATH`.
+Root: HKCU; Subkey: "Software\Classes\Directory\shell\ToonCrafterStudio"; ValueType: string; ValueName: ""; ValueData: "Open in {#AppName}"; Flags: uninsdeletekey
+Root: HKCU; Subkey: "Software\Classes\Directory\shell\ToonCrafterStudio\command"; ValueType: string; ValueName: ""; ValueData: """{app}\{#AppExe}"" ""%1"""
+Root: HKCU; Subkey: "Software\Classes\ToonCrafterStudio.Project"; ValueType: string; ValueName: ""; ValueData: "{#AppName} project"; Flags: uninsdeletekey
+Root: HKCU; Subkey: "Software\Classes\ToonCrafterStudio.Project\shell\open\command"; ValueType: string; ValueName: ""; ValueData: """{app}\{#AppExe}"" ""%1"""
+Root: HKCU; Subkey: "Software\Classes\.json\OpenWithProgids"; ValueType: string; ValueName: "ToonCrafterStudio.Project"; ValueData: ""; Flags: uninsdeletevalue
+
 [Run]
 Filename: "{app}\{#AppExe}"; Description: "Start {#AppName}"; Flags: nowait postinstall skipifsilent
 

@@ -68,7 +68,7 @@ def test_drawings_only_with_sheets(project, tmp_path):
     cells = parse_xdts((out / "walk.xdts").read_text(encoding="utf-8"))
     assert cells == {"walk": ["1001", "1002", "1002", "1002", "1003", "1003", "1004"]}
     rows = parse_csv((out / "walk.csv").read_text(encoding="utf-8"))
-    assert [r["frame"] for r in rows] == [str(i) for i in range(1, 8)]
+    assert [r["frame"] for r in rows] == [str(i) for i in range(1001, 1008)]  # the files' numbering
     assert [r["drawing"] for r in rows] == ["1001", "1002", "1002", "1002", "1003", "1003", "1004"]
     assert [r["file"] for r in rows][:4] == ["walk.1001.png", "walk.1002.png", "walk.1002.png", "walk.1002.png"]
     assert [r["kind"] for r in rows] == ["key", "inbetween", "inbetween", "inbetween", "key", "key", "drawing"]

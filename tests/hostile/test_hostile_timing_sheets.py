@@ -104,7 +104,16 @@ def test_sheet_is_not_a_regular_file(capsys, tmp_path, shot):
 def test_unknown_track_is_one_line(capsys, tmp_path, shot):
     sheet = tmp_path / "cut.xdts"
     sheet.write_text(_xdts(_table()), encoding="utf-8")
-    refused(capsys, ["timing", "import", shot, sheet, "--track", "Z"], 2, ("no cell track 'Z'",), shot.parent)
+    err = refused(capsys, ["timing", "import", shot, sheet, "--track", "Z"], 2, ("no cell track 'Z'",), shot.parent)
+    # said once, plainly: not the repr of a KeyError ("The timing sheet has "no cell track ..."")
+    assert err.strip().endswith("cut.xdts: The timing sheet has no cell track 'Z' (its cell tracks: A).")
+
+
+def test_sheet_without_cell_tracks_says_so_once(capsys, tmp_path, shot):
+    sheet = tmp_path / "cut.xdts"
+    sheet.write_text(_xdts(_table(fields=[], timeTableHeaders=[])), encoding="utf-8")
+    err = refused(capsys, ["timing", "import", shot, sheet], 2, ("no cell track",), shot.parent)
+    assert err.strip().endswith("cut.xdts: The timing sheet has no cell track.")  # not "has the sheet has"
 
 
 STORED = {  # damage to the sheet a project keeps

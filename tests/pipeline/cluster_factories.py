@@ -14,19 +14,24 @@ from tooncrafter_studio.core.errors import InputError
 
 
 class MarkedBlend(BlendEngine):
-    """BlendEngine that notes each request it starts (a file named after its process) and takes
-    `delay` seconds per frame, so a test can kill the worker in the middle of a task."""
+    """BlendEngine that notes each request it starts (a file named after its process) and then waits
+    until the file `hold` exists before making frames, so a test acts on a worker while it is
+    certainly in the middle of a task. With `hold` given here every request waits; without it, only
+    requests whose params say {"hold": path}."""
 
     id = "test-marked"
 
-    def __init__(self, marks: str, delay: float = 0.0) -> None:
-        # the delay is the work a frame takes (a stand-in for a model), not a wait for anything
-        super().__init__(before_frame=(lambda _frame: time.sleep(delay)) if delay else None)
+    def __init__(self, marks: str, hold: str | None = None) -> None:
+        super().__init__()
         self.marks = Path(marks)
+        self.hold = hold
 
     def interpolate(self, request, progress=None, cancel=None):
         self.marks.mkdir(parents=True, exist_ok=True)
         (self.marks / f"{os.getpid()}-{time.monotonic_ns()}").touch()
+        hold = self.hold or request.params.get("hold")
+        while hold and not Path(hold).exists():  # released by the test; a cancel ends the worker
+            time.sleep(0.02)  # poll for the release
         return super().interpolate(request, progress, cancel)
 
 

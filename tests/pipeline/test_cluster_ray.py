@@ -9,13 +9,13 @@ import functools
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from cluster_factories import FailingBlend, MarkedBlend, tiny_tooncrafter
 from pipeline_factories import make_project
 from test_farm_export import KEYS, assert_same_takes, takes_by_segment
+from waiting import wait_for
 
 from tooncrafter_studio.cli.main import run_cli
 from tooncrafter_studio.core.errors import Cancelled, InputError
@@ -108,7 +108,8 @@ def test_tiny_tooncrafter_on_the_cluster_matches_the_local_run(cluster, tmp_path
 
 def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(cluster, tmp_path):
     marks = tmp_path / "marks"
-    factory = functools.partial(MarkedBlend, str(marks), 1.0)
+    release = tmp_path / "release"  # every task waits for it: the killed worker is mid-task
+    factory = functools.partial(MarkedBlend, str(marks), str(release))
     register_engine("test-marked", factory)
     try:
         local = make_project(tmp_path / "local", keys=KEYS, count=25)
@@ -120,14 +121,13 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(cluster, tmp_path
     killed: list[int] = []
 
     def kill_first_worker() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
-            started = sorted(marks.iterdir()) if marks.exists() else []
-            if started:
-                pid = int(started[0].name.split("-")[0])
-                os.kill(pid, signal.SIGKILL)  # mid-task: the engine sleeps 1 s per frame
-                killed.append(pid)
-            time.sleep(0.02)
+        try:
+            wait_for(lambda: marks.exists() and any(marks.iterdir()), "a worker to start a task")
+            pid = int(sorted(marks.iterdir())[0].name.split("-")[0])
+            os.kill(pid, signal.SIGKILL)  # mid-task: it waits for the release file
+            killed.append(pid)
+        finally:
+            release.touch()
 
     killer = threading.Thread(target=kill_first_worker, daemon=True)
     killer.start()
@@ -145,9 +145,12 @@ def test_a_worker_killed_mid_task_loses_and_duplicates_nothing(cluster, tmp_path
 
 def test_cancel_keeps_finished_takes_and_frees_the_workers(cluster, tmp_path):
     project = make_project(tmp_path, keys=KEYS, count=25)
-    factory = functools.partial(MarkedBlend, str(tmp_path / "marks"), 0.3)
+    release = tmp_path / "release"  # never given: all but the first job are still running at the cancel
+    factory = functools.partial(MarkedBlend, str(tmp_path / "marks"))
     cancel = CancelToken()
     jobs = _jobs(project, "test-marked")
+    for job in jobs[1:]:
+        job.params["hold"] = str(release)
     committed = 0
     with pytest.raises(Cancelled):
         for result in cluster_ray.run_on_ray(jobs, factories={"test-marked": factory}, cancel=cancel):
@@ -157,10 +160,11 @@ def test_cancel_keeps_finished_takes_and_frees_the_workers(cluster, tmp_path):
     assert committed == 1 and len(Project.open(project.folder).shot.takes) == 1
     assert sorted(p.name for p in (project.folder / "takes").iterdir()) == \
         [next(iter(Project.open(project.folder).shot.takes))]
-    deadline = time.monotonic() + 30  # the test engine needs no GPU: its workers held CPU slots
-    while ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert ray.available_resources().get("CPU", 0) == 2 and ray.available_resources().get("GPU", 0) == 2
+    try:  # the test engine needs no GPU: its workers held CPU slots, and the cancel gives them back
+        wait_for(lambda: ray.available_resources().get("CPU", 0) == 2, "the cancelled tasks to free their CPUs")
+    finally:
+        release.touch()
+    assert ray.available_resources().get("GPU", 0) == 2
 
 
 def test_an_engine_error_on_a_worker_reads_as_the_engine_wrote_it(cluster, tmp_path):

@@ -61,8 +61,8 @@ def window(qtbot, monkeypatch):
 
     win = MainWindow(Settings(autosave_interval_s=0), persist_settings=False)
     win.answers = []  # what ask() returns, in order (then True)
-    monkeypatch.setattr(win, "ask", lambda title, text: win.answers.pop(0) if win.answers else True)
-    monkeypatch.setattr(win, "ask_unsaved", lambda: "discard")
+    monkeypatch.setattr(win.prompts, "ask", lambda title, text: win.answers.pop(0) if win.answers else True)
+    monkeypatch.setattr(win.prompts, "ask_unsaved", lambda: "discard")
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)

@@ -40,3 +40,13 @@ def make_shot(folder: Path, drawings: int = 9, lengths: list[int] | None = None,
         shot.drawings[f"d{i}"] = Drawing(f"d{i}", "s1", i, is_key=i in keys)
         shot.cells.append(Cell(f"d{i}", lengths[i]))
     return shot
+
+
+def as_if_probed(qtbot, window, **probes) -> None:
+    """Wait for the window's own engine probes, then show these answers (ProbeResults by engine id)
+    instead: the inspector as on a machine with that hardware."""
+    from tooncrafter_studio.engines.registry import engine_ids, engine_info
+
+    qtbot.waitUntil(lambda: set(engine_ids()) <= set(window.generation.probes), timeout=PATIENCE_MS)
+    window.inspector.set_engines(engine_ids(), {**window.generation.probes, **probes},
+                                 {e: engine_info(e).capabilities for e in engine_ids()})

@@ -14,7 +14,7 @@ from tooncrafter_studio.qt.project_files import FIRST_RUN_HINT
 def test_first_start_opens_the_sample_shot_with_a_hint(qtbot, window):
     if not (resources_dir() / "sample_shot" / "project.json").exists():
         pytest.skip("the sample shot is not in this checkout")
-    window.open_startup(None)
+    window.files.open_startup(None)
     project = window.session.project
     assert project is not None and project.folder.name == "sample_shot"
     assert "resources" not in str(project.folder)  # a copy the animator may edit, not the installed one
@@ -24,14 +24,14 @@ def test_first_start_opens_the_sample_shot_with_a_hint(qtbot, window):
 
 def test_start_reopens_the_last_project(qtbot, window, project_folder):
     window.settings.last_project = str(project_folder)
-    window.open_startup(None)
+    window.files.open_startup(None)
     assert window.session.project.folder == project_folder.resolve()
     assert window.viewer.hint == ""
 
 
 def test_project_argument_wins(qtbot, window, project_folder, tmp_path):
     window.settings.last_project = str(tmp_path / "gone")
-    window.open_startup(str(project_folder))
+    window.files.open_startup(str(project_folder))
     assert window.session.project.folder == project_folder.resolve()
 
 
@@ -58,7 +58,7 @@ def test_shortcut_overrides_apply_to_menus_and_keys(qtbot):
 
 
 def test_settings_dialog_round_trip(qtbot, window):
-    dialog = window.settings_dialog()
+    dialog = window.dialogs.settings_dialog()
     dialog.onion_before.setValue(4)
     dialog.autosave.setValue(0)
     row = next(r for r in range(dialog.shortcuts.rowCount())
@@ -70,15 +70,15 @@ def test_settings_dialog_round_trip(qtbot, window):
     dialog.shortcuts.item(row, 1).setText("Ctrl+Return")
     dialog.accept()
     assert window.settings.onion_skin_before == 4 and window.settings.autosave_interval_s == 0
-    assert not window.autosave_timer.isActive()
+    assert not window.files.autosave_timer.isActive()
     assert window.actions["accept_frame"].shortcut() == QKeySequence("Ctrl+Return")
 
 
 def test_onion_skin_layers_follow_the_settings(qtbot, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     window.settings.onion_skin_before = 2
     window.settings.onion_skin_after = 1
-    window.set_current_frame(9)
+    window.view.set_current_frame(9)
     window.actions["onion_skin"].setChecked(True)
     qtbot.waitUntil(lambda: len(window.viewer.layers) == 3, timeout=PATIENCE_MS)
     opacities = [round(layer.opacity, 3) for layer in window.viewer.layers]
@@ -90,11 +90,11 @@ def test_onion_skin_layers_follow_the_settings(qtbot, window, project_folder):
 
 
 def test_ab_flip_shows_the_nearest_key(qtbot, window, project_folder):
-    window.open_project(project_folder)
-    window.set_current_frame(3)
+    window.files.open_project(project_folder)
+    window.view.set_current_frame(3)
     window.actions["ab_flip"].setChecked(True)
     assert window.viewer.badge == "B: start key"
-    window.set_current_frame(7)
+    window.view.set_current_frame(7)
     assert window.viewer.badge == "B: end key"
     window.actions["ab_flip"].setChecked(False)
     assert window.viewer.badge == ""

@@ -37,7 +37,7 @@ def test_generate_with_a_cluster_address_runs_one_batch_off_the_ui_thread(qtbot,
             yield run_job(job, engine, None, cancel)
 
     monkeypatch.setattr(cluster_ray, "run_on_ray", fake_run_on_ray)
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     window.generation.settings = dataclasses.replace(window.generation.settings, cluster_address="ray://head:1")
     window.timeline.setFocus()
     spans = window.session.spans()

@@ -22,7 +22,7 @@ def test_shortcut_sheet_lists_every_command_with_its_keys(qtbot, window):
     window.settings.shortcuts = {"accept_frame": "Ctrl+Alt+A"}
     window.actions.apply_shortcuts(window.settings.shortcuts)
     assert "Ctrl+Alt+A" in shortcut_sheet_html(window.actions)  # from the registry, never stale
-    dialog = window.shortcut_sheet()
+    dialog = window.dialogs.shortcut_sheet()
     assert dialog.isVisible()
     dialog.close()
     assert window.actions["prev_frame"].shortcut().toString() == "Left"  # the menu shows Left/Right
@@ -43,7 +43,7 @@ def test_a_closed_panel_comes_back_from_the_view_menu(qtbot, window):
 
 
 def test_onion_skin_has_a_badge_like_the_others(qtbot, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     window.actions["onion_skin"].setChecked(True)
     assert window.viewer.badge == "ONION SKIN"
     window.actions["onion_skin"].setChecked(False)
@@ -51,7 +51,7 @@ def test_onion_skin_has_a_badge_like_the_others(qtbot, window, project_folder):
 
 
 def test_pattern_dialog_has_browse_and_hold_detection(qtbot, window, monkeypatch, tmp_path):
-    dialog = window.new_from_pattern_dialog()
+    dialog = window.files.new_from_pattern_dialog()
     assert isinstance(dialog, PatternDialog) and dialog.detect_holds.isChecked()
     assert not dialog.ok_button.isEnabled()
     picked = str(tmp_path / "walk.0007.png")
@@ -61,7 +61,7 @@ def test_pattern_dialog_has_browse_and_hold_detection(qtbot, window, monkeypatch
     assert dialog.pattern.text() == picked and dialog.folder.text() == str(tmp_path / "walk_project")
     dialog.detect_holds.setChecked(False)
     calls = []
-    monkeypatch.setattr(window, "create_project", lambda *a, **k: calls.append((a, k)))
+    monkeypatch.setattr(window.files, "create_project", lambda *a, **k: calls.append((a, k)))
     dialog.accept()
     assert calls == [((picked, str(tmp_path / "walk_project")), {"detect_holds": False})]
     assert default_project_folder("/s/frame_%04d.png") == "/s/frame_project"
@@ -71,7 +71,7 @@ def test_spacing_is_named_as_animators_say_it_and_the_chart_is_usable(qtbot, win
     names = [label.lower() for label in SPACING_LABELS.values()]
     assert any("slow in" in n for n in names) and any("slow out" in n for n in names)
     assert not any(n.startswith("ease") for n in names)
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     assert window.inspector.chart.height() >= 50 and window.inspector.chart_hint.text()
 
 
@@ -82,6 +82,6 @@ def test_recovery_times_are_local():
 
 
 def test_keys_step_frames_from_the_keyboard(qtbot, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     qtbot.keyClick(window.timeline, Qt.Key.Key_Right)
-    assert window.current_frame == 2
+    assert window.view.current_frame == 2

@@ -83,7 +83,7 @@ def test_download_button_asks_with_the_size_then_downloads(qtbot, env_dir, monke
 def test_the_inspector_offers_the_set_up_where_the_engine_is_unavailable(qtbot, window, env_dir, project_folder):
     from tooncrafter_studio.engines.base import ProbeResult
 
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     inspector = window.inspector
     inspector.set_span(window.session.spans()[0])
     missing = ProbeResult(False, "The ToonCrafter engine needs torch, which is not installed: run "

@@ -24,16 +24,16 @@ def _farm_task(folder: Path, pair: str, seed: int) -> subprocess.CompletedProces
 
 
 def test_farm_takes_arrive_in_the_open_window(qtbot, window, project_folder):
-    assert window.open_project(project_folder)
+    assert window.files.open_project(project_folder)
     window.session.push(SetShotProperties(name="unsaved name"))
     for seed in (1, 2, 3):
         done = _farm_task(project_folder, "1:9", seed)
         assert done.returncode == 0, done.stderr  # not refused while the app has the project open
-    assert window.poll_farm_takes() == 3
+    assert window.files.poll_farm_takes() == 3
     assert "3 new takes from the farm" in window.statusBar().currentMessage()
     project = window.session.project
     assert project.shot.name == "unsaved name" and len(project.shot.takes) == 3
-    assert window.save()
+    assert window.files.save()
     on_disk = Project.open(project_folder).shot
     assert on_disk.name == "unsaved name" and sorted(t.seed for t in on_disk.takes.values()) == [1, 2, 3]
-    assert window.farm_timer.isActive()
+    assert window.files.farm_timer.isActive()

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+from qt_helpers import as_if_probed
+
+from tooncrafter_studio.engines.base import ProbeResult
 from tooncrafter_studio.project.commands import SetSegmentSettings
 
 
 def test_preset_sets_steps_undoably_and_the_estimate_follows(qtbot, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     span = window.session.spans()[0]
     window.session.push(SetSegmentSettings(span.key, engine="tooncrafter"))
+    as_if_probed(qtbot, window, tooncrafter=ProbeResult(True, "CUDA, 20.0 GB free of 24.0 GB, high memory mode"))
     inspector = window.inspector
     assert inspector.preset.currentData() == "final"  # the engine's default 50 steps are the final preset
     before = inspector.time_estimate.text()
-    assert before.startswith("ToonCrafter on cuda: about ") and "rough" in before
+    assert before.startswith("ToonCrafter on the GPU (CUDA): about ") and "rough" in before
 
     inspector.preset.setCurrentIndex(inspector.preset.findData("draft"))
     assert window.inspector.settings().params["steps"] == 15

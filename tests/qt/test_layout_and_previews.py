@@ -19,7 +19,7 @@ from tooncrafter_studio.qt.main_window import MainWindow
 
 def open_window(qtbot) -> MainWindow:
     window = MainWindow(Settings(autosave_interval_s=0), persist_settings=True)
-    window.ask_unsaved = lambda: "discard"
+    window.prompts.ask_unsaved = lambda: "discard"
     qtbot.addWidget(window)
     window.show()
     qtbot.waitExposed(window)
@@ -83,22 +83,22 @@ def slow_engine():
 
 def test_denoising_previews_show_in_the_viewer_until_the_job_is_cancelled(qtbot, slow_engine, window,
                                                                          project_folder, slow_engine_gate):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     first, second = window.session.spans()[:2]
     window.session.push(SetSegmentSettings(first.key, engine="slow-test"))
-    window.set_current_frame(first.start_frame + 1)
+    window.view.set_current_frame(first.start_frame + 1)
     assert window.viewer.overlay == ""
     qtbot.keyClick(window.timeline, Qt.Key.Key_G)
     task = window.worker.tasks[-1]
     qtbot.waitUntil(lambda: window.viewer.overlay.startswith("preview — step "), timeout=PATIENCE_MS)
     assert window.viewer.overlay.endswith("/400")
-    assert window.viewer.image is window.job_preview.image  # the engine's picture, not the drawing
+    assert window.viewer.image is window.view.job_preview.image  # the engine's picture, not the drawing
     assert window.viewer.border is None
 
     # another segment on screen: its own frames, no banner; back in the running one: the preview again
-    window.set_current_frame(second.start_frame + 1)
-    assert window.viewer.overlay == "" and window.viewer.image is not window.job_preview.image
-    window.set_current_frame(first.start_frame)
+    window.view.set_current_frame(second.start_frame + 1)
+    assert window.viewer.overlay == "" and window.viewer.image is not window.view.job_preview.image
+    window.view.set_current_frame(first.start_frame)
     assert window.viewer.overlay.startswith("preview — step ")
 
     # a later preview moves the step on
@@ -109,9 +109,9 @@ def test_denoising_previews_show_in_the_viewer_until_the_job_is_cancelled(qtbot,
 
     qtbot.mouseClick(window.jobs.buttons[task.id], Qt.MouseButton.LeftButton)
     # the state flips on the worker thread; the signal that clears the preview follows
-    qtbot.waitUntil(lambda: task.state == "cancelled" and window.job_preview is None, timeout=PATIENCE_MS)
-    assert window.job_preview is None and window.viewer.overlay == ""
-    assert window.current_frame == first.start_frame
+    qtbot.waitUntil(lambda: task.state == "cancelled" and window.view.job_preview is None, timeout=PATIENCE_MS)
+    assert window.view.job_preview is None and window.viewer.overlay == ""
+    assert window.view.current_frame == first.start_frame
     # the key's own drawing comes back once it is decoded (it may still be loading right now)
     qtbot.waitUntil(lambda: window.viewer.image is not None, timeout=PATIENCE_MS)
     assert window.viewer.overlay == ""
@@ -120,17 +120,17 @@ def test_denoising_previews_show_in_the_viewer_until_the_job_is_cancelled(qtbot,
 def test_the_preview_goes_when_the_job_finishes(qtbot, slow_engine, window, project_folder, monkeypatch,
                                                 slow_engine_gate):
     monkeypatch.setattr(SlowEngine, "steps", 60)
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     span = window.session.spans()[0]
     window.session.push(SetSegmentSettings(span.key, engine="slow-test"))
     seen = []
     window.jobs.preview_ready.connect(lambda *_: seen.append(window.viewer.overlay))
-    window.generate_selection()
+    window.editing.generate_selection()
     # the first step's preview shows while the job runs; then the job is let through to its end
     qtbot.waitUntil(lambda: any(text.startswith("preview — step ") for text in seen), timeout=PATIENCE_MS)
     slow_engine_gate.open()
     qtbot.waitUntil(lambda: len(window.session.shot.takes) == 1, timeout=PATIENCE_MS)
-    assert window.job_preview is None and window.viewer.overlay == ""
+    assert window.view.job_preview is None and window.viewer.overlay == ""
 
 
 def test_copy_diagnostics_names_the_model_file_checked_off_the_ui_thread(qtbot, window, project_folder,
@@ -142,12 +142,12 @@ def test_copy_diagnostics_names_the_model_file_checked_off_the_ui_thread(qtbot, 
 
     model = tmp_path / "tiny_model.safetensors"
     safetensors_numpy.save_file({"model.diffusion_model.out.2.weight": np.ones((4, 8), np.float32)}, str(model))
-    window.open_project(project_folder)
-    window.set_model_path(str(model))
+    window.files.open_project(project_folder)
+    window.dialogs.set_model_path(str(model))
     assert not window.generation.model_identity_known  # checked by the probe pool, not in this call
-    assert "Model file: (still being checked)" in window.copy_diagnostics()
+    assert "Model file: (still being checked)" in window.dialogs.copy_diagnostics()
     qtbot.waitUntil(lambda: window.generation.model_identity_known, timeout=PATIENCE_MS)
-    text = window.copy_diagnostics()
+    text = window.dialogs.copy_diagnostics()
     line = next(line for line in text.splitlines() if line.startswith("Model file: "))
     assert str(model) in line and f"{model.stat().st_size:,} bytes" in line
     if importlib.util.find_spec("torch") is not None:
@@ -159,16 +159,16 @@ def test_copy_diagnostics_names_the_model_file_checked_off_the_ui_thread(qtbot, 
 
 
 def test_copy_diagnostics_says_when_no_model_file_is_found(qtbot, window, project_folder, tmp_path):
-    window.set_model_path(str(tmp_path / "missing.ckpt"))
+    window.dialogs.set_model_path(str(tmp_path / "missing.ckpt"))
     qtbot.waitUntil(lambda: window.generation.model_identity_known, timeout=PATIENCE_MS)
-    assert "Model file: none found" in window.copy_diagnostics()
+    assert "Model file: none found" in window.dialogs.copy_diagnostics()
 
 
 def test_a_preview_of_another_size_keeps_the_frame_place_and_zoom(qtbot, slow_engine, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     span = window.session.spans()[0]
     window.session.push(SetSegmentSettings(span.key, engine="small-preview-test"))
-    window.set_current_frame(span.start_frame + 1)
+    window.view.set_current_frame(span.start_frame + 1)
     window.viewer.zoom_actual()
     qtbot.waitUntil(lambda: window.viewer.image is not None and window.viewer.image.width == 96, timeout=PATIENCE_MS)
     before = window.viewer.image_rect()

@@ -40,8 +40,7 @@ def engines():
 @pytest.fixture
 def messages(window):
     seen: list[str] = []
-    original = window.show_message
-    window.show_message = lambda text, timeout_ms=8000: (seen.append(text), original(text, timeout_ms))
+    window.prompts.shown.connect(seen.append)
     return seen
 
 
@@ -72,14 +71,14 @@ def use_engine(window, engine_id):
 
 def test_a_deterministic_engine_says_so_instead_of_returning_the_rejected_frames(qtbot, window, project_folder,
                                                                                  messages):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     use_engine(window, "crossfade")
     qtbot.waitUntil(lambda: "crossfade" in window.generation.probes, timeout=PATIENCE_MS)
     key(qtbot, window, Qt.Key.Key_G)
     wait_takes(qtbot, window, 1)
     assert window.inspector.seed_note.isVisibleTo(window.inspector)  # the seed is not offered
     assert not window.inspector.dice.isEnabled() and not window.inspector.fixed_seed.isEnabled()
-    window.set_current_frame(5)
+    window.view.set_current_frame(5)
     key(qtbot, window, Qt.Key.Key_X)
     for modifier in (Qt.KeyboardModifier.NoModifier, Qt.KeyboardModifier.ShiftModifier):
         messages.clear()
@@ -89,12 +88,12 @@ def test_a_deterministic_engine_says_so_instead_of_returning_the_rejected_frames
 
 
 def test_a_variant_engine_redraws_the_rejected_frame_differently(qtbot, engines, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     use_engine(window, "variant-test")
     key(qtbot, window, Qt.Key.Key_G)
     wait_takes(qtbot, window, 1)
     assert window.inspector.dice.isEnabled() and not window.inspector.seed_note.isVisibleTo(window.inspector)
-    window.set_current_frame(5)
+    window.view.set_current_frame(5)
     rejected, _ = pixels_at(window, 5)
     key(qtbot, window, Qt.Key.Key_X)
     key(qtbot, window, Qt.Key.Key_R, Qt.KeyboardModifier.ShiftModifier)
@@ -112,14 +111,14 @@ def test_a_variant_engine_redraws_the_rejected_frame_differently(qtbot, engines,
 
 
 def test_a_rejected_frame_shows_its_own_label_and_status_everywhere(qtbot, window, project_folder, tmp_path):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     key(qtbot, window, Qt.Key.Key_G)
     wait_takes(qtbot, window, 1)
-    window.set_current_frame(3)
+    window.view.set_current_frame(3)
     key(qtbot, window, Qt.Key.Key_A)
-    assert window.current_frame == 5
+    assert window.view.current_frame == 5
     key(qtbot, window, Qt.Key.Key_X)
-    window.set_current_frame(5)
+    window.view.set_current_frame(5)
     # viewer: its own label and status; what is held in its place is named as such
     assert "T1-2 rejected: holds T1-1" in window.viewer.caption
     assert not window.viewer.caption.split("   ")[1].startswith("T1-1")
@@ -132,11 +131,11 @@ def test_a_rejected_frame_shows_its_own_label_and_status_everywhere(qtbot, windo
     take = next(iter(window.session.shot.takes.values()))
     key(qtbot, window, Qt.Key.Key_V)
     assert window.viewer.badge == "T1-2 rejected: its own drawing"
-    assert ImageRef("take", take.id, 1) in window._wanted  # noqa: SLF001
+    assert ImageRef("take", take.id, 1) in window.view._wanted  # noqa: SLF001
     key(qtbot, window, Qt.Key.Key_V)
-    assert window.viewer.badge == "" and ImageRef("take", take.id, 1) not in window._wanted  # noqa: SLF001
+    assert window.viewer.badge == "" and ImageRef("take", take.id, 1) not in window.view._wanted  # noqa: SLF001
     # the timing sheet says the same
-    dialog = window.export_dialog()
+    dialog = window.dialogs.export_dialog()
     dialog.out_dir.setText(str(tmp_path / "out"))
     dialog.timing_sheet.setCurrentIndex(dialog.timing_sheet.findData("csv"))
     with qtbot.waitSignal(dialog.exported, timeout=PATIENCE_MS):
@@ -179,10 +178,10 @@ def clipped(window) -> list[str]:
 @pytest.mark.parametrize("size", [(1280, 720), (1920, 1080)])
 def test_no_label_is_clipped_without_a_tooltip(qtbot, window, project_folder, size):
     window.resize(*size)
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     window.session.push(SetSegmentSettings(window.session.spans()[0].key, engine="tooncrafter"))
     key(qtbot, window, Qt.Key.Key_Right)
-    window.generate_all()  # takes rows and job rows with long names
+    window.editing.generate_all()  # takes rows and job rows with long names
     qtbot.waitUntil(lambda: not window.worker.busy, timeout=PATIENCE_MS)
     QApplication.processEvents()
     assert clipped(window) == []
@@ -210,7 +209,7 @@ Project.create(folder, make_shot(folder, drawings=9, lengths=[2] * 9, keys=(0, 4
 w = MainWindow(Settings(autosave_interval_s=0), persist_settings=False)
 w.resize(1280, 720)
 w.show()
-w.open_project(folder)
+w.files.open_project(folder)
 for _ in range(20):
     app.processEvents()
 print(json.dumps({{"ratio": w.devicePixelRatio(), "clipped": t.clipped(w)}}))
@@ -229,9 +228,9 @@ def test_timeline_labels_stay_distinct_at_the_default_zoom(qtbot, window, tmp_pa
 
     folder = tmp_path / "long"
     Project.create(folder, make_shot(folder, drawings=21, lengths=[1] * 21, keys=(0, 20)))
-    window.open_project(folder)
+    window.files.open_project(folder)
     window.session.push(SetSegmentSettings(window.session.spans()[0].key, engine="crossfade", exposure=1))
-    window.generate_selection()
+    window.editing.generate_selection()
     qtbot.waitUntil(lambda: len(window.session.shot.takes) == 1 and not window.worker.busy, timeout=PATIENCE_MS)
     metrics = window.timeline.fontMetrics()
     width = int(window.timeline.frame_w - 4)
@@ -245,7 +244,7 @@ def test_timeline_labels_stay_distinct_at_the_default_zoom(qtbot, window, tmp_pa
 
 
 def test_messages_name_controls_not_command_line_flags(qtbot, window, project_folder, messages, tmp_path):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     use_engine(window, "tooncrafter")
     qtbot.waitUntil(lambda: "tooncrafter" in window.generation.probes, timeout=PATIENCE_MS)
     key(qtbot, window, Qt.Key.Key_G)
@@ -254,7 +253,7 @@ def test_messages_name_controls_not_command_line_flags(qtbot, window, project_fo
         assert not window.worker.busy and "not available" in messages[-1]
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "test.0001.png").write_bytes(b"x")
-    dialog = window.export_dialog()
+    dialog = window.dialogs.export_dialog()
     dialog.out_dir.setText(str(tmp_path / "out"))
     dialog.start()
     qtbot.waitUntil(lambda: dialog.task is None, timeout=PATIENCE_MS)
@@ -267,12 +266,12 @@ def test_messages_name_controls_not_command_line_flags(qtbot, window, project_fo
 
 
 def test_jobs_panel_reads_truthfully_and_the_playhead_stays(qtbot, engines, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     assert format_eta(0) == "" and format_eta(None) == "" and format_eta(75) == "1:15"
-    window.set_current_frame(12)  # the user works elsewhere
+    window.view.set_current_frame(12)  # the user works elsewhere
     key(qtbot, window, Qt.Key.Key_G, Qt.KeyboardModifier.ShiftModifier)  # flow: no live previews
     qtbot.waitUntil(lambda: len(window.session.shot.takes) == 2 and not window.worker.busy, timeout=PATIENCE_MS)
-    assert window.current_frame == 12  # not moved: offered instead
+    assert window.view.current_frame == 12  # not moved: offered instead
     assert window.go_button.isVisible()
     tasks = window.worker.tasks
     bar = window.jobs.bars[tasks[0].id]
@@ -281,7 +280,7 @@ def test_jobs_panel_reads_truthfully_and_the_playhead_stays(qtbot, engines, wind
     last = window.jobs.items[tasks[-1].id]
     assert window.jobs.tree.viewport().rect().intersects(window.jobs.tree.visualItemRect(last))
     use_engine(window, "slow-test")
-    window.generate_selection()
+    window.editing.generate_selection()
     task = window.worker.tasks[-1]
     qtbot.waitUntil(lambda: task.state == "running" and window.jobs.bars[task.id].value() > 0, timeout=PATIENCE_MS)
     window.worker.cancel(task)
@@ -291,27 +290,27 @@ def test_jobs_panel_reads_truthfully_and_the_playhead_stays(qtbot, engines, wind
     assert not window.session.project._reserved  # noqa: SLF001  (released on cancel)
     key(qtbot, window, Qt.Key.Key_J, Qt.KeyboardModifier.ControlModifier)
     span = window.session.spans()[1]
-    assert span.start_frame < window.current_frame < span.start_frame + span.gap
+    assert span.start_frame < window.view.current_frame < span.start_frame + span.gap
 
 
 # ----------------------------------------------------------------------- the whole loop from the keyboard
 
 
 def test_keyboard_only_review_session(qtbot, engines, window, project_folder, tmp_path):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     use_engine(window, "variant-test")
     key(qtbot, window, Qt.Key.Key_G)
     wait_takes(qtbot, window, 1)
     key(qtbot, window, Qt.Key.Key_J, Qt.KeyboardModifier.ControlModifier)  # Go to New Frames
-    assert window.current_frame == 3
+    assert window.view.current_frame == 3
     key(qtbot, window, Qt.Key.Key_A)  # accept T1-1, on to frame 5
-    assert window.current_frame == 5
+    assert window.view.current_frame == 5
     rejected, _ = pixels_at(window, 5)
     key(qtbot, window, Qt.Key.Key_X)  # reject T1-2
     key(qtbot, window, Qt.Key.Key_R, Qt.KeyboardModifier.ShiftModifier)  # redraw only that one
     wait_takes(qtbot, window, 2)
     key(qtbot, window, Qt.Key.Key_J, Qt.KeyboardModifier.ControlModifier)
-    assert window.current_frame == 5
+    assert window.view.current_frame == 5
     redrawn, frame = pixels_at(window, 5)
     assert frame.label == "T2-2" and not np.array_equal(redrawn, rejected)  # a different drawing
     key(qtbot, window, Qt.Key.Key_A)  # accept it
@@ -319,7 +318,7 @@ def test_keyboard_only_review_session(qtbot, engines, window, project_folder, tm
     assert [f.status for f in window.session.frames() if f.kind == "inbetween" and f.new_drawing] == \
         [ReviewStatus.ACCEPTED] * 3
     key(qtbot, window, Qt.Key.Key_E, Qt.KeyboardModifier.ControlModifier)  # Export…
-    dialog = window._export_dialog  # noqa: SLF001
+    dialog = window.dialogs.last_export  # noqa: SLF001
     out = tmp_path / "out"
     dialog.out_dir.selectAll()
     qtbot.keyClicks(dialog.out_dir, str(out))

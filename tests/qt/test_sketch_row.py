@@ -48,7 +48,7 @@ def test_drop_a_sketch_on_a_cell_generate_and_the_take_lists_it(qtbot, window, p
         cv2.line(sketch, (30, 4), (30, 44), (0, 0, 0), 2)
         path = tmp_path / "breakdown.png"
         cv2.imwrite(str(path), sketch)
-        window.open_project(project_folder)
+        window.files.open_project(project_folder)
         span = window.session.spans()[0]  # keys at frames 1 and 9, in-betweens on 2s
         window.session.push(SetSegmentSettings(span.key, engine=SketchRecorder.id))
 
@@ -60,14 +60,14 @@ def test_drop_a_sketch_on_a_cell_generate_and_the_take_lists_it(qtbot, window, p
         assert "not an in-between cell" in window.statusBar().currentMessage()
         assert list(window.session.shot.segments[span.key].settings.sketches) == [4]
 
-        window.set_current_frame(5)
+        window.view.set_current_frame(5)
         window.actions["sketch_overlay"].setChecked(True)  # the viewer overlays the sketch on its cell
         assert "SKETCH" in window.viewer.badge and len(window.viewer.layers) == 1
-        window.set_current_frame(3)
+        window.view.set_current_frame(3)
         assert "SKETCH" not in window.viewer.badge
         window.actions["sketch_overlay"].setChecked(False)
         window.actions["light_table"].setChecked(True)  # and the light table shows it with the keys
-        window.set_current_frame(5)
+        window.view.set_current_frame(5)
         assert "SKETCH" in window.viewer.badge and "LIGHT TABLE" in window.viewer.badge
         window.actions["light_table"].setChecked(False)
 
@@ -75,7 +75,7 @@ def test_drop_a_sketch_on_a_cell_generate_and_the_take_lists_it(qtbot, window, p
         window.inspector.sketch_scale.setValue(0.85)
         assert window.session.shot.segments[span.key].settings.sketch_scale == 0.85
 
-        window.generate_selection()
+        window.editing.generate_selection()
         qtbot.waitUntil(lambda: len(window.session.shot.takes) >= 1, timeout=PATIENCE_MS)
         take = next(iter(window.session.shot.takes.values()))
         assert take.params["sketches"][0]["name"] == "breakdown.png" and take.params["sketches"][0]["offset"] == 4
@@ -94,7 +94,7 @@ def test_drop_a_sketch_on_a_cell_generate_and_the_take_lists_it(qtbot, window, p
 def test_dropping_a_file_that_is_not_an_image_says_so_and_copies_nothing(qtbot, window, project_folder, tmp_path):
     fake = tmp_path / "pose.png"
     fake.write_text("not the pixels you are looking for\n")
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     span = window.session.spans()[0]
     _drop(window.timeline, 5, fake)
     assert "not an image" in window.statusBar().currentMessage()

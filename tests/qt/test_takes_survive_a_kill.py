@@ -24,7 +24,7 @@ from tooncrafter_studio.core.settings import Settings
 from tooncrafter_studio.qt.main_window import MainWindow
 
 win = MainWindow(Settings(autosave_interval_s=0), persist_settings=False)
-assert win.open_project(sys.argv[1])
+assert win.files.open_project(sys.argv[1])
 def landed(take_id, _key):
     print("landed", take_id, flush=True)
 win.generation.take_added.connect(landed)
@@ -74,9 +74,9 @@ def test_the_studio_offers_back_a_take_that_was_never_recorded(window, project_f
     lost = run_job(segment_job(project, key_spans(project.shot)[0], engine="crossfade")).take  # killed here
     asked = []
     window.answers = [True]
-    original_ask = window.ask
-    window.ask = lambda title, text: asked.append((title, text)) or original_ask(title, text)
-    assert window.open_project(project_folder)
+    original_ask = window.prompts.ask
+    window.prompts.ask = lambda title, text: asked.append((title, text)) or original_ask(title, text)
+    assert window.files.open_project(project_folder)
     assert asked and "1 generated take in" in asked[0][1]
     assert lost.id in window.session.shot.takes
     window.session.undo()  # one undoable step
@@ -92,6 +92,6 @@ def test_declining_keeps_the_folder_and_asks_again_next_time(window, project_fol
     project = Project.open(project_folder)
     lost = run_job(segment_job(project, key_spans(project.shot)[0], engine="crossfade")).take
     window.answers = [False]
-    assert window.open_project(project_folder)
+    assert window.files.open_project(project_folder)
     assert lost.id not in window.session.shot.takes
     assert (Path(project_folder) / "takes" / lost.id).is_dir()

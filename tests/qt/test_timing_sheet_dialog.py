@@ -28,10 +28,10 @@ def write_sheet(path):
 
 
 def test_import_timing_sheet_from_the_file_menu(qtbot, window, project_folder, tmp_path, monkeypatch):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     before_frames = window.session.shot.frame_count
     sheet = write_sheet(tmp_path / "c1.xdts")
-    dialog = window.import_timing_dialog(str(sheet))
+    dialog = window.dialogs.import_timing_dialog(str(sheet))
     assert isinstance(dialog, TimingSheetDialog)
     assert [dialog.track.itemText(i) for i in range(dialog.track.count())] == ["A", "B"]
     text = dialog.preview.toPlainText()
@@ -58,10 +58,10 @@ def test_import_timing_sheet_from_the_file_menu(qtbot, window, project_folder, t
 
 
 def test_a_bad_sheet_is_said_in_the_preview(qtbot, window, project_folder, tmp_path):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     bad = tmp_path / "bad.xdts"
     bad.write_text(IDENTIFIER + "\n{", encoding="utf-8")
-    dialog = window.import_timing_dialog(str(bad))
+    dialog = window.dialogs.import_timing_dialog(str(bad))
     assert "bad.xdts: damaged XDTS: invalid JSON" in dialog.preview.toPlainText()
     assert not dialog.ok_button.isEnabled()
     dialog.reject()
@@ -69,7 +69,7 @@ def test_a_bad_sheet_is_said_in_the_preview(qtbot, window, project_folder, tmp_p
 
 
 def test_the_file_menu_opens_it(qtbot, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     window.actions.trigger("import_timing")
     dialog = window.findChild(TimingSheetDialog)
     assert dialog is not None and dialog.isVisible()

@@ -49,23 +49,23 @@ def wait_for_take(qtbot, window, count=1, timeout=PATIENCE_MS):
 
 
 def test_open_shows_the_sheet_keys_holds_and_a_clean_title(qtbot, window, project_folder):
-    assert window.open_project(project_folder)
+    assert window.files.open_project(project_folder)
     assert window.timeline.frame_count == 18
     runs = window.timeline.runs
     assert [r.length for r in runs] == [2] * 9  # holds drawn as extended cells
     assert [r.first for r in runs if r.frame.kind == "key"] == [1, 9, 17]
     assert str(project_folder.name) in window.windowTitle() and not window.isWindowModified()
     spans = window.session.spans()
-    assert window.current_span() == spans[0]  # the first key pair is selected for the inspector
+    assert window.view.current_span() == spans[0]  # the first key pair is selected for the inspector
     assert "Keys 0001 → 0005" in window.inspector.title.text()
     assert "3 in-betweens" in window.inspector.title.text()
 
 
 def test_keyboard_edits_are_undoable(qtbot, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     shot = window.session.shot
     window.timeline.set_selection(5, 5)
-    window.set_current_frame(5)  # drawing 3 (d2)
+    window.view.set_current_frame(5)  # drawing 3 (d2)
     press(qtbot, window, Qt.Key.Key_K)
     assert shot.drawings["d2"].is_key and window.isWindowModified()
     assert len(window.session.spans()) == 3
@@ -87,7 +87,7 @@ def test_keyboard_edits_are_undoable(qtbot, window, project_folder):
 
 
 def test_generate_review_with_keyboard_undo_and_export(qtbot, window, project_folder, tmp_path):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     press(qtbot, window, Qt.Key.Key_G)  # generate the selected key pair with the default flow engine
     wait_for_take(qtbot, window)
     take = next(iter(window.session.shot.takes.values()))
@@ -95,24 +95,24 @@ def test_generate_review_with_keyboard_undo_and_export(qtbot, window, project_fo
     assert all((project_folder / tf.file).is_file() for tf in take.frames)
     frames = window.session.frames()
     assert [f.frame for f in frames if f.kind == "inbetween" and f.new_drawing] == [3, 5, 7]
-    assert window.current_frame == 1  # the playhead stays where the user is...
+    assert window.view.current_frame == 1  # the playhead stays where the user is...
     assert window.go_button.isVisible()  # ... and Go to New Frames is offered
     press(qtbot, window, Qt.Key.Key_J, Qt.KeyboardModifier.ControlModifier)
-    assert window.current_frame == 3 and not window.go_button.isVisible()
+    assert window.view.current_frame == 3 and not window.go_button.isVisible()
     assert "T1" in window.takes.list.item(0).text()
 
     press(qtbot, window, Qt.Key.Key_A)  # accept frame 3, go to the next pending one
-    assert take.frames[0].status == ReviewStatus.ACCEPTED and window.current_frame == 5
+    assert take.frames[0].status == ReviewStatus.ACCEPTED and window.view.current_frame == 5
     press(qtbot, window, Qt.Key.Key_X)  # reject frame 5: the previous drawing is held there
     assert take.frames[1].status == ReviewStatus.REJECTED
     held = window.session.frames()[4]
     assert held.note == "T1-2 rejected: holds T1-1" and held.image == window.session.frames()[2].image
-    assert window.current_frame == 7  # on to the next pending one
-    window.set_current_frame(5)
+    assert window.view.current_frame == 7  # on to the next pending one
+    window.view.set_current_frame(5)
     assert "holds" in window.viewer.caption and "rejected" in window.viewer.caption
-    window.set_current_frame(1)
+    window.view.set_current_frame(1)
     press(qtbot, window, Qt.Key.Key_N)  # next pending
-    assert window.current_frame == 7
+    assert window.view.current_frame == 7
     press(qtbot, window, Qt.Key.Key_A, Qt.KeyboardModifier.ShiftModifier)  # accept the whole take
     assert {tf.status for tf in take.frames} == {ReviewStatus.ACCEPTED}
     press(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
@@ -121,7 +121,7 @@ def test_generate_review_with_keyboard_undo_and_export(qtbot, window, project_fo
     press(qtbot, window, Qt.Key.Key_Y, Qt.KeyboardModifier.ControlModifier)
     assert take.frames[1].status == ReviewStatus.REJECTED
 
-    dialog = window.export_dialog()
+    dialog = window.dialogs.export_dialog()
     out = tmp_path / "out"
     dialog.out_dir.setText(str(out))
     dialog.preset.setCurrentIndex(dialog.preset.findData("opentoonz"))
@@ -142,7 +142,7 @@ def test_generate_review_with_keyboard_undo_and_export(qtbot, window, project_fo
 
 
 def test_cancel_a_slow_job_while_the_ui_responds(qtbot, test_engines, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     span = window.session.spans()[0]
     window.session.push(SetSegmentSettings(span.key, engine="slow-test"))
     press(qtbot, window, Qt.Key.Key_G)
@@ -150,10 +150,10 @@ def test_cancel_a_slow_job_while_the_ui_responds(qtbot, test_engines, window, pr
     qtbot.waitUntil(lambda: task.state == "running" and task.last_event is not None
                     and task.last_event.stage == "generate", timeout=PATIENCE_MS)
     # the UI keeps working: step through frames and see the job's progress arrive
-    start = window.current_frame
+    start = window.view.current_frame
     press(qtbot, window, Qt.Key.Key_Period)
     press(qtbot, window, Qt.Key.Key_Period)
-    assert window.current_frame == start + 2
+    assert window.view.current_frame == start + 2
     qtbot.waitUntil(lambda: "/400" in window.jobs.items[task.id].toolTip(1), timeout=PATIENCE_MS)
     assert window.jobs.row_state(task)["step"].endswith("%")
     assert window.jobs.row_state(task)["stage"] == "generate"
@@ -171,12 +171,12 @@ def test_closing_the_window_cancels_and_waits(qtbot, project_folder, test_engine
     from tooncrafter_studio.qt.main_window import MainWindow
 
     window = MainWindow(Settings(autosave_interval_s=0), persist_settings=False)
-    window.ask_unsaved = lambda: "discard"
+    window.prompts.ask_unsaved = lambda: "discard"
     window.show()
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     wait_for_probes(qtbot, window)  # a probe importing torch cannot be interrupted; not what is timed here
     window.session.push(SetSegmentSettings(window.session.spans()[0].key, engine="slow-test"))
-    window.generate_selection()
+    window.editing.generate_selection()
     task = window.worker.tasks[-1]
     qtbot.waitUntil(lambda: task.state == "running", timeout=PATIENCE_MS)
     assert window.close()  # the gated job never ends by itself: closing returns because it cancelled
@@ -184,19 +184,19 @@ def test_closing_the_window_cancels_and_waits(qtbot, project_folder, test_engine
 
 
 def test_failed_job_reads_clearly_with_details(qtbot, test_engines, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     qtbot.waitUntil(lambda: "nomodel-test" in window.generation.probes, timeout=PATIENCE_MS)
     span = window.session.spans()[0]
     window.session.push(SetSegmentSettings(span.key, engine="nomodel-test"))
     status = window.inspector.engine_status.text()
     assert status.startswith("Unavailable: No ToonCrafter model was found")
     assert window.inspector.locate_button.isVisibleTo(window.inspector)
-    window.generate_selection()  # G refuses an engine already known to be unavailable, naming controls
+    window.editing.generate_selection()  # G refuses an engine already known to be unavailable, naming controls
     assert window.worker.tasks == []
     message = window.statusBar().currentMessage()
     assert "not available" in message and "Segment panel" in message and "--" not in message
     del window.generation.probes["nomodel-test"]  # not probed yet: the job runs and fails readably
-    window.generate_selection()
+    window.editing.generate_selection()
     task = window.worker.tasks[-1]
     qtbot.waitUntil(lambda: window.jobs.row_state(task)["stage"].startswith("failed: "), timeout=PATIENCE_MS)
     assert "not available" in task.error and "No ToonCrafter model" in task.error
@@ -209,7 +209,7 @@ def test_failed_job_reads_clearly_with_details(qtbot, test_engines, window, proj
 
 
 def test_tooncrafter_engine_state_is_shown_without_crashing(qtbot, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     qtbot.waitUntil(lambda: "tooncrafter" in window.generation.probes, timeout=PATIENCE_MS)
     probe = window.generation.probes["tooncrafter"]
     window.session.push(SetSegmentSettings(window.session.spans()[0].key, engine="tooncrafter"))
@@ -220,10 +220,10 @@ def test_tooncrafter_engine_state_is_shown_without_crashing(qtbot, window, proje
 
 
 def test_locate_model_reprobes_with_the_new_path(qtbot, window, project_folder, tmp_path):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     bad = tmp_path / "model.ckpt"
     bad.write_bytes(b"not a checkpoint")
-    window.set_model_path(str(bad))
+    window.dialogs.set_model_path(str(bad))
     assert window.settings.model_path == str(bad)
     qtbot.waitUntil(lambda: "tooncrafter" in window.generation.probes, timeout=PATIENCE_MS)
     probe = window.generation.probes["tooncrafter"]
@@ -231,13 +231,13 @@ def test_locate_model_reprobes_with_the_new_path(qtbot, window, project_folder, 
 
 
 def test_regenerate_rejected_frames_keeps_the_others(qtbot, test_engines, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     span = window.session.spans()[0]
     window.session.push(SetSegmentSettings(span.key, engine="variant-test"))
-    window.generate_selection()
+    window.editing.generate_selection()
     wait_for_take(qtbot, window)
     first = next(iter(window.session.shot.takes.values()))
-    window.set_current_frame(5)
+    window.view.set_current_frame(5)
     press(qtbot, window, Qt.Key.Key_X)
     press(qtbot, window, Qt.Key.Key_R, Qt.KeyboardModifier.ShiftModifier)
     wait_for_take(qtbot, window, 2)
@@ -250,7 +250,7 @@ def test_regenerate_rejected_frames_keeps_the_others(qtbot, test_engines, window
     # A/B: pick the older take in the takes list and flip to it at the same frame
     window.takes.list.setCurrentRow(0)
     assert window.takes.compare_take == first.id
-    window.set_current_frame(3)
+    window.view.set_current_frame(3)
     window.actions["ab_flip"].setChecked(True)
     assert window.viewer.badge.startswith("B: take T1")
     window.actions["ab_flip"].setChecked(False)
@@ -261,36 +261,36 @@ def test_regenerate_rejected_frames_keeps_the_others(qtbot, test_engines, window
 
 
 def test_recover_after_a_crash(qtbot, window, project_folder):
-    window.open_project(project_folder)
-    window.set_current_frame(5)
+    window.files.open_project(project_folder)
+    window.view.set_current_frame(5)
     press(qtbot, window, Qt.Key.Key_K)
-    assert window.autosave()
+    assert window.files.autosave()
     # the app "crashes": nothing saved. The next start finds the recovery copy and offers it.
     window.session.set_project(None)
     window.answers = [True]
-    assert window.open_project(project_folder)
+    assert window.files.open_project(project_folder)
     assert window.session.shot.drawings["d2"].is_key
     assert window.isWindowModified()
-    assert window.save()
+    assert window.files.save()
     assert Project.open(project_folder).shot.drawings["d2"].is_key
 
 
 def test_declining_recovery_opens_the_saved_version(qtbot, window, project_folder):
-    window.open_project(project_folder)
-    window.set_current_frame(5)
+    window.files.open_project(project_folder)
+    window.view.set_current_frame(5)
     press(qtbot, window, Qt.Key.Key_K)
-    window.autosave()
+    window.files.autosave()
     window.session.set_project(None)
     window.answers = [False]
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     assert not window.session.shot.drawings["d2"].is_key and not window.isWindowModified()
 
 
 def test_new_project_from_a_folder_of_frames(qtbot, window, project_folder, tmp_path):
     target = tmp_path / "new_shot"
-    task = window.create_project(project_folder / "src", target)
+    task = window.files.create_project(project_folder / "src", target)
     qtbot.waitUntil(lambda: window.session.project is not None, timeout=PATIENCE_MS)
-    assert task.kind == "import"
+    assert task.label == "Import" and task in window.jobs.watched
     assert window.session.project.folder == target.resolve()
     assert window.timeline.frame_count == 9
     assert str(target.resolve()) in window.settings.recent_projects
@@ -299,18 +299,18 @@ def test_new_project_from_a_folder_of_frames(qtbot, window, project_folder, tmp_
 def test_autosave_timer_writes_the_recovery_copy(qtbot, window, project_folder):
     from tooncrafter_studio.project.project import recovery_path
 
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     window.settings.autosave_interval_s = 1
-    window._apply_settings()
-    window.set_current_frame(5)
+    window.dialogs.apply()
+    window.view.set_current_frame(5)
     press(qtbot, window, Qt.Key.Key_K)
     qtbot.waitUntil(lambda: recovery_path(project_folder).exists(), timeout=PATIENCE_MS)
 
 
 def test_copy_diagnostics(qtbot, window, project_folder):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     qtbot.waitUntil(lambda: "flow" in window.generation.probes, timeout=PATIENCE_MS)
-    text = window.copy_diagnostics()
+    text = window.dialogs.copy_diagnostics()
     assert QApplication.clipboard().text() == text
     assert "PySide6" in text and "flow: available" in text and str(project_folder) in text
 
@@ -374,15 +374,15 @@ def test_export_runs_in_the_background_and_can_be_cancelled(qtbot, window, proje
             reporter.step()
 
     monkeypatch.setattr(export_dialog, "export_sequence", slow_export)
-    window.open_project(project_folder)
-    dialog = window.export_dialog()
+    window.files.open_project(project_folder)
+    dialog = window.dialogs.export_dialog()
     dialog.out_dir.setText(str(tmp_path / "out"))
     dialog.include_pending.setChecked(True)
     dialog.start()
     qtbot.waitUntil(lambda: dialog.progress.maximum() == 500 and dialog.task.last_event.done == 3,
                     timeout=PATIENCE_MS)  # (the bar itself shows at most ~30 updates a second)
-    window.step(1)  # the window works while the export runs
-    assert window.current_frame == 2
+    window.view.step(1)  # the window works while the export runs
+    assert window.view.current_frame == 2
     dialog.cancel_button.click()
     qtbot.waitUntil(lambda: "cancelled" in dialog.status.text(), timeout=PATIENCE_MS)
     assert calls[0].include_pending and dialog.export_button.isEnabled()
@@ -392,7 +392,7 @@ def test_export_runs_in_the_background_and_can_be_cancelled(qtbot, window, proje
 def test_dragging_a_cell_edge_changes_the_exposure_in_one_undo_step(qtbot, window, project_folder):
     from PySide6.QtCore import QPoint
 
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     view = window.timeline
     view.set_zoom(30)
     view.horizontalScrollBar().setValue(0)
@@ -410,13 +410,13 @@ def test_dragging_a_cell_edge_changes_the_exposure_in_one_undo_step(qtbot, windo
 
 
 def test_save_as_moves_the_project_with_its_takes(qtbot, test_engines, window, project_folder, tmp_path):
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     window.session.push(SetSegmentSettings(window.session.spans()[0].key, engine="quick-test"))
-    window.generate_selection()
+    window.editing.generate_selection()
     wait_for_take(qtbot, window)
     assert window.isWindowModified()
     target = tmp_path / "copy"
-    assert window.save_as(target)
+    assert window.files.save_as(target)
     assert str(target.resolve()) in window.windowTitle() and not window.isWindowModified()
     reopened = Project.open(target)
     take = next(iter(reopened.shot.takes.values()))
@@ -425,9 +425,9 @@ def test_save_as_moves_the_project_with_its_takes(qtbot, test_engines, window, p
 
 
 def test_new_project_from_a_sequence_pattern(qtbot, window, project_folder, tmp_path):
-    task = window.create_project(str(project_folder / "src" / "frame.####.png"), tmp_path / "from_pattern")
+    task = window.files.create_project(str(project_folder / "src" / "frame.####.png"), tmp_path / "from_pattern")
     qtbot.waitUntil(lambda: window.session.project is not None, timeout=PATIENCE_MS)
-    assert task.kind == "import" and window.timeline.frame_count == 9
+    assert task.label == "Import" and window.timeline.frame_count == 9
 
 
 def test_closing_the_window_during_an_export_stops_it(qtbot, project_folder, tmp_path, monkeypatch):
@@ -448,9 +448,9 @@ def test_closing_the_window_during_an_export_stops_it(qtbot, project_folder, tmp
     monkeypatch.setattr(export_dialog, "export_sequence", slow_export)
     window = MainWindow(Settings(autosave_interval_s=0), persist_settings=False)
     window.show()
-    window.open_project(project_folder)
+    window.files.open_project(project_folder)
     wait_for_probes(qtbot, window)
-    dialog = window.export_dialog()
+    dialog = window.dialogs.export_dialog()
     dialog.out_dir.setText(str(tmp_path / "out"))
     task = dialog.start()
     qtbot.waitUntil(lambda: task.state == "running", timeout=PATIENCE_MS)

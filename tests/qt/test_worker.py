@@ -39,9 +39,8 @@ def worker(qtbot):
 def test_tasks_run_in_order_on_one_thread_off_the_ui_thread(qtbot, worker):
     record: list = []
     finished = []
-    worker.task_finished.connect(lambda task, result: finished.append(result))
     for name in "abc":
-        worker.submit(name, slow_task(2, record=record, name=name))
+        worker.submit(name, slow_task(2, record=record, name=name), on_done=lambda task: finished.append(task.result))
     qtbot.waitUntil(lambda: len(finished) == 3, timeout=PATIENCE_MS)
     assert finished == ["a", "b", "c"]
     threads = {ident for _, ident in record}
@@ -57,9 +56,10 @@ def test_progress_events_reach_the_ui_thread(qtbot, worker):
         seen_threads.add(threading.get_ident())
         events.append(event)
 
-    worker.task_progress.connect(on_progress)
-    with qtbot.waitSignal(worker.task_finished, timeout=PATIENCE_MS):
-        worker.submit("p", slow_task(5))
+    ended = []
+    worker.submit("p", slow_task(5), watch=lambda task: task.signals.progress.connect(on_progress),
+                  on_done=ended.append)  # on_done runs after every signal of the task was delivered
+    qtbot.waitUntil(lambda: bool(ended), timeout=PATIENCE_MS)
     assert seen_threads == {threading.get_ident()}
     assert events[0].stage == "denoise" and events[-1].done == 5 and events[-1].total == 5
 
@@ -73,7 +73,7 @@ def test_cancel_running_task_while_ui_stays_responsive(qtbot, worker):
     start = time.perf_counter()
     qtbot.waitUntil(lambda: (ticks.append(time.perf_counter()) or time.perf_counter() - start > 0.2), timeout=PATIENCE_MS)
     assert len(ticks) > 3
-    with qtbot.waitSignal(worker.task_cancelled, timeout=PATIENCE_MS):
+    with qtbot.waitSignal(task.signals.ended, timeout=PATIENCE_MS):
         worker.cancel(task)
     assert task.state == "cancelled"
     assert task.last_event is not None and task.last_event.done == 3  # stopped where it was
@@ -81,11 +81,14 @@ def test_cancel_running_task_while_ui_stays_responsive(qtbot, worker):
 
 def test_cancel_queued_task_never_starts(qtbot, worker):
     started = []
-    worker.task_started.connect(lambda t: started.append(t.label))
+
+    def watch(task):
+        task.signals.started.connect(lambda t: started.append(t.label))
+
     gate = StepGate()
-    first = worker.submit("first", slow_task(20, gate))
-    second = worker.submit("second", slow_task(2))
-    third = worker.submit("third", slow_task(1))
+    first = worker.submit("first", slow_task(20, gate), watch=watch)
+    second = worker.submit("second", slow_task(2), watch=watch)
+    third = worker.submit("third", slow_task(1), watch=watch)
     worker.cancel(second)
     assert second.state == "cancelled"
     gate.open()
@@ -102,17 +105,20 @@ def test_errors_become_readable_messages_with_details(qtbot, worker):
         return 1 / 0
 
     failures = []
-    worker.task_failed.connect(lambda task, message, details: failures.append((message, details)))
-    worker.submit("bad", bad)
-    worker.submit("bug", bug)
+    def failed(task):
+        assert task.state == "failed"
+        failures.append((task.error, task.details))
+
+    worker.submit("bad", bad, on_done=failed)
+    worker.submit("bug", bug, on_done=failed)
     qtbot.waitUntil(lambda: len(failures) == 2, timeout=PATIENCE_MS)
     assert failures[0][0] == "The start key frame.0001.png is unreadable."
     assert "InputError" in failures[0][1]
     assert failures[1][0].startswith("Unexpected error: ZeroDivisionError")
     assert "Traceback" in failures[1][1]
     # the thread survived both
-    with qtbot.waitSignal(worker.task_finished, timeout=PATIENCE_MS):
-        worker.submit("ok", slow_task(1))
+    ok = worker.submit("ok", slow_task(1))
+    qtbot.waitUntil(lambda: ok.state == "done", timeout=PATIENCE_MS)
 
 
 def test_shutdown_cancels_and_waits(qtbot):
@@ -122,3 +128,17 @@ def test_shutdown_cancels_and_waits(qtbot):
     assert worker.shutdown(PATIENCE_MS)  # returns only once the cancelled task has stopped
     assert running_threads() == []
     assert task.cancel.cancelled
+
+
+def test_each_task_reports_only_to_its_own_listeners(qtbot, worker):
+    """No broadcast: a listener of one task never hears of another (the Orange3 pattern)."""
+    heard: list[str] = []
+    reported: list[str] = []
+
+    def watch(task):
+        task.signals.ended.connect(lambda t: heard.append(t.label))
+
+    worker.submit("mine", slow_task(1), watch=watch)
+    worker.submit("other", slow_task(1), on_done=lambda t: reported.append(t.label))
+    qtbot.waitUntil(lambda: reported == ["other"], timeout=PATIENCE_MS)  # its end was delivered, after mine
+    assert heard == ["mine"]

@@ -6,7 +6,6 @@ import dataclasses
 import os
 import stat
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -196,7 +195,7 @@ def test_offline_is_said_plainly(tmp_path):
 def test_cancel_stops_the_installer_process(tmp_path):
     pid_file = tmp_path / "pid"
     slow = _script(f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); "
-                   "print('Downloading torch (846.2MiB)', flush=True); time.sleep(60)")
+                   "print('Downloading torch (846.2MiB)', flush=True); import threading; threading.Event().wait()")
     plan = _plan(tmp_path, slow, _script("pass"))
     cancel = ei.CancelToken()
 
@@ -204,10 +203,8 @@ def test_cancel_stops_the_installer_process(tmp_path):
         if event.message.startswith("downloading"):  # the installer is running: the user cancels
             cancel.cancel()
 
-    began = time.monotonic()
-    with pytest.raises(Cancelled, match="run it again"):
+    with pytest.raises(Cancelled, match="run it again"):  # the installer never ends by itself
         ei.run_install(plan, progress, cancel, reachable=_no_network_check, verify_script=FAKE_VERIFY)
-    assert time.monotonic() - began < 50  # well before the installer's 60 s would have ended it
     pid = int(pid_file.read_text())
 
     def gone() -> bool:

@@ -49,11 +49,11 @@ def _ask(question: str, assume_yes: bool) -> bool:
 def run_download(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else user_models_dir()
     info = md.fetch_info(args.repo, args.file, args.revision)
-    dest = out_dir / info.filename
+    dest = out_dir / info.local_name
     commit = (info.commit or "?")[:10]
     checksum = f"{info.checksum_kind} {info.checksum[:16]}…" if info.checksum_kind else "no checksum published"  # type: ignore[index]
     print(f"{info.filename} from {info.repo} (commit {commit}): {md.format_size(info.size)}, {checksum}")
-    if dest.exists() and dest.stat().st_size == info.size:
+    if dest.is_file() and dest.stat().st_size == info.size:
         print(f"already downloaded: {dest}")
     else:
         have = md.partial_bytes(info, out_dir)

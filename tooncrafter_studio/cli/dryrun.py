@@ -46,14 +46,24 @@ class DryRunReport:
     live_after_unload: int = 0  # bytes still on the device after `engine.unload()`
     unet_batches: list[int] = field(default_factory=list)  # batch size of every UNet call
     modes_tried: list[str] = field(default_factory=list)
+    live_at_retry: list[int] = field(default_factory=list)  # device bytes when each OOM retry starts
     passes: int = 0
     frames: list[np.ndarray] = field(default_factory=list)
     error: BaseException | None = None  # what the run raised (cancel, out of memory), if anything
     cpu_seconds: float = 0.0
 
     def as_json(self) -> dict[str, Any]:
-        return {"mode": self.memory_mode or self.requested_mode, "dtype": self.dtype, "device": self.device,
-                "card": self.card, "peak_bytes": self.peak_bytes, "stages": dict(self.stage_peaks)}
+        """The dry run's figures beside the program's table: `peak_bytes` traced now, `table_peak_bytes`
+        what the mode choice uses, `plan_bytes` that with the overhead allowance, and
+        `fp32_redecode_plan_bytes` what a decode redone in float32 after an overflow needs."""
+        from ..diffusion.run import memory
+
+        mode = self.memory_mode or self.requested_mode
+        return {"mode": mode, "dtype": self.dtype, "device": self.device, "card": self.card,
+                "peak_bytes": self.peak_bytes, "stages": dict(self.stage_peaks),
+                "table_peak_bytes": memory.table_peak_bytes(mode, self.dtype),
+                "plan_bytes": memory.estimate_peak_bytes(mode, self.dtype),
+                "fp32_redecode_plan_bytes": memory.redecode_plan_bytes(mode, self.dtype)}
 
 
 def _rgb(height: int, width: int, shift: int = 0) -> np.ndarray:
@@ -110,6 +120,60 @@ def misplaced_weights(model: Any, mode: str, last_stage: str | None, device: str
 
 
 @contextlib.contextmanager
+def _failing_transfers(state: dict[str, Any], modes: Sequence[str], error: Callable[[], BaseException]
+                       ) -> Iterator[None]:
+    """The first weight transfer to the device in each of `modes` fails half-way through its tensors."""
+    from types import SimpleNamespace
+    from unittest import mock
+
+    from ..diffusion.run import memory
+
+    original = memory._Offloaded.load
+
+    class _Refused:
+        def detach(self) -> _Refused:
+            return self
+
+        def to(self, *_a: Any, **_k: Any) -> Any:
+            raise error()
+
+    def load(unit: Any) -> None:
+        mode = state.get("mode")
+        if unit.on_device or mode not in modes or mode in state["failed"] or len(unit._entries) < 2:
+            return original(unit)
+        state["failed"].add(mode)
+        half = len(unit._entries) // 2
+        sentinel = (SimpleNamespace(_parameters={}, _buffers={}), "refused", False, _Refused())
+        entries = unit._entries
+        unit._entries = [*entries[:half], sentinel, *entries[half:]]
+        try:
+            original(unit)
+        finally:
+            unit._entries = entries
+
+    with mock.patch.object(memory._Offloaded, "load", load):
+        yield
+
+
+@contextlib.contextmanager
+def _overflowing_decode() -> Iterator[None]:
+    """The first decode's finite check says NaN: the float32 redo runs, as after an fp16 overflow."""
+    from unittest import mock
+
+    from ..diffusion.run import pipeline
+
+    original = pipeline._all_finite
+    calls = {"n": 0}
+
+    def all_finite(tensor: Any) -> bool:
+        calls["n"] += 1
+        return calls["n"] > 1 and original(tensor)
+
+    with mock.patch.object(pipeline, "_all_finite", all_finite):
+        yield
+
+
+@contextlib.contextmanager
 def _watch_placement(report: DryRunReport, recorder: Any, state: dict[str, Any]) -> Iterator[None]:
     """Name the recorder's stage after each pipeline stage hook (every mode calls it) and note the
     mode the model is placed in."""
@@ -127,7 +191,16 @@ def _watch_placement(report: DryRunReport, recorder: Any, state: dict[str, Any])
         recorder.set_stage(stage)
         original(placement, stage)
 
-    with mock.patch.object(memory.Placement, "stage_hook", stage_hook):
+    original_apply = memory.apply_memory_mode
+
+    def apply_memory_mode(model: Any, mode: str, *args: Any, **kwargs: Any) -> Any:
+        if mode != state.get("mode"):  # the high mode moves its weights here, before any stage
+            state["mode"] = mode
+            report.modes_tried.append(mode)
+        return original_apply(model, mode, *args, **kwargs)
+
+    with mock.patch.object(memory.Placement, "stage_hook", stage_hook), \
+            mock.patch.object(memory, "apply_memory_mode", apply_memory_mode):
         yield
 
 
@@ -142,6 +215,8 @@ def dry_run(
     steps: int = 1,
     times: Sequence[float] = (0.5,),
     oom_in: Sequence[str] = (),
+    oom_at: str = "unet",
+    overflow_decode: bool = False,
     cancel_after_steps: int | None = None,
     progress: ProgressCallback | None = None,
     model_hook: Callable[[Any], Any] | None = None,
@@ -150,8 +225,11 @@ def dry_run(
 
     `config` None: the full 512 model; `size` the keys' (height, width) (the model frame by
     default, so fitting is the identity). `card`: a `diffusion.checks.dryrun.SimulatedCard` or a key of
-    its CARDS ("8gb", "12gb", "24gb", "80gb", "mac16gb"). `oom_in`: memory modes in which the first UNet call fails
-    in its middle block with `torch.cuda.OutOfMemoryError`. `cancel_after_steps`: cancel after that
+    its CARDS ("8gb", "12gb", "24gb", "80gb", "mac16gb"). `oom_in`: memory modes in which the run fails once
+    with `torch.cuda.OutOfMemoryError`, at `oom_at`: "unet" (in its middle block), "transfer" (half-way
+    through a weight transfer to the device), "encode" (the VAE encoder) or "decode" (the VAE decoder).
+    `overflow_decode`: the half-precision decode reports NaN once, so the float32 redo runs (and is
+    measured). `cancel_after_steps`: cancel after that
     many denoising steps. `model_hook(model)` may add hooks before the run and return their handles
     (removed after it: the fake model is kept for the next dry run). What the run raised
     (Cancelled, OutOfMemory) is kept in `report.error`, not raised.
@@ -179,11 +257,20 @@ def dry_run(
                 raise dryrun.simulated_out_of_memory(recorder.live, card)
 
         hooks.callback(unet.register_forward_pre_hook(count_batch).remove)
-        # inside the middle block's first layer: in the low mode its weights have just been streamed in
-        first_layer = next(iter(unet.middle_block.children()))
-        for leaf in first_layer.modules():
-            if leaf is not first_layer and not any(True for _ in leaf.children()):
-                hooks.callback(leaf.register_forward_pre_hook(out_of_memory).remove)
+        if oom_at == "transfer":
+            hooks.enter_context(_failing_transfers(state, oom_in, lambda: dryrun.simulated_out_of_memory(
+                recorder.live, card)))
+        else:
+            # unet: inside the middle block's first layer (in the low mode its weights have just been
+            # streamed in); encode / decode: the VAE encoder's or decoder's first layer
+            vae = model.first_stage_model
+            first_layer = {"unet": lambda: next(iter(unet.middle_block.children())),
+                           "encode": lambda: vae.encoder, "decode": lambda: vae.decoder}[oom_at]()
+            for leaf in first_layer.modules():
+                if leaf is not first_layer and not any(True for _ in leaf.children()):
+                    hooks.callback(leaf.register_forward_pre_hook(out_of_memory).remove)
+        if overflow_decode:
+            hooks.enter_context(_overflowing_decode())
         if model_hook is not None:
             for handle in model_hook(model) or ():
                 hooks.callback(handle.remove)
@@ -193,6 +280,8 @@ def dry_run(
         def on_progress(event: ProgressEvent) -> None:
             if progress is not None:
                 progress(event)
+            if event.stage == "load" and "retrying" in event.message:
+                report.live_at_retry.append(recorder.live)
             if cancel_after_steps is not None and event.stage == "denoise" and event.done >= cancel_after_steps:
                 cancel.cancel()
 

@@ -7,7 +7,7 @@ import os
 
 from ..core.errors import InputError
 from ..export import PRESETS, ExportOptions, export_sequence
-from ..export.exporter import TIMING_SHEETS
+from ..export.exporter import TIMING_SHEETS, MissingDrawingsError
 from .progress import TqdmProgress
 
 
@@ -49,8 +49,12 @@ def run_export(args: argparse.Namespace) -> int:
         out_dir=args.out, preset=args.preset, name=args.name, separator=args.separator, padding=args.padding,
         start_number=args.start_number, include_pending=args.include_pending, drawings_only=args.drawings_only,
         timing_sheet=args.timing_sheet, overwrite=args.overwrite, workers=args.workers)
-    with TqdmProgress(quiet=args.quiet) as progress:
-        report = export_sequence(project.folder, project.shot, options, progress)
+    try:
+        with TqdmProgress(quiet=args.quiet) as progress:
+            report = export_sequence(project.folder, project.shot, options, progress)
+    except MissingDrawingsError as exc:
+        raise InputError(f"{exc.summary} Find them with: tooncrafter-studio relink {args.project} --source FOLDER "
+                         "(the folder that holds them now), then export again.") from None
     for warning in report.warnings:
         print(f"warning: {warning}")
     what = "drawings" if args.drawings_only else "frames"

@@ -74,7 +74,7 @@ def parse_times(text: str) -> list[float]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from ..engines.registry import create_engine
+    from ..engines.registry import engine_info
     from ..pipeline.jobs import TakeReservation, parse_pair, redo_rejected_job, segment_job
     from ..pipeline.runner import first_seed
     from ..pipeline.shared_project import (
@@ -151,7 +151,7 @@ def run_generate(args: argparse.Namespace) -> int:
                 jobs.append(first)
                 if args.seeds > 1:
                     if first.seed is None:
-                        first.seed = first_seed(create_engine(first.engine_id).capabilities)
+                        first.seed = first_seed(engine_info(first.engine_id).capabilities)
                     jobs += [segment_job(project, span, count=args.count, spacing=args.spacing, times=times,
                                          engine=args.engine, params=params, seed=first.seed + i, prompt=args.prompt)
                              for i in range(1, args.seeds)]

@@ -5,10 +5,11 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 
 from ..core.errors import InputError
-from .base import Engine
+from .base import Engine, EngineCapabilities
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +23,28 @@ _BUILTINS: dict[str, str] = {
 }
 
 _extra: dict[str, Callable[[], Engine]] = {}
+_built_for_info: dict[str, EngineInfo] = {}
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What an engine is and can do, as its class declares it: read without building one."""
+
+    id: str
+    label: str
+    capabilities: EngineCapabilities
+    accepts_sketches: bool = False  # takes sketches in params["sketches"] (engines/sketch.py)
 
 
 def register_engine(engine_id: str, factory: Callable[[], Engine]) -> None:
     """Add an engine at run time (tests, plug-ins loaded by hand)."""
     _extra[engine_id] = factory
+    _built_for_info.pop(engine_id, None)
 
 
 def unregister_engine(engine_id: str) -> None:
     _extra.pop(engine_id, None)
+    _built_for_info.pop(engine_id, None)
 
 
 def _import(target: str) -> Callable[[], Engine]:
@@ -55,13 +69,33 @@ def engine_ids() -> list[str]:
     return ids
 
 
-def create_engine(engine_id: str) -> Engine:
-    """A new engine instance; an unknown id is an InputError listing the known ones."""
+def _factory(engine_id: str) -> Callable[[], Engine]:
     if engine_id in _extra:
-        return _extra[engine_id]()
+        return _extra[engine_id]
     if engine_id in _BUILTINS:
-        return _import(_BUILTINS[engine_id])()
+        return _import(_BUILTINS[engine_id])
     plugin = _plugin_targets().get(engine_id)
     if plugin is not None:
-        return plugin.load()()  # type: ignore[attr-defined]
+        return plugin.load()  # type: ignore[attr-defined]
     raise InputError(f"Unknown engine '{engine_id}'. Known engines: {', '.join(engine_ids())}.")
+
+
+def create_engine(engine_id: str) -> Engine:
+    """A new engine instance; an unknown id is an InputError listing the known ones."""
+    return _factory(engine_id)()
+
+
+def engine_info(engine_id: str) -> EngineInfo:
+    """The engine's label and capabilities from its class (a factory function names its class in
+    `engine_class`): nothing is built, configured or probed, and torch is not imported. A factory
+    that names no class is called once and its answer kept. Unknown id: InputError."""
+    factory = _factory(engine_id)
+    cls = factory if isinstance(factory, type) else getattr(factory, "engine_class", None)
+    if isinstance(cls, type) and issubclass(cls, Engine):
+        return EngineInfo(engine_id, cls.label or engine_id, cls.capabilities,
+                          bool(getattr(cls, "accepts_sketches", False)))
+    if engine_id not in _built_for_info:
+        engine = factory()
+        _built_for_info[engine_id] = EngineInfo(engine_id, engine.label or engine_id, engine.capabilities,
+                                                bool(getattr(engine, "accepts_sketches", False)))
+    return _built_for_info[engine_id]

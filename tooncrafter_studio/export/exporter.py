@@ -49,6 +49,7 @@ from ..media.imageio import encode_png, plain_png_layout, probe_image, read_imag
 from ..media.importer import conform, frame_path, read_frame
 from ..project.document import Shot, SourceKind
 from ..project.moved_copy import original_location_notes
+from ..project.relink import missing_drawings
 from ..project.resolve import ImageRef, ResolvedFrame, resolve_timeline
 from .naming import DEFAULT_PRESET, Naming, resolve_naming
 from .overwrite import file_id
@@ -149,7 +150,9 @@ def _plan(shot: Shot, options: ExportOptions) -> _Plan:
             file_of_frame.append(file_name)
             drawing_of_frame.append(str(run_start_number))
         files = file_of_frame[:]
-    rows = [SheetRow(r.frame, drawing_of_frame[i], file_of_frame[i], r.label, r.kind, r.image.kind, r.image.id,
+    # one numbering per sheet: frames count from the preset's first number, as the files do (Nuke: 1001)
+    rows = [SheetRow(naming.start_number + i, drawing_of_frame[i], file_of_frame[i], r.label, r.kind,
+                     r.image.kind, r.image.id,
                      r.image.index, r.status.value if r.status is not None else "", r.note)
             for i, r in enumerate(frames)]
     jobs = [_Job(image, tuple(names)) for image, names in names_by_image.items()]
@@ -346,7 +349,8 @@ def _provenance(shot: Shot, options: ExportOptions, plan: _Plan, written: list[t
             "frames": [{"offset": tf.offset, "time": tf.time, "status": tf.status.value, "file": tf.file}
                        for tf in take.frames],
         })
-    keys = [{"frame": f.frame, "label": f.label, "source": f.image.id, "source_frame": f.image.index}
+    keys = [{"frame": plan.naming.start_number + f.frame - 1, "label": f.label, "source": f.image.id,
+             "source_frame": f.image.index}
             for f in plan.frames if f.kind == "key" and f.new_drawing]
     return {
         "tool": "ToonCrafter Studio",
@@ -362,6 +366,36 @@ def _provenance(shot: Shot, options: ExportOptions, plan: _Plan, written: list[t
         "frames": [asdict(row) for row in plan.rows],
         "written": [{"name": name, "size": size} for name, size in written],
     }
+
+
+LOCATE_IN_THE_APP = "Locate them first: File ▸ Locate Missing Drawings…"
+
+
+class MissingDrawingsError(ExportError):
+    """Drawings of the shot are not where the project says: the export would stop at the first one.
+    `summary` says which; the message adds how to find them in the app (the CLI names `relink`)."""
+
+    def __init__(self, summary: str, count: int) -> None:
+        super().__init__(f"{summary} {LOCATE_IN_THE_APP}")
+        self.summary = summary
+        self.count = count
+
+
+def check_drawings_present(shot: Shot, project_folder: str | os.PathLike) -> None:
+    """MissingDrawingsError when any drawing's file is missing (before anything is written)."""
+    missing = missing_drawings(shot, Path(project_folder))
+    if not missing:
+        return
+    names = []
+    for drawing_id in missing[:3]:
+        drawing = shot.drawings[drawing_id]
+        source = shot.sources[drawing.source_id]
+        names.append(source.path if source.kind == SourceKind.VIDEO or not source.files
+                     else f"{source.path}/{source.files[drawing.source_frame]}")
+    more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+    count = len(missing)
+    raise MissingDrawingsError(f"{count} drawing{'s are' if count != 1 else ' is'} missing ({', '.join(names)}{more}): "
+                               "the files are not where the project says, so nothing was exported.", count)
 
 
 def export_sequence(project_folder: str | os.PathLike, shot: Shot, options: ExportOptions,
@@ -394,6 +428,7 @@ def _export_sequence(project_folder: str | os.PathLike, shot: Shot, options: Exp
     project_folder = Path(project_folder)
     if not str(options.out_dir).strip():
         raise ExportError("Choose a folder to export into.")
+    check_drawings_present(shot, project_folder)
     out_dir = Path(options.out_dir)
     plan = _plan(shot, options)
     sheet_names = _sheet_names(plan.naming, options)

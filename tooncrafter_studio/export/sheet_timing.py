@@ -176,7 +176,7 @@ def plan_import(shot: Shot, sheet: Sheet, track_name: str | None = None, fps: fl
     try:
         track = sheet.cell_track(track_name)
     except KeyError as exc:
-        raise InputError(f"The timing sheet has {str(exc).strip(chr(39))}.") from None
+        raise InputError(f"The timing sheet has {exc.args[0]}.") from None  # args[0]: str() is a repr
     if fps is not None and not 0.1 <= fps <= 1000:
         raise InputError(f"--fps must be between 0.1 and 1000, not {fps:g}.")
     runs = exposures(track, sheet.duration)

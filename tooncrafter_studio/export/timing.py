@@ -30,7 +30,7 @@ CSV_COLUMNS = ("frame", "drawing", "file", "label", "kind", "image", "image_id",
 class SheetRow:
     """One timeline frame of the exposure sheet."""
 
-    frame: int  # 1-based timeline frame
+    frame: int  # the frame in the export's numbering: the first frame is the preset's first number (Nuke 1001)
     drawing: str  # exported drawing number shown on this frame (the cell value)
     file: str  # file written for this frame (expanded) or the drawing's file (drawings only)
     label: str  # the drawing's name in the project

@@ -48,7 +48,7 @@ from typing import Any
 from ..core.errors import Cancelled, EngineUnavailable, InputError, StudioError
 from ..core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
 from ..engines.base import Engine, InterpolationRequest, InterpolationResult, ProbeResult
-from ..engines.registry import create_engine
+from ..engines.registry import engine_info
 from .engines import build_engine
 from .jobs import Job
 from .runner import JobResult, _load_key, check_engine, first_seed, run_job
@@ -122,7 +122,7 @@ def needs_gpu(engine_id: str, params: dict[str, Any] | None = None) -> bool:
     if (params or {}).get("device") == "cpu":
         return False
     try:
-        return bool(create_engine(engine_id).capabilities.needs_gpu)
+        return bool(engine_info(engine_id).capabilities.needs_gpu)
     except StudioError:  # an engine only the workers know (a factory): it says nothing of GPUs
         return False
 
@@ -388,7 +388,7 @@ def run_on_ray(jobs: list[Job], address: str = "ray", *, progress_factory: Calla
             raise ClusterError(f"The Ray cluster at {address} has no CPUs to run workers on.")
         for job in jobs:  # fixed here so a retried task makes the same frames
             if job.seed is None:
-                job.seed = first_seed(create_engine(job.engine_id).capabilities)
+                job.seed = first_seed(engine_info(job.engine_id).capabilities)
         factories = {job.engine_id: (factories or {}).get(job.engine_id)
                      or functools.partial(build_engine, job.engine_id, job.params) for job in jobs}
         per_engine: dict[str, int] = {}

@@ -108,7 +108,7 @@ def make_plan(project: Project, pairs: list[str] | None = None, seeds: int = 1, 
 
     Every chosen segment is planned now, so a pair that cannot be generated fails here, not on the farm.
     """
-    from ..engines.registry import create_engine
+    from ..engines.registry import engine_info
 
     if seeds < 1:
         raise InputError(f"--seeds must be at least 1, not {seeds}.")
@@ -137,7 +137,7 @@ def make_plan(project: Project, pairs: list[str] | None = None, seeds: int = 1, 
         plan_inbetweens(span.gap, settings)  # raises a clear error for a segment that cannot be made
         engines.add(engine or settings.engine or "flow")
         base = (seed if seed is not None else settings.seed if settings.seed is not None
-                else first_seed(create_engine(engine or settings.engine or "flow").capabilities))
+                else first_seed(engine_info(engine or settings.engine or "flow").capabilities))
         for i in range(seeds):
             pair = _pair_text(span)
             tasks.append(FarmTask(pair, base + i, f"{batch}-{pair}-s{base + i}"))
@@ -148,7 +148,7 @@ def make_plan(project: Project, pairs: list[str] | None = None, seeds: int = 1, 
         options += ["--param", item]
     gpus = 0
     for engine_id in sorted(engines):
-        if create_engine(engine_id).capabilities.needs_gpu:
+        if engine_info(engine_id).capabilities.needs_gpu:
             gpus = 1
     outside = [source.path for source in shot.sources.values() if Path(source.path).is_absolute()]
     return FarmPlan(name=shot.name or project.folder.name, project_dir=str(project.folder), batch=batch,

@@ -382,6 +382,17 @@ def set_aside(path: Path) -> Path | None:
     return None
 
 
+def project_folder_of(path: str | os.PathLike) -> str | None:
+    """The project folder a path names (the folder, or its project.json), else None: what a file
+    manager, a file association or the command line hands over."""
+    path = Path(path)
+    if path.name == PROJECT_FILE and path.is_file():
+        return str(path.parent)
+    if path.is_dir() and (path / PROJECT_FILE).is_file():
+        return str(path)
+    return None
+
+
 def find_recovery(folder: str | os.PathLike, on_damaged: Callable[[str], None] | None = None) -> Recovery | None:
     """A recovery copy that is newer than project.json and differs from it, or None.
 

@@ -85,13 +85,13 @@ class Sheet:
         """The cell track called `name` (default: the first); KeyError naming the choices."""
         tracks = self.cell_tracks
         if not tracks:
-            raise KeyError("the sheet has no cell track")
+            raise KeyError("no cell track")
         if name is None:
             return tracks[0]
         for track in tracks:
             if track.name == name:
                 return track
-        raise KeyError(f"no cell track '{name}' (the sheet has {', '.join(t.name for t in tracks)})")
+        raise KeyError(f"no cell track '{name}' (its cell tracks: {', '.join(t.name for t in tracks)})")
 
 
 # --------------------------------------------------------------------------- cell tracks

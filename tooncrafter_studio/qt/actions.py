@@ -24,6 +24,7 @@ class CommandSpec:
     toolbar: bool = False
     checkable: bool = False
     tip: str = ""
+    section: str = ""  # commands of one section stay together; a separator goes between sections
 
 
 MENUS = ("File", "Edit", "Timeline", "View", "Generate", "Review", "Help")
@@ -31,84 +32,87 @@ MENUS = ("File", "Edit", "Timeline", "View", "Generate", "Review", "Help")
 COMMANDS: tuple[CommandSpec, ...] = (
     # File
     CommandSpec("new_project", "&New Project…", ("Ctrl+N",), "File", True,
-                tip="Make a project from an image sequence, a video or loose images"),
+                tip="Make a project from an image sequence, a video or loose images", section="open"),
     CommandSpec("new_from_pattern", "New Project from a Sequence &Pattern…", ("Ctrl+Shift+N",), "File",
-                tip="e.g. /shots/sc01/frame.####.png or frame_%04d.png"),
-    CommandSpec("open_project", "&Open Project…", ("Ctrl+O",), "File", True),
-    CommandSpec("save", "&Save", ("Ctrl+S",), "File", True),
-    CommandSpec("save_as", "Save &As…", ("Ctrl+Shift+S",), "File"),
-    CommandSpec("export", "&Export PNG Sequence…", ("Ctrl+E",), "File", True),
+                tip="e.g. /shots/sc01/frame.####.png or frame_%04d.png", section="open"),
+    CommandSpec("open_project", "&Open Project…", ("Ctrl+O",), "File", True, section="open"),
+    CommandSpec("save", "&Save", ("Ctrl+S",), "File", True, section="save"),
+    CommandSpec("save_as", "Save &As…", ("Ctrl+Shift+S",), "File", section="save"),
+    CommandSpec("export", "&Export PNG Sequence…", ("Ctrl+E",), "File", True, section="export"),
     CommandSpec("import_timing", "Import &Timing Sheet…", (), "File",
-                tip="Set the exposures and the frames to in-between from an XDTS or CSV timing sheet"),
+                tip="Set the exposures and the frames to in-between from an XDTS or CSV timing sheet",
+                section="export"),
     CommandSpec("locate_missing", "&Locate Missing Drawings…", (), "File",
-                tip="Point the project at the folder where its drawings are now (nothing is copied)"),
-    CommandSpec("settings", "Se&ttings…", ("Ctrl+,",), "File"),
-    CommandSpec("quit", "&Quit", ("Ctrl+Q",), "File"),
+                tip="Point the project at the folder where its drawings are now (nothing is copied)", section="export"),
+    CommandSpec("settings", "Se&ttings…", ("Ctrl+,",), "File", section="settings"),
+    CommandSpec("quit", "&Quit", ("Ctrl+Q",), "File", section="quit"),
     # Edit
-    CommandSpec("undo", "&Undo", ("Ctrl+Z",), "Edit", True),
-    CommandSpec("redo", "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Edit", True),
+    CommandSpec("undo", "&Undo", ("Ctrl+Z",), "Edit", True, section="undo"),
+    CommandSpec("redo", "&Redo", ("Ctrl+Shift+Z", "Ctrl+Y"), "Edit", True, section="undo"),
     # Timeline
-    CommandSpec("set_key", "Set &Key", ("K",), "Timeline", tip="Mark the drawing at the current frame as a key"),
-    CommandSpec("remove_key", "&Remove Key", ("Shift+K",), "Timeline"),
-    CommandSpec("exposure_1", "Exposure on &1s", ("1",), "Timeline"),
-    CommandSpec("exposure_2", "Exposure on &2s", ("2",), "Timeline"),
-    CommandSpec("exposure_3", "Exposure on &3s", ("3",), "Timeline"),
-    CommandSpec("exposure_n", "Exposure…", ("E",), "Timeline"),
+    CommandSpec("set_key", "Set &Key", ("K",), "Timeline", tip="Mark the drawing at the current frame as a key", section="keys"),
+    CommandSpec("remove_key", "&Remove Key", ("Shift+K",), "Timeline", section="keys"),
+    CommandSpec("exposure_1", "Exposure on &1s", ("1",), "Timeline", section="exposure"),
+    CommandSpec("exposure_2", "Exposure on &2s", ("2",), "Timeline", section="exposure"),
+    CommandSpec("exposure_3", "Exposure on &3s", ("3",), "Timeline", section="exposure"),
+    CommandSpec("exposure_n", "Exposure…", ("E",), "Timeline", section="exposure"),
     CommandSpec("insert_frame", "&Insert Frame", ("Insert", "+"), "Timeline",
-                tip="Hold the drawing at the current frame one frame longer"),
+                tip="Hold the drawing at the current frame one frame longer", section="frames"),
     CommandSpec("delete_frames", "&Delete Frames", ("Delete",), "Timeline",
-                tip="Delete the selected frames (holds get shorter)"),
-    CommandSpec("select_pair", "Select Key &Pair", ("S",), "Timeline"),
-    CommandSpec("timeline_zoom_in", "Zoom Timeline In", ("=",), "Timeline"),
-    CommandSpec("timeline_zoom_out", "Zoom Timeline Out", ("-",), "Timeline"),
+                tip="Delete the selected frames (holds get shorter)", section="frames"),
+    CommandSpec("select_pair", "Select Key &Pair", ("S",), "Timeline", section="frames"),
+    CommandSpec("timeline_zoom_in", "Zoom Timeline In", ("=",), "Timeline", section="zoom"),
+    CommandSpec("timeline_zoom_out", "Zoom Timeline Out", ("-",), "Timeline", section="zoom"),
     # View / playback
-    CommandSpec("play", "&Play / Stop", ("Space",), "View", True),
-    CommandSpec("loop", "&Loop", ("Ctrl+L",), "View", checkable=True),
-    CommandSpec("play_range", "Play Selection &Range", ("Shift+Space",), "View", checkable=True),
-    CommandSpec("prev_frame", "Previous Frame", ("Left", ","), "View"),
-    CommandSpec("next_frame", "Next Frame", ("Right", "."), "View"),
-    CommandSpec("prev_drawing", "Previous Drawing", ("Up",), "View"),
-    CommandSpec("next_drawing", "Next Drawing", ("Down",), "View"),
-    CommandSpec("first_frame", "First Frame", ("Home",), "View"),
-    CommandSpec("last_frame", "Last Frame", ("End",), "View"),
-    CommandSpec("onion_skin", "&Onion Skin", ("O",), "View", True, True),
+    CommandSpec("play", "&Play / Stop", ("Space",), "View", True, section="playback"),
+    CommandSpec("loop", "&Loop", ("Ctrl+L",), "View", checkable=True, section="playback"),
+    CommandSpec("play_range", "Play Selection &Range", ("Shift+Space",), "View", checkable=True, section="playback"),
+    CommandSpec("prev_frame", "Previous Frame", ("Left", ","), "View", section="step"),
+    CommandSpec("next_frame", "Next Frame", ("Right", "."), "View", section="step"),
+    CommandSpec("prev_drawing", "Previous Drawing", ("Up",), "View", section="step"),
+    CommandSpec("next_drawing", "Next Drawing", ("Down",), "View", section="step"),
+    CommandSpec("first_frame", "First Frame", ("Home",), "View", section="step"),
+    CommandSpec("last_frame", "Last Frame", ("End",), "View", section="step"),
+    CommandSpec("onion_skin", "&Onion Skin", ("O",), "View", True, True, section="overlays"),
     CommandSpec("light_table", "&Light Table", ("T",), "View", True, True,
-                tip="Overlay the two keys of the current segment"),
+                tip="Overlay the two keys of the current segment", section="overlays"),
     CommandSpec("sketch_overlay", "Show S&ketches", ("Alt+S",), "View", True, True,
-                tip="Overlay the sketch placed on the current in-between cell (also shown in the light table)"),
+                tip="Overlay the sketch placed on the current in-between cell (also shown in the light table)", section="overlays"),
     CommandSpec("ab_flip", "A/&B Flip", ("B",), "View", True, True,
-                tip="Flip between this frame and the compared take (or the nearest key)"),
+                tip="Flip between this frame and the compared take (or the nearest key)", section="overlays"),
     CommandSpec("show_rejected", "Show &Rejected Drawing", ("V",), "View", checkable=True,
-                tip="On a rejected in-between, show its own drawing instead of the one held in its place"),
-    CommandSpec("zoom_fit", "Zoom to &Fit", ("F",), "View"),
-    CommandSpec("zoom_100", "Zoom &100 %", ("Ctrl+0",), "View"),
-    CommandSpec("zoom_in", "Zoom In", ("Ctrl+=", "Ctrl++"), "View"),
-    CommandSpec("zoom_out", "Zoom Out", ("Ctrl+-",), "View"),
-    CommandSpec("show_log", "Show &Log", ("Ctrl+Shift+L",), "View"),
+                tip="On a rejected in-between, show its own drawing instead of the one held in its place", section="overlays"),
+    CommandSpec("zoom_fit", "Zoom to &Fit", ("F",), "View", section="zoom"),
+    CommandSpec("zoom_100", "Zoom &100 %", ("Ctrl+0",), "View", section="zoom"),
+    CommandSpec("zoom_in", "Zoom In", ("Ctrl+=", "Ctrl++"), "View", section="zoom"),
+    CommandSpec("zoom_out", "Zoom Out", ("Ctrl+-",), "View", section="zoom"),
+    CommandSpec("show_log", "Show &Log", ("Ctrl+Shift+L",), "View", section="panels"),
     # Generate
     CommandSpec("generate", "&Generate Selection", ("G",), "Generate", True,
-                tip="Generate in-betweens for the selected key pairs"),
-    CommandSpec("generate_all", "Generate &All Segments", ("Shift+G",), "Generate"),
-    CommandSpec("regenerate", "&Regenerate (New Seed)", ("R",), "Generate"),
-    CommandSpec("regenerate_rejected", "Regenerate Re&jected Frames", ("Shift+R",), "Generate"),
-    CommandSpec("cancel_jobs", "&Cancel All Jobs", ("Ctrl+Shift+X",), "Generate"),
-    CommandSpec("engine_setup", "ToonCrafter &Engine…", (), "Generate",
-                tip="Install the ToonCrafter engine for your GPU and download the model"),
+                tip="Generate in-betweens for the selected key pairs", section="generate"),
+    CommandSpec("generate_all", "Generate &All Segments", ("Shift+G",), "Generate", section="generate"),
+    CommandSpec("regenerate", "&Regenerate (New Seed)", ("R",), "Generate", section="generate"),
+    CommandSpec("regenerate_rejected", "Regenerate Re&jected Frames", ("Shift+R",), "Generate", section="generate"),
+    CommandSpec("cancel_jobs", "&Cancel All Jobs", ("Ctrl+Shift+X",), "Generate", section="jobs"),
+    CommandSpec("free_gpu_memory", "&Free GPU Memory", (), "Generate", section="jobs",
+                tip="Take the model off the GPU and give the memory back (the next job places it again)"),
     CommandSpec("go_to_new_frames", "Go to &New Frames", ("Ctrl+J",), "Generate",
-                tip="Jump to the first frame to review of the take that finished last"),
+                tip="Jump to the first frame to review of the take that finished last", section="jobs"),
+    CommandSpec("engine_setup", "ToonCrafter &Engine…", (), "Generate",
+                tip="Install the ToonCrafter engine for your GPU and download the model", section="engine"),
     # Review
-    CommandSpec("accept_frame", "&Accept Frame", ("A",), "Review"),
-    CommandSpec("reject_frame", "Re&ject Frame", ("X",), "Review"),
-    CommandSpec("reset_frame", "Reset Frame to Pending", ("U",), "Review"),
-    CommandSpec("accept_take", "Accept &Whole Take", ("Shift+A",), "Review"),
-    CommandSpec("reject_take", "Reject Whole &Take", ("Shift+X",), "Review"),
-    CommandSpec("next_pending", "&Next Pending Frame", ("N",), "Review"),
-    CommandSpec("prev_pending", "&Previous Pending Frame", ("Shift+N",), "Review"),
-    CommandSpec("next_take", "Next Take", ("]",), "Review"),
-    CommandSpec("prev_take", "Previous Take", ("[",), "Review"),
+    CommandSpec("accept_frame", "&Accept Frame", ("A",), "Review", section="frame"),
+    CommandSpec("reject_frame", "Re&ject Frame", ("X",), "Review", section="frame"),
+    CommandSpec("reset_frame", "Reset Frame to Pending", ("U",), "Review", section="frame"),
+    CommandSpec("accept_take", "Accept &Whole Take", ("Shift+A",), "Review", section="take"),
+    CommandSpec("reject_take", "Reject Whole &Take", ("Shift+X",), "Review", section="take"),
+    CommandSpec("next_pending", "&Next Pending Frame", ("N",), "Review", section="pending"),
+    CommandSpec("prev_pending", "&Previous Pending Frame", ("Shift+N",), "Review", section="pending"),
+    CommandSpec("next_take", "Next Take", ("]",), "Review", section="takes"),
+    CommandSpec("prev_take", "Previous Take", ("[",), "Review", section="takes"),
     # Help
-    CommandSpec("shortcut_sheet", "&Keyboard Shortcuts", ("F1",), "Help"),
-    CommandSpec("copy_diagnostics", "Copy &Diagnostics", (), "Help"),
+    CommandSpec("shortcut_sheet", "&Keyboard Shortcuts", ("F1",), "Help", section="help"),
+    CommandSpec("copy_diagnostics", "Copy &Diagnostics", (), "Help", section="help"),
     CommandSpec("about", "&About ToonCrafter Studio", (), "Help"),
 )
 
@@ -193,16 +197,14 @@ class ActionRegistry:
 
     def build_menus(self, menubar: QMenuBar) -> None:
         menus = {name: menubar.addMenu(f"&{name}") for name in MENUS}
-        last_menu_group: dict[str, str] = {}
+        last_section: dict[str, str] = {}
         for spec in COMMANDS:
             if not spec.menu:
                 continue
             menu = menus[spec.menu]
-            group = spec.id.split("_")[0]
-            if spec.menu in last_menu_group and spec.menu in ("Review", "View") and \
-                    group != last_menu_group[spec.menu] and group in ("accept", "next", "onion", "zoom", "show"):
-                menu.addSeparator()
-            last_menu_group[spec.menu] = group
+            if spec.menu in last_section and spec.section != last_section[spec.menu]:
+                menu.addSeparator()  # between sections only: a pair (Previous | Next) is never split
+            last_section[spec.menu] = spec.section
             menu.addAction(self.actions[spec.id])
         self.menus = menus
 

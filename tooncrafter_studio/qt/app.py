@@ -1,4 +1,4 @@
-"""Start the desktop app: `tooncrafter-studio [--project PATH]`.
+"""Start the desktop app: `tooncrafter-studio [PROJECT | --project PATH]`.
 
 Importing this module imports Qt and the Qt-free core, never torch: the window is up before any
 CUDA initialisation (the ToonCrafter engine's probe runs later, off the UI thread).
@@ -10,8 +10,11 @@ import argparse
 import logging
 import sys
 
+from PySide6.QtCore import QEvent, QObject
+
 from ..core.logging import configure_logging
 from ..core.paths import user_log_dir
+from ..project.project import project_folder_of
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +27,21 @@ def parse_args(args: list[str]) -> argparse.Namespace:
     parser.add_argument("--smoke-test", action="store_true", help=argparse.SUPPRESS)
     known, _unknown = parser.parse_known_args(args)  # Qt's own options (-platform ...) pass through
     return known
+
+
+class FileOpenEvents(QObject):
+    """macOS hands a project opened from the Finder (or `open -a`) over as a QFileOpenEvent, not in argv."""
+
+    def __init__(self, window, parent: QObject) -> None:
+        super().__init__(parent)
+        self.window = window
+
+    def eventFilter(self, watched, event) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.FileOpen:
+            path = event.file()
+            self.window.files.open_project(project_folder_of(path) or path)
+            return True
+        return False
 
 
 def run_app(args: list[str] | None = None) -> int:
@@ -40,7 +58,8 @@ def run_app(args: list[str] | None = None) -> int:
     app.setStyle("Fusion")
     window = MainWindow()
     window.show()
-    window.open_startup(options.project)
+    app.installEventFilter(FileOpenEvents(window, app))
+    window.files.open_startup(options.project)
     if options.smoke_test:
         _report_and_quit(app, window)
     code = app.exec()

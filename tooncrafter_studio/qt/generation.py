@@ -22,7 +22,7 @@ from ..core.paths import find_model
 from ..core.progress import CancelToken, ProgressCallback
 from ..core.settings import Settings
 from ..engines.base import EngineCapabilities, ProbeResult
-from ..engines.registry import create_engine, engine_ids
+from ..engines.registry import engine_ids, engine_info
 from ..pipeline.engines import EngineCache, build_engine, settings_options
 from ..pipeline.jobs import Job, redo_rejected_job, segment_job
 from ..pipeline.runner import JobResult, apply_result, draw_seed, run_job
@@ -33,6 +33,11 @@ from .session import Session
 from .worker import Task, Worker, track_pool
 
 log = logging.getLogger(__name__)
+
+
+def is_reviewed(take) -> bool:
+    """Whether the animator has judged any frame of the take (accepted or rejected)."""
+    return any(frame.status != ReviewStatus.PENDING for frame in take.frames)
 
 
 def model_identity(settings: Settings) -> dict[str, Any] | None:
@@ -88,13 +93,17 @@ class _ProbeJob(QRunnable):
 class GenerationController(QObject):
     message = Signal(str)
     take_added = Signal(str, object)  # take id, SegmentSpan key
+    take_beside = Signal(str)  # a new take kept beside a reviewed active take (the takes panel offers it)
     probes_ready = Signal(object, object)
+    job_started = Signal(object)  # task: one of ours was queued (the jobs panel watches it)
+    job_ended = Signal(object)  # task: one of ours is done, failed or cancelled (its preview goes)
 
     def __init__(self, session: Session, worker: Worker, settings: Settings, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.worker = worker
         self.settings = settings
+        self.tasks: list[Task] = []  # ours, queued or running
         self.probes: dict[str, ProbeResult] = {}
         self.capabilities: dict[str, Any] = {}
         self.model_identity: dict[str, Any] | None = None
@@ -132,15 +141,15 @@ class GenerationController(QObject):
         known = self.capabilities.get(engine_id)
         if known is None:
             try:
-                known = create_engine(engine_id).capabilities
-            except Exception:  # an engine that cannot be created: the job will say why
+                known = engine_info(engine_id).capabilities
+            except Exception:  # an engine that cannot be imported: the job will say why
                 return EngineCapabilities()
         return known
 
     def engine_label(self, engine_id: str) -> str:
         try:
-            return create_engine(engine_id).label or engine_id
-        except Exception:  # an engine that cannot even be created
+            return engine_info(engine_id).label
+        except Exception:  # an engine that cannot even be imported
             return engine_id
 
     def refusal(self, engine_id: str, new_variant: bool = False) -> str:
@@ -219,8 +228,15 @@ class GenerationController(QObject):
             return None
         return self._submit(job)
 
+    def free_gpu_memory(self) -> Task:
+        """The studio's "Free GPU Memory": after the queued jobs, every kept engine gives its GPU
+        memory back (weights and allocator cache); the model stays loaded on the CPU."""
+        engines = self._engines
+        return self.worker.submit("Free GPU memory", lambda progress, cancel: engines.release_gpu(), "engine")
+
     def _submit(self, job: Job) -> Task:
         defaults = settings_options(self.settings)  # this job's settings, even if they change meanwhile
+        keep_loaded = self.settings.keep_model_loaded
         engines = self._engines
 
         def run(progress: ProgressCallback, cancel: CancelToken) -> JobResult:
@@ -229,10 +245,14 @@ class GenerationController(QObject):
             except BaseException:
                 job.release()
                 raise
-            return run_job(job, engine, progress, cancel)
+            try:
+                return run_job(job, engine, progress, cancel)
+            finally:  # done, failed or cancelled: the setting says whether the GPU stays ours
+                if not keep_loaded:
+                    engines.release_gpu()
 
         label = self.job_label(job) + (" (rejected frames)" if job.kept_from else "")
-        return self.worker.submit(label, run, "generate", payload={"job": job}, on_done=self._job_done)
+        return self.worker.submit(label, run, payload={"job": job}, on_done=self._job_done, watch=self._watch)
 
     def _submit_to_cluster(self, jobs: list[Job], address: str) -> Task:
         """One task for the batch: the worker thread waits on the cluster, the UI keeps working."""
@@ -242,7 +262,22 @@ class GenerationController(QObject):
             return list(run_on_ray(jobs, address, cancel=cancel, progress=progress))
 
         label = f"{len(jobs)} key pair{'s' if len(jobs) != 1 else ''} on the cluster {address}"
-        return self.worker.submit(label, run, "generate", payload={"jobs": jobs}, on_done=self._batch_done)
+        return self.worker.submit(label, run, payload={"jobs": jobs}, on_done=self._batch_done, watch=self._watch)
+
+    def _watch(self, task: Task) -> None:
+        self.tasks.append(task)
+        task.signals.ended.connect(self._ended)
+        self.job_started.emit(task)  # connected to JobsPanel.watch: its row shows from the start
+
+    def _ended(self, task: Task) -> None:
+        if task in self.tasks:
+            self.tasks.remove(task)
+        self.job_ended.emit(task)
+
+    def cancel_all(self) -> None:
+        """Cancel our queued and running jobs (another project is being opened)."""
+        for task in list(self.tasks):
+            self.worker.cancel(task)
 
     def _batch_done(self, task: Task) -> None:
         jobs: list[Job] = task.payload["jobs"]
@@ -275,9 +310,15 @@ class GenerationController(QObject):
             result.job.release()
             log.info("A finished take belongs to a project that is no longer open; it was not added.")
             return
+        # A reviewed take stays active (it is what the animator chose, what shows and exports); the new
+        # one comes beside it. Redrawing its rejected frames is asked of that take itself: that one
+        # takes over, carrying the accepted frames along.
+        segment = project.shot.segments.get((result.take.start_key, result.take.end_key))
+        kept = segment.active_take if segment is not None and not result.job.kept_from else None
+        beside = kept is not None and kept in project.shot.takes and is_reviewed(project.shot.takes[kept])
         was_clean = project.stack.is_clean
         try:
-            apply_result(result, project)
+            apply_result(result, project, activate=not beside)
         except StudioError as exc:
             self.message.emit(f"The take could not be added: {exc}")
             return
@@ -287,6 +328,14 @@ class GenerationController(QObject):
         except StudioError as exc:
             log.warning("Take %s could not be recorded in project.json: %s", take.id, exc)
             self.message.emit(f"Take {take.label} is in the studio but not yet on disk ({exc}); save to keep it.")
+        if beside:
+            reviewed = project.shot.takes[kept]
+            self.message.emit(f"Take {take.label} is ready beside {reviewed.label or reviewed.id}, which stays active "
+                              "(reviewed: it is what shows and exports). Pick it in the Takes panel to compare (B), "
+                              "double-click it (or press ]) to make it the active take.")
+            log.info("Take %s (%s) added beside the reviewed take %s", take.label, take.id, reviewed.label)
+            self.take_beside.emit(take.id)
+            return
         pending = sum(1 for tf in take.frames if tf.status == ReviewStatus.PENDING)
         self.message.emit(f"Take {take.label} is ready: {pending} in-between{'s' if pending != 1 else ''} "
                           f"to review (A accept, X reject, N next).")

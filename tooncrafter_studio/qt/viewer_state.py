@@ -1,27 +1,72 @@
-"""What the viewer shows for the current frame: onion skin, light table, A/B flip, prefetch (MainWindow part)."""
+"""The playhead and what the viewer shows for it: current frame, playback, onion skin, light table,
+A/B flip, denoising previews and prefetch (the part of the window that owns the view)."""
 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QLabel
+
 from ..core.progress import ProgressEvent
-from ..project.resolve import ImageRef, ResolvedFrame
-from .widgets.sketch_row import sketch_layer
-from .widgets.thumbnails import DisplayImage
-from .widgets.timeline import COLORS
+from ..core.settings import Settings
+from ..export.sheet_timing import timeline_notes
+from ..project.resolve import ImageRef, ResolvedFrame, SegmentSpan
+from .actions import ActionRegistry
+from .panels.takes import TakesPanel
+from .session import Session
+from .widgets.frames import FrameProvider
+from .widgets.sketch_row import sketch_layer, sketch_marks, sketches_ignored
+from .widgets.thumbnails import DisplayImage, ImageLoader
+from .widgets.timeline import COLORS, TimelineView
 from .widgets.viewer import (
     LIGHT_TABLE_A,
     LIGHT_TABLE_B,
     ONION_AFTER,
     ONION_BEFORE,
     Layer,
+    Playback,
+    ViewerWidget,
+    tinted,
 )
 
 log = logging.getLogger(__name__)
 
 PREFETCH_PLAYING = 16
 PREFETCH_PAUSED = 3
+ONION_SIDE = 960  # onion skin and light table layers are drawn from images this size (fast to tint)
+
+
+def _tint(image: DisplayImage, rgb: tuple[int, int, int]) -> DisplayImage:
+    return tinted(image, QColor(*rgb))
+
+
+class ImageLoaders:
+    """The three picture supplies of the window, each on its own threads and memory budget."""
+
+    def __init__(self, provider: FrameProvider, parent: QObject) -> None:
+        self.provider = provider
+        self.thumbnails = ImageLoader(provider, max_side=160, threads=1, budget_bytes=96 << 20, parent=parent)
+        # full frames for the viewer: one decoder per spare core (the UI thread keeps one for itself)
+        decoders = max(1, min(4, (os.cpu_count() or 2) - 1))
+        self.frames = ImageLoader(provider, max_side=0, threads=decoders, budget_bytes=768 << 20, parent=parent)
+        # onion skin and light table layers: medium-size pictures, tinted off the UI thread
+        self.tints = ImageLoader(provider, max_side=ONION_SIDE, threads=1, budget_bytes=128 << 20,
+                                 parent=parent, transform=_tint)
+
+    def all(self) -> tuple[ImageLoader, ImageLoader, ImageLoader]:
+        return self.thumbnails, self.frames, self.tints
+
+    def invalidate(self) -> None:
+        for loader in self.all():
+            loader.invalidate()
+
+    def shutdown(self) -> None:
+        for loader in self.all():
+            loader.shutdown()
 
 
 @dataclass
@@ -49,8 +94,85 @@ def job_segment_key(task) -> tuple[str, str] | None:
     return (job.start.drawing_id, job.end.drawing_id)
 
 
-class ViewerMixin:
-    """Part of MainWindow (a mixin): uses the window's session, widgets, loaders and actions."""
+class ViewerController(QObject):
+    """Owns the playhead: which frame is current, what the viewer paints for it, playback."""
+
+    span_changed = Signal(object)  # the key pair under the playhead or selected (SegmentSpan or None)
+
+    def __init__(self, session: Session, viewer: ViewerWidget, timeline: TimelineView, playback: Playback,
+                 images: ImageLoaders, settings: Settings, actions: ActionRegistry, takes: TakesPanel,
+                 status_label: QLabel, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.viewer = viewer
+        self.timeline = timeline
+        self.playback = playback
+        self.images = images
+        self.settings = settings
+        self.actions = actions
+        self.takes = takes
+        self.status_label = status_label
+        self.current_frame = 1
+        self.job_preview: JobPreview | None = None  # the latest denoising preview of a running job
+        self._wanted: set = set()
+        self._span: SegmentSpan | None = None
+        session.project_opened.connect(self._project_opened)
+        session.document_changed.connect(self._document_changed)
+        timeline.current_frame_changed.connect(self.set_current_frame)
+        timeline.selection_changed.connect(lambda *_: self.selection_changed())
+        playback.frame.connect(self._playback_frame)
+        playback.state_changed.connect(self._playback_state)
+        for loader in images.all():
+            loader.ready.connect(self._image_ready)
+        images.frames.failed.connect(self._image_failed)
+        takes.compare_changed.connect(lambda _take: self.show_current())
+
+    # ------------------------------------------------------------------ document -> view
+    def _project_opened(self) -> None:
+        shot = self.session.shot
+        self.job_preview = None  # a job still running for the previous project shows nothing here
+        self.current_frame = 1
+        self.timeline.current_frame = 1
+        self.timeline.selection = (1, 1)
+        self.playback.fps = shot.fps if shot is not None else 24.0
+        self.refresh()
+        self.viewer.zoom_fit()
+        spans = self.session.spans()
+        if spans:
+            self.timeline.select_span(spans[0])
+        self.set_current_frame(1, force=True)
+
+    def _document_changed(self, change) -> None:
+        shot = self.session.shot
+        if change.shot and shot is not None:
+            self.playback.fps = shot.fps
+        self.refresh()
+        self.show_current()
+
+    def refresh(self) -> None:
+        frames = self.session.frames()
+        self.timeline.sketch_frames = set(sketch_marks(self.session.shot, self.session.spans()))
+        notes = timeline_notes(self.session.shot)
+        self.timeline.set_sheet_notes(notes.marks, notes.rows)
+        self.timeline.set_frames(frames, self.session.spans())
+        self.playback.frame_count = max(1, len(frames))
+        if self.current_frame > len(frames):
+            self.current_frame = max(1, len(frames))
+        self.selection_changed(force=True)
+
+    def current_span(self) -> SegmentSpan | None:
+        selected = self.timeline.selected_spans()
+        if selected:
+            return selected[0]
+        return self.session.span_at(self.current_frame)
+
+    def selection_changed(self, force: bool = False) -> None:
+        span = self.current_span()
+        if force or span != self._span:
+            self._span = span
+            self.span_changed.emit(span)
+        if self.actions["play_range"].isChecked():
+            self.playback.range = self.timeline.selection
 
     # ------------------------------------------------------------------ current frame and viewer
     def set_current_frame(self, frame: int, force: bool = False) -> None:
@@ -66,7 +188,7 @@ class ViewerMixin:
         self.playback.current = frame
         self.timeline.set_current_frame(frame, emit=False)
         if self.timeline.selection[0] == self.timeline.selection[1] and not self.playback.playing:
-            self._selection_changed()
+            self.selection_changed()
         self.show_current()
 
     def _playback_frame(self, frame: int) -> None:
@@ -98,19 +220,19 @@ class ViewerMixin:
         self.playback.current = self.current_frame
         self.playback.toggle()
 
-    def _loop_toggled(self) -> None:
+    def loop_toggled(self) -> None:
         self.playback.loop = self.actions["loop"].isChecked()
 
-    def _range_toggled(self) -> None:
+    def range_toggled(self) -> None:
         self.playback.range = self.timeline.selection if self.actions["play_range"].isChecked() else None
 
     def _playback_state(self, playing: bool) -> None:
         self.status_label.setText("▶ playing" if playing else "")
         if not playing:
-            self._selection_changed()
+            self.selection_changed()
 
     # ------------------------------------------------------------------ denoising previews
-    def _job_preview(self, task, image: DisplayImage, event: ProgressEvent) -> None:
+    def show_job_preview(self, task, image: DisplayImage, event: ProgressEvent) -> None:
         """A running job sent a preview: keep the latest, and show it if its segment is on screen."""
         key = job_segment_key(task)
         job = task.payload.get("job") if key is not None else None
@@ -122,7 +244,7 @@ class ViewerMixin:
         self.job_preview = JobPreview(task.id, key, image, int(event.done), int(event.total))
         self.show_current(prefetch=False)
 
-    def _job_ended(self, task, *_args) -> None:
+    def job_ended(self, task) -> None:
         """Finished, failed or cancelled: its preview goes, the real frames come back."""
         if self.job_preview is not None and self.job_preview.task_id == task.id:
             self.job_preview = None
@@ -163,7 +285,7 @@ class ViewerMixin:
                 seen.append(image)
                 key = (image, color.getRgb()[:3])
                 self._wanted.add(key)
-                tinted_image = self.tints.get(key)
+                tinted_image = self.images.tints.get(key)
                 if tinted_image is not None:
                     layers.append(Layer(tinted_image, opacity))
                 opacity *= 0.6  # falloff: each drawing further away is fainter
@@ -208,16 +330,16 @@ class ViewerMixin:
                 ref, badge = compare
         self._wanted = {ref}
         if prefetch:  # the frame changed: loads queued for earlier positions are not wanted any more
-            self.frames.drop_pending()
-        image = self.frames.get(ref, priority=10)
+            self.images.frames.drop_pending()
+        image = self.images.frames.get(ref, priority=10)
         marker = ""
         if image is None:  # show the thumbnail (or keep the last drawing) until the frame is decoded
-            error = self.frames.error(ref) or self.thumbnails.error(ref)
-            thumb = None if error else self.thumbnails.get(ref, priority=10)
+            error = self.images.frames.error(ref) or self.images.thumbnails.error(ref)
+            thumb = None if error else self.images.thumbnails.get(ref, priority=10)
             # a drawing that cannot be shown is a blank frame with a marker, never the previous picture;
             # a denoising preview on screen (its overlay says so) is never carried over to a frame
             # that is not part of its job
-            marker = (self.provider.unavailable(ref, error) or "") if thumb is None else ""
+            marker = (self.images.provider.unavailable(ref, error) or "") if thumb is None else ""
             last = None if marker or self.viewer.overlay else self.viewer.image
             image = thumb if thumb is not None else last
         layers: list[Layer] = []
@@ -230,7 +352,7 @@ class ViewerMixin:
                 for drawing_id, color in ((span.start_key, LIGHT_TABLE_A), (span.end_key, LIGHT_TABLE_B)):
                     key = (self._key_ref(drawing_id), color.getRgb()[:3])
                     self._wanted.add(key)
-                    key_image = self.tints.get(key)
+                    key_image = self.images.tints.get(key)
                     if key_image is not None:
                         layers.append(Layer(key_image, 0.55))
                 badge = (badge + "  " if badge else "") + "LIGHT TABLE"
@@ -238,7 +360,8 @@ class ViewerMixin:
             sketch = sketch_layer(self.session, frame.frame)
             if sketch is not None:
                 layers.append(sketch)
-                badge = (badge + "  " if badge else "") + "SKETCH"
+                ignored = sketches_ignored(self.session.shot, self.session.span_at(frame.frame))
+                badge = (badge + "  " if badge else "") + ("SKETCH (this engine ignores it)" if ignored else "SKETCH")
         kind = {"key": "key", "drawing": "drawing", "inbetween": "in-between"}.get(frame.kind, frame.kind)
         status = f" {frame.status.value}" if frame.status is not None and frame.take_id else ""
         note = f" — {frame.note}" if frame.note else ""
@@ -265,8 +388,8 @@ class ViewerMixin:
                 if not self.playback.playing or not self.playback.loop:
                     break
                 i = first - 1 + (i - (last - 1) - 1) % (last - first + 1)
-            self.frames.get(frames[i].image, priority=5 - min(step, 5))
+            self.images.frames.get(frames[i].image, priority=5 - min(step, 5))
         if not self.playback.playing:
             for step in range(1, PREFETCH_PAUSED + 1):
                 if index - step >= 0:
-                    self.frames.get(frames[index - step].image, priority=0)
+                    self.images.frames.get(frames[index - step].image, priority=0)

@@ -79,17 +79,26 @@ def track_pool(pool: QThreadPool) -> None:
     _live_pools.add(pool)
 
 
+class TaskSignals(QObject):
+    """One task's own signals: whoever submitted the task (and the panel it asked to show it) listens
+    here, so nobody filters other people's tasks. Emitted from the worker thread, received queued."""
+
+    started = Signal(object)  # task
+    progress = Signal(object, object)  # task, ProgressEvent
+    ended = Signal(object)  # task: done, failed or cancelled (see task.state, .error, .details)
+
+
 @dataclass(eq=False)
 class Task:
     label: str
     fn: TaskFunction
-    kind: str = "task"  # "generate", "export", ...
-    payload: Any = None  # whatever the submitter wants back with the signals (e.g. the job)
-    # Called on the UI thread once the task ended (done, failed or cancelled, however it happened):
-    # how a task reports back to whoever started it, instead of listeners filtering on `kind`.
+    payload: Any = None  # whatever the submitter wants back (e.g. the job)
+    # Called on the UI thread once the task ended (done, failed or cancelled, however it happened),
+    # after the task's other listeners: how a task reports back to whoever started it.
     on_done: Callable[[Task], None] | None = None
     id: int = field(default_factory=lambda: next(_ids))
     cancel: CancelToken = field(default_factory=CancelToken)
+    signals: TaskSignals = field(default_factory=TaskSignals)
     state: str = "queued"  # queued | running | done | failed | cancelled
     last_event: ProgressEvent | None = None
     result: Any = None
@@ -120,7 +129,7 @@ class _Thread(QThread):
                     continue
                 task.state = "running"
             task.started_at = time.monotonic()
-            owner.task_started.emit(task)
+            task.signals.started.emit(task)
             reporter = _ProgressRelay(owner, task)
             try:
                 result = task.fn(reporter, task.cancel)
@@ -128,25 +137,25 @@ class _Thread(QThread):
             except Cancelled:
                 task.state = "cancelled"
                 task.finished_at = time.monotonic()
-                owner.task_cancelled.emit(task)
+                task.signals.ended.emit(task)
             except StudioError as exc:
                 task.state = "failed"
                 task.error = str(exc) or type(exc).__name__
                 task.details = traceback.format_exc()
                 task.finished_at = time.monotonic()
-                owner.task_failed.emit(task, task.error, task.details)
+                task.signals.ended.emit(task)
             except BaseException as exc:  # a bug: keep the thread alive and report it readably
                 log.exception("Task %r failed", task.label)
                 task.state = "failed"
                 task.error = f"Unexpected error: {type(exc).__name__}: {exc}"
                 task.details = traceback.format_exc()
                 task.finished_at = time.monotonic()
-                owner.task_failed.emit(task, task.error, task.details)
+                task.signals.ended.emit(task)
             else:
                 task.state = "done"
                 task.result = result
                 task.finished_at = time.monotonic()
-                owner.task_finished.emit(task, result)
+                task.signals.ended.emit(task)
 
 
 class _ProgressRelay:
@@ -169,23 +178,15 @@ class _ProgressRelay:
         if important or now - self._last_emit >= self.MIN_INTERVAL_S:
             self._last_emit = now
             self._last_stage = event.stage
-            self.owner.task_progress.emit(self.task, event)
+            self.task.signals.progress.emit(self.task, event)
         self.task.cancel.raise_if_cancelled()
 
 
 class Worker(QObject):
     """A queue of tasks and the single QThread that runs them, in order.
 
-    Signals arrive in the thread that owns this object (the UI thread), queued.
+    Each task carries its own signals (`task.signals`); they arrive in the UI thread, queued.
     """
-
-    task_queued = Signal(object)
-    task_started = Signal(object)
-    task_progress = Signal(object, object)  # task, ProgressEvent
-    task_finished = Signal(object, object)  # task, result
-    task_failed = Signal(object, str, str)  # task, message, details
-    task_cancelled = Signal(object)
-    idle = Signal()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -193,21 +194,23 @@ class Worker(QObject):
         self._lock = threading.Lock()
         self._thread: _Thread | None = None
         self.tasks: list[Task] = []
-        self.task_finished.connect(self._report)
-        self.task_failed.connect(self._report)
-        self.task_cancelled.connect(self._report)
-        for signal in (self.task_finished, self.task_failed, self.task_cancelled):
-            signal.connect(self._check_idle)
 
     # -- queueing (UI thread)
-    def submit(self, label: str, fn: TaskFunction, kind: str = "task", payload: Any = None,
-               on_done: Callable[[Task], None] | None = None) -> Task:
-        """Queue `fn`; `on_done(task)` runs on the UI thread when it ends (see `task.state`)."""
-        task = Task(label, fn, kind, payload, on_done=on_done)
+    def submit(self, label: str, fn: TaskFunction, payload: Any = None,
+               on_done: Callable[[Task], None] | None = None,
+               watch: Callable[[Task], None] | None = None) -> Task:
+        """Queue `fn`; `on_done(task)` runs on the UI thread when it ends (see `task.state`).
+
+        `watch(task)` runs before the task is queued: where the submitter connects to
+        `task.signals` (start, progress, end) with no chance of missing the first of them.
+        """
+        task = Task(label, fn, payload, on_done=on_done)
+        task.signals.ended.connect(self._report)
+        if watch is not None:
+            watch(task)
         self.tasks.append(task)
         self._ensure_thread()
         self._queue.put(task)
-        self.task_queued.emit(task)
         return task
 
     def cancel(self, task: Task) -> None:
@@ -218,7 +221,7 @@ class Worker(QObject):
             if was_queued:
                 task.state = "cancelled"
         if was_queued:
-            self.task_cancelled.emit(task)
+            task.signals.ended.emit(task)
 
     def cancel_all(self) -> None:
         for task in self.tasks:
@@ -238,9 +241,9 @@ class Worker(QObject):
             track_thread(self._thread)
             self._thread.start()
 
-    def _report(self, task: Task, *_args: Any) -> None:
-        callback, task.on_done = task.on_done, None  # once, whichever signal came
-        if callback is not None:  # after the other listeners of this signal (panels, previews) ran
+    def _report(self, task: Task) -> None:
+        callback, task.on_done = task.on_done, None  # once
+        if callback is not None:  # after the task's other listeners (panels, previews) ran
             QTimer.singleShot(0, self, lambda: self._call_back(callback, task))
 
     @staticmethod
@@ -249,10 +252,6 @@ class Worker(QObject):
             callback(task)
         except Exception:  # a submitter's bug must not break the other listeners
             log.exception("The completion handler of %r failed", task.label)
-
-    def _check_idle(self, *_args: Any) -> None:
-        if not self.busy:
-            self.idle.emit()
 
     def shutdown(self, timeout_ms: int = 30_000) -> bool:
         """Cancel everything and wait for the thread to end (used when the window closes).

@@ -97,6 +97,53 @@ def test_full_size_dry_run_picks_a_mode_for_an_8gb_card_and_matches_the_table():
     assert memory.estimate_peak_bytes("balanced") <= card.free_bytes
 
 
+@pytest.mark.parametrize("mode", ["high", "low"])  # balanced: the 8 GB card above
+def test_full_size_dry_run_of_every_mode_matches_the_table_the_mode_choice_uses(mode):
+    report = dry_run(mode, "fp16", card="80gb")
+    assert report.error is None and report.memory_mode == mode
+    table = memory.table_peak_bytes(mode, "fp16")
+    assert report.peak_bytes <= table * 1.005  # the table may round up, never under-plan
+    assert table - report.peak_bytes <= 0.02 * table
+
+
+def test_full_size_float32_redecode_matches_its_table():
+    report = dry_run("low", "fp16", card="80gb", overflow_decode=True)
+    assert report.error is None and "float32" in report.dtypes_on_device
+    table = memory.DRY_RUN_FP32_REDECODE_PEAK_BYTES_FP16["low"]
+    assert abs(report.peak_bytes - table) <= 0.02 * table
+    assert report.peak_bytes > memory.table_peak_bytes("low")  # the redo is what raises the low mode's peak
+    assert memory.redecode_plan_bytes("low") == memory.with_overhead(table)
+    assert memory.redecode_plan_bytes("low", "fp32") is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Out of memory anywhere in the run: during a weight transfer, the encode, the UNet, the decode
+
+
+@pytest.mark.parametrize(("where", "mode"), [("transfer", "high"), ("transfer", "balanced"), ("encode", "high"),
+                                           ("unet", "balanced"), ("decode", "high")])
+def test_out_of_memory_anywhere_retries_lower_with_nothing_left_on_the_device(where, mode):
+    report = _tiny(mode, "fp16", oom_in=(mode,), oom_at=where)
+    assert report.error is None
+    assert report.modes_tried == [mode, memory.lower_mode(mode)]
+    assert report.live_at_retry == [0]  # the failed attempt gave everything back before the retry
+    _assert_clean(report)
+
+
+@pytest.mark.parametrize("where", ["transfer", "decode"])
+def test_out_of_memory_anywhere_in_the_lowest_mode_gives_the_gpu_back(where):
+    report = _tiny("low", "fp16", oom_in=("low",), oom_at=where)
+    assert isinstance(report.error, OutOfMemory)
+    assert report.live_after_unload == 0 and report.misplaced == []
+
+
+def test_the_float32_redo_of_an_overflowed_decode_runs_clean_on_fake_cuda():
+    report = _tiny("balanced", "fp16", overflow_decode=True)
+    assert report.error is None
+    assert "float32" in report.dtypes_on_device
+    assert report.violations == [] and report.misplaced == [] and report.live_after_unload == 0
+
+
 # --------------------------------------------------------------------------------------------------
 # The recorder flags what it must (so the clean runs above mean something)
 
@@ -111,6 +158,17 @@ def test_recorder_flags_float64_half_resize_and_5d_group_norm_on_mps():
         F.group_norm(x.float().reshape(1, 32, 32, 8), 8)  # 4-D: fine
     whats = sorted({v.what for v in session.recorder.violations})
     assert whats == ["5-D GroupNorm on MPS", "float64 on the compute device", "half-precision resize on MPS"]
+
+
+def test_recorder_flags_a_half_input_with_float_weights_in_conv_and_linear():
+    F = torch.nn.functional
+    with dryrun.dry_run_session("cuda", dryrun.CARDS["8gb"]) as session:
+        x = torch.zeros(2, 4, device="cuda", dtype=torch.float16)
+        F.linear(x, torch.zeros(3, 4, device="cuda"))
+        F.conv2d(torch.zeros(1, 2, 8, 8, device="cuda", dtype=torch.float16), torch.zeros(2, 2, 3, 3, device="cuda"))
+        F.linear(x, torch.zeros(3, 4, device="cuda", dtype=torch.float16))  # agreeing: fine
+    whats = [(v.what, v.dtype) for v in session.recorder.violations]
+    assert whats == [("operands of different dtypes", "float16, float32")] * 2
 
 
 def test_fake_cuda_catches_device_mismatch_and_counts_live_bytes():
@@ -152,6 +210,10 @@ def test_doctor_estimate_vram_json_comes_from_the_dry_run(capsys, monkeypatch):
     assert data["mode"] == "low" and data["dtype"] == "bf16" and data["device"] == "cuda"
     assert set(data["stages"]) == {"text", "image", "vae_encode", "denoise", "decode"}
     assert data["peak_bytes"] == max(data["stages"].values()) > 0
+    # beside the dry run: the figure the mode choice uses, and that with the allowance
+    assert data["table_peak_bytes"] == memory.table_peak_bytes("low", "bf16")
+    assert data["plan_bytes"] == memory.estimate_peak_bytes("low", "bf16") > data["table_peak_bytes"]
+    assert data["fp32_redecode_plan_bytes"] == memory.redecode_plan_bytes("low", "bf16")
 
 
 def test_doctor_without_flags_reports_environment(capsys):

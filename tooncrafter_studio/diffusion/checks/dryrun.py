@@ -153,6 +153,9 @@ class Violation:
 
 _RESIZE_OPS = ("upsample_bicubic2d", "_upsample_bicubic2d_aa", "_upsample_bilinear2d_aa", "upsample_bilinear2d")
 _HALF = (torch.float16, torch.bfloat16)
+# Operators whose inputs and weights must share a dtype (the fake kernels would accept a mix).
+_WEIGHTED_OPS = {"convolution", "_convolution", "cudnn_convolution", "addmm", "mm", "bmm", "baddbmm", "linear",
+                 "matmul", "conv2d", "conv3d"}
 
 
 class OpRecorder(TorchDispatchMode):
@@ -215,6 +218,12 @@ class OpRecorder(TorchDispatchMode):
         if len(devices) > 1:
             self.violations.append(Violation(str(func), ", ".join(sorted(map(str, devices))), "",
                                              "operands on different devices"))
+        if name in _WEIGHTED_OPS:
+            floats = {t.dtype for t in tensors if t.is_floating_point()}
+            if len(floats) > 1:  # a real GPU kernel refuses a half input with float weights
+                self.violations.append(Violation(str(func), str(tensors[0].device),
+                                                 ", ".join(sorted(str(d).removeprefix("torch.") for d in floats)),
+                                                 "operands of different dtypes"))
         on_device = [t for t in tensors if self._on_device(t)]
         if self.kind != "mps" or not on_device:
             return

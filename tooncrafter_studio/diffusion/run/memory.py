@@ -10,7 +10,8 @@
   other instead of batched.
 - low: balanced, and the UNet's blocks are streamed one at a time from the CPU (sequential offload).
 
-None changes the numbers: weights only move. On the CPU the model runs in float32.
+None changes the numbers: weights only move. On the CPU the model runs in bf16 where the CPU has
+native bf16 dot products (AVX-512 BF16 or AMX, `cpu_bf16.py`), else in float32 (`resolve_dtype`).
 
 The pure parts (mode choice, estimates, the out-of-memory retry) import no torch, so the engine
 can plan and explain a run before torch is even loaded. The placement helpers import it lazily.
@@ -31,15 +32,25 @@ GiB = 1024**3
 MODES = ("high", "balanced", "low")  # most to least GPU memory
 MODE_CHOICES = ("auto", *MODES)
 DTYPES = ("fp16", "bf16", "fp32")
+DTYPE_CHOICES = ("auto", *DTYPES)  # auto: fp16 on a GPU; on the CPU bf16 where native, else fp32
 
 # Peak bytes on the GPU of one 512x320x16 generation per mode with 2-byte weights (fp16 and bf16
 # alike): the peak of live device storage in the dry run of the engine's own CUDA path
 # (cli/dryrun.py; `doctor --estimate-vram`, benchmarks/bench_memory.py). Update them
-# when the model code changes; a test checks the balanced figure against a fresh full-size dry run.
+# when the model code changes; a test checks every mode against a fresh full-size dry run.
 DRY_RUN_PEAK_BYTES_FP16: dict[str, int] = {
-    "high": int(10.74 * GiB),
-    "balanced": int(3.18 * GiB),
-    "low": int(1.82 * GiB),
+    "high": int(11.37 * GiB),
+    "balanced": int(3.19 * GiB),
+    "low": int(1.90 * GiB),
+}
+# The peak when a half-precision decode overflows and is done again in float32 (float32 copies of the
+# VAE's weights and float32 activations; the dry run with `overflow_decode`). The pipeline does the
+# redo piece by piece when it does not fit, so the mode choice plans for the generation itself; this
+# figure says what the redo adds (`doctor --estimate-vram`).
+DRY_RUN_FP32_REDECODE_PEAK_BYTES_FP16: dict[str, int] = {
+    "high": int(13.44 * GiB),
+    "balanced": int(4.05 * GiB),
+    "low": int(4.05 * GiB),
 }
 # The denoise stage's share of those peaks (one UNet step with its conditions; the dry run's
 # per-stage figures): what `doctor --selftest` compares with torch.cuda.max_memory_allocated.
@@ -81,15 +92,29 @@ def lower_mode(mode: str) -> str | None:
     return MODES[index + 1] if index + 1 < len(MODES) else None
 
 
-def estimate_peak_bytes(mode: str, dtype: str = "fp16", sketch: bool = False) -> int:
-    """Bytes of GPU memory one full-size generation needs in `mode`, overheads included
-    (`sketch`: with the sketch encoder)."""
+def table_peak_bytes(mode: str, dtype: str = "fp16", sketch: bool = False) -> int:
+    """The traced peak the mode choice uses for `mode` (no overheads): the dry-run table."""
     check_mode(mode, MODES)
     check_dtype(dtype)
     traced = DRY_RUN_PEAK_BYTES_FP16[mode] + (SKETCH_EXTRA_BYTES_FP16[mode] if sketch else 0)
     if dtype == "fp32":  # weights and activations both double
         traced *= 2
-    return with_overhead(traced)
+    return traced
+
+
+def estimate_peak_bytes(mode: str, dtype: str = "fp16", sketch: bool = False) -> int:
+    """Bytes of GPU memory one full-size generation needs in `mode`, overheads included
+    (`sketch`: with the sketch encoder)."""
+    return with_overhead(table_peak_bytes(mode, dtype, sketch))
+
+
+def redecode_plan_bytes(mode: str, dtype: str = "fp16") -> int | None:
+    """With overheads, what a run needs when its half-precision decode overflows and is redone in
+    float32 (None in fp32: there is no redo)."""
+    check_mode(mode, MODES)
+    if check_dtype(dtype) == "fp32":
+        return None
+    return with_overhead(DRY_RUN_FP32_REDECODE_PEAK_BYTES_FP16[mode])
 
 
 def with_overhead(traced_bytes: float) -> int:
@@ -253,15 +278,35 @@ def free_vram_bytes(device: Any = "cuda") -> tuple[int, int] | None:
     return int(free), int(total)
 
 
+def resolve_dtype(device: str, requested: str | None = None, cpu_native_bf16: bool | None = None) -> str:
+    """The precision a run on `device` uses for the `requested` one (None or "auto": the default).
+
+    CUDA and MPS: fp16 by default, or what was asked. CPU: bf16 where the CPU runs it natively
+    (`cpu_bf16.detect`, or `cpu_native_bf16` when given), else float32; "fp16" there (a GPU
+    precision, the old default of saved settings) means that default too. bf16 asked for on a CPU
+    without native bf16 is honoured, with a warning: it is emulated and slower than float32."""
+    kind = str(device).split(":")[0]
+    if requested not in (None, "auto"):
+        check_dtype(requested)
+    if kind in ACCELERATORS:
+        return "fp16" if requested in (None, "auto") else str(requested)
+    if requested == "fp32":
+        return "fp32"
+    from . import cpu_bf16
+
+    native = cpu_bf16.detect().native if cpu_native_bf16 is None else cpu_native_bf16
+    if requested == "bf16":
+        if not native:
+            log.warning("bf16 on this CPU is emulated (no AVX-512 BF16 or AMX): slower than float32.")
+        return "bf16"
+    return cpu_bf16.cpu_default_dtype(native)
+
+
 def weight_dtype(device: Any, requested: str | None = None) -> Any:
-    """fp16 (or the requested bf16 / fp32) on CUDA and MPS, float32 on the CPU (half is slow or
-    missing there)."""
+    """The torch dtype of `resolve_dtype(device, requested)`."""
     import torch
 
-    dev = torch.device(device)
-    if dev.type not in ACCELERATORS:
-        return torch.float32
-    name = check_dtype(requested or "fp16")
+    name = resolve_dtype(torch.device(device).type, requested)
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
 
 
@@ -285,7 +330,7 @@ STAGE_COMPONENTS: dict[str, tuple[str, ...]] = {
     "text": ("cond_stage_model",),
     "image": ("embedder", "image_proj_model"),
     "vae_encode": ("first_stage_model",),
-    "denoise": ("model.diffusion_model", "sketch_encoder"),  # the encoder only when one is attached
+    "denoise": ("model.diffusion_model", "sketch_encoder"),  # the encoder only when the pipeline has one
     "decode": ("first_stage_model",),
 }
 COMPONENTS = ("cond_stage_model", "embedder", "image_proj_model", "first_stage_model", "model.diffusion_model",
@@ -303,7 +348,7 @@ class _Offloaded:
     works for any pair of devices.
     """
 
-    def __init__(self, modules: list[Any], device: Any) -> None:
+    def __init__(self, modules: list[Any], device: Any, pin: bool = False) -> None:
         import torch
 
         self.device = torch.device(device)
@@ -317,6 +362,24 @@ class _Offloaded:
                 for name, buf in owner._buffers.items():
                     if buf is not None:
                         self._entries.append((owner, name, False, buf))
+        if pin:
+            self._pin()
+
+    def _pin(self) -> None:
+        """Keep the CPU copies in page-locked memory: a unit that visits the device for every UNet
+        call (the low mode's streamed blocks, ~2.8 GB per call) then copies asynchronously at full
+        bus speed instead of through a pageable bounce buffer."""
+        import torch
+
+        pinned = []
+        for owner, name, is_param, cpu in self._entries:
+            locked = pin_tensor(cpu)
+            if locked is None:
+                return  # nothing changed: pinning is an optimisation
+            pinned.append((owner, name, is_param, torch.nn.Parameter(locked, requires_grad=False)
+                           if is_param else locked))
+        self._entries = pinned
+        self._put_back()
 
     def load(self) -> None:
         if self.on_device:
@@ -346,6 +409,35 @@ class _Offloaded:
             return
         self._put_back()
         self.on_device = False
+
+
+_pin_failure_logged = False
+
+
+def pin_tensor(tensor: Any) -> Any | None:
+    """A page-locked copy of a CPU tensor, or None where there is no pinned memory (no CUDA, a fake
+    tensor); said once in the log."""
+    global _pin_failure_logged
+    try:
+        return tensor.detach().pin_memory()
+    except Exception as exc:
+        if not _pin_failure_logged:
+            _pin_failure_logged = True
+            log.info("Streamed weights stay in pageable memory (%s: %s).", type(exc).__name__, exc)
+        return None
+
+
+def enable_tf32(device: Any, dtype: Any) -> bool:
+    """float32 on CUDA (the NaN advice: --dtype fp32) runs its matmuls and convolutions on the tensor
+    cores in TF32, as diffusers and most inference stacks do; without it fp32 is several times slower.
+    True when it was switched on."""
+    import torch
+
+    if torch.device(device).type != "cuda" or dtype != torch.float32:
+        return False
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    return True
 
 
 def _submodule(model: Any, dotted: str) -> Any | None:
@@ -414,7 +506,7 @@ class Placement:
             self.resident.unload()
 
 
-def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placement:
+def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any, sketch_encoder: Any = None) -> Placement:
     """Cast the model's networks to `dtype` and place them for `mode` on `device`.
 
     high (and any mode on the CPU): everything on the device. balanced: everything on the CPU; the
@@ -427,7 +519,10 @@ def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placeme
 
     check_mode(mode, MODES)
     dev = torch.device(device)
+    enable_tf32(dev, dtype)
     parts = {name: _submodule(model, name) for name in COMPONENTS}
+    if sketch_encoder is not None:  # a pipeline's component beside the model, placed with the UNet
+        parts["sketch_encoder"] = sketch_encoder
     parts = {name: module for name, module in parts.items() if module is not None}
     for module in parts.values() or [model]:
         module.to(dtype=dtype)
@@ -445,7 +540,7 @@ def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placeme
             for block in _blocks(module):
                 if any(block is r for r in resident):
                     continue
-                unit = _Offloaded([block], dev)
+                unit = _Offloaded([block], dev, pin=dev.type == "cuda")
                 placement.streamed.append(unit)
                 placement.handles.append(block.register_forward_pre_hook(lambda *_a, u=unit: u.load()))
                 # always_call: a block whose forward failed (out of memory) goes back too

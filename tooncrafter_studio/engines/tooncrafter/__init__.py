@@ -25,4 +25,6 @@ def create_tooncrafter_engine() -> Engine:
                         capabilities=ToonCrafterEngine.capabilities)
 
 
+create_tooncrafter_engine.engine_class = ToonCrafterEngine  # what the registry reads label and capabilities from
+
 __all__ = ["ToonCrafterEngine", "create_tooncrafter_engine"]

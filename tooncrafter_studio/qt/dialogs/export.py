@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QProgressBar,
+    QPushButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -26,6 +27,7 @@ from PySide6.QtWidgets import (
 from ...core.errors import StudioError
 from ...core.progress import ProgressEvent
 from ...export import PRESETS, ExportOptions, ExportReport, export_sequence, preview_names
+from ...export.exporter import MissingDrawingsError, check_drawings_present
 from ...project.document import Shot
 from ..worker import Task, Worker
 from .form_rows import path_row
@@ -38,6 +40,7 @@ SHEETS = (("CSV and XDTS", "both"), ("CSV", "csv"), ("XDTS", "xdts"), ("None", "
 
 class ExportDialog(QDialog):
     exported = Signal(object)  # ExportReport
+    locate_missing = Signal()  # "Locate missing drawings…": the window relinks, then export can run
 
     def __init__(self, shot: Shot, project_folder: Path, out_dir: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -76,6 +79,9 @@ class ExportDialog(QDialog):
         self.progress.setVisible(False)
         self.status = QLabel()
         self.status.setWordWrap(True)
+        self.locate_button = QPushButton("Locate missing drawings…")
+        self.locate_button.setVisible(False)
+        self.locate_button.clicked.connect(self.locate_missing.emit)
 
         form = QFormLayout()
         form.addRow("Folder", out_row)
@@ -98,6 +104,7 @@ class ExportDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
+        layout.addWidget(self.locate_button)
         layout.addWidget(self.buttons)
         self.export_button.setDefault(True)  # Enter exports (once in the dialog): keyboard all the way
 
@@ -108,10 +115,6 @@ class ExportDialog(QDialog):
         self.name.textChanged.connect(self.update_preview)
         self.include_pending.toggled.connect(self.update_preview)
         self.drawings_only.toggled.connect(self.update_preview)
-        self.worker.task_progress.connect(self._progress)
-        self.worker.task_finished.connect(self._finished)
-        self.worker.task_failed.connect(self._failed)
-        self.worker.task_cancelled.connect(self._cancelled)
         self.update_preview()
 
     def options(self) -> ExportOptions:
@@ -151,13 +154,25 @@ class ExportDialog(QDialog):
             self.status.setText("Choose a folder to export into.")
             return None
         shot, folder = self.shot, self.project_folder
+        try:  # before anything is written: a missing drawing would stop the export half-way
+            check_drawings_present(shot, folder)
+        except MissingDrawingsError as exc:
+            self.status.setText(f"<span style='color:#ff8a80'>{exc}</span>")
+            self.locate_button.setVisible(True)
+            return None
+        self.locate_button.setVisible(False)
         self.progress.setVisible(True)
         self.progress.setRange(0, 0)
         self.status.setText("Exporting…")
         self.export_button.setEnabled(False)
         self.task = self.worker.submit(
-            "Export", lambda progress, cancel: export_sequence(folder, shot, options, progress, cancel), "export")
+            "Export", lambda progress, cancel: export_sequence(folder, shot, options, progress, cancel),
+            watch=self._watch)
         return self.task
+
+    def _watch(self, task: Task) -> None:
+        task.signals.progress.connect(self._progress)
+        task.signals.ended.connect(self._ended)
 
     def _progress(self, _task: Task, event: ProgressEvent) -> None:
         if event.total:
@@ -165,7 +180,15 @@ class ExportDialog(QDialog):
             self.progress.setValue(event.done)
         self.status.setText(f"{event.stage} {event.done}/{event.total}" if event.total else event.stage)
 
-    def _finished(self, _task: Task, report: ExportReport) -> None:
+    def _ended(self, task: Task) -> None:
+        if task.state == "done":
+            self._finished(task.result)
+        elif task.state == "failed":
+            self._failed(task.error)
+        else:
+            self._cancelled()
+
+    def _finished(self, report: ExportReport) -> None:
         self.task = None
         self.report = report
         self.progress.setValue(self.progress.maximum())
@@ -180,13 +203,13 @@ class ExportDialog(QDialog):
         log.info("Exported %d files to %s", len(report.files), report.out_dir)
         self.exported.emit(report)
 
-    def _failed(self, _task: Task, message: str, _details: str) -> None:
+    def _failed(self, message: str) -> None:
         self.task = None
         self.progress.setVisible(False)
         self.status.setText(f"<span style='color:#ff8a80'>{message}</span>")
         self.export_button.setEnabled(True)
 
-    def _cancelled(self, _task: Task) -> None:
+    def _cancelled(self) -> None:
         self.task = None
         self.progress.setVisible(False)
         self.status.setText("Export cancelled; nothing was left half-written.")

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 )
 
 from ...engines.base import ProbeResult
+from ...engines.registry import engine_info
 from ...engines.tooncrafter.engine import Settings as ToonCrafterSettings
 from ...engines.tooncrafter.presets import PRESETS, estimate_run, preset_of
 from ...engines.tooncrafter.timing import plan_passes
@@ -37,6 +38,7 @@ from ...project.document import SegmentSettings, Spacing
 from ...project.resolve import SegmentSpan, derived_count
 from ...project.spacing import inbetween_times
 from ..session import Session
+from ..widgets.sketch_row import sketches_ignored
 
 SPACING_LABELS = {
     Spacing.LINEAR: "Linear",
@@ -53,6 +55,16 @@ PARAM_DEFAULTS: dict[str, Any] = {
     "memory": ToonCrafterSettings.memory,
 }
 MAX_SEED = 2**31 - 1
+DEVICE_NAMES = {"cuda": "the GPU (CUDA)", "mps": "Apple's GPU (MPS)", "cpu": "the CPU"}
+
+
+def probed_device(reason: str) -> str:
+    """The device an available engine's probe reported ("CUDA, 20 GB free", "MPS", the CPU warning)."""
+    if reason.startswith("CUDA") or "; CUDA" in reason:
+        return "cuda"
+    if reason.startswith("MPS") or "; MPS" in reason:
+        return "mps"
+    return "cpu"
 
 
 def effective_count(settings: SegmentSettings, gap: int) -> int:
@@ -159,6 +171,9 @@ class SegmentInspector(QWidget):
         self.count.setRange(0, 1000)
         self.count.setSpecialValueText("auto")
         self.count.setToolTip("In-betweens: auto derives them from the gap and the exposure")
+        self.count_note = QLabel()  # why the count stops where it does, or why it does not fit
+        self.count_note.setObjectName("count_note")
+        self.count_note.setWordWrap(True)
         self.exposure = QSpinBox()
         self.exposure.setRange(1, 24)
         self.exposure.setSuffix("s")
@@ -213,6 +228,11 @@ class SegmentInspector(QWidget):
                                      "ToonCrafter (0 = not at all; default 0.6). Drop images on in-between cells "
                                      "to add sketches.")
 
+        self.sketch_note = QLabel()  # sketches on this pair that its engine will not use
+        self.sketch_note.setObjectName("sketch_note")
+        self.sketch_note.setWordWrap(True)
+        self.sketch_note.setStyleSheet("color: #ffb74d")
+        self.sketch_note.setVisible(False)
         self.seed_note = QLabel("This engine is deterministic: the seed changes nothing. For other in-betweens "
                                 "change Spacing, In-betweens or Engine.")
         self.seed_note.setWordWrap(True)
@@ -224,6 +244,7 @@ class SegmentInspector(QWidget):
         seed_row.addWidget(self.dice)
         form = QFormLayout()
         form.addRow("In-betweens", self.count)
+        form.addRow("", self.count_note)
         form.addRow("Exposure", self.exposure)
         form.addRow("Spacing", self.spacing)
         form.addRow("", self.chart)
@@ -248,6 +269,7 @@ class SegmentInspector(QWidget):
         form.addRow("", self.color_match)
         form.addRow("Memory", self.memory_mode)
         form.addRow("Sketch strength", self.sketch_scale)
+        form.addRow("", self.sketch_note)
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
         layout.addLayout(form)
@@ -343,6 +365,7 @@ class SegmentInspector(QWidget):
             else:
                 self.title.setText("Select a key pair on the timeline (set keys with K).")
                 self.chart.set_times([])
+            self._limit_count(settings, span if enabled else None)
             self.count.setValue(int(settings.count or 0))
             self.exposure.setValue(int(settings.exposure))
             self.spacing.setCurrentIndex(max(0, self.spacing.findData(Spacing(settings.spacing).value)))
@@ -357,7 +380,7 @@ class SegmentInspector(QWidget):
             params = {**PARAM_DEFAULTS, **settings.params}
             self.steps.setValue(int(params["steps"]))
             self.preset.setCurrentIndex(max(0, self.preset.findData(preset_of(int(params["steps"])) or "custom")))
-            self.time_estimate.setText(self._estimate_text(params, span) if enabled else "")
+            self.time_estimate.setText(self._estimate_text(params, span, settings.engine) if enabled else "")
             self.cfg.setValue(float(params["cfg"]))
             self.frame_stride.setValue(int(params["frame_stride"]))
             self.fit.setCurrentIndex(max(0, self.fit.findData(params["fit"])))
@@ -366,9 +389,35 @@ class SegmentInspector(QWidget):
             self.sketch_scale.setValue(float(settings.sketch_scale))
             count = len(settings.sketches)
             self.sketch_scale.setSuffix(f"   ({count} sketch{'es' if count != 1 else ''})")
+            ignored = sketches_ignored(shot, span) if enabled else ""
+            self.sketch_note.setText(ignored)
+            self.sketch_note.setVisible(bool(ignored))
             self._refresh_engine(settings.engine)
         finally:
             self._updating = False
+
+    def _limit_count(self, settings: SegmentSettings, span: SegmentSpan | None) -> None:
+        """One in-between per frame at most: the box stops there and says why next to it."""
+        if span is None:
+            self.count.setMaximum(1000)
+            self.count_note.setText("")
+            return
+        fits = max(0, span.gap - 1)
+        asked = int(settings.count or 0)
+        # a count saved before (or left by deleting frames) still shows as it is, with the reason
+        self.count.setMaximum(max(fits, asked))
+        apart = f"the keys are {span.gap} frame{'s' if span.gap != 1 else ''} apart"
+        if fits == 0:
+            text, color = f"No in-between fits: {apart}. Insert frames between the keys first.", "#ff8a80"
+        elif asked > fits:
+            text, color = f"{asked} in-betweens do not fit: {apart}, at most {fits} (one per frame).", "#ff8a80"
+        elif not asked and derived_count(span.gap, settings.exposure) < 1:
+            text, color = (f"On {settings.exposure}s nothing fits: {apart}. Choose a shorter exposure or a "
+                           "count.", "#ff8a80")
+        else:
+            text, color = f"At most {fits}: {apart} (one in-between per frame).", "#9a9aa2"
+        self.count_note.setText(text)
+        self.count_note.setStyleSheet(f"color: {color}")
 
     def _refresh_engine(self, engine_id: str) -> None:
         available, reason = self.engine_state(engine_id)
@@ -415,14 +464,24 @@ class SegmentInspector(QWidget):
         if not self._updating and name in PRESETS:
             self.steps.setValue(PRESETS[name])  # the Steps box records the edit
 
-    def _estimate_text(self, params: dict[str, Any], span: SegmentSpan) -> str:
-        """The ToonCrafter time of this segment at its steps (no torch: a measured or table figure)."""
+    def _estimate_text(self, params: dict[str, Any], span: SegmentSpan, engine_id: str) -> str:
+        """The ToonCrafter time of this segment at its steps (no torch: a measured or table figure), on the
+        device its probe found; nothing for an engine without steps, or one that cannot run here."""
+        caps = self.capabilities.get(engine_id)
+        if caps is None:
+            try:
+                caps = engine_info(engine_id).capabilities
+            except Exception:  # an engine that cannot even be imported: its status says why
+                return ""
+        available, reason = self.engine_state(engine_id)
+        if not caps.needs_gpu or not available:
+            return ""
         times = effective_times(self.settings(), span.gap)
         if not times:
             return ""
-        device = str(params.get("device") or "cuda")
+        device = str(params.get("device") or probed_device(reason))
         estimate = estimate_run(int(params["steps"]), device, len(plan_passes(times)), dtype=str(params.get("dtype") or "fp16"))
-        return f"ToonCrafter on {device}: {estimate.describe()}"
+        return f"ToonCrafter on {DEVICE_NAMES.get(device, device)}: {estimate.describe()}"
 
     def _spacing_chosen(self, _index: int) -> None:
         if self._updating or self.span is None:

@@ -1,4 +1,7 @@
-"""The job queue: one row per generation with its stage, step n/N, ETA, a progress bar and Cancel.
+"""The job queue: one row per watched task with its stage, step n/N, ETA, a progress bar and Cancel.
+
+A submitter that wants its task shown calls `watch(task)`; the panel listens to that task's own
+signals only (generation and import do; an export shows its progress in its own dialog).
 
 Failed jobs keep their row with the message; "Details…" shows the traceback-level details in a
 non-modal box, so an error never blocks the review of other takes.
@@ -26,7 +29,6 @@ from ..widgets.thumbnails import DisplayImage
 from ..worker import Task, Worker
 
 COLUMNS = ("Job", "Progress", "ETA", "")
-SHOWN_KINDS = ("generate", "import")
 
 
 def format_eta(seconds: float | None) -> str:
@@ -71,12 +73,8 @@ class JobsPanel(QWidget):
         self.bars: dict[int, QProgressBar] = {}
         self.buttons: dict[int, QPushButton] = {}
         self._boxes: list[QMessageBox] = []
-        worker.task_queued.connect(self._queued)
-        worker.task_started.connect(self._started)
-        worker.task_progress.connect(self._progress)
-        worker.task_finished.connect(lambda task, _result: self._ended(task, "done"))
-        worker.task_failed.connect(lambda task, message, _details: self._ended(task, f"failed: {message}"))
-        worker.task_cancelled.connect(lambda task: self._ended(task, "cancelled"))
+        self._failure_titles: dict[int, str] = {}
+        self.watched: list[Task] = []
 
     def row_state(self, task: Task) -> dict[str, str]:
         """What the row shows: stage (or the outcome), step n/N and ETA."""
@@ -95,9 +93,13 @@ class JobsPanel(QWidget):
         bar.setFormat(f"{text} {step}".strip())
         bar.setToolTip(text)  # the bar covers the cell: a long message (a failure) is read here
 
-    def _queued(self, task: Task) -> None:
-        if task.kind not in SHOWN_KINDS:
-            return
+    def watch(self, task: Task, failure_title: str = "Generation failed") -> None:
+        """Show `task` in a row of its own until it is cleared; a failure's box is titled `failure_title`."""
+        self.watched.append(task)
+        self._failure_titles[task.id] = failure_title
+        task.signals.started.connect(self._started)
+        task.signals.progress.connect(self._progress)
+        task.signals.ended.connect(self._ended)
         item = QTreeWidgetItem([task.label, "", "", ""])
         self.tree.addTopLevelItem(item)
         bar = QProgressBar()
@@ -116,6 +118,8 @@ class JobsPanel(QWidget):
         self.buttons[task.id] = button
         self._set_stage(task, "queued")
         self.tree.scrollToItem(item)  # the list follows the newest job
+        if task.state != "queued":  # ended before it was watched (cancelled at once)
+            self._ended(task)
 
     def _button(self, task: Task) -> None:
         if task.state in ("queued", "running"):
@@ -126,7 +130,7 @@ class JobsPanel(QWidget):
             self.show_details(task)
 
     def show_details(self, task: Task) -> QMessageBox:
-        title = "Import failed" if task.kind == "import" else "Generation failed"
+        title = self._failure_titles.get(task.id, "Failed")
         box = QMessageBox(QMessageBox.Icon.Warning, title, task.error, QMessageBox.StandardButton.Close,
                           self)
         box.setDetailedText(task.details)
@@ -170,10 +174,11 @@ class JobsPanel(QWidget):
                                     Qt.TransformationMode.SmoothTransformation)
         self.preview.setPixmap(QPixmap.fromImage(QImage(scaled)))
 
-    def _ended(self, task: Task, text: str) -> None:
+    def _ended(self, task: Task) -> None:
         item = self.items.get(task.id)
         if item is None:
             return
+        text = f"failed: {task.error}" if task.state == "failed" else task.state
         self._set_stage(task, text)
         bar = self.bars[task.id]
         if task.state == "done":
@@ -202,8 +207,10 @@ class JobsPanel(QWidget):
         self._show_preview(image)
 
     def clear_finished(self) -> None:
-        for task in list(self.worker.tasks):
-            if task.kind in SHOWN_KINDS and task.state in ("done", "cancelled", "failed"):
+        for task in list(self.watched):
+            if task.state in ("done", "cancelled", "failed"):
+                self.watched.remove(task)
+                self._failure_titles.pop(task.id, None)
                 item = self.items.pop(task.id, None)
                 if item is not None:
                     self.tree.takeTopLevelItem(self.tree.indexOfTopLevelItem(item))

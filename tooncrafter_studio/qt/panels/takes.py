@@ -129,6 +129,15 @@ class TakesPanel(QWidget):
         if self.span is not None and take_id != self.active_take():
             self.session.push(SetActiveTake(self.span.key, take_id))
 
+    def offer(self, take_id: str) -> None:
+        """Select a take that came beside the active one: it is the B side of A/B flip (B), and a
+        double-click (or ]) makes it active."""
+        self.refresh()
+        for row in range(self.list.count()):
+            if self.list.item(row).data(Qt.ItemDataRole.UserRole) == take_id:
+                self.list.setCurrentRow(row)  # _compare makes it the compared take
+                return
+
     def step_active(self, delta: int) -> None:
         """Make the next (or previous) take active, for [ and ]."""
         ids = self.take_ids()

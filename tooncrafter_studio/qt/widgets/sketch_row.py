@@ -6,7 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from ...core.errors import StudioError
+from ...engines.registry import engine_info
 from ...media.sketch_files import import_sketch_image
+from ...project.commands import segment_settings
 from ...project.document import Shot, SketchRef
 from ...project.resolve import SegmentSpan
 from ...project.sketches import PlaceSketch, RemoveSketch
@@ -43,6 +45,25 @@ def place_sketch(session, frame: int, path: str | Path) -> str | None:
         return str(exc)
     session.push(PlaceSketch(span.key, frame - span.start_frame, ref))
     return None
+
+
+def sketches_ignored(shot: Shot | None, span: SegmentSpan | None) -> str:
+    """Why the sketches on this key pair will not steer its in-betweens ('' when they will, or there are
+    none): said where the sketch is, not only in the log."""
+    if shot is None or span is None:
+        return ""
+    settings = segment_settings(shot, span.key)
+    if not settings.sketches:
+        return ""
+    engine_id = settings.engine or "flow"
+    try:
+        info = engine_info(engine_id)
+    except StudioError:
+        return ""  # an engine that is not installed: the Engine row says so
+    if info.accepts_sketches:
+        return ""
+    return (f"The {info.label} engine ignores sketches: choose ToonCrafter under Engine in the Segment panel "
+            "to draw the in-betweens through them.")
 
 
 SKETCH_TINT = (150, 60, 200)  # violet: neither key's light-table colour

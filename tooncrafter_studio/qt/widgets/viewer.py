@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from PySide6.QtCore import QObject, QPointF, QRectF, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPaintEvent, QPen, QWheelEvent
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QMouseEvent, QPainter, QPaintEvent, QPen, QWheelEvent
 from PySide6.QtWidgets import QWidget
 
 from .thumbnails import DisplayImage
@@ -20,6 +20,7 @@ ONION_BEFORE = QColor(220, 40, 40)
 ONION_AFTER = QColor(30, 150, 60)
 LIGHT_TABLE_A = QColor(220, 60, 40)
 LIGHT_TABLE_B = QColor(40, 90, 230)
+HINT_CLOSE = 22  # the hint banner's close box (px)
 
 
 @dataclass
@@ -54,6 +55,7 @@ class ViewerWidget(QWidget):
     """Paints the current frame and its layers; zoom with the wheel, pan with a drag."""
 
     zoom_changed = Signal(float)
+    hint_dismissed = Signal()  # the user closed the hint banner (its ×)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -114,11 +116,36 @@ class ViewerWidget(QWidget):
         self.hint = text
         self.update()
 
+    def _hint_font(self) -> QFont:
+        font = QFont(self.font())
+        font.setPixelSize(13)
+        return font
+
+    def hint_rect(self) -> QRectF:
+        """Where the hint banner goes over a picture: a strip along the bottom, its own space (the
+        picture fits above it, never under it). Empty without a hint."""
+        if not self.hint or self.frame_size.isEmpty():
+            return QRectF()
+        flags = int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap)
+        width = max(40, self.width() - 16 - 2 * HINT_CLOSE)
+        bounds = QFontMetrics(self._hint_font()).boundingRect(0, 0, width, 10_000, flags, self.hint)
+        height = bounds.height() + 12
+        return QRectF(8, self.height() - height - 6, self.width() - 16, height)
+
+    def hint_close_rect(self) -> QRectF:
+        rect = self.hint_rect()
+        return QRectF() if rect.isEmpty() else QRectF(rect.right() - HINT_CLOSE, rect.top(), HINT_CLOSE, HINT_CLOSE)
+
+    def _picture_height(self) -> float:
+        """The height pictures fit into: the widget less the hint banner."""
+        rect = self.hint_rect()
+        return self.height() - (self.height() - rect.top() if not rect.isEmpty() else 0)
+
     # -- zoom and pan
     def effective_scale(self) -> float:
         if not self.fit or self.frame_size.isEmpty():
             return self.scale
-        return min((self.width() - 16) / self.frame_size.width(), (self.height() - 16) / self.frame_size.height())
+        return min((self.width() - 16) / self.frame_size.width(), (self._picture_height() - 16) / self.frame_size.height())
 
     def zoom_fit(self) -> None:
         self.fit = True
@@ -145,7 +172,7 @@ class ViewerWidget(QWidget):
     def image_rect(self) -> QRectF:
         scale = self.effective_scale()
         w, h = self.frame_size.width() * scale, self.frame_size.height() * scale
-        return QRectF((self.width() - w) / 2 + self.pan.x(), (self.height() - h) / 2 + self.pan.y(), w, h)
+        return QRectF((self.width() - w) / 2 + self.pan.x(), (self._picture_height() - h) / 2 + self.pan.y(), w, h)
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
         factor = 1.25 if event.angleDelta().y() > 0 else 0.8
@@ -153,6 +180,10 @@ class ViewerWidget(QWidget):
         event.accept()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
+        if self.hint_close_rect().contains(event.position()):
+            self.set_hint("")
+            self.hint_dismissed.emit()
+            return
         if event.button() in (Qt.MouseButton.LeftButton, Qt.MouseButton.MiddleButton):
             self._drag_from = event.position()
 
@@ -243,13 +274,15 @@ class ViewerWidget(QWidget):
             font.setPixelSize(13)
             font.setBold(False)
             painter.setFont(font)
-        if self.hint and self.image is not None:
+        rect = self.hint_rect()
+        if not rect.isEmpty():
             flags = Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap
-            bounds = painter.boundingRect(QRectF(16, 0, self.width() - 32, self.height()), flags, self.hint)
-            rect = QRectF(8, self.height() - bounds.height() - 18, self.width() - 16, bounds.height() + 12)
-            painter.fillRect(rect, QColor(0, 0, 0, 170))
+            painter.setFont(self._hint_font())
+            painter.fillRect(rect, QColor(0, 0, 0, 200))
             painter.setPen(QColor(250, 230, 150))
-            painter.drawText(rect.adjusted(8, 0, -8, 0), flags, self.hint)
+            painter.drawText(rect.adjusted(HINT_CLOSE, 0, -HINT_CLOSE, 0), flags, self.hint)
+            painter.setPen(QColor(220, 220, 220))
+            painter.drawText(self.hint_close_rect(), Qt.AlignmentFlag.AlignCenter, "×")
 
 
 class Playback(QObject):
