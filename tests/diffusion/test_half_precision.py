@@ -198,8 +198,8 @@ def test_timestep_embedding_is_computed_in_float32_before_the_cast(fp32_model):
 def test_cpu_group_norm_without_the_float32_copy_is_the_cast_bit_for_bit(dtype, layout):
     """The CPU path hands the half activation to PyTorch's kernel with float32 weights (no float32
     copy); it must give exactly the numbers of casting, in every layout the UNet and VAE use."""
-    from tooncrafter_studio.diffusion.ae_blocks import Float32GroupNorm
-    from tooncrafter_studio.diffusion.unet_blocks import video_group_norm
+    from tooncrafter_studio.diffusion.nets.ae_blocks import Float32GroupNorm
+    from tooncrafter_studio.diffusion.nets.unet_blocks import video_group_norm
 
     gen = torch.Generator().manual_seed(4)
     norm = GroupNorm32(32, 64, eps=1e-6)
