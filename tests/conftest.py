@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Tests compute the same numbers on every machine: the CPU counts as one without native bf16 (float32
+# by default, diffusion/run/cpu_bf16.py) unless a test injects the other kind. Set here, before any
+# fixture of any scope, and inherited by the processes tests start.
+os.environ["TOONCRAFTER_STUDIO_CPU_BF16"] = "0"
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # shared helpers (waiting.py) for every folder
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

@@ -36,7 +36,9 @@ TORCH_YES = (True, False, "AVX512", True)
 
 
 @pytest.fixture(autouse=True)
-def _no_override():
+def _no_override(monkeypatch):
+    """Detection itself is tested here: no injected answer (conftest pins one for other tests)."""
+    monkeypatch.delenv(cpu_bf16.ENV_OVERRIDE, raising=False)
     cpu_bf16.set_override(None)
     yield
     cpu_bf16.set_override(None)
@@ -116,6 +118,20 @@ def test_override_is_what_detection_answers_and_can_be_removed():
     assert cpu_bf16.detect().source != "override"
 
 
+def test_environment_variable_forces_the_verdict_in_child_processes_too(monkeypatch):
+    monkeypatch.setenv(cpu_bf16.ENV_OVERRIDE, "1")
+    assert cpu_bf16.detect().native and cpu_bf16.detect().source == "override"
+    monkeypatch.setenv(cpu_bf16.ENV_OVERRIDE, "0")
+    assert not cpu_bf16.detect().native
+    code = "import tooncrafter_studio.diffusion.run.cpu_bf16 as m; print(m.flags_support().native)"
+    for value, shown in (("0", "False"), ("1", "True")):  # whatever this machine is
+        monkeypatch.setenv(cpu_bf16.ENV_OVERRIDE, value)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == shown
+    monkeypatch.setenv(cpu_bf16.ENV_OVERRIDE, "maybe")  # not a verdict: detection decides
+    assert cpu_bf16.detect().source != "override"
+
+
 def test_default_dtype_follows_the_injected_capability():
     assert cpu_bf16.cpu_default_dtype(native=True) == "bf16"
     assert cpu_bf16.cpu_default_dtype(native=False) == "fp32"
@@ -137,3 +153,43 @@ def test_numeric_probe_and_detection_on_this_machine():
     if flags is not None:  # Linux: agrees with the flags it read
         assert verdict.native == cpu_bf16.support_from_flags(flags).native
     assert set(verdict.as_json()) >= {"native", "avx512_bf16", "amx_bf16", "capability", "source", "reason"}
+
+
+@pytest.mark.parametrize("native, requested, expected", [
+    (True, None, "bf16"), (True, "auto", "bf16"), (True, "fp16", "bf16"), (True, "fp32", "fp32"),
+    (True, "bf16", "bf16"),
+    (False, None, "fp32"), (False, "auto", "fp32"), (False, "fp16", "fp32"), (False, "fp32", "fp32"),
+    (False, "bf16", "bf16"),  # asked for: honoured (emulated, with a warning)
+])
+def test_cpu_precision_follows_the_kind_of_cpu(native, requested, expected):
+    from tooncrafter_studio.diffusion.run import memory
+
+    assert memory.resolve_dtype("cpu", requested, cpu_native_bf16=native) == expected
+    cpu_bf16.set_override(native)  # the same through detection, as the engine asks
+    assert memory.resolve_dtype("cpu", requested) == expected
+
+
+@pytest.mark.parametrize("device", ["cuda", "cuda:1", "mps"])
+def test_gpus_keep_fp16_by_default_whatever_the_cpu(device):
+    from tooncrafter_studio.diffusion.run import memory
+
+    for native in (True, False):
+        cpu_bf16.set_override(native)
+        assert memory.resolve_dtype(device, None) == memory.resolve_dtype(device, "auto") == "fp16"
+        assert memory.resolve_dtype(device, "bf16") == "bf16" and memory.resolve_dtype(device, "fp32") == "fp32"
+
+
+def test_weight_dtype_on_the_cpu_follows_the_injected_capability():
+    torch = pytest.importorskip("torch")
+    from tooncrafter_studio.diffusion.run import memory
+
+    cpu_bf16.set_override(True)
+    assert memory.weight_dtype("cpu") == memory.weight_dtype("cpu", "fp16") == torch.bfloat16
+    assert memory.weight_dtype("cpu", "fp32") == torch.float32
+    cpu_bf16.set_override(False)
+    assert memory.weight_dtype("cpu", "fp16") == torch.float32
+    assert memory.weight_dtype("cuda", "fp16") == torch.float16
+    from tooncrafter_studio.core.errors import InputError
+
+    with pytest.raises(InputError, match="Unknown precision"):
+        memory.resolve_dtype("cpu", "int8")

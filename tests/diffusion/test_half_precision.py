@@ -191,3 +191,43 @@ def test_timestep_embedding_is_computed_in_float32_before_the_cast(fp32_model):
     # Why it matters: the sinusoid of bf16-rounded arguments is a different embedding.
     rounded = torch.cat([torch.cos(t[:, None].bfloat16() * 1.0), torch.sin(t[:, None].bfloat16() * 1.0)], -1)
     assert (rounded.float() - exact[:, [0, 16]]).abs().max() > 0.05
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["channels_last", "video", "contiguous"])  # contiguous: the cast path
+def test_cpu_group_norm_without_the_float32_copy_is_the_cast_bit_for_bit(dtype, layout):
+    """The CPU path hands the half activation to PyTorch's kernel with float32 weights (no float32
+    copy); it must give exactly the numbers of casting, in every layout the UNet and VAE use."""
+    from tooncrafter_studio.diffusion.ae_blocks import Float32GroupNorm
+    from tooncrafter_studio.diffusion.unet_blocks import video_group_norm
+
+    gen = torch.Generator().manual_seed(4)
+    norm = GroupNorm32(32, 64, eps=1e-6)
+    vae_norm = Float32GroupNorm(32, 64, eps=1e-6)
+    with torch.no_grad():
+        for n in (norm, vae_norm):
+            n.weight.copy_(1 + 0.1 * torch.randn(64, generator=gen))
+            n.bias.copy_(0.02 * torch.randn(64, generator=gen))
+    x = (torch.randn((8, 64, 6, 10), generator=gen) * 4 + 3).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+
+    weight, bias = norm.weight.detach().clone(), norm.bias.detach().clone()
+    vae_norm.load_state_dict(norm.state_dict())
+
+    def cast(v):
+        return torch.nn.functional.group_norm(v.float(), 32, weight.to(dtype).float(), bias.to(dtype).float(),
+                                              1e-6).to(dtype)
+
+    if layout == "video":  # frames as (B·T, C, H, W), statistics across the 4 frames of each of 2 videos
+        x = x.contiguous(memory_format=torch.channels_last)
+        got = video_group_norm(norm.to(dtype), x, batch=2)
+        video = x.permute(0, 2, 3, 1).reshape(2, 4 * 6, 10, 64).permute(0, 3, 1, 2)
+        expected = cast(video).permute(0, 2, 3, 1).reshape(8, 6, 10, 64).permute(0, 3, 1, 2)
+        vae_got = vae_norm.to(dtype)(x.view(2, 4, 64, 6, 10).transpose(1, 2))
+        vae_expected = cast(x.view(2, 4, 64, 6, 10).transpose(1, 2).reshape(2, 64, 24, 10)).view(2, 64, 4, 6, 10)
+    else:
+        got, expected = norm.to(dtype)(x), cast(x)
+        vae_got, vae_expected = vae_norm.to(dtype)(x), cast(x)
+    assert got.dtype == dtype and torch.equal(got, expected)
+    assert vae_got.dtype == dtype and torch.equal(vae_got, vae_expected)

@@ -38,6 +38,41 @@ def test_cpu_estimate_scales_with_steps_passes_and_cores():
     assert "CPU" in one.basis
 
 
+@pytest.fixture
+def cpu_kind():
+    """Inject the kind of CPU (native bf16 or not) the estimate sees (diffusion/run/cpu_bf16.py)."""
+    from tooncrafter_studio.diffusion.run import cpu_bf16
+
+    yield cpu_bf16.set_override
+    cpu_bf16.set_override(None)
+
+
+def test_cpu_estimate_uses_the_bf16_figure_where_the_cpu_has_it(cpu_kind):
+    cpu_kind(True)
+    bf16 = presets.estimate_run(50, "cpu", cpu_cores=2, measured={})
+    assert bf16.step_seconds == pytest.approx(presets.CPU_FORWARD_CPU_SECONDS["bf16"])
+    assert "bf16" in bf16.basis
+    # the default (and the GPU default fp16 saved in settings) means bf16 here; --dtype fp32 opts out
+    assert presets.estimate_run(50, "cpu", dtype="fp16", cpu_cores=2, measured={}).step_seconds == bf16.step_seconds
+    fp32 = presets.estimate_run(50, "cpu", dtype="fp32", cpu_cores=2, measured={})
+    assert fp32.step_seconds == pytest.approx(165.0) and "fp32" in fp32.basis
+    assert bf16.seconds < 0.5 * fp32.seconds  # what the bf16 default buys
+    cpu_kind(False)
+    assert presets.estimate_run(50, "cpu", cpu_cores=2, measured={}).step_seconds == pytest.approx(165.0)
+
+
+def test_cpu_estimate_uses_the_selftest_measurement_of_the_run_precision(cpu_kind):
+    measured = {"device_name": "Intel Xeon", "steps": [
+        {"device": "cpu", "mode": "high", "dtype": "fp32", "step_seconds": 200.0},
+        {"device": "cpu", "mode": "high", "dtype": "bf16", "step_seconds": 80.0}]}
+    cpu_kind(True)
+    bf16 = presets.estimate_run(15, "cpu", measured=measured)
+    assert bf16.step_seconds == 80.0 and "measured" in bf16.basis and "bf16" in bf16.basis
+    assert presets.estimate_run(15, "cpu", dtype="fp32", measured=measured).step_seconds == 200.0
+    cpu_kind(False)
+    assert presets.estimate_run(15, "cpu", measured=measured).step_seconds == 200.0
+
+
 def test_gpu_estimate_uses_the_card_table_and_says_it_is_rough():
     fast = presets.estimate_run(50, "cuda", gpu_name="NVIDIA GeForce RTX 4090", measured={})
     slow = presets.estimate_run(50, "cuda", gpu_name="NVIDIA GeForce RTX 3060", measured={})

@@ -5,11 +5,16 @@ how fast, and in how much memory? No model file is needed: the weights come from
    steps with replayed noise, in every memory mode and precision the device supports, through the
    production `ToonCrafterPipeline` placed by `memory.apply_memory_mode`; each run is compared
    with a float32 CPU run of the same inputs (latent and video) against the tolerances of
-   `precision.py`. On the CPU the model runs in float32 (as generation does there), so the modes
-   differ only in batched guidance and the lean decode.
-2. Full size (CUDA only): one UNet step at 512x320x16 (cond + uncond, as the pipeline runs it in
+   `precision.py`. On the CPU the model runs in float32, and in bf16 too where the CPU has native
+   bf16 (AVX-512 BF16 or AMX; run/cpu_bf16.py), as generation does there; the modes differ only in
+   batched guidance and the lean decode.
+2. Full size on CUDA: one UNet step at 512x320x16 (cond + uncond, as the pipeline runs it in
    that mode) with fill-rule weights per memory mode: seconds per step, peak allocated memory
    against the dry run's predicted peak for that stage, and the SDPA kernel used.
+   Full size on the CPU: one full-width UNet forward (batch 1, half a guided step) in float32 and,
+   with native bf16, in bf16: CPU and wall seconds, `cpu_bf16_speedup` (float32 CPU seconds over
+   bf16's) and the bf16 output's error against float32 (a failure beyond precision.py's tolerance).
+   The time estimate before a CPU run reads these (two forwards per step).
 
 The report is a plain dict (`as_json`) with a text rendering (`format_report`).
 """
@@ -30,7 +35,7 @@ import numpy as np
 import torch
 
 from ..nets.attention import get_sdpa_kernel, sdpa_kernel_used
-from ..run import memory
+from ..run import cpu_bf16, memory
 from .precision import relative_error, tolerance, torch_dtype
 
 log = logging.getLogger(__name__)
@@ -54,8 +59,16 @@ class SelftestReport:
     def failures(self) -> list[str]:
         bad = [f"reduced {r['mode']} {r['dtype']}: {r.get('error') or 'beyond tolerance'}"
                for r in self.reduced if not r["ok"]]
-        bad += [f"full-size {r['mode']}: {r['error']}" for r in self.full_size if r.get("error")]
+        bad += [f"full-size {r['mode']} {r['dtype']}: {r['error']}" for r in self.full_size if r.get("error")]
         return bad
+
+    @property
+    def cpu_bf16_speedup(self) -> float | None:
+        """float32 over bf16 CPU seconds of the full-width forward (None unless both ran on the CPU)."""
+        seconds = {r["dtype"]: r.get("forward_cpu_s") for r in self.full_size if r.get("device") == "cpu"}
+        if seconds.get("fp32") and seconds.get("bf16"):
+            return round(seconds["fp32"] / seconds["bf16"], 3)
+        return None
 
     @property
     def passed(self) -> bool:
@@ -64,7 +77,7 @@ class SelftestReport:
     def as_json(self) -> dict[str, Any]:
         return {"passed": self.passed, "failures": self.failures, "environment": self.environment,
                 "attention": self.attention, "reduced": self.reduced, "full_size": self.full_size,
-                "skipped": self.skipped}
+                "cpu_bf16_speedup": self.cpu_bf16_speedup, "skipped": self.skipped}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -94,14 +107,16 @@ def environment(device: torch.device) -> dict[str, Any]:
         env.update(device_name=props.name, capability=f"{props.major}.{props.minor}", total_bytes=int(total),
                    free_bytes=int(free), bf16=bool(torch.cuda.is_bf16_supported()), driver=_driver_version())
     else:
-        env.update(device_name=platform.processor() or platform.machine() or "CPU")
+        env.update(device_name=platform.processor() or platform.machine() or "CPU",
+                   cpu_bf16=cpu_bf16.detect().as_json())
     return env
 
 
 def dtypes_for(device: torch.device) -> list[str]:
-    """Precisions generation uses on the device: CUDA fp16, bf16 where supported, and fp32; CPU fp32."""
+    """Precisions generation uses on the device: CUDA fp16, bf16 where supported, and fp32; CPU fp32,
+    and bf16 where the CPU runs it natively (its default there)."""
     if device.type != "cuda":
-        return ["fp32"]
+        return ["fp32", "bf16"] if cpu_bf16.detect().native else ["fp32"]
     names = ["fp16"]
     if torch.cuda.is_bf16_supported():
         names.append("bf16")
@@ -271,9 +286,11 @@ def run_full_step(holder: torch.nn.Module, device: torch.device, mode: str, dtyp
 def run_selftest(device: str | torch.device | None = None, full_size: bool = True,
                  modes: tuple[str, ...] = memory.MODES, dtypes: list[str] | None = None,
                  progress: Progress | None = None, size: tuple[int, int] = REDUCED_SIZE,
-                 steps: int = REDUCED_STEPS) -> SelftestReport:
+                 steps: int = REDUCED_STEPS, cpu_unet: Any = None,
+                 cpu_latent: tuple[int, int] = FULL_LATENT) -> SelftestReport:
     """Run the self-test on `device` (default: CUDA when available, else the CPU); `size` and
-    `steps` of the reduced runs (the tolerances are set for the defaults)."""
+    `steps` of the reduced runs (the tolerances are set for the defaults). `cpu_unet` (a UNetConfig)
+    and `cpu_latent` replace the full width of the CPU's timed forward (tests use the reduced one)."""
     say = progress or (lambda _text: None)
     dev = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     if dev.type == "cuda" and dev.index is None:
@@ -294,8 +311,15 @@ def run_selftest(device: str | torch.device | None = None, full_size: bool = Tru
             say(f"reduced model: {mode} mode, {dtype}")
             report.reduced.append(run_reduced(dev, dtype, mode, reference, inputs, model))
     if dev.type != "cuda":
-        report.skipped.append("fp16/bf16 runs: generation runs in float32 on the CPU (half precision needs CUDA)")
-        report.skipped.append("full-size UNet step per mode (speed, peak memory vs prediction): needs a CUDA GPU")
+        support = cpu_bf16.detect()
+        if "bf16" not in wanted:
+            report.skipped.append(f"bf16 runs: this CPU runs in float32 ({support.reason})")
+        report.skipped.append("fp16 runs and the full-size step per memory mode (peak memory vs prediction): "
+                              "need a CUDA GPU")
+        if not full_size:
+            report.skipped.append("full-width UNet forward on the CPU: not asked for")
+            return report
+        report.full_size += run_cpu_forwards([d for d in ("fp32", "bf16") if d in wanted], cpu_unet, cpu_latent, say)
         return report
     if not full_size:
         report.skipped.append("full-size UNet step per mode: not asked for")
@@ -310,11 +334,63 @@ def run_selftest(device: str | torch.device | None = None, full_size: bool = Tru
     return report
 
 
+def run_cpu_forwards(dtypes: list[str], config: Any = None, latent: tuple[int, int] = FULL_LATENT,
+                     say: Progress | None = None) -> list[dict[str, Any]]:
+    """One UNet forward (batch 1, 16 frames; default the full width at 320x512) per precision on the
+    CPU, float32 first: CPU and wall seconds, and for bf16 its error against the float32 output. The
+    float32 UNet is cast to bf16 in place (one model's memory at a time)."""
+    from ..nets.unet import UNetConfig
+    from .verify_unet import build_filled_unet
+
+    say = say or (lambda _text: None)
+    full = config is None
+    say(f"CPU: building the {'full-width ' if full else ''}UNet with fill-rule weights")
+    unet = build_filled_unet(config or UNetConfig())
+    gen = torch.Generator().manual_seed(0)
+    h, w = latent
+    x = torch.randn((1, 4, 16, h, w), generator=gen)
+    c_concat = torch.zeros_like(x)
+    c_concat[:, :, [0, 15]] = torch.randn((1, 4, 2, h, w), generator=gen)
+    inputs = (torch.cat([x, c_concat], dim=1), torch.tensor([699]), torch.randn((1, 333, unet.config.context_dim),
+                                                                                 generator=gen), torch.tensor([10]))
+    rows: list[dict[str, Any]] = []
+    outputs: dict[str, torch.Tensor] = {}
+    for dtype in dtypes:
+        say(f"CPU: one {'full-width ' if full else ''}UNet forward in {dtype} "
+            f"({'minutes' if full else 'seconds'} on a few cores)")
+        row: dict[str, Any] = {"device": "cpu", "mode": "high", "dtype": dtype, "size": "full" if full else "custom",
+                               "latent": [h, w], "threads": torch.get_num_threads()}
+        try:
+            unet.to(torch_dtype(dtype))
+            cpu, wall = time.process_time(), time.perf_counter()
+            with torch.inference_mode():
+                out = unet(*inputs)
+            row["forward_seconds"] = round(time.perf_counter() - wall, 3)
+            row["forward_cpu_s"] = round(time.process_time() - cpu, 3)
+            row["step_seconds"] = round(2 * row["forward_seconds"], 3)  # cond + uncond: two forwards
+            row["finite"] = bool(torch.isfinite(out).all())
+            if not row["finite"]:
+                row["error"] = "non-finite UNet output"
+            outputs[dtype] = out.float()
+            if dtype != "fp32" and "fp32" in outputs:
+                row["error_vs_fp32"] = relative_error(outputs[dtype], outputs["fp32"])
+                row["limit"] = tolerance("unet", dtype)
+                if not row["error_vs_fp32"] <= row["limit"]:
+                    row["error"] = f"{dtype} output differs from float32 by {row['error_vs_fp32']:.2e}"
+        except Exception as exc:  # reported, never raised
+            log.warning("CPU forward in %s failed", dtype, exc_info=True)
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        rows.append(row)
+    del unet
+    return rows
+
+
 def step_timings(report: SelftestReport) -> dict[str, Any]:
     """What the time estimates of engines/tooncrafter/presets.py read back (selftest_timings.json)."""
     env = report.environment
     steps = [{"device": env["device"].split(":")[0], "mode": r["mode"], "dtype": r["dtype"],
-              "step_seconds": r["step_seconds"]} for r in report.full_size if "step_seconds" in r]
+              "step_seconds": r["step_seconds"]} for r in report.full_size
+             if "step_seconds" in r and r.get("size", "full") == "full" and not r.get("error")]
     return {"device_name": env.get("device_name"), "torch": env.get("torch"), "steps": steps}
 
 
@@ -336,6 +412,8 @@ def format_report(report: SelftestReport) -> str:
                      f"bf16 {'yes' if env['bf16'] else 'no'}, driver {env.get('driver') or 'unknown'}")
     else:
         lines.append(f"device cpu: {env['device_name']}, {env['cpu_threads']} threads of {env['cpu_count']} cores")
+        support = env.get("cpu_bf16") or {}
+        lines.append(f"cpu bf16: {'native' if support.get('native') else 'not native'} ({support.get('reason', '-')})")
     lines.append("attention (SDPA kernel, setting " + env["sdpa_kernel_setting"] + "): "
                  + ", ".join(f"{k} {v}" for k, v in report.attention.items()))
     geo = env["reduced_geometry"]
@@ -350,10 +428,26 @@ def format_report(report: SelftestReport) -> str:
         result = "ok" if r["ok"] else ("NON-FINITE" if not r["finite"] else "BEYOND TOLERANCE")
         lines.append(f"  {r['mode']:9s} {r['dtype']:5s} {r['latent_error']:9.2e} {r['video_error']:9.2e} "
                      f"{r['video_limit']:7.0e} {r['seconds']:7.1f}s  {result}")
-    if report.full_size:
+    cpu_rows = [r for r in report.full_size if r.get("device") == "cpu"]
+    if cpu_rows:
+        h, w = cpu_rows[0]["latent"]
+        lines.append(f"UNet forward on the CPU ({8 * w}x{8 * h}x16, batch 1 = half a guided step, fill-rule weights, "
+                     f"{cpu_rows[0]['threads']} threads):")
+        lines.append(f"  {'dtype':5s} {'CPU s':>8s} {'wall s':>8s} {'s/step':>8s} {'vs fp32':>9s} {'limit':>7s}")
+        for r in cpu_rows:
+            if "forward_cpu_s" not in r:
+                lines.append(f"  {r['dtype']:5s} FAILED: {r['error']}")
+                continue
+            error = f"{r['error_vs_fp32']:9.2e} {r['limit']:7.0e}" if "error_vs_fp32" in r else f"{'-':>9s} {'-':>7s}"
+            lines.append(f"  {r['dtype']:5s} {r['forward_cpu_s']:8.1f} {r['forward_seconds']:8.1f} {r['step_seconds']:8.1f} "
+                         f"{error}" + (f"  {r['error']}" if r.get("error") else ""))
+        if report.cpu_bf16_speedup is not None:
+            lines.append(f"  cpu_bf16_speedup: {report.cpu_bf16_speedup:.2f}x (float32 CPU seconds / bf16's)")
+    gpu_rows = [r for r in report.full_size if r.get("device") != "cpu"]
+    if gpu_rows:
         lines.append("Full-size UNet step (512x320x16, cond + uncond, fill-rule weights):")
         lines.append(f"  {'mode':9s} {'dtype':5s} {'s/step':>8s} {'peak':>11s} {'predicted':>11s} {'ratio':>6s}")
-        for r in report.full_size:
+        for r in gpu_rows:
             if "error" in r and "step_seconds" not in r:
                 lines.append(f"  {r['mode']:9s} {r['dtype']:5s} FAILED: {r['error']}")
                 continue

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import attention, merge_heads, split_heads
+from .unet_blocks import half_group_norm, uncast_group_norm_ok
 
 VAE_NORM_EPS = 1e-6  # every 2-D GroupNorm of the VAE and the fusion attention's query norm
 TEMPORAL_NORM_EPS = 1e-5  # the decoder's temporal res-blocks (trap 5)
@@ -28,13 +29,15 @@ class Float32GroupNorm(nn.GroupNorm):
     GroupNorm, which every device has (Apple's MPS has no 5-D one)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x.float()
-        shape = y.shape
+        shape = x.shape
+        y = x
         if y.dim() == 5:
             b, c, t, h, w = shape
             y = y.reshape(b, c, t * h, w)
+        if x.dtype != torch.float32 and uncast_group_norm_ok(y):  # bit for bit the cast, without the copy
+            return half_group_norm(y, self.num_groups, self.weight, self.bias, self.eps).view(shape)
         # float32 weights too: a half weight with a float32 input is refused (on the CPU at least)
-        y = F.group_norm(y, self.num_groups, self.weight.float(), self.bias.float(), self.eps)
+        y = F.group_norm(y.float(), self.num_groups, self.weight.float(), self.bias.float(), self.eps)
         return y.view(shape).type(x.dtype)
 
 

@@ -16,13 +16,15 @@ The answer is built from up to four witnesses, cheapest first:
 
 Importing this module imports no torch (the engine's time estimate asks before torch is loaded:
 `flags_support()`); `detect()` imports it and is cached per process. Tests inject the answer
-instead of depending on the machine they run on (`set_override`).
+instead of depending on the machine they run on (`set_override`, or the environment variable
+TOONCRAFTER_STUDIO_CPU_BF16=0/1, which child processes inherit).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 CPUINFO = Path("/proc/cpuinfo")
+ENV_OVERRIDE = "TOONCRAFTER_STUDIO_CPU_BF16"  # "1" / "0": the verdict, without detection
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # the x86 flags of native bf16 dot products
 # ATen's vectorised kernel levels (get_cpu_capability) at which bf16 element-wise ops are fast.
 FAST_CAPABILITIES = ("AVX512", "AVX512_BF16", "AMX", "AMX_BF16")
@@ -100,8 +103,9 @@ def support_from_flags(flags: set[str]) -> CpuBf16:
 
 def flags_support(path: Path = CPUINFO) -> CpuBf16 | None:
     """The answer from the OS flags alone (no torch), None where the OS gives none; an override wins."""
-    if _override is not None:
-        return _override
+    forced = _forced()
+    if forced is not None:
+        return forced
     flags = read_os_flags(path)
     return None if flags is None else support_from_flags(flags)
 
@@ -145,14 +149,15 @@ def numeric_probe() -> float:
     import torch
     import torch.nn.functional as F
 
+    relative_error = _relative_error
     gen = torch.Generator().manual_seed(0)
     x = torch.randn((2, 32, 16, 16), generator=gen).bfloat16().contiguous(memory_format=torch.channels_last)
     w = (torch.randn((32, 32, 3, 3), generator=gen) / 17).bfloat16()
     a = torch.randn((64, 96), generator=gen).bfloat16()
     b = (torch.randn((96, 48), generator=gen) / 10).bfloat16()
     with torch.inference_mode():
-        conv_err = _relative_error(F.conv2d(x, w, padding=1), F.conv2d(x.float(), w.float(), padding=1))
-        mm_err = _relative_error(a @ b, a.float() @ b.float())
+        conv_err = relative_error(F.conv2d(x, w, padding=1), F.conv2d(x.float(), w.float(), padding=1))
+        mm_err = relative_error(a @ b, a.float() @ b.float())
     return max(conv_err, mm_err)
 
 
@@ -196,8 +201,21 @@ def set_override(value: CpuBf16 | bool | None) -> None:
     """Force the answer (tests; True/False for a bare verdict); None restores detection."""
     global _override
     if isinstance(value, bool):
-        value = CpuBf16(value, source="override", reason="set by a test" if value else "turned off")
+        value = _bare(value, "set by a test")
     _override = value
+
+
+def _bare(native: bool, why: str) -> CpuBf16:
+    return CpuBf16(native, source="override", reason=why)
+
+
+def _forced() -> CpuBf16 | None:
+    if _override is not None:
+        return _override
+    value = os.environ.get(ENV_OVERRIDE, "").strip()
+    if value in ("0", "1"):
+        return _bare(value == "1", f"{ENV_OVERRIDE}={value}")
+    return None
 
 
 @functools.lru_cache(maxsize=1)
@@ -219,8 +237,9 @@ def _detect_cached(probe: bool) -> CpuBf16:
 
 def detect(probe: bool = True) -> CpuBf16:
     """The full answer (imports torch; the probe takes a few ms once per process)."""
-    if _override is not None:
-        return _override
+    forced = _forced()
+    if forced is not None:
+        return forced
     return _detect_cached(probe)
 
 

@@ -10,7 +10,8 @@
   other instead of batched.
 - low: balanced, and the UNet's blocks are streamed one at a time from the CPU (sequential offload).
 
-None changes the numbers: weights only move. On the CPU the model runs in float32.
+None changes the numbers: weights only move. On the CPU the model runs in bf16 where the CPU has
+native bf16 dot products (AVX-512 BF16 or AMX, `cpu_bf16.py`), else in float32 (`resolve_dtype`).
 
 The pure parts (mode choice, estimates, the out-of-memory retry) import no torch, so the engine
 can plan and explain a run before torch is even loaded. The placement helpers import it lazily.
@@ -31,6 +32,7 @@ GiB = 1024**3
 MODES = ("high", "balanced", "low")  # most to least GPU memory
 MODE_CHOICES = ("auto", *MODES)
 DTYPES = ("fp16", "bf16", "fp32")
+DTYPE_CHOICES = ("auto", *DTYPES)  # auto: fp16 on a GPU; on the CPU bf16 where native, else fp32
 
 # Peak bytes on the GPU of one 512x320x16 generation per mode with 2-byte weights (fp16 and bf16
 # alike): the peak of live device storage in the dry run of the engine's own CUDA path
@@ -276,15 +278,35 @@ def free_vram_bytes(device: Any = "cuda") -> tuple[int, int] | None:
     return int(free), int(total)
 
 
+def resolve_dtype(device: str, requested: str | None = None, cpu_native_bf16: bool | None = None) -> str:
+    """The precision a run on `device` uses for the `requested` one (None or "auto": the default).
+
+    CUDA and MPS: fp16 by default, or what was asked. CPU: bf16 where the CPU runs it natively
+    (`cpu_bf16.detect`, or `cpu_native_bf16` when given), else float32; "fp16" there (a GPU
+    precision, the old default of saved settings) means that default too. bf16 asked for on a CPU
+    without native bf16 is honoured, with a warning: it is emulated and slower than float32."""
+    kind = str(device).split(":")[0]
+    if requested not in (None, "auto"):
+        check_dtype(requested)
+    if kind in ACCELERATORS:
+        return "fp16" if requested in (None, "auto") else str(requested)
+    if requested == "fp32":
+        return "fp32"
+    from . import cpu_bf16
+
+    native = cpu_bf16.detect().native if cpu_native_bf16 is None else cpu_native_bf16
+    if requested == "bf16":
+        if not native:
+            log.warning("bf16 on this CPU is emulated (no AVX-512 BF16 or AMX): slower than float32.")
+        return "bf16"
+    return cpu_bf16.cpu_default_dtype(native)
+
+
 def weight_dtype(device: Any, requested: str | None = None) -> Any:
-    """fp16 (or the requested bf16 / fp32) on CUDA and MPS, float32 on the CPU (half is slow or
-    missing there)."""
+    """The torch dtype of `resolve_dtype(device, requested)`."""
     import torch
 
-    dev = torch.device(device)
-    if dev.type not in ACCELERATORS:
-        return torch.float32
-    name = check_dtype(requested or "fp16")
+    name = resolve_dtype(torch.device(device).type, requested)
     return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[name]
 
 
@@ -308,7 +330,7 @@ STAGE_COMPONENTS: dict[str, tuple[str, ...]] = {
     "text": ("cond_stage_model",),
     "image": ("embedder", "image_proj_model"),
     "vae_encode": ("first_stage_model",),
-    "denoise": ("model.diffusion_model", "sketch_encoder"),  # the encoder only when one is attached
+    "denoise": ("model.diffusion_model", "sketch_encoder"),  # the encoder only when the pipeline has one
     "decode": ("first_stage_model",),
 }
 COMPONENTS = ("cond_stage_model", "embedder", "image_proj_model", "first_stage_model", "model.diffusion_model",
@@ -484,7 +506,7 @@ class Placement:
             self.resident.unload()
 
 
-def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placement:
+def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any, sketch_encoder: Any = None) -> Placement:
     """Cast the model's networks to `dtype` and place them for `mode` on `device`.
 
     high (and any mode on the CPU): everything on the device. balanced: everything on the CPU; the
@@ -499,6 +521,8 @@ def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placeme
     dev = torch.device(device)
     enable_tf32(dev, dtype)
     parts = {name: _submodule(model, name) for name in COMPONENTS}
+    if sketch_encoder is not None:  # a pipeline's component beside the model, placed with the UNet
+        parts["sketch_encoder"] = sketch_encoder
     parts = {name: module for name, module in parts.items() if module is not None}
     for module in parts.values() or [model]:
         module.to(dtype=dtype)

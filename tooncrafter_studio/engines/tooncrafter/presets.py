@@ -13,12 +13,16 @@ The time estimate is a per-device seconds-per-step model, with what it is based 
 1. measured: `tooncrafter-studio doctor --selftest` on this machine stores the seconds of one
    full-size UNet step per device, memory mode and precision (`selftest_timings.json` in the user
    cache folder); when it matches the run, that figure is used.
-2. CPU: the full-width UNet forward measured in `benchmarks/bench_unet.py` (165 CPU-seconds per
-   forward on the 2-core reference machine, two forwards per guided step), divided by the cores.
+   On the CPU the self-test times one full-width forward per precision (a step is two of them).
+2. CPU: the full-width UNet forward measured in `benchmarks/bench_unet.py`, in the precision the run
+   will use (bf16 where the CPU has AVX-512 BF16 or AMX, `diffusion/run/cpu_bf16.py`; else float32):
+   CPU-seconds per forward on the 2-core reference machine, two forwards per guided step, divided by
+   the cores.
 3. CUDA without a measurement: the UNet step's arithmetic (2 x 11.48 TFLOP at 512x320x16,
    counted with torch's FlopCounterMode) over a nominal fp16 throughput of the card found in a
    small table (or a mid-range default), at an assumed 35 % efficiency. A rough guide only.
-Nothing here imports torch: the inspector asks for estimates while it draws.
+Nothing here imports torch: the inspector asks for estimates while it draws (the CPU's bf16 is read
+from its flags, `cpu_bf16.flags_support`; where the system gives none, the float32 figure is used).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 from ...core.errors import InputError
 from ...core.paths import user_cache_dir
+from ...diffusion.run import cpu_bf16
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +46,10 @@ DEFAULT_PRESET = "final"
 
 TIMINGS_FILE = "selftest_timings.json"
 UNET_FORWARD_TFLOP = 11.48  # one full-size forward, batch 1, 16 frames at 40x64 latent (FlopCounterMode)
-CPU_FORWARD_CPU_SECONDS = 165.0  # bench_unet.py, fp32, 2-core reference machine (CPU seconds)
-CPU_FIXED_SECONDS = 600.0  # encoders + two-pass VAE decode at full size on 2 cores (about 10 min)
+# bench_unet.py, full-width forward, CPU seconds on the 2-core reference machine: float32 (165.0 on the
+# quiet reference run), bf16 (issue 25: a Xeon with AMX, 2 threads, loaded machine; see the README).
+CPU_FORWARD_CPU_SECONDS: dict[str, float] = {"fp32": 165.0, "bf16": 70.0}
+CPU_FIXED_SECONDS = 600.0  # encoders + two-pass VAE decode at full size on 2 cores, float32 (about 10 min)
 GPU_FIXED_SECONDS = 6.0  # encoders + decode on a GPU (plus the weights' first upload)
 GPU_EFFICIENCY = 0.35
 # Nominal dense fp16 tensor throughput (TFLOP/s) by a fragment of the device name; first match wins.
@@ -127,15 +134,20 @@ def estimate_run(steps: int, device: str = "cuda", passes: int = 1, mode: str | 
     if steps < 1 or passes < 1:
         raise InputError("A time estimate needs at least one step and one pass.")
     measured = load_measured() if measured is None else measured
-    hit = _measured_step(measured, device, mode, "fp32" if device == "cpu" else dtype)
+    if device == "cpu":
+        dtype = cpu_run_dtype(dtype)
+    hit = _measured_step(measured, device, mode, dtype)
     if hit is not None:
         step, basis = hit
         fixed = CPU_FIXED_SECONDS if device == "cpu" else GPU_FIXED_SECONDS
+        if device == "cpu":
+            basis += f", {dtype}"
     elif device == "cpu":
         cores = max(1, cpu_cores or os.cpu_count() or 1)
-        step = 2 * CPU_FORWARD_CPU_SECONDS / cores
+        step = 2 * CPU_FORWARD_CPU_SECONDS[dtype] / cores
         fixed = CPU_FIXED_SECONDS * 2 / cores
-        basis = f"CPU: the benchmark's 165 CPU-s per UNet forward spread over {cores} cores"
+        basis = (f"CPU, {dtype}: the benchmark's {CPU_FORWARD_CPU_SECONDS[dtype]:g} CPU-s per UNet forward spread "
+                 f"over {cores} cores; run doctor --selftest to measure this machine")
     else:
         tflops, matched = gpu_tflops(gpu_name or measured.get("device_name"))
         step = 2 * UNET_FORWARD_TFLOP / (tflops * GPU_EFFICIENCY)
@@ -143,6 +155,15 @@ def estimate_run(steps: int, device: str = "cuda", passes: int = 1, mode: str | 
         card = f"{matched} class" if matched else "a mid-range GPU"
         basis = f"rough: {card} at nominal fp16 speed, not measured; run doctor --selftest to measure"
     return TimeEstimate(passes * (steps * step + fixed), step, fixed, basis)
+
+
+def cpu_run_dtype(requested: str | None) -> str:
+    """The precision a CPU run will use, without torch: bf16 where the CPU's flags show native bf16
+    (none known: float32, the slower and safer guess), or what was asked."""
+    from ...diffusion.run.memory import resolve_dtype
+
+    support = cpu_bf16.flags_support()
+    return resolve_dtype("cpu", requested, cpu_native_bf16=bool(support and support.native))
 
 
 def _gpu_name() -> str | None:
