@@ -66,7 +66,8 @@ def test_tooncrafter_on_a_cluster_without_gpus_is_one_line_and_exit_3(cpu_cluste
 def test_losing_the_only_node_ends_with_a_cluster_error(cpu_cluster, tmp_path):
     cluster, node = cpu_cluster
     marks = tmp_path / "marks"
-    factory = functools.partial(MarkedBlend, str(marks), 1.0)
+    # every task waits for a release that never comes: the node is removed while one certainly runs
+    factory = functools.partial(MarkedBlend, str(marks), str(tmp_path / "release"))
     project = make_project(tmp_path, keys=KEYS, count=25)
     jobs = [segment_job(project, span, engine="test-marked", seed=7) for span in key_spans(project.shot)]
     lost: list[bool] = []
