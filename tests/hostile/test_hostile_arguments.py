@@ -31,6 +31,8 @@ CASES = [
     (["generate", "{shot}", "--times", "0.5,0.5"], "increase"),
     (["generate", "{shot}", "--times", "inf"], "outside (0, 1)"),
     (["generate", "{shot}", "--seed", "-1"], "--seed must be"),
+    (["generate", "{shot}", "--seeds", "100000"], "--seeds must be from 1 to 1,000"),
+    (["generate", "{shot}", "--seeds", "0"], "--seeds must be from 1"),
     (["generate", "{shot}", "--seed", str(2**63)], "--seed must be"),
     (["generate", "{shot}", "--param", "=1"], "NAME=VALUE"),
     (["generate", "{shot}", "--param", "qualty=fast"], "has no option qualty"),

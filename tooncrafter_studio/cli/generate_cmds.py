@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..core.errors import InputError
+from ..core.limits import MAX_SEEDS
 from ..project.commands import check_seed
 from .progress import TqdmProgress
 
@@ -133,8 +134,8 @@ def run_generate(args: argparse.Namespace) -> int:
                 print(f"skipped frames {span.start_frame}-{span.start_frame + span.gap}: the timing sheet marks no "
                       "in-betweens there.", file=sys.stderr)
             chosen = [span for span in chosen if span not in unmarked] or chosen
-    if args.seeds < 1:
-        raise InputError(f"--seeds must be at least 1, not {args.seeds}.")
+    if not 1 <= args.seeds <= MAX_SEEDS:
+        raise InputError(f"--seeds must be from 1 to {MAX_SEEDS:,} (takes per pair in one run), not {args.seeds}.")
     task_id = check_task_id(args.task_id) if args.task_id is not None else None
     if task_id is not None and (len(chosen) != 1 or args.seeds != 1 or args.cluster):
         raise InputError("--task-id is for one farm task: give exactly one --pair, and no --seeds or --cluster.")

@@ -13,6 +13,7 @@ MAX_SHOT_FRAMES = 100_000  # timeline frames of a shot, and frames of a source (
 MAX_EXPOSURE = 10_000  # timeline frames one cell holds its drawing for
 MAX_MISSING_FRAMES = 10_000  # frame numbers missing from an image sequence (a gap in its numbering)
 MAX_INBETWEENS = 1000  # in-betweens generated for one pair of keys
+MAX_SEEDS = 1000  # takes one `generate --seeds N` makes per pair (each adds ~2 KB to project.json)
 MAX_FRAME_PADDING = 10  # digits of a frame number in a pattern or an export name
 MAX_START_NUMBER = 999_999_999  # the first frame number of an export or of interpolate's files
 MAX_NAME_BYTES = 200  # a file-name stem given by the user (most file systems allow 255 bytes in all)
@@ -31,6 +32,7 @@ def describe_limits() -> list[tuple[str, str]]:
         ("exposure of one cell", f"{MAX_EXPOSURE:,} frames"),
         ("frame numbers missing from a sequence", f"{MAX_MISSING_FRAMES:,}"),
         ("in-betweens per pair of keys", f"{MAX_INBETWEENS:,}"),
+        ("takes per pair in one run (generate --seeds)", f"{MAX_SEEDS:,}"),
         ("digits of a frame number; first number of an export", f"{MAX_FRAME_PADDING}; {MAX_START_NUMBER:,}"),
         ("project.json / recovery copy", f"{MAX_PROJECT_FILE_BYTES >> 20} MiB"),
         ("one image file", f"{MAX_IMAGE_FILE_BYTES >> 30} GiB"),
