@@ -166,8 +166,14 @@ def _diagnose(args: argparse.Namespace) -> int:
         env = memory.torch_environment()
         print(f"PyTorch {env['torch']}, CUDA build {env['cuda_build'] or 'none (CPU build)'}, "
               f"attention: {', '.join(env['attention_backends'])}")
+        from ..diffusion.run import cpu_bf16
+
+        support = cpu_bf16.detect()
+        print(f"CPU: bf16 {'native' if support.native else 'not native'} ({support.reason}); ToonCrafter on the "
+              f"CPU runs in {cpu_bf16.cpu_default_dtype(support.native)} by default (--dtype fp32 opts out)")
         if not env["devices"]:
-            print("GPU: none usable by PyTorch — ToonCrafter runs only with --device cpu (hours per clip).")
+            print("GPU: none usable by PyTorch — ToonCrafter runs only with --device cpu (about an hour per clip "
+                  "in bf16, hours in float32; see the README).")
         for dev in env["devices"]:
             print(f"GPU {dev['index']}: {dev['name']} (compute {dev['capability']}), {_gib(dev['free_bytes'])} free "
                   f"of {_gib(dev['total_bytes'])}, bf16 {'yes' if dev['bf16'] else 'no'}")

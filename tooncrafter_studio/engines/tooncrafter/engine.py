@@ -45,8 +45,17 @@ DEVICES = ("cuda", "mps", "cpu")  # mps: Apple silicon (Metal)
 DTYPES = ("fp16", "bf16", "fp32")
 ATTENTION_KERNELS = ("auto", "flash", "efficient", "cudnn", "math")  # diffusion.nets.attention.SDPA_KERNELS
 MAX_STEPS = 60  # the 'uniform_trailing' spacing breaks beyond 60 (spec §0.15); the pipeline re-checks
-CPU_WARNING = ("Running ToonCrafter on the CPU: a full-size generation takes hours "
-               "(about 2.5 minutes per denoising step on 2 cores).")
+
+
+def cpu_warning(dtype: str | None = None) -> str:
+    """What a CPU run costs, in the precision it will use (bf16 on CPUs with AVX-512 BF16 or AMX)."""
+    from .presets import CPU_FORWARD_CPU_SECONDS, cpu_run_dtype, format_duration
+
+    name = cpu_run_dtype(dtype)
+    step = CPU_FORWARD_CPU_SECONDS[name]  # two forwards per step over 2 cores
+    return (f"Running ToonCrafter on the CPU in {name}: a full-size generation takes "
+            f"{'about an hour or more' if name == 'bf16' else 'hours'} (about {format_duration(step)} per "
+            "denoising step on 2 cores; `doctor --selftest` measures this machine).")
 
 Backend = Callable[..., np.ndarray]
 BackendFactory = Callable[["Settings", str], Backend]
@@ -350,7 +359,7 @@ class ToonCrafterEngine(Engine):
 
     def _probe_device(self, s: Settings) -> tuple[bool, str] | None:
         if s.device == "cpu":
-            return True, CPU_WARNING
+            return True, cpu_warning(s.dtype)
         from ...diffusion.run import memory
 
         if not memory.device_available(s.device):
@@ -412,7 +421,10 @@ class ToonCrafterEngine(Engine):
 
     def _load_file(self, path: Path, settings: Settings, progress: ProgressCallback | None = None,
                    cancel: CancelToken | None = None) -> Any:
-        key = (str(path), path.stat().st_mtime_ns, settings.device, settings.dtype)
+        from ...diffusion.run import memory
+
+        # the precision that will load (CPU: bf16 where native), so "fp16" and "bf16" there share one copy
+        key = (str(path), path.stat().st_mtime_ns, settings.device, memory.resolve_dtype(settings.device, settings.dtype))
         if self._model_key != key:
             self._model = None
             self._model = load_model_file(path, settings, progress, cancel)
@@ -482,8 +494,12 @@ class ToonCrafterEngine(Engine):
             settings = replace(settings, seed=int(request.seed))
         if settings.seed is None:
             settings = replace(settings, seed=random.SystemRandom().randrange(2**31))
+        if self._injected is None:  # the precision that really runs (CPU: bf16 where native), for the record
+            from ...diffusion.run import memory
+
+            settings = replace(settings, dtype=memory.resolve_dtype(settings.device, settings.dtype))
         if settings.device == "cpu":
-            log.warning(CPU_WARNING)
+            log.warning(cpu_warning(settings.dtype))
         cancel.raise_if_cancelled()
 
         times = sorted(float(t) for t in request.times)
