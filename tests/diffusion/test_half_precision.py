@@ -231,3 +231,24 @@ def test_cpu_group_norm_without_the_float32_copy_is_the_cast_bit_for_bit(dtype, 
         vae_got, vae_expected = vae_norm.to(dtype)(x), cast(x)
     assert got.dtype == dtype and torch.equal(got, expected)
     assert vae_got.dtype == dtype and torch.equal(vae_got, vae_expected)
+
+
+def test_chunked_bf16_unet_gives_bit_for_bit_the_unchunked_numbers(fp32_model, monkeypatch):
+    """Chunks write their results straight into the output (ResBlock, spatial transformer, the
+    feed-forward's last projection): the same numbers as one piece, in bf16 as in float32."""
+    from tooncrafter_studio.diffusion.nets import unet_blocks
+
+    unet = _half(fp32_model, "bf16").model.diffusion_model
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn((1, 8, 4, 8, 16), generator=gen).bfloat16()
+    args = (x, torch.tensor([500]), torch.randn((1, 333, 64), generator=gen).bfloat16(), torch.tensor([10]))
+    monkeypatch.setattr(unet_blocks, "CHUNK_ELEMENTS", 1 << 30)
+    monkeypatch.setattr(unet_blocks, "FF_CHUNK_ELEMENTS", 1 << 30)
+    with torch.inference_mode():
+        whole = unet(*args)
+    monkeypatch.setattr(unet_blocks, "CHUNK_ELEMENTS", 1 << 11)
+    monkeypatch.setattr(unet_blocks, "FF_CHUNK_ELEMENTS", 1 << 11)
+    with torch.inference_mode():
+        assert len(unet_blocks.chunk_ranges(4, 32 * 8 * 16)) > 1
+        chunked = unet(*args)
+    assert torch.equal(chunked, whole)
