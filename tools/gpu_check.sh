@@ -7,11 +7,37 @@
 #   3. full 512x320x16 generations with fill-rule weights at 25 and 50 steps in each memory mode
 # Results go to $OUT if set, else ./gpu_check_results: one JSON per step and summary.json.
 # GPU_CHECK_DRY_RUN=1 runs step 3 on the CPU with the reduced model (what the test suite checks).
+#
+# bash tools/gpu_check.sh --quick: one short run (about 7 minutes on an H100, install included) for a
+# bare machine: any python3 (3.11 or later), only the 'tooncrafter' extra (skipped when torch is
+# already importable), torch.cuda.is_available() checked first, then tools/gpu_quick.py writes
+# $OUT/gpu_quick.json after every step (attention kernels, engine runs per memory mode, cancel,
+# forced fp32 decode, OOM retry under a cap, reduced self-test). GPU_CHECK_DRY_RUN=1: the same on
+# the CPU with the tiny model (make test runs it).
 set -uo pipefail
 
 cd "$(dirname "$0")/.." || exit 2
 RESULTS="${OUT:-$PWD/gpu_check_results}"
 mkdir -p "$RESULTS"
+
+if [ "${1:-}" = "--quick" ]; then
+    PY="${PYTHON:-python3}"
+    if [ "${GPU_CHECK_DRY_RUN:-0}" = "1" ]; then
+        exec "$PY" tools/gpu_quick.py --dry-run --out "$RESULTS/gpu_quick.json"
+    fi
+    if ! "$PY" -c "import torch, open_clip, tooncrafter_studio" > /dev/null 2>&1; then
+        "$PY" -m venv .venv-quick || { echo "python3 -m venv failed"; exit 2; }
+        PY=.venv-quick/bin/python
+        "$PY" -m pip install --quiet --upgrade pip
+        "$PY" -m pip install --quiet -e ".[tooncrafter]" > "$RESULTS/install.log" 2>&1 \
+            || { echo "install failed, see $RESULTS/install.log"; exit 2; }
+    fi
+    "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 3)" \
+        || { echo "torch.cuda.is_available() is False: no GPU for --quick"; \
+             echo '{"steps": {"env": {"ok": false, "error": "torch.cuda.is_available() is False"}}}' \
+                 > "$RESULTS/gpu_quick.json"; exit 2; }
+    exec timeout 390 "$PY" tools/gpu_quick.py --out "$RESULTS/gpu_quick.json"
+fi
 CODES="$RESULTS/exit_codes.txt"
 : > "$CODES"
 PY=.venv/bin/python

@@ -272,3 +272,44 @@ def test_low_mode_keeps_its_streamed_blocks_in_pinned_memory(monkeypatch):
     # after the run the module holds the pinned copies, not a second set of weights
     held = {p.data_ptr() for p in unet.parameters()}
     assert all(unit._entries[0][3].data_ptr() in held for unit in placement.streamed)
+
+
+# -- what only a real card shows (skipped without CUDA; tools/gpu_check.sh runs them) ---------------
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("kernel", ["flash", "cudnn"])
+@pytest.mark.parametrize(("shape", "dtype"), [((1, 12, 16, 64), torch.float32),  # the Resampler
+                                              ((16, 1, 2560, 512), torch.float16)])  # the VAE mid-block
+def test_forced_fused_kernels_run_the_calls_they_cannot_take_on_cuda(kernel, shape, dtype, forced_kernel):
+    q = torch.randn(shape, device="cuda", dtype=dtype)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, q, q)
+    forced_kernel(kernel)
+    out = attn.attention(q, q, q)
+    assert torch.allclose(out.float(), expected.float(), atol=2e-2)
+
+
+@pytest.mark.gpu
+def test_math_kernel_on_cuda_keeps_the_fusion_attention_under_its_budget(forced_kernel):
+    q = torch.randn(1, 8, 16 * 40 * 64, 64, device="cuda", dtype=torch.float16)  # 1/8 resolution
+    k = torch.randn(1, 8, 2 * 40 * 64, 64, device="cuda", dtype=torch.float16)
+    forced_kernel("math")
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    attn.attention(q, k, k)
+    torch.cuda.synchronize()
+    assert torch.cuda.max_memory_allocated() - before <= 3 * attn.MATH_SCORES_BUDGET_BYTES
+
+
+@pytest.mark.gpu
+def test_low_mode_streams_its_blocks_from_pinned_memory_on_cuda():
+    from tooncrafter_studio.cli.dryrun import dry_run_config
+    from tooncrafter_studio.diffusion.nets.model import build_model
+
+    model = build_model(dry_run_config("tiny"), device="cpu")
+    placement = memory.apply_memory_mode(model, "low", "cuda", torch.float16)
+    try:
+        assert placement.streamed
+        assert all(cpu.is_pinned() for unit in placement.streamed for *_, cpu in unit._entries)
+    finally:
+        placement.remove()

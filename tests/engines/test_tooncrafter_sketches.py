@@ -72,8 +72,10 @@ class RecordingBackend:
     def __init__(self):
         self.calls = []
 
-    def __call__(self, start, end, *, prompt, steps, cfg_scale, eta, frame_stride, seed, callback, cancel,
-                 **sketch):
+    def __call__(self, start, end, params, *, callback, cancel):
+        sketch = {} if params.sketch_hints is None else {
+            "sketch_hints": params.sketch_hints, "sketch_scale": params.sketch_scale,
+            "sketch_context": params.sketch_context}
         self.calls.append(sketch)
         return np.stack([start] + [((start.astype(int) + end) // 2).astype(np.uint8)] * 14 + [end])
 
@@ -161,7 +163,7 @@ def test_tiny_model_generates_with_a_sketch_and_scale_zero_changes_nothing(tiny_
     assert record["sketches"][0]["guided"] == [{"pass": 0, "frame": 8, "frame_time": pytest.approx(8 / 15)}]
     assert record["encoder"]["name"] == "sketch_encoder.ckpt" and record["scale"] == 1.5
     assert "sketches" not in plain.info
-    del tiny_model.sketch_encoder
+    assert not hasattr(tiny_model, "sketch_encoder")  # the pipeline's component, never patched onto the model
 
 
 @torch_needed

@@ -95,3 +95,26 @@ def python_env() -> dict[str, str]:
 def run_subprocess(*argv, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tooncrafter_studio", *map(str, argv)], capture_output=True,
                           text=True, env=python_env(), timeout=timeout)
+
+
+def run_bounded(function, limit_s: float = 240.0):
+    """Run `function` in a thread and return its result (or raise its exception). One that is still
+    running after `limit_s` fails the test: a bound only a hang or an endless retry loop reaches, not
+    a timing of the work."""
+    import threading
+
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = function()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    assert not thread.is_alive(), f"still running after {limit_s:.0f} s (a hang or an endless retry)"
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

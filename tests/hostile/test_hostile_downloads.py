@@ -13,13 +13,12 @@ import os
 import shutil
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from hostile_hub import HostileHub
-from hostile_kit import cli, digest, refused
+from hostile_kit import cli, digest, refused, run_bounded
 
 from tooncrafter_studio.setup import model_download as md
 
@@ -127,33 +126,13 @@ def test_a_file_in_a_repository_folder_is_saved_under_its_name(hub, tmp_path, ca
 # -- a server that stalls, drops or is not there ------------------------------------------------
 
 
-def _run_bounded(function, limit_s: float = 240.0):
-    """Run `function` in a thread; its exception or result. A download that never ends fails the test
-    (a bound that only an endless retry loop reaches, not a timing of the work)."""
-    box: dict = {}
-
-    def target():
-        try:
-            box["result"] = function()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(limit_s)
-    assert not thread.is_alive(), f"the download was still retrying after {limit_s:.0f} s"
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
-
-
 @pytest.mark.parametrize("fault", ["drop", "hang", "dribble", "error500"])
 def test_a_server_that_never_delivers_ends_the_download_with_the_partial_kept(hub, tmp_path, fault):
     hub.state.cdn = fault
     info = md.fetch_info(REPO, "model.ckpt")
     began = time.monotonic()
     with pytest.raises(md.OfflineError, match="What was fetched is kept") as stopped:
-        _run_bounded(lambda: md.download(info, tmp_path, timeout=1.0, stall_s=2.0, sleep=lambda s: None))
+        run_bounded(lambda: md.download(info, tmp_path, timeout=1.0, stall_s=2.0, sleep=lambda s: None))
     assert stopped.value.resource  # exit 3: the service, not the input
     assert time.monotonic() - began < 200
     assert not (tmp_path / "model.ckpt").exists()
@@ -167,7 +146,7 @@ def test_the_cli_stops_a_stalling_server_in_one_line_exit_3(hub, tmp_path, capsy
     monkeypatch.setattr(md.time, "sleep", lambda s: None)
     hub.state.cdn = "dribble"
     out = tmp_path / "models"
-    code, _out, err = _run_bounded(lambda: cli(capsys, *_download("--out", out)))
+    code, _out, err = run_bounded(lambda: cli(capsys, *_download("--out", out)))
     assert code == 3 and "no progress in 2 s" in err, err
     assert [line for line in err.splitlines() if line.startswith("error: ")] == err.strip().splitlines()[-1:]
     assert not (out / "model.ckpt").exists()

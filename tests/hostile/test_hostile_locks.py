@@ -18,6 +18,9 @@ import pytest
 from hostile_kit import assert_refused, cli, digest, make_project, python_env, refused, run_subprocess
 
 from tooncrafter_studio.cli.project_cmds import describe_keys
+from tooncrafter_studio.core.errors import EngineUnavailable
+from tooncrafter_studio.engines.base import Engine, EngineCapabilities, InterpolationResult, ProbeResult
+from tooncrafter_studio.engines.registry import register_engine, unregister_engine
 from tooncrafter_studio.project.locking import LOCK_FILE as WRITE_LOCK
 from tooncrafter_studio.project.ownership import LOCK_FILE as OWNER_LOCK
 from tooncrafter_studio.project.project import Project
@@ -119,3 +122,31 @@ def test_a_write_lock_held_for_good_is_a_busy_project_said_at_once(shot):
     finally:
         holder.stdin.close()
         holder.wait(30)
+
+
+class _FailsWhileRunning(Engine):
+    id = "test-fails-while-running"
+    label = "Fails while running"
+    capabilities = EngineCapabilities()
+
+    def probe(self) -> ProbeResult:
+        return ProbeResult(True, "ready")
+
+    def interpolate(self, request, progress=None, cancel=None) -> InterpolationResult:
+        raise EngineUnavailable("the GPU went away")
+
+
+def test_a_generate_refused_after_the_lock_check_leaves_the_lock_file_as_it_was(shot, capsys):
+    """The check before the work neither creates `.write.lock` nor rewrites who held it last."""
+    register_engine(_FailsWhileRunning.id, _FailsWhileRunning)
+    try:
+        refused(capsys, ["generate", shot, "--all", "--engine", _FailsWhileRunning.id, "-q"], 3,
+                ("GPU went away",), shot)  # no lock file yet: none is made
+        assert not (shot / WRITE_LOCK).exists()
+        done = run_subprocess("generate", shot, "--all", "--engine", "crossfade", "-q")  # another process
+        assert done.returncode == 0, done.stderr
+        assert b'"pid"' in (shot / WRITE_LOCK).read_bytes()  # the last holder is recorded
+        refused(capsys, ["generate", shot, "--all", "--engine", _FailsWhileRunning.id, "-q"], 3,
+                ("GPU went away",), shot)  # the lock file is there: left as it was
+    finally:
+        unregister_engine(_FailsWhileRunning.id)

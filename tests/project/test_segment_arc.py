@@ -98,3 +98,4 @@ def test_cli_sets_and_clears_the_arc_and_info_shows_it(tmp_path, capsys):
     assert run_cli(["arc", str(folder), "--segment", "1", "--offset", "0,3"]) != 0
     assert "from -1 to 1" in capsys.readouterr().err
     assert Project.open(folder).shot.segments[KEY].settings.arc is None
+

@@ -144,51 +144,87 @@ def _selftest(args: argparse.Namespace) -> int:
 
 
 def _diagnose(args: argparse.Namespace) -> int:
-    print(f"ToonCrafter Studio {_version('tooncrafter-studio') or '(source checkout)'}")
-    print(f"Python {sys.version.split()[0]} on {platform.platform()}")
-    # a farm task's failure leaves its traceback here (exit 1): the service user's folder, not yours
-    print(f"Command log (tracebacks of exit 1): {user_log_dir() / 'cli.log'}")
-    print("Packages:")
-    for name in PACKAGES[1:]:
-        print(f"  {name:24s} {_version(name) or 'not installed'}")
-    ok = True
-    engine_env = ready_env()
-    if _torch_missing() and engine_env is not None:
-        print(f"PyTorch: in the engine environment, {engine_env.description} (ToonCrafter runs there as a "
-              "worker process; `tooncrafter-studio engine status`)")
-    elif _torch_missing():
-        print("PyTorch: not installed — the ToonCrafter engine is unavailable (run `tooncrafter-studio engine "
-              "install`, or install the 'tooncrafter' extra); the flow engine works without it.")
-        ok = False
+    report = _diagnosis(args.model)
+    if args.json:
+        print(json.dumps(report))
     else:
+        _print_diagnosis(report)
+    return 0
+
+
+def _diagnosis(model: str | None) -> dict:
+    """What this machine has for ToonCrafter, as data (`--json` prints it, the text report reads it)."""
+    engine_env = ready_env()
+    report: dict = {
+        "version": _version("tooncrafter-studio"),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        # a farm task's failure leaves its traceback here (exit 1): the service user's folder, not yours
+        "command_log": str(user_log_dir() / "cli.log"),
+        "packages": {name: _version(name) for name in PACKAGES[1:]},
+        "engine_env": engine_env.description if engine_env is not None else None,
+        "torch": None,
+        "devices": [],
+    }
+    if not _torch_missing():
         from ..diffusion.run import memory
 
         env = memory.torch_environment()
-        print(f"PyTorch {env['torch']}, CUDA build {env['cuda_build'] or 'none (CPU build)'}, "
-              f"attention: {', '.join(env['attention_backends'])}")
+        report["torch"] = {key: env[key] for key in ("torch", "cuda_build", "attention_backends")}
         from ..diffusion.run import cpu_bf16
 
         support = cpu_bf16.detect()
-        print(f"CPU: bf16 {'native' if support.native else 'not native'} ({support.reason}); ToonCrafter on the "
-              f"CPU runs in {cpu_bf16.cpu_default_dtype(support.native)} by default (--dtype fp32 opts out)")
-        if not env["devices"]:
-            print("GPU: none usable by PyTorch — ToonCrafter runs only with --device cpu (about an hour per clip "
-                  "in bf16, hours in float32; see the README).")
+        report["cpu_bf16"] = {**support.as_json(), "cpu_default_dtype": cpu_bf16.cpu_default_dtype(support.native)}
         for dev in env["devices"]:
-            print(f"GPU {dev['index']}: {dev['name']} (compute {dev['capability']}), {_gib(dev['free_bytes'])} free "
-                  f"of {_gib(dev['total_bytes'])}, bf16 {'yes' if dev['bf16'] else 'no'}")
             try:
                 choice = memory.choose_mode("auto", dev["free_bytes"])
-                print(f"  memory mode 'auto' would use: {choice.mode} ({choice.reason})")
+                dev = {**dev, "auto_memory_mode": choice.mode, "auto_memory_reason": choice.reason}
             except Exception as exc:
-                print(f"  {exc}")
-    path, looked = find_model(args.model)
-    if path is not None:
-        print(f"Model: {path} ({path.stat().st_size / 1e9:.2f} GB)")
+                dev = {**dev, "auto_memory_mode": None, "auto_memory_reason": str(exc)}
+            report["devices"].append(dev)
+    path, looked = find_model(model)
+    report["model"] = {"path": str(path), "bytes": path.stat().st_size} if path is not None else None
+    report["looked"] = looked
+    report["ready"] = path is not None and (report["torch"] is not None or engine_env is not None)
+    return report
+
+
+def _print_diagnosis(report: dict) -> None:
+    print(f"ToonCrafter Studio {report['version'] or '(source checkout)'}")
+    print(f"Python {report['python']} on {report['platform']}")
+    print(f"Command log (tracebacks of exit 1): {report['command_log']}")
+    print("Packages:")
+    for name, installed in report["packages"].items():
+        print(f"  {name:24s} {installed or 'not installed'}")
+    env = report["torch"]
+    if env is None and report["engine_env"] is not None:
+        print(f"PyTorch: in the engine environment, {report['engine_env']} (ToonCrafter runs there as a "
+              "worker process; `tooncrafter-studio engine status`)")
+    elif env is None:
+        print("PyTorch: not installed — the ToonCrafter engine is unavailable (run `tooncrafter-studio engine "
+              "install`, or install the 'tooncrafter' extra); the flow engine works without it.")
     else:
-        ok = False
+        print(f"PyTorch {env['torch']}, CUDA build {env['cuda_build'] or 'none (CPU build)'}, "
+              f"attention: {', '.join(env['attention_backends'])}")
+        cpu = report.get("cpu_bf16")
+        if cpu is not None:
+            print(f"CPU: bf16 {'native' if cpu['native'] else 'not native'} ({cpu['reason']}); ToonCrafter on the "
+                  f"CPU runs in {cpu['cpu_default_dtype']} by default (--dtype fp32 opts out)")
+        if not report["devices"]:
+            print("GPU: none usable by PyTorch — ToonCrafter runs only with --device cpu (about an hour per clip "
+                  "in bf16, hours in float32; see the README).")
+    for dev in report["devices"]:
+        print(f"GPU {dev['index']}: {dev['name']} (compute {dev['capability']}), {_gib(dev['free_bytes'])} free "
+              f"of {_gib(dev['total_bytes'])}, bf16 {'yes' if dev['bf16'] else 'no'}")
+        if dev["auto_memory_mode"] is not None:
+            print(f"  memory mode 'auto' would use: {dev['auto_memory_mode']} ({dev['auto_memory_reason']})")
+        else:
+            print(f"  {dev['auto_memory_reason']}")
+    model = report["model"]
+    if model is not None:
+        print(f"Model: {model['path']} ({model['bytes'] / 1e9:.2f} GB)")
+    else:
         print("Model: not found (nothing is downloaded). Looked in:")
-        for line in looked:
+        for line in report["looked"]:
             print(f"  {line}")
-    print("Ready for ToonCrafter." if ok else "ToonCrafter is not ready here; the flow engine is.")
-    return 0
+    print("Ready for ToonCrafter." if report["ready"] else "ToonCrafter is not ready here; the flow engine is.")

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from ..core.progress import ProgressEvent
-from ..setup.engine_env import engine_env_dir, read_marker, ready_env
+from ..setup.engine_env import engine_env_dir, marker_state, ready_env
 from ..setup.engine_install import BACKENDS, CUDA_BUILDS, plan_install, run_install
 
 
@@ -57,13 +57,16 @@ def run_install_cmd(args: argparse.Namespace) -> int:
 
 def run_status(args: argparse.Namespace) -> int:
     folder = engine_env_dir()
-    env = ready_env(folder)
-    marker = read_marker(folder) or {}
+    marker, damage = marker_state(folder)
+    env = ready_env(folder) if marker is not None else None
+    marker = marker or {}
     if args.json:
-        print(json.dumps({"path": str(folder), "ready": env is not None, "exists": folder.exists(), **marker}))
+        print(json.dumps({**marker, "path": str(folder), "ready": env is not None, "exists": folder.exists(),
+                          "damaged": damage}))
         return 0
     if env is None:
-        state = "half-installed (run `engine install` again)" if folder.exists() else "not installed"
+        state = ("damaged: " + damage + " (run `engine install` again)" if damage else
+                 "half-installed (run `engine install` again)" if folder.exists() else "not installed")
         print(f"engine environment: {state} ({folder})")
         return 0
     verified = marker.get("verified", {})

@@ -68,7 +68,8 @@ EXIT_CODES = (
     (EXIT_FAILED, "internal error (a bug): the traceback is written to the log file named on stderr", False),
     (EXIT_USAGE, "usage or bad input: a wrong option or argument, a missing, damaged or too large file", False),
     (EXIT_RESOURCE, "resource: disk full, no permission to write, out of memory (RAM or GPU), no usable GPU "
-                    "or model, the project open in another app or command, a cluster lost or unreachable",
+                    "or model, the project open or its write lock held elsewhere, a cluster lost or unreachable, a download "
+                    "server that cannot be reached or stalls",
      True),
     (EXIT_CANCELLED, "cancelled (Ctrl+C, or the farm stopped the task)", False),
 )

@@ -24,6 +24,9 @@ class Settings:
     default_engine: str = "flow"
     memory_mode: str = "auto"  # auto | high | balanced | low
     device: str = "auto"  # auto | cuda | mps | cpu
+    # After a job or a cancel: keep the model on the GPU (the next job starts at once) or give the
+    # weights and the allocator's cache back (other programs get the memory).
+    keep_model_loaded: bool = True
     onion_skin_before: int = 2
     onion_skin_after: int = 2
     onion_skin_opacity: float = 0.35

@@ -105,6 +105,10 @@ class Engine(ABC):
     def unload(self) -> None:  # noqa: B027
         """Free memory held by a loaded engine."""
 
+    def release_gpu(self) -> None:  # noqa: B027
+        """Give the GPU memory back (weights and the allocator's cache) but keep what is cheap to
+        keep; engines that hold no GPU memory do nothing."""
+
     @abstractmethod
     def interpolate(
         self,

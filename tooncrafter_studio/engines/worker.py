@@ -16,6 +16,7 @@ One JSON object per line. Images travel as .npy files in a folder the client own
      "prompt": s, "out": folder}                       "total": n, "message": s, "eta_s": x}
     {"op": "cancel"}    (while interpolating)         {"event": "result", "frames": [npy...], "info": {...}}
     {"op": "unload"}                                  {"event": "error", "type": "ModelError", "message": s}
+    {"op": "release_gpu"}
     {"op": "quit"}
 
 The worker's stdout carries only the protocol: anything a library prints goes to stderr, which the
@@ -190,6 +191,9 @@ class _Worker:
                 self.send(event="identity", identity={k: _jsonable(v) for k, v in self.engine.identity().items()})
             elif op == "unload":
                 self.engine.unload()
+                self.send(event="ok")
+            elif op == "release_gpu":
+                self.engine.release_gpu()
                 self.send(event="ok")
             elif op == "interpolate":
                 self.cancel = CancelToken()
@@ -415,6 +419,11 @@ class WorkerEngine(Engine):
         if self._process is not None and self._process.poll() is None:
             with self._lock:
                 self._call("ok", op="unload")
+
+    def release_gpu(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            with self._lock:
+                self._call("ok", op="release_gpu")
 
     def interpolate(self, request: InterpolationRequest, progress: ProgressCallback | None = None,
                     cancel: CancelToken | None = None) -> InterpolationResult:

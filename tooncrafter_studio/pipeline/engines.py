@@ -91,6 +91,15 @@ class EngineCache:
     def engines(self) -> list[Engine]:
         return [engine for engine, _key in self._engines.values()]
 
+    def release_gpu(self) -> None:
+        """Every kept engine gives its GPU memory back (weights and allocator cache); the engines
+        stay, so the next job only places the model again (best effort)."""
+        for engine, _key in self._engines.values():
+            try:
+                engine.release_gpu()
+            except Exception:
+                log.exception("Could not release the GPU memory of %s", engine.id)
+
     def clear(self) -> None:
         """Unload every kept engine (best effort: at exit nothing must fail)."""
         for engine, _key in self._engines.values():

@@ -79,7 +79,7 @@ def check_write_lock(folder: Path) -> None:
     (a command that is refused later must leave the folder as it found it)."""
     if not os.path.lexists(lock_path(folder)):
         return
-    with project_write_lock(folder):
+    with project_write_lock(folder, record=False):
         pass
 
 

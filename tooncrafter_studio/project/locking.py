@@ -177,13 +177,14 @@ def lock_holder(fd: int) -> tuple[object, str]:
 
 @contextlib.contextmanager
 def project_write_lock(folder: str | os.PathLike, timeout_s: float = 120.0, what: str = "a command adding a take",
-                       stuck_s: float = STUCK_HOLDER_S) -> Iterator[None]:
+                       stuck_s: float = STUCK_HOLDER_S, record: bool = True) -> Iterator[None]:
     """Hold the project's write lock for the `with` block.
 
     Each call opens its own descriptor, so threads of one process exclude each other too. While other
     processes take their turns the wait goes on (up to `timeout_s`); one holder keeping it `stuck_s`
     ends the wait with ProjectLocked (a busy project, exit 3) naming the holder. A lock file that is a
-    link or not a plain file, or a folder that cannot hold one, is a ProjectError.
+    link or not a plain file, or a folder that cannot hold one, is a ProjectError. `record` False
+    leaves the lock file's content as it is (a check before any work changes nothing on disk).
     """
     path = lock_path(folder)
     fd = _open_lock_file(path)
@@ -200,7 +201,8 @@ def project_write_lock(folder: str | os.PathLike, timeout_s: float = 120.0, what
                 raise ProjectLocked(f"{Path(folder)} is busy: its write lock {path} is held by {described} "
                                     f"(waited {now - started:.0f} s); try again when it has finished.")
             time.sleep(POLL_S)
-        _write_record(fd, what)
+        if record:
+            _write_record(fd, what)
         try:
             yield
         finally:

@@ -8,12 +8,18 @@ tell the right folder from one that merely has the same file names.
 `relink_plan(shot, project_folder, search_dir)` finds, for each source with missing files, a folder
 under `search_dir` holding all of them by name whose fingerprints match; `RelinkSources` applies
 it as one undoable command. Nothing is copied or moved.
+
+The search is bounded, whatever folder it is given (even `/`): at most SEARCH_DEPTH levels,
+SEARCH_FOLDERS folders, SEARCH_ENTRIES directory entries looked at and SEARCH_SECONDS; a folder that
+cannot be read is skipped; the system's /proc, /sys and /dev are not searched. The plan's notes say
+which folders were skipped and which bound stopped the search (the CLI prints them as warnings).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +31,9 @@ HASH_BYTES = 1 << 20  # a fingerprint reads at most the first and last MiB of a 
 FINGERPRINTED_FILES = 3  # first, middle and last file of a sequence
 SEARCH_DEPTH = 4  # folders below the search folder that relinking looks into
 SEARCH_FOLDERS = 20_000  # and at most this many folders
+SEARCH_ENTRIES = 500_000  # directory entries looked at (files and folders)
+SEARCH_SECONDS = 30.0  # walking and comparing, all sources together
+SYSTEM_FOLDERS = frozenset({"/proc", "/sys", "/dev"})  # never hold drawings; /proc alone has thousands of folders
 
 
 def quick_hash(path: str | os.PathLike) -> str:
@@ -103,37 +112,115 @@ class RelinkPlan:
     notes: list[str] = field(default_factory=list)  # e.g. a folder with the names but other pictures
 
 
-def _folders(search_dir: Path) -> list[Path]:
+@dataclass
+class _Search:
+    """The bounded walk: folders found, what was skipped, and which bound (if any) ended it."""
+
+    deadline: float
+    entries: int = 0
+    unreadable: list[Path] = field(default_factory=list)
+    stopped: str = ""  # which bound ended the search early
+    deeper: bool = False  # folders at the last level were not looked into
+
+    def out_of_time(self) -> bool:
+        if time.monotonic() > self.deadline:
+            self.stopped = self.stopped or f"after {SEARCH_SECONDS:.0f} s"
+            return True
+        return False
+
+    def notes(self, root: Path, complete: bool) -> list[str]:
+        """Warnings: skipped folders always; the bounds only when a source is still missing (`complete`
+        False), since then the drawings may be where the search did not go."""
+        notes = []
+        if self.unreadable:
+            shown = ", ".join(str(p) for p in self.unreadable[:3])
+            more = f" and {len(self.unreadable) - 3} more" if len(self.unreadable) > 3 else ""
+            notes.append(f"{len(self.unreadable)} folder{'s' if len(self.unreadable) != 1 else ''} could not be "
+                         f"read and {'were' if len(self.unreadable) != 1 else 'was'} skipped: {shown}{more}.")
+        if complete:
+            return notes
+        if self.stopped:
+            notes.append(f"The search under {root} stopped {self.stopped}; give a folder closer to the drawings.")
+        elif self.deeper:
+            notes.append(f"Folders more than {SEARCH_DEPTH} levels below {root} were not searched; give a folder "
+                         "closer to the drawings if they are deeper.")
+        return notes
+
+
+def _folders(search_dir: Path, search: _Search) -> list[Path]:
+    """Folders under `search_dir`, level by level, within the bounds (see the module docstring)."""
     found = [search_dir]
     level = [search_dir]
-    for _ in range(SEARCH_DEPTH):
-        deeper = []
+    for depth in range(SEARCH_DEPTH + 1):
+        deeper: list[Path] = []
         for folder in level:
+            if search.out_of_time():
+                return found
+            if depth == SEARCH_DEPTH:  # the last level is not opened; say so if it has folders
+                search.deeper = search.deeper or _has_subfolders(folder)
+                continue
             try:
                 with os.scandir(folder) as entries:
-                    deeper.extend(Path(e.path) for e in entries
-                                  if e.is_dir(follow_symlinks=False) and not e.name.startswith("."))
+                    for entry in entries:
+                        search.entries += 1
+                        if search.entries > SEARCH_ENTRIES:
+                            search.stopped = f"after {SEARCH_ENTRIES:,} entries"
+                            return found + deeper
+                        if _is_dir(entry) and not entry.name.startswith(".") and entry.path not in SYSTEM_FOLDERS:
+                            deeper.append(Path(entry.path))
             except OSError:
+                search.unreadable.append(folder)
                 continue
+            if len(found) + len(deeper) >= SEARCH_FOLDERS:
+                search.stopped = f"after {SEARCH_FOLDERS:,} folders"
+                return (found + deeper)[:SEARCH_FOLDERS]
         found.extend(deeper)
         level = deeper
-        if len(found) > SEARCH_FOLDERS:
-            break
-    return found[:SEARCH_FOLDERS]
+    return found
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _has_subfolders(folder: Path) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return any(_is_dir(e) and not e.name.startswith(".") for e in entries)
+    except OSError:
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    """Like Path.is_file, but a file that cannot be looked at (no permission) is simply not there."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _holds_names(source: Source, candidate: Path) -> bool:
+    if source.kind == SourceKind.VIDEO:
+        return _is_file(candidate)
+    # the first name first: most folders fail on it with one look
+    return bool(source.files) and _is_file(candidate / source.files[0]) and \
+        all(_is_file(candidate / name) for name in source.files)
 
 
 def _matches(source: Source, candidate: Path) -> bool:
     """Whether `candidate` (a folder, or a video file) holds this source: same names, same fingerprints."""
-    if source.kind == SourceKind.VIDEO:
-        if not candidate.is_file():
-            return False
-        want = source.hashes.get(candidate.name)
-        return want is None or quick_hash(candidate) == want
-    if not all((candidate / name).is_file() for name in source.files):
+    if not _holds_names(source, candidate):
         return False
-    for name, want in source.hashes.items():
+    hashes = source.hashes.items() if source.kind != SourceKind.VIDEO else \
+        [(candidate.name, source.hashes.get(candidate.name))]
+    for name, want in hashes:
+        if want is None:
+            continue
         try:
-            if quick_hash(candidate / name) != want:
+            if quick_hash(candidate if source.kind == SourceKind.VIDEO else candidate / name) != want:
                 return False
         except OSError:
             return False
@@ -148,16 +235,18 @@ def relink_plan(shot: Shot, project_folder: Path, search_dir: str | os.PathLike)
     root = root.resolve()
     plan = RelinkPlan()
     folders: list[Path] | None = None
+    search = _Search(time.monotonic() + SEARCH_SECONDS)
     for source in shot.sources.values():
         if not missing_files(source, project_folder):
             continue
-        folders = folders if folders is not None else _folders(root)
+        folders = folders if folders is not None else _folders(root, search)
         name = Path(source.path).name
         candidates = [f / name for f in folders] if source.kind == SourceKind.VIDEO else folders
         for candidate in candidates:
-            same_names = (candidate.is_file() if source.kind == SourceKind.VIDEO
-                          else all((candidate / n).is_file() for n in source.files))
-            if not same_names:
+            if search.out_of_time():
+                plan.unmatched.append(source.id)
+                break
+            if not _holds_names(source, candidate):
                 continue
             if _matches(source, candidate):
                 plan.found[source.id] = candidate
@@ -167,6 +256,8 @@ def relink_plan(shot: Shot, project_folder: Path, search_dir: str | os.PathLike)
                               "it was not used.")
         else:
             plan.unmatched.append(source.id)
+    if folders is not None:
+        plan.notes += search.notes(root, complete=not plan.unmatched)
     return plan
 
 

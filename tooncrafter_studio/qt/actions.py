@@ -94,6 +94,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("regenerate", "&Regenerate (New Seed)", ("R",), "Generate", section="generate"),
     CommandSpec("regenerate_rejected", "Regenerate Re&jected Frames", ("Shift+R",), "Generate", section="generate"),
     CommandSpec("cancel_jobs", "&Cancel All Jobs", ("Ctrl+Shift+X",), "Generate", section="jobs"),
+    CommandSpec("free_gpu_memory", "&Free GPU Memory", (), "Generate", section="jobs",
+                tip="Take the model off the GPU and give the memory back (the next job places it again)"),
     CommandSpec("go_to_new_frames", "Go to &New Frames", ("Ctrl+J",), "Generate",
                 tip="Jump to the first frame to review of the take that finished last", section="jobs"),
     CommandSpec("engine_setup", "ToonCrafter &Engine…", (), "Generate",

@@ -228,8 +228,15 @@ class GenerationController(QObject):
             return None
         return self._submit(job)
 
+    def free_gpu_memory(self) -> Task:
+        """The studio's "Free GPU Memory": after the queued jobs, every kept engine gives its GPU
+        memory back (weights and allocator cache); the model stays loaded on the CPU."""
+        engines = self._engines
+        return self.worker.submit("Free GPU memory", lambda progress, cancel: engines.release_gpu(), "engine")
+
     def _submit(self, job: Job) -> Task:
         defaults = settings_options(self.settings)  # this job's settings, even if they change meanwhile
+        keep_loaded = self.settings.keep_model_loaded
         engines = self._engines
 
         def run(progress: ProgressCallback, cancel: CancelToken) -> JobResult:
@@ -238,7 +245,11 @@ class GenerationController(QObject):
             except BaseException:
                 job.release()
                 raise
-            return run_job(job, engine, progress, cancel)
+            try:
+                return run_job(job, engine, progress, cancel)
+            finally:  # done, failed or cancelled: the setting says whether the GPU stays ours
+                if not keep_loaded:
+                    engines.release_gpu()
 
         label = self.job_label(job) + (" (rejected frames)" if job.kept_from else "")
         return self.worker.submit(label, run, payload={"job": job}, on_done=self._job_done, watch=self._watch)

@@ -205,7 +205,7 @@ class MainWindow(QMainWindow):
             "show_log": lambda: (self.docks["log"].show(), self.docks["log"].raise_()),
             "generate": editing.generate_selection, "generate_all": editing.generate_all,
             "regenerate": editing.regenerate, "regenerate_rejected": editing.regenerate_rejected,
-            "cancel_jobs": self.worker.cancel_all,
+            "cancel_jobs": self.worker.cancel_all, "free_gpu_memory": self.generation.free_gpu_memory,
             "accept_frame": lambda: editing.review_frame(ReviewStatus.ACCEPTED),
             "reject_frame": lambda: editing.review_frame(ReviewStatus.REJECTED),
             "reset_frame": lambda: editing.review_frame(ReviewStatus.PENDING),

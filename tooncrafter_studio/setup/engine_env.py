@@ -7,6 +7,11 @@ half-finished one is resumed by running the install again.
 
 Generation then runs in that environment's interpreter as a worker process, importing our own
 package from `package_source_root()` (the bundle ships the pure-Python sources for this).
+
+The marker is read as outside text (a damaged disk, a half-copied profile, a planted file): only a
+regular file of at most MAX_MARKER_BYTES is read (a FIFO never hangs, a link to /dev/zero is not
+read), and every field is checked for its type and size. A damaged marker makes the environment
+"not ready" with the reason (`marker_state`); `engine install` completes it and writes a new one.
 """
 
 from __future__ import annotations
@@ -19,11 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import InputError
+from ..core.fsio import read_regular_file
 from ..core.paths import user_cache_dir, user_data_dir
 
 ENV_DIR_ENV = "TOONCRAFTER_STUDIO_ENGINE_ENV"  # overrides the location (tests, portable installs)
 MARKER_FILE = "tooncrafter-env.json"
 MARKER_VERSION = 1
+MAX_MARKER_BYTES = 64 << 10
+BACKEND_NAMES = ("cuda", "cpu", "mps")
 
 
 def engine_env_dir() -> Path:
@@ -55,13 +64,76 @@ class EngineEnv:
         return f"{self.backend} ({self.variant}) at {self.path}"
 
 
-def read_marker(env_dir: Path | None = None) -> dict[str, Any] | None:
+class MarkerDamaged(InputError):
+    """A marker (or pending) file that is not what `engine install` writes; the message says why."""
+
+
+def _text(value: Any, limit: int) -> bool:
+    return isinstance(value, str) and len(value) <= limit and value.isprintable()
+
+
+def checked_verified(data: Any) -> dict[str, Any]:
+    """What the install's verify step printed, kept only where each field has its type and size."""
+    if not isinstance(data, dict):
+        return {}
+    kept: dict[str, Any] = {}
+    for key in ("torch", "cuda_build", "python"):
+        if _text(data.get(key), 500):
+            kept[key] = data[key]
+    for key in ("cuda_available", "mps_available"):
+        if isinstance(data.get(key), bool):
+            kept[key] = data[key]
+    return kept
+
+
+def check_marker(data: Any, name: str = MARKER_FILE) -> dict[str, Any]:
+    """The marker's fields, each of the type and size `engine install` writes; MarkerDamaged otherwise."""
+    if not isinstance(data, dict):
+        raise MarkerDamaged(f"{name} is not a JSON object")
+    version = data.get("version")
+    if type(version) is not int or version != MARKER_VERSION:
+        raise MarkerDamaged(f"{name} has version {str(version)[:20]!r}, not {MARKER_VERSION}")
+    if data.get("backend") not in BACKEND_NAMES:
+        raise MarkerDamaged(f"{name} names no backend ({', '.join(BACKEND_NAMES)})")
+    variant, index_url, pins = data.get("variant"), data.get("index_url", ""), data.get("pins", {})
+    if not _text(variant, 16) or not variant.isalnum():
+        raise MarkerDamaged(f"{name} names no build variant (e.g. cu128, cpu)")
+    if not _text(index_url, 500):
+        raise MarkerDamaged(f"{name} has an index address that is not a short text")
+    if not isinstance(pins, dict) or len(pins) > 50 or not all(_text(k, 100) and _text(v, 100) for k, v in pins.items()):
+        raise MarkerDamaged(f"{name} has pins that are not package names and versions")
+    marker = {"version": version, "backend": data["backend"], "variant": variant, "index_url": index_url,
+              "pins": dict(pins)}
+    if "verified" in data:
+        if not isinstance(data["verified"], dict):
+            raise MarkerDamaged(f"{name} has a check result that is not an object")
+        marker["verified"] = checked_verified(data["verified"])
+    return marker
+
+
+def load_marker_file(path: Path) -> dict[str, Any] | None:
+    """The checked content of a marker (or pending) file; None when there is none; MarkerDamaged."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        data = json.loads(read_regular_file(path, MAX_MARKER_BYTES, MarkerDamaged, "marker file"))
+    except (ValueError, RecursionError) as exc:
+        raise MarkerDamaged(f"{path.name} is not readable JSON ({type(exc).__name__})") from None
+    return check_marker(data, path.name)
+
+
+def marker_state(env_dir: Path | None = None) -> tuple[dict[str, Any] | None, str | None]:
+    """(the checked marker or None, why it is damaged or None)."""
     env_dir = env_dir or engine_env_dir()
     try:
-        data = json.loads((env_dir / MARKER_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("version") == MARKER_VERSION else None
+        return load_marker_file(env_dir / MARKER_FILE), None
+    except MarkerDamaged as exc:
+        return None, str(exc)
+
+
+def read_marker(env_dir: Path | None = None) -> dict[str, Any] | None:
+    """The checked marker; None when there is none or it is damaged."""
+    return marker_state(env_dir)[0]
 
 
 def ready_env(env_dir: Path | None = None) -> EngineEnv | None:
@@ -71,9 +143,8 @@ def ready_env(env_dir: Path | None = None) -> EngineEnv | None:
     python = env_python(env_dir)
     if marker is None or not python.exists():
         return None
-    return EngineEnv(path=env_dir, python=python, backend=str(marker.get("backend", "")),
-                     variant=str(marker.get("variant", "")), index_url=str(marker.get("index_url", "")),
-                     pins=dict(marker.get("pins", {})))
+    return EngineEnv(path=env_dir, python=python, backend=marker["backend"], variant=marker["variant"],
+                     index_url=marker["index_url"], pins=dict(marker["pins"]))
 
 
 def is_frozen() -> bool:

@@ -40,9 +40,12 @@ from .engine_env import (
     MARKER_FILE,
     MARKER_VERSION,
     EngineEnv,
+    MarkerDamaged,
+    checked_verified,
     engine_env_dir,
     env_python,
     is_frozen,
+    load_marker_file,
     read_marker,
     ready_env,
 )
@@ -131,15 +134,49 @@ def find_nvidia_smi() -> str | None:
     return found
 
 
+SMI_OUTPUT_BYTES = 64 << 10  # what is read of nvidia-smi's answer (a line per GPU)
+SMI_LINES = 64
+_DRIVER = re.compile(r"\d{1,5}(\.\d{1,5}){1,3}")  # 580.65.06; thousands of digits are not a driver
+_MEMORY_MIB = re.compile(r"(\d{1,9})(\.\d{1,6})?")
+
+
 def parse_nvidia_smi(output: str) -> tuple[str, str, int | None] | None:
     """(driver, name, memory MiB) of the first GPU in `--query-gpu=driver_version,name,memory.total
-    --format=csv,noheader,nounits` output; None when there is none."""
-    for line in output.splitlines():
+    --format=csv,noheader,nounits` output; None when there is none. The output is outside text (a
+    broken driver, a wrapper script): each field must look like what it is, or the line is skipped."""
+    for line in output.splitlines()[:SMI_LINES]:
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 2 and re.fullmatch(r"\d+(\.\d+)+", parts[0]):
-            memory = int(float(parts[2])) if len(parts) > 2 and re.fullmatch(r"\d+(\.\d+)?", parts[2]) else None
-            return parts[0], parts[1], memory
+        if len(parts) >= 2 and _DRIVER.fullmatch(parts[0]):
+            found = _MEMORY_MIB.fullmatch(parts[2]) if len(parts) > 2 else None
+            memory = int(found.group(1)) if found else None
+            name = "".join(c for c in parts[1] if c.isprintable())[:100] or None
+            return parts[0], name or "NVIDIA GPU", memory
     return None
+
+
+def _run_bounded(command: list[str], timeout: float, limit: int = SMI_OUTPUT_BYTES) -> tuple[int, str]:
+    """(exit code, the first `limit` bytes of stdout and stderr) of a short query; the rest is drained
+    unread, so a program that floods its output neither blocks nor fills memory."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    kept = bytearray()
+
+    def drain() -> None:
+        assert process.stdout is not None
+        while chunk := process.stdout.read(65536):
+            if len(kept) < limit:
+                kept.extend(chunk[: limit - len(kept)])
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        code = process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        reader.join(timeout=5)
+    return code, kept.decode("utf-8", "replace")
 
 
 def detect_machine(system: str | None = None, machine: str | None = None) -> MachineInfo:
@@ -152,14 +189,14 @@ def detect_machine(system: str | None = None, machine: str | None = None) -> Mac
     if smi is None:
         return MachineInfo(system_name, arch)
     try:
-        done = subprocess.run([smi, "--query-gpu=driver_version,name,memory.total", "--format=csv,noheader,nounits"],
-                              capture_output=True, text=True, timeout=20)
+        code, output = _run_bounded([smi, "--query-gpu=driver_version,name,memory.total",
+                                     "--format=csv,noheader,nounits"], timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        return MachineInfo(system_name, arch, nvidia_note=f"nvidia-smi could not run ({exc})")
-    parsed = parse_nvidia_smi(done.stdout) if done.returncode == 0 else None
+        return MachineInfo(system_name, arch, nvidia_note=f"nvidia-smi could not run ({str(exc)[:200]})")
+    parsed = parse_nvidia_smi(output) if code == 0 else None
     if parsed is None:
-        first = (done.stdout + done.stderr).strip().splitlines()
-        reason = first[0] if first else f"exit code {done.returncode}"
+        first = output.strip().splitlines()
+        reason = "".join(c for c in first[0] if c.isprintable())[:120] if first else f"exit code {code}"
         return MachineInfo(system_name, arch, nvidia_note=f"nvidia-smi found no usable GPU ({reason})")
     driver, name, memory = parsed
     return MachineInfo(system_name, arch, driver, name, memory)
@@ -440,11 +477,13 @@ PENDING_FILE = "tooncrafter-env.pending.json"  # the plan an unfinished install 
 
 
 def _read_json(path: Path) -> dict[str, object] | None:
+    """A marker-like file (the pending plan), checked; None when absent or damaged (a FIFO, a device,
+    wrong types): the install then goes on as if there were none and writes a good one."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return load_marker_file(path)
+    except MarkerDamaged as exc:
+        log.info("Ignoring %s: %s", path, exc)
         return None
-    return data if isinstance(data, dict) else None
 
 
 def _same_plan(marker: dict[str, object], plan: InstallPlan) -> bool:
@@ -515,9 +554,12 @@ def run_install(plan: InstallPlan, progress: ProgressCallback | None = None, can
     progress(ProgressEvent("install", total - 1, total, "checking the installed packages"))
     found: dict[str, object] = {}
 
-    def on_verify(line: str) -> None:
-        if line.startswith("VERIFY "):
-            found.update(json.loads(line[len("VERIFY "):]))
+    def on_verify(line: str) -> None:  # the environment's interpreter speaks: its words are checked
+        if line.startswith("VERIFY ") and len(line) < 10_000:
+            try:
+                found.update(checked_verified(json.loads(line[len("VERIFY "):])))
+            except (ValueError, RecursionError):
+                pass
 
     code, tail = run_command([str(env_python(env_dir)), "-c", verify_script], on_verify, cancel)
     if code != 0 or not found:

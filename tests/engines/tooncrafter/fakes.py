@@ -32,7 +32,8 @@ class FakePipeline:
         self.steps_run = 0
         self.drift = drift  # a tint added to in-betweens (colour drift to be corrected)
 
-    def __call__(self, start, end, *, prompt, steps, cfg_scale, eta, frame_stride, seed, callback, cancel):
+    def __call__(self, start, end, params, *, callback, cancel):
+        prompt, steps, seed = params.prompt, params.steps, params.seed
         assert start.shape == (H, W, 3) and start.dtype == np.uint8
         self.calls.append({"seed": seed, "prompt": prompt, "steps": steps, "xa": square_x(start), "xb": square_x(end)})
         for step in range(1, steps + 1):

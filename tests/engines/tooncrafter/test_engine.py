@@ -246,3 +246,45 @@ def test_changing_compile_or_attention_gives_a_new_backend_for_the_same_model():
     keys = {BackendKey.of(s, "high") for s in (plain, compiled, math_kernel)}
     assert len(keys) == 3
     assert all(BackendKey.of(plain).same_model(BackendKey.of(s)) for s in (compiled, math_kernel))
+
+
+def test_release_gpu_closes_the_placed_backend_and_keeps_the_model(monkeypatch):
+    """Risk 8: after a job the worker kept the weights on the GPU with no way to give them back."""
+    from tooncrafter_studio.diffusion.run import memory
+
+    monkeypatch.setattr(memory, "cuda_available", lambda: True)
+    monkeypatch.setattr(memory, "free_vram_bytes", lambda device="cuda": (40 * memory.GiB, 48 * memory.GiB))
+    emptied = []
+    monkeypatch.setattr(memory, "release_cached_memory", lambda: emptied.append(1))
+    closed, built = [], []
+
+    class Placed(FakePipeline):
+        def close(self):
+            closed.append(1)
+
+    model = object()
+    engine = ToonCrafterEngine(backend_factory=lambda settings, mode: built.append(mode) or Placed(), model=model)
+    engine.interpolate(_request([0.5], device="cuda"))
+    assert closed == [] and built == ["high"]
+    engine.release_gpu()
+    assert closed == [1] and emptied  # the weights and the allocator's cache went back
+    engine.interpolate(_request([0.5], device="cuda"))
+    assert built == ["high", "high"]  # placed again from the model it kept
+
+
+def test_engine_cache_releases_every_kept_engine():
+    from tooncrafter_studio.pipeline.engines import EngineCache
+
+    cache = EngineCache()
+    released = []
+
+    class Kept:
+        id = "kept"
+
+        def release_gpu(self):
+            released.append(self)
+
+    engines = [Kept(), Kept()]
+    cache._engines = {f"e{i}": (e, ()) for i, e in enumerate(engines)}
+    cache.release_gpu()
+    assert released == engines

@@ -330,7 +330,7 @@ STAGE_COMPONENTS: dict[str, tuple[str, ...]] = {
     "text": ("cond_stage_model",),
     "image": ("embedder", "image_proj_model"),
     "vae_encode": ("first_stage_model",),
-    "denoise": ("model.diffusion_model", "sketch_encoder"),  # the encoder only when one is attached
+    "denoise": ("model.diffusion_model", "sketch_encoder"),  # the encoder only when the pipeline has one
     "decode": ("first_stage_model",),
 }
 COMPONENTS = ("cond_stage_model", "embedder", "image_proj_model", "first_stage_model", "model.diffusion_model",
@@ -506,7 +506,7 @@ class Placement:
             self.resident.unload()
 
 
-def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placement:
+def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any, sketch_encoder: Any = None) -> Placement:
     """Cast the model's networks to `dtype` and place them for `mode` on `device`.
 
     high (and any mode on the CPU): everything on the device. balanced: everything on the CPU; the
@@ -521,6 +521,8 @@ def apply_memory_mode(model: Any, mode: str, device: Any, dtype: Any) -> Placeme
     dev = torch.device(device)
     enable_tf32(dev, dtype)
     parts = {name: _submodule(model, name) for name in COMPONENTS}
+    if sketch_encoder is not None:  # a pipeline's component beside the model, placed with the UNet
+        parts["sketch_encoder"] = sketch_encoder
     parts = {name: module for name, module in parts.items() if module is not None}
     for module in parts.values() or [model]:
         module.to(dtype=dtype)

@@ -10,10 +10,15 @@ Random numbers come from one local CPU `torch.Generator` seeded per call, in the
 (posterior noise (16,4,h,w), x_T, one draw per step), so a seed gives the same frames on any
 device; `noise=` replays stored draws instead (reference vectors).
 
-    pipe = ToonCrafterPipeline(model)                      # model on its device and dtype
-    out = pipe(start_u8, end_u8, prompt="a cat jumps", steps=50, cfg_scale=7.5, eta=1.0,
-               frame_stride=10, seed=123, callback=progress, cancel=token)
+    pipe = ToonCrafterPipeline.from_files("model.ckpt", sketch_encoder=None, device="cuda", dtype="fp16",
+                                          memory="balanced")  # loaded and placed once
+    out = pipe(start_u8, end_u8, GenerationParams(prompt="a cat jumps", steps=50, seed=123),
+               callback=progress, cancel=token)  # only runs the steps
     out.frames  # (16, H, W, 3) uint8, frames 0 and 15 the model's reconstructions of the keys
+    pipe.close()  # the weights leave the device
+
+As in diffusers, the pipeline owns its components: the model's networks and, for sketch guidance,
+the sketch encoder (a constructor argument, placed by the memory mode with the UNet).
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -35,15 +41,18 @@ from ...core.progress import CancelToken, ProgressCallback, StageReporter
 from ..nets.autoencoder import concat_condition, decode_interpolation, encode_pair
 from ..nets.schedule import DDIMTables, ddim_tables
 from ..sampling.ddim import NoiseSource, NonFiniteLatent, generator_noise, replay_noise, sample_ddim
+from .params import (
+    DEFAULT_CFG,
+    DEFAULT_ETA,
+    DEFAULT_FRAME_STRIDE,
+    DEFAULT_GUIDANCE_RESCALE,
+    DEFAULT_STEPS,
+    GenerationParams,
+)
 from .preprocess import image_to_tensor, tensor_to_images
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STEPS = 50
-DEFAULT_CFG = 7.5
-DEFAULT_ETA = 1.0
-DEFAULT_FRAME_STRIDE = 10
-DEFAULT_GUIDANCE_RESCALE = 0.7
 
 # Called with a stage name before it runs ("text", "image", "vae_encode", "denoise", "decode"):
 # lets a memory manager move modules between devices (the pipeline itself never moves weights).
@@ -122,14 +131,67 @@ class ToonCrafterPipeline:
         batch_cfg: bool = True,
         lean_decode: bool = False,
         stage_hook: StageHook | None = None,
+        sketch_encoder: nn.Module | None = None,
+        placement: Any = None,
     ) -> None:
         self.model = model
         self.config = model.config
         self.batch_cfg = batch_cfg
         self.lean_decode = lean_decode
         self.stage_hook = stage_hook
+        self.sketch_encoder = sketch_encoder
+        self.placement = placement  # a memory mode's placement that from_files made (closed with us)
         self._uncond_text: torch.Tensor | None = None
         self._uncond_image: torch.Tensor | None = None
+
+    @classmethod
+    def from_files(
+        cls,
+        model: str | Path | nn.Module,
+        sketch_encoder: str | Path | nn.Module | None = None,
+        device: str = "cuda",
+        dtype: str = "fp16",
+        memory: str = "balanced",
+        *,
+        compile_unet: bool = False,
+        attention: str = "auto",
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ToonCrafterPipeline:
+        """The pipeline built once: weights read (a path) or taken (a built model), the sketch encoder
+        likewise, both cast to the run's precision and placed on `device` for the `memory` mode;
+        `close()` takes them off the device again."""
+        from ..nets.attention import set_sdpa_kernel
+        from . import memory as memory_modes
+
+        weight_dtype = memory_modes.weight_dtype(device, dtype)
+        if not isinstance(model, nn.Module):
+            from ..weights.checkpoint import load_model
+
+            model = load_model(Path(model), device="cpu", dtype=weight_dtype, progress=progress, cancel=cancel)
+        if sketch_encoder is not None and not isinstance(sketch_encoder, nn.Module):
+            from ..nets.sketch_encoder import SketchEncoderConfig
+            from ..weights.checkpoint import load_sketch_encoder
+
+            sketch_encoder = load_sketch_encoder(Path(sketch_encoder), SketchEncoderConfig.for_unet(model.config.unet),
+                                                 dtype=weight_dtype)
+        set_sdpa_kernel(attention)
+        placement = memory_modes.apply_memory_mode(model, memory, device, weight_dtype, sketch_encoder=sketch_encoder)
+        if compile_unet:
+            from .compile import compile_unet as compile_in_place
+
+            compile_in_place(model.model.diffusion_model, device, memory)
+        return cls(model, batch_cfg=placement.batch_cfg, lean_decode=placement.lean_decode,
+                   stage_hook=placement.stage_hook, sketch_encoder=sketch_encoder, placement=placement)
+
+    def close(self) -> None:
+        """Take the weights off the device (they stay loaded on the CPU) and forget cached conditions."""
+        from .compile import uncompile
+
+        uncompile(self.model.model.diffusion_model)
+        if self.placement is not None:
+            self.placement.remove()
+        self.clear_cache()
 
     # -- geometry ------------------------------------------------------------------------------
 
@@ -247,11 +309,11 @@ class ToonCrafterPipeline:
         return call
 
     def sketch_guidance(self, hints: Any, scale: float | None = None, context: str | None = None) -> Any:
-        """A SketchGuidance from (T, 1, H, W) hints with the encoder attached to the model
-        (`model.sketch_encoder`); InputError when none is."""
+        """A SketchGuidance from (T, 1, H, W) hints with the pipeline's sketch encoder; InputError
+        when it has none."""
         from ..sampling.sketch_guidance import DEFAULT_CONTEXT, DEFAULT_SCALE, SketchGuidance
 
-        encoder = getattr(self.model, "sketch_encoder", None)
+        encoder = self.sketch_encoder
         if encoder is None:
             raise InputError("Sketches need the sketch encoder (sketch_encoder.ckpt next to model.ckpt), "
                              "which is not loaded.")
@@ -397,23 +459,21 @@ class ToonCrafterPipeline:
         self,
         start: np.ndarray,
         end: np.ndarray,
-        prompt: str = "",
-        steps: int = DEFAULT_STEPS,
-        cfg_scale: float = DEFAULT_CFG,
-        eta: float = DEFAULT_ETA,
-        frame_stride: int = DEFAULT_FRAME_STRIDE,
-        seed: int | None = None,
+        params: GenerationParams | None = None,
         callback: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
-        **kwargs: Any,
+        **overrides: Any,
     ) -> PipelineOutput:
         """uint8 (H, W, 3) keyframes at a usable size (the model's 320x512 for best results) ->
-        PipelineOutput whose `frames` are (16, H, W, 3) uint8."""
-        start_t = image_to_tensor(start)
-        end_t = image_to_tensor(end)
-        hints = kwargs.pop("sketch_hints", None)  # (T, 1, H, W) float, from sketch_preprocess
-        scale, context = kwargs.pop("sketch_scale", None), kwargs.pop("sketch_context", None)
-        if hints is not None:
-            kwargs["sketch"] = self.sketch_guidance(hints, scale, context)
-        return self.generate(start_t, end_t, prompt, steps, cfg_scale, eta, frame_stride, seed, callback=callback,
-                             cancel=cancel, **kwargs)
+        PipelineOutput whose `frames` are (16, H, W, 3) uint8. `overrides`: fields of `params` by name
+        (`pipe(a, b, steps=4, seed=1)`) or `noise=` / `decode=` of `generate`."""
+        extra = {k: overrides.pop(k) for k in ("noise", "decode") if k in overrides}
+        params = replace(params or GenerationParams(), **overrides)
+        sketch = None
+        if params.sketch_hints is not None:
+            sketch = self.sketch_guidance(params.sketch_hints, params.sketch_scale, params.sketch_context)
+        if sketch is not None:
+            extra["sketch"] = sketch
+        return self.generate(image_to_tensor(start), image_to_tensor(end), params.prompt, params.steps,
+                             params.cfg_scale, params.eta, params.frame_stride, params.seed,
+                             params.guidance_rescale, callback=callback, cancel=cancel, **extra)

@@ -54,7 +54,7 @@ def segment(rgb8: np.ndarray) -> Segmentation:
     # Line width: twice the typical distance to light pixels on the dark pixels' ridges (the
     # medial axes); a thick dark area has a short ridge, so lines dominate the median.
     dist = cv2.distanceTransform(dark.astype(np.uint8), cv2.DIST_L2, 3)
-    ridge = dist[(dist > 0) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)))]
+    ridge = dist[(dist > 0) & (dist < 1e4) & (dist >= cv2.dilate(dist, np.ones((3, 3), np.uint8)))]
     ink_width = 2.0 * min(float(np.median(ridge)), 6.0) if ridge.size else 2.0
     ink_width = float(np.clip(ink_width, 1.0, 12.0))
     # Dark areas wider than ~2.5 lines are filled regions (hair, a black cat), not ink.

@@ -576,15 +576,25 @@ class ShapeInterpolator:
         masks_b = [masks[id(g)][1] for g in self.groups]
         self._order(masks_a, masks_b)
         diag = math.hypot(*changed.shape)
-        self.handled = [i for i, g in enumerate(self.groups)
-                        if g.kind == "moved" and g.error <= s.max_error
-                        and _travel(g.matrix, masks_a[i]) >= s.large_motion * diag]
+        # Shapes move a group when it travels far, its transform explains it, and it does not
+        # touch another group moving its own way (a piece of a larger, differently moving whole:
+        # dense flow is safer there).
+        moved_ids = [i for i, g in enumerate(self.groups) if g.kind == "moved"]
+        self.handled = [i for i in moved_ids
+                        if self.groups[i].error <= s.max_error
+                        and _travel(self.groups[i].matrix, masks_a[i]) >= s.large_motion * diag
+                        and not any(self._touch(i, j) for j in moved_ids if j != i)]
         self.shape_share, self.shape_quality = self._explained(changed, masks_a, masks_b)
         self.confidence = self.shape_quality
         self._full_resolution(masks_a, masks_b)
         self.usable = True
 
     # -- set-up ----------------------------------------------------------------------------------
+
+    def _touch(self, i: int, j: int) -> bool:
+        gi, gj = self.groups[i], self.groups[j]
+        return (_touching(self.seg_a, gi.regions_a, gj.regions_a) > 0
+                or _touching(self.seg_b, gi.regions_b, gj.regions_b) > 0)
 
     def _masks(self, g: Group, changed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         empty = np.zeros(changed.shape, bool)

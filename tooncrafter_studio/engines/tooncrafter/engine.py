@@ -1,25 +1,19 @@
 """The ToonCrafter engine: keys of any size in, in-betweens at the requested times out.
 
-The engine fits the keys into the model frame, runs as many model passes as the times need
-(`timing.execute_passes`), colour-matches the frames to the keys and maps them back to the keys'
-resolution, aspect, channels and depth. The generation itself is `diffusion.run.pipeline`'s; this
-module imports torch only through `diffusion`, lazily, when a run starts.
+`interpolate` parses the request (settings.py), fits the keys into the model frame (fit.py), runs
+as many model passes as the times need (timing.py) on the backend (backend.py: loading, the memory
+mode, the out-of-memory retry), colour-matches the frames to the keys (colour.py) and maps them
+back to the keys' resolution, aspect, channels and depth. It loads nothing itself: `load()` reads
+the weights, the backend places them. Torch is imported only through `diffusion`, lazily.
 
 A generation backend can be injected (constructor `backend=` or `params["model"]` set to an
-object instead of a path): anything callable as
-`backend(start, end, *, prompt, steps, cfg_scale, eta, frame_stride, seed, callback, cancel)`
-returning 16 uint8 frames (16, H, W, 3) at the model size, or an object with such `.frames` (our
-`ToonCrafterPipeline` itself qualifies); an optional `model_size` (height, width) tells the engine
-the frame to fit the keys into (default 320 x 512). Tests use a tiny random model this way.
+object instead of a path): see backend.py for what it is called with. Tests use a tiny random
+model this way.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import logging
-import os
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
@@ -28,23 +22,32 @@ from typing import Any
 
 import numpy as np
 
-from ...core.errors import EngineUnavailable, InputError, ModelError, OutOfMemory, StudioError
+from ...core.errors import ModelError, OutOfMemory, StudioError
 from ...core.paths import find_model
 from ...core.progress import CancelToken, ProgressCallback, ProgressEvent, no_progress
+from ...diffusion.run.params import GenerationParams
 from ...media.imageio import to_bit_depth
 from ..base import Engine, EngineCapabilities, InterpolationRequest, InterpolationResult, ProbeResult
-from ..sketch import SketchOptions, split_sketch_params
+from ..sketch import SketchOptions
 from . import colour, sketches, timing
-from .fit import FIT_MODES, MODEL_HEIGHT, MODEL_WIDTH, plan_fit
+from .backend import (  # noqa: F401  (re-exported: the engine's module is where callers look)
+    NO_MODEL,
+    Backend,
+    BackendFactory,
+    BackendKey,
+    Backends,
+    PipelineBackend,
+    load_model_file,
+    model_fingerprint,
+)
+from .backend import check_model_file as _check_model_file
+from .backend import missing_packages as _missing_packages
+from .fit import MODEL_HEIGHT, MODEL_WIDTH, plan_fit
+from .settings import OPTION_NAMES, Settings, for_request, parse_settings  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 ENGINE_VERSION = "1"
-MEMORY_CHOICES = ("auto", "high", "balanced", "low")
-DEVICES = ("cuda", "mps", "cpu")  # mps: Apple silicon (Metal)
-DTYPES = ("fp16", "bf16", "fp32")
-ATTENTION_KERNELS = ("auto", "flash", "efficient", "cudnn", "math")  # diffusion.nets.attention.SDPA_KERNELS
-MAX_STEPS = 60  # the 'uniform_trailing' spacing breaks beyond 60 (spec §0.15); the pipeline re-checks
 
 
 def cpu_warning(dtype: str | None = None) -> str:
@@ -56,109 +59,6 @@ def cpu_warning(dtype: str | None = None) -> str:
     return (f"Running ToonCrafter on the CPU in {name}: a full-size generation takes "
             f"{'about an hour or more' if name == 'bf16' else 'hours'} (about {format_duration(step)} per "
             "denoising step on 2 cores; `doctor --selftest` measures this machine).")
-
-Backend = Callable[..., np.ndarray]
-BackendFactory = Callable[["Settings", str], Backend]
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The engine's parameters, validated (names as in request.params and on the command line)."""
-
-    model: Any = None  # a path, None (search), or an injected backend / model object
-    prompt: str = ""
-    steps: int = 50
-    cfg: float = 7.5
-    eta: float = 1.0
-    frame_stride: int = 10
-    seed: int | None = None
-    fit: str = "letterbox"
-    colour_match: bool = True
-    memory: str = "auto"
-    device: str = "cuda"
-    dtype: str = "fp16"
-    trim_keys: bool = True  # drop near-copies of the anchors (no pause at keys)
-    compile: bool = False  # torch.compile the UNet (diffusion/run/compile.py; falls back with one log line)
-    attention: str = "auto"  # SDPA kernel (auto: PyTorch's choice)
-
-    @property
-    def model_is_object(self) -> bool:
-        return self.model is not None and not isinstance(self.model, str | os.PathLike)
-
-
-def _number(params: dict[str, Any], name: str, kind: type, lo: float, hi: float, default: Any) -> Any:
-    value = params.get(name)
-    if value is None:
-        return default
-    try:
-        if kind is int and (isinstance(value, bool) or float(value) != int(float(value))):
-            raise ValueError
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise InputError(f"ToonCrafter option {name} must be a {kind.__name__}, not {value!r}.") from None
-    if not (lo <= number <= hi):
-        raise InputError(f"ToonCrafter option {name} must be between {lo:g} and {hi:g} (got {number:g}).")
-    return number
-
-
-def _choice(params: dict[str, Any], name: str, choices: tuple[str, ...], default: str) -> str:
-    value = params.get(name)
-    if value is None:
-        return default
-    if value not in choices:
-        raise InputError(f"ToonCrafter option {name} must be one of {', '.join(choices)} (got {value!r}).")
-    return str(value)
-
-
-def parse_settings(params: dict[str, Any] | None, base: Settings | None = None) -> Settings:
-    params = dict(params or {})
-    base = base or Settings()
-    known = set(Settings.__dataclass_fields__)
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise InputError(f"Unknown ToonCrafter option(s): {', '.join(unknown)}.")
-    colour_match = params.get("colour_match", base.colour_match)
-    trim = params.get("trim_keys", base.trim_keys)
-    return Settings(
-        model=params.get("model", base.model),
-        prompt=str(params.get("prompt") if params.get("prompt") is not None else base.prompt),
-        steps=_number(params, "steps", int, 1, MAX_STEPS, base.steps),
-        cfg=_number(params, "cfg", float, 1.0, 30.0, base.cfg),
-        eta=_number(params, "eta", float, 0.0, 1.0, base.eta),
-        frame_stride=_number(params, "frame_stride", int, 1, 60, base.frame_stride),
-        seed=_number(params, "seed", int, 0, 2**63 - 1, base.seed),
-        fit=_choice(params, "fit", FIT_MODES, base.fit),
-        colour_match=bool(colour_match),
-        memory=_choice(params, "memory", MEMORY_CHOICES, base.memory),
-        device=_choice(params, "device", DEVICES, base.device),
-        dtype=_choice(params, "dtype", DTYPES, base.dtype),
-        trim_keys=bool(trim),
-        compile=bool(params.get("compile", base.compile)),
-        attention=_choice(params, "attention", ATTENTION_KERNELS, base.attention),
-    )
-
-
-OPTION_NAMES = tuple(Settings.__dataclass_fields__)
-
-
-@dataclass(frozen=True)
-class BackendKey:
-    """What a placed backend depends on: a new key means a new backend (the old one is released)."""
-
-    model: str  # the path setting, or "object:<id>" for an injected model
-    device: str
-    dtype: str
-    mode: str = ""
-    compile: bool = False  # a compiled UNet or another attention kernel is another backend (same model)
-    attention: str = "auto"
-
-    @classmethod
-    def of(cls, settings: Settings, mode: str = "") -> BackendKey:
-        model = f"object:{id(settings.model)}" if settings.model_is_object else str(settings.model)
-        return cls(model, settings.device, settings.dtype, mode, settings.compile, settings.attention)
-
-    def same_model(self, other: BackendKey) -> bool:
-        return (self.model, self.device, self.dtype) == (other.model, other.device, other.dtype)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -186,98 +86,6 @@ def _like_key(frame8: np.ndarray, key: np.ndarray, alpha_from: np.ndarray) -> np
 
 
 # --------------------------------------------------------------------------------------------------
-# Identity of a model file (for provenance; cheap even for 10 GB)
-
-
-def model_fingerprint(path: Path) -> dict[str, Any]:
-    """Name, size and a content id of a weight file: the checkpoint module's fingerprint (its key,
-    shape and dtype table; seconds for 10 GB) or, without torch, a hash of its first and last MB."""
-    stat = path.stat()
-    ident: dict[str, Any] = {"file": str(path), "name": path.name, "size_bytes": stat.st_size}
-    if importlib.util.find_spec("torch") is not None:
-        try:
-            from ...diffusion.weights.checkpoint import identify
-
-            info = identify(path)
-            ident.update(fingerprint=info.fingerprint, architecture=info.architecture, format=info.format)
-            return ident
-        except Exception:  # an unreadable file still gets an identity; the check says what is wrong
-            log.debug("Could not identify %s", path, exc_info=True)
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        digest.update(fh.read(1 << 20))
-        if stat.st_size > 2 << 20:
-            fh.seek(-(1 << 20), os.SEEK_END)
-            digest.update(fh.read(1 << 20))
-    digest.update(str(stat.st_size).encode())
-    ident["fingerprint"] = "head-tail:" + digest.hexdigest()[:16]
-    return ident
-
-
-# --------------------------------------------------------------------------------------------------
-# The default backend: our diffusion package (imported only here, only when a run starts)
-
-
-def _missing_packages() -> list[str]:
-    names = {"torch": "torch", "open_clip": "open_clip_torch", "safetensors": "safetensors"}
-    return [pip for mod, pip in names.items() if importlib.util.find_spec(mod) is None]
-
-
-def _check_model_file(path: Path) -> None:
-    """The strict key/shape check of diffusion/weights/checkpoint.py (no tensor is read); ModelError if bad."""
-    from ...diffusion.weights.checkpoint import ExpectedKeys, WeightFile
-
-    WeightFile(path).check(ExpectedKeys.for_config())
-
-
-class PipelineBackend:
-    """Our ToonCrafterPipeline on a model placed for a memory mode; `close()` gives the GPU back."""
-
-    def __init__(self, model: Any, mode: str, device: str, dtype_name: str, compile_unet: bool = False,
-                 attention: str = "auto") -> None:
-        from ...diffusion.nets.attention import set_sdpa_kernel
-        from ...diffusion.run import memory
-        from ...diffusion.run.pipeline import ToonCrafterPipeline
-
-        dtype = memory.weight_dtype(device, dtype_name)
-        self.mode = mode
-        self.unet = model.unet
-        set_sdpa_kernel(attention)
-        self.placement = memory.apply_memory_mode(model, mode, device, dtype)
-        if compile_unet:
-            from ...diffusion.run.compile import compile_unet as compile_in_place
-
-            compile_in_place(self.unet, device, mode)
-        self.pipeline = ToonCrafterPipeline(model, batch_cfg=self.placement.batch_cfg,
-                                            lean_decode=self.placement.lean_decode,
-                                            stage_hook=self.placement.stage_hook)
-
-    @property
-    def model_size(self) -> tuple[int, int]:
-        return self.pipeline.model_size
-
-    def __call__(self, start: np.ndarray, end: np.ndarray, **kwargs: Any) -> Any:
-        return self.pipeline(start, end, **kwargs)
-
-    def close(self) -> None:
-        from ...diffusion.run.compile import uncompile
-
-        uncompile(self.unet)
-        self.placement.remove()
-        self.pipeline.clear_cache()
-
-
-def load_model_file(path: Path, settings: Settings, progress: ProgressCallback | None = None,
-                    cancel: CancelToken | None = None) -> Any:
-    """Our model with the file's weights, on the CPU in the run's precision (placed per mode later)."""
-    from ...diffusion.run import memory
-    from ...diffusion.weights.checkpoint import load_model
-
-    return load_model(path, device="cpu", dtype=memory.weight_dtype(settings.device, settings.dtype),
-                      progress=progress, cancel=cancel)
-
-
-# --------------------------------------------------------------------------------------------------
 
 
 class ToonCrafterEngine(Engine):
@@ -294,11 +102,7 @@ class ToonCrafterEngine(Engine):
         self._defaults = parse_settings(defaults)
         self._settings = self._defaults
         self._injected = backend
-        self._factory = backend_factory or self._pipeline_backend
-        self._model: Any = None
-        self._model_key: tuple[Any, ...] | None = None
-        self._backend: Backend | None = None
-        self._backend_key: BackendKey | None = None
+        self._backends = Backends(backend, backend_factory)
         self._probe_cache: dict[tuple[Any, ...], str | None] = {}
         self._identity_cache: dict[tuple[Any, ...], dict[str, Any]] = {}
 
@@ -394,42 +198,9 @@ class ToonCrafterEngine(Engine):
         return self._probe_cache[key]
 
     # -- loading ------------------------------------------------------------------------------------
-    def _get_backend(self, settings: Settings, mode: str) -> Backend:
-        if self._injected is not None:
-            return self._injected
-        key = BackendKey.of(settings, mode)
-        if self._backend is None or self._backend_key != key:
-            self._release_backend()
-            self._backend = self._factory(settings, mode)
-            self._backend_key = key
-        return self._backend
-
-    def _pipeline_backend(self, settings: Settings, mode: str) -> Backend:
-        """The default backend: the model (an injected one, or the file found, loaded once and kept
-        on the CPU between modes) placed for `mode`, in our pipeline."""
-        model = settings.model
-        if model is not None and hasattr(model, "generate") and callable(model):
-            return model  # an injected pipeline
-        if not settings.model_is_object:
-            path, looked = find_model(settings.model)
-            if path is None:
-                raise ModelError("No ToonCrafter model was found (nothing is downloaded on its own: "
-                                          "Generate ▸ ToonCrafter Engine… ▸ Download model…). Looked in: "
-                                 + "; ".join(looked) + ".")
-            model = self._load_file(path, settings)
-        return PipelineBackend(model, mode, settings.device, settings.dtype, settings.compile, settings.attention)
-
-    def _load_file(self, path: Path, settings: Settings, progress: ProgressCallback | None = None,
-                   cancel: CancelToken | None = None) -> Any:
-        from ...diffusion.run import memory
-
-        # the precision that will load (CPU: bf16 where native), so "fp16" and "bf16" there share one copy
-        key = (str(path), path.stat().st_mtime_ns, settings.device, memory.resolve_dtype(settings.device, settings.dtype))
-        if self._model_key != key:
-            self._model = None
-            self._model = load_model_file(path, settings, progress, cancel)
-            self._model_key = key
-        return self._model
+    @property
+    def _backend(self) -> Backend | None:  # (the dry run asks whether a backend is placed)
+        return self._backends.current
 
     def load(self, progress: ProgressCallback | None = None, cancel: CancelToken | None = None) -> None:
         """Read the weights now (with progress and cancel) so that the first generation starts at once."""
@@ -438,62 +209,24 @@ class ToonCrafterEngine(Engine):
             return
         path, looked = find_model(s.model)
         if path is None:
-            raise ModelError("No ToonCrafter model was found (nothing is downloaded on its own: "
-                                          "Generate ▸ ToonCrafter Engine… ▸ Download model…). Looked in: "
-                             + "; ".join(looked) + ".")
-        self._load_file(path, s, progress, cancel)
+            raise ModelError(NO_MODEL + "; ".join(looked) + ".")
+        self._backends.load_file(path, s, progress, cancel)
 
-    def _release_backend(self) -> None:
-        """Take the model off the GPU (it stays loaded on the CPU)."""
-        close = getattr(self._backend, "close", None)
-        if callable(close):
-            close()
-        self._backend = None
-        self._backend_key = None
-        if self._injected is None and importlib.util.find_spec("torch") is not None:
-            try:
-                from ...diffusion.run import memory
-
-                memory.release_cached_memory()
-            except Exception:  # unloading must not fail
-                log.debug("Could not release cached memory", exc_info=True)
+    def release_gpu(self) -> None:
+        """Take the weights off the GPU and empty the allocator cache; the model stays loaded on the
+        CPU, so the next generation only places it again."""
+        self._backends.release()
 
     def unload(self) -> None:
-        self._release_backend()
-        self._model = None
-        self._model_key = None
+        self._backends.unload()
 
     # -- generation ---------------------------------------------------------------------------------
-    def _choose_mode(self, settings: Settings, sketch: bool = False) -> str:
-        if settings.device == "cpu":
-            return "high"
-        if self._injected is not None:
-            return "high" if settings.memory == "auto" else settings.memory
-        from ...diffusion.run import memory
-
-        if not memory.device_available(settings.device):
-            raise EngineUnavailable(self._probe_device(settings)[1])  # type: ignore[index]
-        key = self._backend_key
-        if self._backend is not None and key is not None and key.same_model(BackendKey.of(settings)):
-            if settings.memory in ("auto", key.mode):
-                return key.mode  # already placed: the memory it holds is ours, not free
-            self._release_backend()
-        info = memory.free_vram_bytes(settings.device)
-        return memory.choose_mode(settings.memory, info[0] if info else None, settings.dtype, sketch=sketch).mode
-
     def interpolate(self, request: InterpolationRequest, progress: ProgressCallback | None = None,
                     cancel: CancelToken | None = None) -> InterpolationResult:
         request.validate()
         progress = progress or no_progress
         cancel = cancel or CancelToken()
-        sketch_options, params = split_sketch_params(request.params)
-        settings = parse_settings(params, self._settings)
-        if request.prompt:
-            settings = replace(settings, prompt=request.prompt)
-        if request.seed is not None:
-            settings = replace(settings, seed=int(request.seed))
-        if settings.seed is None:
-            settings = replace(settings, seed=random.SystemRandom().randrange(2**31))
+        settings, sketch_options = for_request(request, self._settings)
         if self._injected is None:  # the precision that really runs (CPU: bf16 where native), for the record
             from ...diffusion.run import memory
 
@@ -505,41 +238,20 @@ class ToonCrafterEngine(Engine):
         times = sorted(float(t) for t in request.times)
         started = time.monotonic()
         keys8 = (_to_rgb8(request.start), _to_rgb8(request.end))
-        mode = self._choose_mode(settings, sketch=bool(sketch_options))
-        if self._injected is None and settings.device != "cpu":
-            from ...diffusion.run import memory
-
-            def retry(old: str, new: str) -> None:
-                self._release_backend()
-                progress(ProgressEvent("load", 0, 0, f"out of GPU memory in the {old} mode; retrying in {new}"))
-
-            def free_now() -> int | None:
-                info = memory.free_vram_bytes(settings.device)
-                return info[0] if info else None
-
-            try:
-                run = memory.run_with_oom_retry(
-                    lambda run_mode: self._attempt(run_mode, settings, times, keys8, progress, cancel,
-                                                   sketch_options),
-                    mode, settings.dtype, free_bytes=free_now, on_retry=retry)
-            except OutOfMemory:
-                self._release_backend()  # nothing fits: give the GPU back rather than hold a half-placed model
-                raise
-        else:
-            run = self._attempt(mode, settings, times, keys8, progress, cancel, sketch_options)
-
+        mode = self._backends.choose_mode(settings, bool(sketch_options), lambda: self._probe_device(settings)[1])
+        run = self._backends.run(settings, mode, lambda run_mode: self._attempt(
+            run_mode, settings, times, keys8, progress, cancel, sketch_options), progress)
         cancel.raise_if_cancelled()
-        plan, start_m, end_m, frames_at, jobs, used_mode = (run.plan, run.start, run.end, run.frames_at,
-                                                            run.jobs, run.mode)
+
         progress(ProgressEvent("finish", 0, len(times), "colour match and resize"))
-        generated = [frames_at[t] for t in times]
+        generated = [run.frames_at[t] for t in times]
         if settings.colour_match:
-            generated = colour.match_to_keys(generated, times, start_m, end_m, mask=plan.content_mask())
+            generated = colour.match_to_keys(generated, times, run.start, run.end, mask=run.plan.content_mask())
         out: dict[float, np.ndarray] = {}
         for i, (t, frame) in enumerate(zip(times, generated)):
             nearer = request.start if t < 0.5 else request.end
-            fill = _to_rgb8(nearer) if plan.mode == "crop" else None
-            out[t] = _like_key(plan.from_model(frame, fill=fill), request.start, nearer)
+            fill = _to_rgb8(nearer) if run.plan.mode == "crop" else None
+            out[t] = _like_key(run.plan.from_model(frame, fill=fill), request.start, nearer)
             progress(ProgressEvent("finish", i + 1, len(times)))
         frames = [out[float(t)] for t in request.times]  # in the order asked
         info = self.identity()
@@ -547,10 +259,10 @@ class ToonCrafterEngine(Engine):
             "seed": settings.seed,
             # (not asdict: it would deep-copy an injected model, weights and all)
             "params": {f.name: getattr(settings, f.name) for f in fields(settings) if f.name not in ("model", "seed")},
-            "memory_mode": used_mode,
-            "model_size": [plan.dst_w, plan.dst_h],
-            "passes": len(jobs),
-            "pass_seeds": [settings.seed + job.index for job in jobs],
+            "memory_mode": run.mode,
+            "model_size": [run.plan.dst_w, run.plan.dst_h],
+            "passes": len(run.jobs),
+            "pass_seeds": [settings.seed + job.index for job in run.jobs],
             "seconds": round(time.monotonic() - started, 3),
         })
         if sketch_options:
@@ -562,56 +274,17 @@ class ToonCrafterEngine(Engine):
                  progress: ProgressCallback, cancel: CancelToken, sketch_options: SketchOptions | None = None) -> _Run:
         """One try at every pass in one memory mode (the OOM retry may call it again, lower)."""
         progress(ProgressEvent("load", 0, 0, f"preparing the model ({mode} memory mode)"))
-        sketch_found: dict[str, Any] = {}
-        if sketch_options:
-            self._ensure_sketch_encoder(settings, sketch_options, sketch_found)
-        backend = self._get_backend(settings, mode)
+        backend = self._backends.get(settings, mode, sketch_options)
         model_h, model_w = getattr(backend, "model_size", (MODEL_HEIGHT, MODEL_WIDTH))
         h, w = keys8[0].shape[:2]
         plan = plan_fit(w, h, settings.fit, model_w, model_h)
         start_m, end_m = plan.to_model(keys8[0]), plan.to_model(keys8[1])
+        sketch_found: dict[str, Any] = {"sketch_encoder": self._backends.sketch_identity} if sketch_options else {}
         extra = self._sketch_kwargs(sketch_options, plan, sketch_found) if sketch_options else None
         frames_at, jobs = self._run_passes(backend, settings, times, start_m, end_m, progress, cancel, extra)
         return _Run(plan, start_m, end_m, frames_at, jobs, mode, sketch_found)
 
     # -- sketches -----------------------------------------------------------------------------------
-    def _ensure_sketch_encoder(self, settings: Settings, options: SketchOptions, found: dict[str, Any]) -> None:
-        """Attach the sketch encoder to the model (loaded once, placed with it by the memory mode)."""
-        if self._injected is not None:
-            return  # an injected backend gets the hints and does what it can with them
-        model = settings.model
-        model_path = None
-        if model is not None and hasattr(model, "generate") and callable(model):
-            model = getattr(model, "model", None)  # an injected pipeline: its model
-        elif not settings.model_is_object:
-            model_path, looked = find_model(settings.model)
-            if model_path is None:
-                raise ModelError("No ToonCrafter model was found (nothing is downloaded). Looked in: "
-                                 + "; ".join(looked) + ".")
-            model = self._load_file(model_path, settings)
-        if model is None:
-            return
-        current = getattr(model, "sketch_encoder", None)
-        wanted = options.encoder
-        if current is not None and (wanted is None or getattr(model, "_sketch_encoder_file", None) == wanted):
-            found["sketch_encoder"] = getattr(model, "_sketch_encoder_identity", {"injected": True})
-            return
-        path, looked = sketches.find_sketch_encoder(wanted, model_path)
-        if path is None:
-            raise ModelError("Sketches need the sketch encoder (sketch_encoder.ckpt, 1.46 GB, published next to "
-                             "model.ckpt; nothing is downloaded). Looked in: " + "; ".join(looked) + ".")
-        from ...diffusion.nets.sketch_encoder import SketchEncoderConfig
-        from ...diffusion.run import memory
-        from ...diffusion.weights.checkpoint import load_sketch_encoder
-
-        self._release_backend()  # placed again below, with the encoder
-        config = SketchEncoderConfig.for_unet(model.config.unet)
-        model.sketch_encoder = load_sketch_encoder(path, config, dtype=memory.weight_dtype(settings.device,
-                                                                                            settings.dtype))
-        model._sketch_encoder_file = wanted
-        model._sketch_encoder_identity = model_fingerprint(path)
-        found["sketch_encoder"] = model._sketch_encoder_identity
-
     @staticmethod
     def _sketch_kwargs(options: SketchOptions, plan: Any, found: dict[str, Any]
                        ) -> Callable[[timing.PassJob], dict[str, Any]]:
@@ -637,10 +310,10 @@ class ToonCrafterEngine(Engine):
         def run_pass(job: timing.PassJob, start_img: np.ndarray, end_img: np.ndarray) -> np.ndarray:
             cancel.raise_if_cancelled()
             steps.begin_pass(job.index)
-            result = backend(start_img, end_img, prompt=settings.prompt, steps=settings.steps,
-                             cfg_scale=settings.cfg, eta=settings.eta, frame_stride=settings.frame_stride,
-                             seed=settings.seed + job.index, callback=steps.on_event, cancel=cancel,
-                             **(extra(job) if extra is not None else {}))
+            params = GenerationParams(prompt=settings.prompt, steps=settings.steps, cfg_scale=settings.cfg,
+                                      eta=settings.eta, frame_stride=settings.frame_stride,
+                                      seed=settings.seed + job.index, **(extra(job) if extra is not None else {}))
+            result = backend(start_img, end_img, params, callback=steps.on_event, cancel=cancel)
             cancel.raise_if_cancelled()
             frames = np.asarray(getattr(result, "frames", result))
             if frames.shape != expected_shape or frames.dtype != np.uint8:

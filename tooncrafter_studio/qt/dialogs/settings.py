@@ -8,6 +8,7 @@ import dataclasses
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -49,6 +50,10 @@ class SettingsDialog(QDialog):
         for device in ("auto", "cuda", "mps", "cpu"):
             self.device.addItem(device, device)
         self.device.setCurrentIndex(max(0, self.device.findData(settings.device)))
+        self.keep_model_loaded = QCheckBox("Keep the model on the GPU between jobs")
+        self.keep_model_loaded.setToolTip("Off: after each job (and a cancel) the weights and the GPU memory cache "
+                                          "are given back to other programs; the next job places the model again.")
+        self.keep_model_loaded.setChecked(settings.keep_model_loaded)
         self.onion_before = QSpinBox()
         self.onion_before.setRange(0, 10)
         self.onion_before.setValue(settings.onion_skin_before)
@@ -77,6 +82,7 @@ class SettingsDialog(QDialog):
         form.addRow("Default engine", self.default_engine)
         form.addRow("Memory mode", self.memory_mode)
         form.addRow("Device", self.device)
+        form.addRow("", self.keep_model_loaded)
         form.addRow("Onion skin: drawings before", self.onion_before)
         form.addRow("Onion skin: drawings after", self.onion_after)
         form.addRow("Onion skin: nearest opacity", self.onion_opacity)
@@ -150,6 +156,7 @@ class SettingsDialog(QDialog):
             default_engine=self.default_engine.currentData() or self.original.default_engine,
             memory_mode=self.memory_mode.currentData(),
             device=self.device.currentData(),
+            keep_model_loaded=self.keep_model_loaded.isChecked(),
             onion_skin_before=self.onion_before.value(),
             onion_skin_after=self.onion_after.value(),
             onion_skin_opacity=round(self.onion_opacity.value(), 3),

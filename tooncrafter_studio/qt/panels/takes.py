@@ -38,9 +38,16 @@ def take_summary(shot: Shot, take_id: str) -> str:
     counts = Counter(f.status for f in take.frames)
     engine = take.engine.get("engine", "?") if isinstance(take.engine, dict) else str(take.engine)
     seed = "" if take.seed is None else f", seed {take.seed}"
+    info = take.params.get("engine_info") if isinstance(take.params, dict) else None
+    confidence = info.get("confidence") if isinstance(info, dict) else None
+    sure = ""  # the engine's own confidence (flow engine): the least sure in-between, and its warning
+    if isinstance(confidence, list) and confidence and all(isinstance(c, (int, float)) for c in confidence):
+        sure = f", confidence {min(confidence):.2f}"
+        if isinstance(info.get("message"), str) and info["message"]:
+            sure += f" ⚠ {info['message']}"
     return (f"{take.label or take.id} — {engine}{seed}: {len(take.frames)} frames, "
             f"{counts[ReviewStatus.ACCEPTED]} ✓ {counts[ReviewStatus.REJECTED]} ✗ "
-            f"{counts[ReviewStatus.PENDING]} pending")
+            f"{counts[ReviewStatus.PENDING]} pending{sure}")
 
 
 class TakesPanel(QWidget):
