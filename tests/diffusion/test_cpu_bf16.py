@@ -207,9 +207,11 @@ def test_doctor_says_which_kind_of_cpu_and_its_default(capsys, native, default):
     assert f"runs in {default} by default" in out
 
 
-def test_the_cpu_time_estimate_needs_no_torch():
+@pytest.mark.parametrize("native, basis", [("0", "CPU, fp32"), ("1", "CPU, bf16")])
+def test_the_cpu_time_estimate_needs_no_torch(monkeypatch, native, basis):
+    monkeypatch.setenv(cpu_bf16.ENV_OVERRIDE, native)
     code = ("import sys; from tooncrafter_studio.engines.tooncrafter import presets; "
             "e = presets.estimate_run(15, 'cpu', measured={}); "
             "assert 'torch' not in sys.modules, 'torch imported'; print(e.basis)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.startswith("CPU, fp32")  # the tests' pinned CPU (conftest: no native bf16)
+    assert out.stdout.startswith(basis)
