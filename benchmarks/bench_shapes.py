@@ -137,7 +137,7 @@ def _fmt(name, s) -> str:
     return f"  {name:<24} {s['psnr']:8.2f} {s['ssim']:7.4f} {cham} {brk}"
 
 
-def quality() -> None:
+def quality(only: str = "") -> None:
     from tools.flow_train import evaluate, heldout
 
     try:
@@ -148,16 +148,18 @@ def quality() -> None:
     readme = readme_baselines()
     print(GOALS)
     with tempfile.TemporaryDirectory() as tmp:
-        held = heldout.write_set(Path(tmp) / "held", HELD_OUT_SEEDS)
-        heldout.write_set(Path(tmp) / "held", HELD_OUT_HD_SEEDS, 1280, 720)
-        sets = [("choose: public", EVAL / "data" / "public", True, True, "public"),
+        held = [heldout.write_set(Path(tmp) / "held", HELD_OUT_SEEDS),
+                heldout.write_set(Path(tmp) / "held_hd", HELD_OUT_HD_SEEDS, 1280, 720)]
+        sets = [("choose: public", [EVAL / "data" / "public"], True, True, "public"),
                 ("held-out: new motions", held, True, True, None),
-                ("held-out: real", EVAL / "data" / "real", False, False, "real")]
-        for title, folder, chamfer, flat, readme_name in sets:
-            if not folder.exists():
-                print(f"{title}: {folder} not found; skipped")
+                ("held-out: real", [EVAL / "data" / "real"], False, False, "real")]
+        for title, folders, chamfer, flat, readme_name in sets:
+            if not all(folder.exists() for folder in folders):
+                print(f"{title}: {folders[0]} not found; skipped")
                 continue
-            clips = evaluate.clips_of(folder)
+            if only and only not in title:
+                continue
+            clips = [clip for folder in folders for clip in evaluate.clips_of(folder)]
             rows: dict[str, dict] = {}
             for name, method in evaluate.BASELINES.items():
                 rows[f"{name} (re-run)"] = score(clips, method, chamfer, flat)

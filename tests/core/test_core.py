@@ -39,6 +39,17 @@ def test_full_disk_becomes_clear_error(tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_file_where_a_folder_should_be_is_named(tmp_path):
+    """`timing export shot notes.png/x.xdts` said "Could not write notes.png/x.xdts: File exists."."""
+    blocker = tmp_path / "notes.png"
+    blocker.write_bytes(b"x")
+    for target in (blocker / "x.xdts", blocker / "deeper" / "x.xdts"):
+        with pytest.raises(StudioError) as caught:
+            fsio.atomic_write_text(target, "data")
+        assert str(caught.value) == f"{blocker} is a file, not a folder: could not write {target}."
+    assert blocker.read_bytes() == b"x"
+
+
 def test_stage_reporter_counts_and_cancels():
     events: list[ProgressEvent] = []
     token = CancelToken()

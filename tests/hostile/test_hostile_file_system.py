@@ -219,3 +219,15 @@ def test_failed_runs_leave_no_empty_output_folders(tmp_path, capsys):
     code, _out, err = cli(capsys, "--quiet", "export", shot, "--out", tmp_path / "exports" / "v1")
     assert_refused(code, err, 2, "walk.0003.png")
     assert digest(tmp_path) == before and not (tmp_path / "exports").exists()
+
+
+def test_export_into_a_file_says_it_is_a_file(tmp_path, capsys):
+    """Seen in the studio and the CLI: `export --out notes.png` said "Could not write notes.png: File exists."."""
+    shot = make_project(tmp_path)
+    target = tmp_path / "notes.png"
+    target.write_bytes(b"not a folder")
+    err = refused(capsys, ["--quiet", "export", shot, "--out", target], 2, ("is a file, not a folder",), tmp_path)
+    assert "File exists" not in err
+    inside = target / "v1"  # a folder under a file: the same plain sentence, naming the file
+    err = refused(capsys, ["--quiet", "export", shot, "--out", inside], 2, (f"{target} is a file, not a folder",),
+                  tmp_path)

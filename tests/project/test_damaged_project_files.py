@@ -88,6 +88,22 @@ def test_oversized_project_file_is_refused_before_reading(folder, monkeypatch):
     _refused(folder, "too large")
 
 
+def test_a_project_too_large_to_reopen_is_never_saved(folder, monkeypatch):
+    """Seen with `generate --seeds 100000`: every take was saved into project.json, which soon outgrew
+    what `open` reads (64 MiB): a save the app cannot open again is lost work, so it is refused."""
+    import tooncrafter_studio.project.serialize as serialize
+
+    project = Project.open(folder)
+    before = (folder / PROJECT_FILE).read_bytes()
+    monkeypatch.setattr(serialize, "MAX_PROJECT_FILE_BYTES", len(before) - 1)
+    with pytest.raises(ProjectError, match="was not saved") as info:
+        project.save()
+    assert "\n" not in str(info.value) and "too large" in str(info.value)
+    assert (folder / PROJECT_FILE).read_bytes() == before
+    monkeypatch.undo()
+    assert Project.open(folder).shot.frame_count == 5
+
+
 def test_damaged_recovery_copy_is_set_aside_and_the_project_still_opens(folder):
     recovery_path(folder).parent.mkdir()
     recovery_path(folder).write_text('{"schema_version": 1, "shot": ' + "[" * 50_000 + "]" * 50_000 + "}")

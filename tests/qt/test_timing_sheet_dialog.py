@@ -76,3 +76,21 @@ def test_the_file_menu_opens_it(qtbot, window, project_folder):
     assert dialog.preview.toPlainText() == "Choose an XDTS or CSV timing sheet." and not dialog.ok_button.isEnabled()
     assert "Import Timing Sheet" in window.actions["import_timing"].text().replace("&", "")
     dialog.reject()
+
+
+def test_generate_all_on_a_sheet_without_marks_says_why(qtbot, window, project_folder, tmp_path):
+    """Seen in the studio: Shift+G after importing a sheet whose key pairs have no ○ said "Select a key pair
+    first: set keys with K…", hiding the real reason the app had just given."""
+    window.files.open_project(project_folder)
+    table = {"duration": 16, "name": "c2", "timeTableHeaders": [{"fieldId": 0, "names": ["A"]}],
+             "fields": [{"fieldId": 0, "tracks": [{"trackNo": 0, "frames": [
+                 _entry(0, "1"), _entry(6, "2"), _entry(12, "3")]}]}]}
+    sheet = tmp_path / "c2.xdts"
+    sheet.write_text(IDENTIFIER + "\n" + json.dumps({"timeTables": [table], "version": 5}), encoding="utf-8")
+    window.dialogs.import_timing_dialog(str(sheet)).accept()
+    messages: list[str] = []
+    window.prompts.shown.connect(messages.append)
+    window.actions.trigger("generate_all")
+    assert messages and "the timing sheet marks no in-betweens" in messages[-1]
+    assert not any("Select a key pair" in m for m in messages)
+    assert not window.worker.busy

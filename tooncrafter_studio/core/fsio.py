@@ -62,6 +62,10 @@ def describe_os_error(path: Path | str, exc: OSError, action: str = "write") -> 
         return f"No permission to {action} {path}."
     if exc.errno == errno.ENAMETOOLONG:
         return f"The file name is too long for this file system: {str(path)[:120]}…"
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):  # a file where a folder of the path should be
+        blocker = next((p for p in Path(path).parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            return f"{blocker} is a file, not a folder: could not {action} {path}."
     return f"Could not {action} {path}: {exc.strerror or exc}."
 
 

@@ -238,6 +238,12 @@ def _check_targets(out_dir: Path, targets: list[str], previous: dict[str, int], 
 
 
 def _prepare_out_dir(out_dir: Path) -> None:
+    for folder in (out_dir, *out_dir.parents):  # mkdir would only say "File exists" / "Not a directory"
+        if folder.exists():
+            if not folder.is_dir():
+                where = "" if folder == out_dir else f": the output folder {out_dir} cannot be made inside it"
+                raise ExportError(f"{folder} is a file, not a folder{where}.")
+            break
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

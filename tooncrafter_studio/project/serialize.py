@@ -221,14 +221,18 @@ def document_to_json(shot: Shot, folder: Path | None = None, extra: dict[str, An
     envelope["shot"] = shot_to_dict(shot, folder)
     try:
         text = json.dumps(envelope, indent=1, ensure_ascii=False, allow_nan=False) + "\n"
-        text.encode("utf-8")
-        return text
+        size = len(text.encode("utf-8"))
     except UnicodeEncodeError as exc:  # a file name that is not valid text (bytes from another system)
         bad = exc.object[max(0, exc.start - 40):exc.end + 10].encode("utf-8", "backslashreplace").decode()
         raise ProjectError(f"The project cannot be saved: a file name is not valid text (…{bad}…); rename it.") \
             from None
     except (TypeError, ValueError) as exc:  # a parameter that JSON cannot hold: a bug upstream
         raise ProjectError(f"The project cannot be saved: a value is not storable as JSON ({exc}).") from exc
+    if size > MAX_PROJECT_FILE_BYTES:  # document_from_json would refuse it: a file no one could open again
+        raise ProjectError(f"The project is too large to open again ({size / 2**20:.1f} MiB, over the "
+                           f"{MAX_PROJECT_FILE_BYTES >> 20} MiB a project file may hold), so it was not saved; "
+                           "delete takes you no longer need.")
+    return text
 
 
 # --------------------------------------------------------------------------- reading

@@ -128,6 +128,8 @@ class Editing(QObject):
         if len(spans) < len(self.session.spans()):
             self.prompts.show_message(f"{len(self.session.spans()) - len(spans)} key pair(s) skipped: the timing "
                                       "sheet marks no in-betweens there.")
+            if not spans:  # nothing left to queue: "select a key pair first" would hide the reason
+                return
         self.generation.generate(spans)
 
     def regenerate(self) -> None:
