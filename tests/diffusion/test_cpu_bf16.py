@@ -193,3 +193,25 @@ def test_weight_dtype_on_the_cpu_follows_the_injected_capability():
 
     with pytest.raises(InputError, match="Unknown precision"):
         memory.resolve_dtype("cpu", "int8")
+
+
+@pytest.mark.parametrize("native, default", [(True, "bf16"), (False, "fp32")])
+def test_doctor_says_which_kind_of_cpu_and_its_default(capsys, native, default):
+    pytest.importorskip("torch")
+    from tooncrafter_studio.cli.main import run_cli
+
+    cpu_bf16.set_override(native)
+    assert run_cli(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert f"CPU: bf16 {'native' if native else 'not native'}" in out
+    assert f"runs in {default} by default" in out
+
+
+@pytest.mark.parametrize("native, basis", [("0", "CPU, fp32"), ("1", "CPU, bf16")])
+def test_the_cpu_time_estimate_needs_no_torch(monkeypatch, native, basis):
+    monkeypatch.setenv(cpu_bf16.ENV_OVERRIDE, native)
+    code = ("import sys; from tooncrafter_studio.engines.tooncrafter import presets; "
+            "e = presets.estimate_run(15, 'cpu', measured={}); "
+            "assert 'torch' not in sys.modules, 'torch imported'; print(e.basis)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.startswith(basis)

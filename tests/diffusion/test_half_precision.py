@@ -231,3 +231,29 @@ def test_cpu_group_norm_without_the_float32_copy_is_the_cast_bit_for_bit(dtype, 
         vae_got, vae_expected = vae_norm.to(dtype)(x), cast(x)
     assert got.dtype == dtype and torch.equal(got, expected)
     assert vae_got.dtype == dtype and torch.equal(vae_got, vae_expected)
+
+
+def test_chunked_bf16_unet_agrees_with_the_unchunked_one(fp32_model, monkeypatch):
+    """Chunks write their results straight into the output (ResBlock, spatial transformer, the
+    feed-forward's last projection). In bf16 the kernels block smaller batches differently (oneDNN),
+    so chunks round differently: within the bf16 tolerance, and both as far from float32 as that."""
+    from tooncrafter_studio.diffusion.nets import unet_blocks
+
+    unet = _half(fp32_model, "bf16").model.diffusion_model
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn((1, 8, 4, 8, 16), generator=gen).bfloat16()
+    args = (x, torch.tensor([500]), torch.randn((1, 333, 64), generator=gen).bfloat16(), torch.tensor([10]))
+    monkeypatch.setattr(unet_blocks, "CHUNK_ELEMENTS", 1 << 30)
+    monkeypatch.setattr(unet_blocks, "FF_CHUNK_ELEMENTS", 1 << 30)
+    with torch.inference_mode():
+        whole = unet(*args)
+    monkeypatch.setattr(unet_blocks, "CHUNK_ELEMENTS", 1 << 11)
+    monkeypatch.setattr(unet_blocks, "FF_CHUNK_ELEMENTS", 1 << 11)
+    with torch.inference_mode():
+        assert len(unet_blocks.chunk_ranges(4, 32 * 8 * 16)) > 1
+        chunked = unet(*args)
+    with torch.inference_mode():
+        reference = fp32_model.model.diffusion_model(x.float(), *args[1:2], args[2].float(), args[3])
+    assert relative_error(chunked, whole) <= tolerance("unet", "bf16")
+    assert relative_error(chunked, reference) <= tolerance("unet", "bf16")
+    assert relative_error(whole, reference) <= tolerance("unet", "bf16")

@@ -171,6 +171,10 @@ def _diagnosis(model: str | None) -> dict:
 
         env = memory.torch_environment()
         report["torch"] = {key: env[key] for key in ("torch", "cuda_build", "attention_backends")}
+        from ..diffusion.run import cpu_bf16
+
+        support = cpu_bf16.detect()
+        report["cpu_bf16"] = {**support.as_json(), "cpu_default_dtype": cpu_bf16.cpu_default_dtype(support.native)}
         for dev in env["devices"]:
             try:
                 choice = memory.choose_mode("auto", dev["free_bytes"])
@@ -202,8 +206,13 @@ def _print_diagnosis(report: dict) -> None:
     else:
         print(f"PyTorch {env['torch']}, CUDA build {env['cuda_build'] or 'none (CPU build)'}, "
               f"attention: {', '.join(env['attention_backends'])}")
+        cpu = report.get("cpu_bf16")
+        if cpu is not None:
+            print(f"CPU: bf16 {'native' if cpu['native'] else 'not native'} ({cpu['reason']}); ToonCrafter on the "
+                  f"CPU runs in {cpu['cpu_default_dtype']} by default (--dtype fp32 opts out)")
         if not report["devices"]:
-            print("GPU: none usable by PyTorch — ToonCrafter runs only with --device cpu (hours per clip).")
+            print("GPU: none usable by PyTorch — ToonCrafter runs only with --device cpu (about an hour per clip "
+                  "in bf16, hours in float32; see the README).")
     for dev in report["devices"]:
         print(f"GPU {dev['index']}: {dev['name']} (compute {dev['capability']}), {_gib(dev['free_bytes'])} free "
               f"of {_gib(dev['total_bytes'])}, bf16 {'yes' if dev['bf16'] else 'no'}")

@@ -138,7 +138,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g.add_argument("--frame-stride", type=int, help="frame stride conditioning (default 10)")
     g.add_argument("--memory", choices=("auto", "high", "balanced", "low"), help="GPU memory mode (default auto)")
     g.add_argument("--device", choices=("cuda", "mps", "cpu"), help="device (default cuda; mps: Apple silicon)")
-    g.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), help="weight precision on CUDA and MPS (default fp16)")
+    g.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), help="weight precision (default: fp16 on CUDA and MPS; on the CPU bf16 where it has "
+                   "AVX-512 BF16 or AMX, else fp32)")
     g.add_argument("--compile", action="store_true", default=None,
                    help="torch.compile the UNet (faster steps after a slow first one; high memory mode)")
     g.add_argument("--attention", choices=("auto", "flash", "efficient", "cudnn", "math"),

@@ -231,7 +231,10 @@ class Backends:
 
     def load_file(self, path: Path, settings: Settings, progress: ProgressCallback | None = None,
                   cancel: Any = None) -> Any:
-        key = (str(path), path.stat().st_mtime_ns, settings.device, settings.dtype)
+        from ...diffusion.run import memory
+
+        # the precision that will load (CPU: bf16 where native), so "fp16" and "bf16" there share one copy
+        key = (str(path), path.stat().st_mtime_ns, settings.device, memory.resolve_dtype(settings.device, settings.dtype))
         if self.model_key != key:
             self.model = None
             self.model = load_model_file(path, settings, progress, cancel)

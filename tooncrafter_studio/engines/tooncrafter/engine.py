@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +48,17 @@ from .settings import OPTION_NAMES, Settings, for_request, parse_settings  # noq
 log = logging.getLogger(__name__)
 
 ENGINE_VERSION = "1"
-CPU_WARNING = ("Running ToonCrafter on the CPU: a full-size generation takes hours "
-               "(about 2.5 minutes per denoising step on 2 cores).")
+
+
+def cpu_warning(dtype: str | None = None) -> str:
+    """What a CPU run costs, in the precision it will use (bf16 on CPUs with AVX-512 BF16 or AMX)."""
+    from .presets import CPU_FORWARD_CPU_SECONDS, cpu_run_dtype, format_duration
+
+    name = cpu_run_dtype(dtype)
+    step = CPU_FORWARD_CPU_SECONDS[name]  # two forwards per step over 2 cores
+    return (f"Running ToonCrafter on the CPU in {name}: a full-size generation takes "
+            f"{'about an hour or more' if name == 'bf16' else 'hours'} (about {format_duration(step)} per "
+            "denoising step on 2 cores; `doctor --selftest` measures this machine).")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -154,7 +163,7 @@ class ToonCrafterEngine(Engine):
 
     def _probe_device(self, s: Settings) -> tuple[bool, str] | None:
         if s.device == "cpu":
-            return True, CPU_WARNING
+            return True, cpu_warning(s.dtype)
         from ...diffusion.run import memory
 
         if not memory.device_available(s.device):
@@ -212,8 +221,12 @@ class ToonCrafterEngine(Engine):
         progress = progress or no_progress
         cancel = cancel or CancelToken()
         settings, sketch_options = for_request(request, self._settings)
+        if self._injected is None:  # the precision that really runs (CPU: bf16 where native), for the record
+            from ...diffusion.run import memory
+
+            settings = replace(settings, dtype=memory.resolve_dtype(settings.device, settings.dtype))
         if settings.device == "cpu":
-            log.warning(CPU_WARNING)
+            log.warning(cpu_warning(settings.dtype))
         cancel.raise_if_cancelled()
 
         times = sorted(float(t) for t in request.times)
