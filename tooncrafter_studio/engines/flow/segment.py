@@ -13,16 +13,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .regions import channel_max
+
 INK_LUMA = 85  # below this luminance (0..255) a pixel is dark: ink, or a dark region if thick
 EDGE = 24  # a colour step (max channel, 3x3) at least this large separates regions
 MIN_AREA = 6  # smaller specks are edge pixels, not regions
-
-
-def channel_max(image: np.ndarray) -> np.ndarray:
-    out = image[..., 0].copy()
-    for c in range(1, image.shape[2]):
-        cv2.max(out, image[..., c], dst=out)
-    return out
 
 
 @dataclass
